@@ -1,0 +1,45 @@
+/* Block devices: every usable namespace is a disk named "SERIAL:nNSID";
+ * its partitions (GPT or MBR, read through the driver) are named by UUID,
+ * partlabel:NAME and SERIAL:nNSID:N. A lookup gives the LBA range a
+ * client may touch, so that the layer above can check every request. */
+#ifndef NVD_BLK_DISK_H
+#define NVD_BLK_DISK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "blk/part.h"
+#include "nvme/nvme.h"
+
+struct blk_disk {
+	struct nvme_ns *ns;
+	const struct nvme_ns_info *info;
+	const char *serial;
+	struct part_table parts;
+};
+
+struct blk_registry {
+	struct blk_disk *disks;
+	unsigned ndisks;
+};
+
+/* What a device name resolves to. */
+struct blk_target {
+	struct blk_disk *disk;
+	struct nvme_ns *ns;
+	const struct part_entry *part;	/* NULL: the whole namespace */
+	uint64_t first_lba;
+	uint64_t nlba;
+	uint32_t lba_size;
+	bool readonly;
+	char name[64];			/* canonical "SN:nNSID" or "SN:nNSID:N" */
+};
+
+/* Adds the usable namespaces of `ctrl` and reads their partition tables. */
+int blk_registry_add(struct blk_registry *reg, struct nvme_ctrl *ctrl);
+void blk_registry_free(struct blk_registry *reg);
+/* Resolves a device name (see devname.h). Returns 0, -EINVAL (malformed
+ * name) or -ENODEV (no such disk or partition). */
+int blk_lookup(const struct blk_registry *reg, const char *name, struct blk_target *out);
+
+#endif

@@ -1,0 +1,639 @@
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "nvme/nvme_priv.h"
+#include "util/log.h"
+
+#define MAX_NAMESPACES 1024
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Waits until (CSTS & mask) == want, bounded by timeout_ms. A controller
+ * fatal status ends the wait early, except while shutting down, where CFS
+ * may legitimately come with the shutdown. */
+static int wait_csts(struct nvme_ctrl *c, uint32_t mask, uint32_t want, unsigned timeout_ms,
+		     bool cfs_fatal, const char *what)
+{
+	uint64_t deadline = mono_ms() + timeout_ms;
+
+	for (;;) {
+		uint32_t csts = nvme_reg_read32(c, NVME_REG_CSTS);
+
+		if (csts == 0xffffffffu) {
+			log_err(c->info.bdf, "controller gone (CSTS reads all ones) while %s", what);
+			return -ENODEV;
+		}
+		if (cfs_fatal && (csts & NVME_CSTS_CFS)) {
+			log_err(c->info.bdf, "controller fatal status while %s", what);
+			return -EIO;
+		}
+		if ((csts & mask) == want)
+			return 0;
+		if (mono_ms() >= deadline) {
+			log_err(c->info.bdf, "timed out after %u ms %s (CSTS %#x)", timeout_ms, what, csts);
+			return -ETIMEDOUT;
+		}
+		sleep_ms(1);
+	}
+}
+
+static int ctrl_disable(struct nvme_ctrl *c)
+{
+	uint32_t cc = nvme_reg_read32(c, NVME_REG_CC);
+	uint32_t csts = nvme_reg_read32(c, NVME_REG_CSTS);
+
+	/* 3.5.1: clearing EN while RDY is still 0 after setting it is undefined;
+	 * let a controller that is coming up finish first. */
+	if ((cc & NVME_CC_EN) && !(csts & NVME_CSTS_RDY))
+		(void)wait_csts(c, NVME_CSTS_RDY, NVME_CSTS_RDY, c->timeout_ms, true, "waiting for ready before reset");
+	if (cc & NVME_CC_EN)
+		nvme_reg_write32(c, NVME_REG_CC, cc & ~NVME_CC_EN);
+	return wait_csts(c, NVME_CSTS_RDY, 0, c->timeout_ms, false, "disabling the controller");
+}
+
+static int admin_identify(struct nvme_ctrl *c, uint8_t cns, uint32_t nsid, struct dma_buf *buf)
+{
+	struct nvme_sqe cmd = { .opc = NVME_ADM_IDENTIFY, .nsid = nsid };
+
+	memset(buf->va, 0, NVME_IDENTIFY_SIZE);
+	cmd.dptr.prp.prp1 = buf->iova;
+	cmd.cdw10 = cns;
+	return nvme_qpair_exec_sync(c->admin, &cmd, c->timeout_ms, NULL, NULL);
+}
+
+static int identify_ctrl(struct nvme_ctrl *c, struct dma_buf *buf)
+{
+	const struct nvme_id_ctrl *id = buf->va;
+	struct nvme_ctrl_info *ci = &c->info;
+	uint32_t mpsmin = 1u << (12 + NVME_CAP_FIELD(c->cap, MPSMIN));
+	int rc = admin_identify(c, NVME_ID_CNS_CTRL, 0, buf);
+
+	if (rc) {
+		log_err(ci->bdf, "Identify Controller failed: %s", strerror(-rc));
+		return rc;
+	}
+	nvme_trim_string(ci->serial, id->sn, sizeof(id->sn));
+	nvme_trim_string(ci->model, id->mn, sizeof(id->mn));
+	nvme_trim_string(ci->firmware, id->fr, sizeof(id->fr));
+	if (!ci->serial[0]) {
+		log_err(ci->bdf, "controller reports an empty serial number; it cannot be named");
+		return -EINVAL;
+	}
+	/* The entry sizes we use must lie within what the controller allows. */
+	if ((id->sqes & 0xf) > NVME_SQE_SIZE_LOG2 || (id->sqes >> 4) < NVME_SQE_SIZE_LOG2 ||
+	    (id->cqes & 0xf) > NVME_CQE_SIZE_LOG2 || (id->cqes >> 4) < NVME_CQE_SIZE_LOG2) {
+		log_err(ci->bdf, "unsupported queue entry sizes (SQES %#x, CQES %#x)", id->sqes, id->cqes);
+		return -ENOTSUP;
+	}
+	ci->max_xfer = NVME_MAX_XFER;
+	ci->mdts_bytes = 0;
+	if (id->mdts) {
+		/* MDTS is a power of two in units of CAP.MPSMIN. */
+		uint64_t m = id->mdts >= 32 ? UINT64_MAX : (uint64_t)mpsmin << id->mdts;
+		ci->mdts_bytes = m > UINT32_MAX ? UINT32_MAX : (uint32_t)m;
+		if (m < ci->max_xfer)
+			ci->max_xfer = (uint32_t)m;
+	}
+	ci->nn = id->nn;
+	c->shutdown_ms = id->rtd3e / 1000;
+	ci->vwc = id->vwc & NVME_VWC_PRESENT;
+	ci->dsm = id->oncs & NVME_ONCS_DSM;
+	ci->write_zeroes = id->oncs & NVME_ONCS_WRITE_ZEROES;
+	switch (id->sgls & NVME_SGLS_SUPPORT_MASK) {
+	case NVME_SGLS_SUPPORTED:
+		ci->sgl_supported = true;
+		break;
+	case NVME_SGLS_DWORD_ALIGNED:
+		ci->sgl_supported = true;
+		ci->sgl_dword = true;
+		break;
+	default:
+		break;
+	}
+	ci->sgl = ci->sgl_supported && !c->opts.nosgl;
+	return 0;
+}
+
+static int set_num_queues(struct nvme_ctrl *c, unsigned want, unsigned *got)
+{
+	struct nvme_sqe cmd = { .opc = NVME_ADM_SET_FEATURES };
+	uint32_t dw0 = 0;
+	unsigned nsq, ncq;
+	int rc;
+
+	cmd.cdw10 = NVME_FEAT_NUM_QUEUES;
+	cmd.cdw11 = (want - 1) | ((want - 1) << 16);	/* both 0-based */
+	rc = nvme_qpair_exec_sync(c->admin, &cmd, c->timeout_ms, NULL, &dw0);
+	if (rc) {
+		log_err(c->info.bdf, "Set Features (Number of Queues) failed: %s", strerror(-rc));
+		return rc;
+	}
+	nsq = (dw0 & 0xffff) + 1;
+	ncq = (dw0 >> 16) + 1;
+	*got = want;
+	if (nsq < *got)
+		*got = nsq;
+	if (ncq < *got)
+		*got = ncq;
+	return 0;
+}
+
+static int create_io_queue(struct nvme_ctrl *c, uint16_t qid, uint16_t depth, unsigned vector,
+			   unsigned list_pages, struct nvme_qpair **out)
+{
+	struct nvme_sqe cmd = { 0 };
+	struct nvme_qpair *qp;
+	int rc = nvme_qpair_create(c, qid, depth, vector, list_pages, &qp);
+
+	if (rc)
+		return rc;
+	cmd.opc = NVME_ADM_CREATE_CQ;
+	cmd.dptr.prp.prp1 = qp->cq_mem.iova;
+	cmd.cdw10 = qid | ((uint32_t)(depth - 1) << 16);
+	cmd.cdw11 = NVME_CREATE_Q_PC | NVME_CREATE_CQ_IEN | ((uint32_t)vector << NVME_CREATE_CQ_IV_SHIFT);
+	rc = nvme_qpair_exec_sync(c->admin, &cmd, c->timeout_ms, NULL, NULL);
+	if (rc) {
+		log_err(c->info.bdf, "Create I/O CQ %u failed: %s", qid, strerror(-rc));
+		nvme_qpair_destroy(qp);
+		return rc;
+	}
+	memset(&cmd, 0, sizeof(cmd));
+	cmd.opc = NVME_ADM_CREATE_SQ;
+	cmd.dptr.prp.prp1 = qp->sq_mem.iova;
+	cmd.cdw10 = qid | ((uint32_t)(depth - 1) << 16);
+	cmd.cdw11 = NVME_CREATE_Q_PC | ((uint32_t)qid << NVME_CREATE_SQ_CQID_SHIFT);
+	rc = nvme_qpair_exec_sync(c->admin, &cmd, c->timeout_ms, NULL, NULL);
+	if (rc) {
+		log_err(c->info.bdf, "Create I/O SQ %u failed: %s", qid, strerror(-rc));
+		memset(&cmd, 0, sizeof(cmd));
+		cmd.opc = NVME_ADM_DELETE_CQ;
+		cmd.cdw10 = qid;
+		nvme_qpair_exec_sync(c->admin, &cmd, c->timeout_ms, NULL, NULL);
+		nvme_qpair_destroy(qp);
+		return rc;
+	}
+	*out = qp;
+	return 0;
+}
+
+static void ns_setup(struct nvme_ctrl *c, struct nvme_ns *ns, uint32_t nsid,
+		     const struct nvme_id_ns *id)
+{
+	struct nvme_ns_info *ni = &ns->info;
+	unsigned fmt = id->flbas & NVME_NS_FLBAS_LO_MASK;
+	const struct nvme_lbaf *lbaf;
+
+	ns->ctrl = c;
+	ni->nsid = nsid;
+	snprintf(ni->name, sizeof(ni->name), "%s:n%u", c->info.serial, nsid);
+	if (id->nlbaf >= 16)
+		fmt |= ((id->flbas >> NVME_NS_FLBAS_HI_SHIFT) & NVME_NS_FLBAS_HI_MASK) << 4;
+	if (fmt > id->nlbaf || fmt >= 64) {
+		snprintf(ni->skip_reason, sizeof(ni->skip_reason), "LBA format %u not among %u formats",
+			 fmt, id->nlbaf + 1u);
+		return;
+	}
+	lbaf = &id->lbaf[fmt];
+	ni->nlba = id->nsze;
+	ni->readonly = id->nsattr & NVME_NS_NSATTR_WP;
+	ni->deallocated_reads_zero = (id->dlfeat & NVME_NS_DLFEAT_READ_MASK) == NVME_NS_DLFEAT_READ_ZEROES;
+	ni->wz_deallocate = id->dlfeat & NVME_NS_DLFEAT_WZ_DEAC;
+	if (lbaf->ms) {
+		snprintf(ni->skip_reason, sizeof(ni->skip_reason),
+			 "formatted with %u bytes of metadata per block (unsupported)", lbaf->ms);
+		return;
+	}
+	if (id->dps & NVME_NS_DPS_PIT_MASK) {
+		snprintf(ni->skip_reason, sizeof(ni->skip_reason), "protection information enabled (unsupported)");
+		return;
+	}
+	if (lbaf->lbads < 9 || lbaf->lbads > 12) {
+		snprintf(ni->skip_reason, sizeof(ni->skip_reason), "LBA size 2^%u unsupported (512..4096)",
+			 lbaf->lbads);
+		return;
+	}
+	ni->lba_size = 1u << lbaf->lbads;
+	if (!ni->nlba) {
+		snprintf(ni->skip_reason, sizeof(ni->skip_reason), "size 0");
+		return;
+	}
+	if (ni->nlba > UINT64_MAX / ni->lba_size) {
+		snprintf(ni->skip_reason, sizeof(ni->skip_reason), "size overflows");
+		return;
+	}
+	ni->usable = true;
+}
+
+/* Active namespace list (CNS 02h): 1024 NSIDs a page, each page starting
+ * after the last NSID of the one before, until a short page. Controllers
+ * older than 1.1 lack it; then every NSID up to NN is tried. */
+static int scan_namespaces(struct nvme_ctrl *c, struct dma_buf *buf, struct dma_buf *nsbuf)
+{
+	uint32_t *ids = NULL, nids = 0, cap = 0, prev = 0;
+	bool have_list = true;
+	int rc = 0;
+
+	for (;;) {
+		const uint32_t *page = buf->va;
+		unsigned i;
+
+		if (admin_identify(c, NVME_ID_CNS_NS_ACTIVE_LIST, prev, buf) != 0) {
+			have_list = false;
+			break;
+		}
+		for (i = 0; i < NVME_NS_LIST_MAX && page[i]; i++) {
+			if (page[i] <= prev || page[i] == NVME_NSID_BROADCAST) {
+				log_warn(c->info.bdf, "active namespace list out of order at %u; stopping", page[i]);
+				i = NVME_NS_LIST_MAX + 1;
+				break;
+			}
+			if (nids == cap) {
+				uint32_t *n = realloc(ids, (cap = cap ? cap * 2 : 64) * sizeof(*ids));
+				if (!n) {
+					free(ids);
+					return -ENOMEM;
+				}
+				ids = n;
+			}
+			ids[nids++] = prev = page[i];
+			if (nids >= MAX_NAMESPACES)
+				break;
+		}
+		if (i != NVME_NS_LIST_MAX || nids >= MAX_NAMESPACES)
+			break;
+	}
+	if (!have_list) {
+		uint32_t nn = c->info.nn < MAX_NAMESPACES ? c->info.nn : MAX_NAMESPACES;
+		free(ids);
+		ids = calloc(nn ? nn : 1, sizeof(*ids));
+		if (!ids)
+			return -ENOMEM;
+		for (nids = 0; nids < nn; nids++)
+			ids[nids] = nids + 1;
+	}
+	c->ns = calloc(nids ? nids : 1, sizeof(*c->ns));
+	if (!c->ns) {
+		free(ids);
+		return -ENOMEM;
+	}
+	for (uint32_t k = 0; k < nids; k++) {
+		struct nvme_ns *ns = &c->ns[c->nr_ns];
+
+		rc = admin_identify(c, NVME_ID_CNS_NS, ids[k], nsbuf);
+		if (rc) {
+			log_warn(c->info.bdf, "Identify Namespace %u failed: %s; skipped", ids[k], strerror(-rc));
+			rc = 0;
+			continue;
+		}
+		if (((struct nvme_id_ns *)nsbuf->va)->nsze == 0 && !have_list)
+			continue;	/* inactive */
+		ns_setup(c, ns, ids[k], nsbuf->va);
+		if (!ns->info.usable)
+			log_warn(ns->info.name, "skipped: %s", ns->info.skip_reason);
+		else
+			log_info(ns->info.name, "%llu blocks of %u bytes%s",
+				 (unsigned long long)ns->info.nlba, ns->info.lba_size,
+				 ns->info.readonly ? ", write protected" : "");
+		c->nr_ns++;
+	}
+	free(ids);
+	return rc;
+}
+
+static int ctrl_enable(struct nvme_ctrl *c)
+{
+	uint32_t cc, aqa;
+	struct nvme_qpair *aq;
+	int rc;
+
+	rc = nvme_qpair_create(c, 0, NVME_ADMIN_DEPTH, 0, 1, &aq);
+	if (rc)
+		return rc;
+	c->admin = aq;
+	aqa = (NVME_ADMIN_DEPTH - 1) << NVME_AQA_ASQS_SHIFT | (NVME_ADMIN_DEPTH - 1) << NVME_AQA_ACQS_SHIFT;
+	nvme_reg_write32(c, NVME_REG_AQA, aqa);
+	nvme_reg_write64(c, NVME_REG_ASQ, aq->sq_mem.iova);
+	nvme_reg_write64(c, NVME_REG_ACQ, aq->cq_mem.iova);
+
+	/* Interrupts must be on before CC.EN: QEMU's NVMe model (7.2) marks a
+	 * CQ's MSI-X vector in use only if MSI-X was enabled when the CQ was
+	 * created, and the admin CQ is created by CC.EN. */
+	rc = vfio_irq_enable(c->vdev, c->opts.irq_modes, 1 + c->opts.io_queues, &c->info.irq_mode,
+			     &c->info.nvec);
+	if (rc)
+		return rc;
+
+	cc = NVME_CC_CSS_NVM | (0u << NVME_CC_MPS_SHIFT) | (NVME_SQE_SIZE_LOG2 << NVME_CC_IOSQES_SHIFT) |
+	     (NVME_CQE_SIZE_LOG2 << NVME_CC_IOCQES_SHIFT);
+	nvme_reg_write32(c, NVME_REG_CC, cc);
+	nvme_reg_write32(c, NVME_REG_CC, cc | NVME_CC_EN);
+	return wait_csts(c, NVME_CSTS_RDY, NVME_CSTS_RDY, c->timeout_ms, true, "enabling the controller");
+}
+
+int nvme_ctrl_open(const char *bdf, const struct nvme_ctrl_opts *opts, struct nvme_ctrl **out)
+{
+	struct dma_buf idbuf = { 0 }, nsbuf = { 0 };
+	struct nvme_ctrl *c;
+	volatile void *bar;
+	unsigned want, got, depth, list_pages, per_page, entries;
+	int rc;
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->opts = *opts;
+	if (!c->opts.io_queues)
+		c->opts.io_queues = NVME_DEFAULT_IO_QUEUES;
+	if (!c->opts.io_queue_depth)
+		c->opts.io_queue_depth = NVME_DEFAULT_IO_DEPTH;
+	snprintf(c->info.bdf, sizeof(c->info.bdf), "%s", bdf);
+
+	rc = vfio_open(bdf, &c->vdev);
+	if (rc) {
+		free(c);
+		return rc;
+	}
+	rc = vfio_map_bar(c->vdev, 0, &bar, &c->bar_len);
+	if (rc)
+		goto fail;
+	c->bar = bar;
+	if (c->bar_len < NVME_REG_DBS + 8) {
+		log_err(bdf, "BAR0 too small (%zu bytes) for an NVMe controller", c->bar_len);
+		rc = -EINVAL;
+		goto fail;
+	}
+	rc = vfio_enable_bus_master(c->vdev);
+	if (rc) {
+		log_err(bdf, "cannot enable bus mastering: %s", strerror(-rc));
+		goto fail;
+	}
+	c->cap = nvme_reg_read64(c, NVME_REG_CAP);
+	if (c->cap == UINT64_MAX) {
+		log_err(bdf, "CAP reads all ones: the device does not respond");
+		rc = -ENODEV;
+		goto fail;
+	}
+	if (!(NVME_CAP_FIELD(c->cap, CSS) & NVME_CAP_CSS_NVM)) {
+		log_err(bdf, "controller does not support the NVM command set");
+		rc = -ENOTSUP;
+		goto fail;
+	}
+	if (NVME_CAP_FIELD(c->cap, MPSMIN) != 0) {
+		log_err(bdf, "controller's minimum page size %u exceeds 4096",
+			1u << (12 + NVME_CAP_FIELD(c->cap, MPSMIN)));
+		rc = -ENOTSUP;
+		goto fail;
+	}
+	c->info.page_size = 4096;
+	c->db_stride = 4u << NVME_CAP_FIELD(c->cap, DSTRD);
+	c->timeout_ms = (unsigned)NVME_CAP_FIELD(c->cap, TO) * 500;
+	if (c->timeout_ms < 500)
+		c->timeout_ms = 500;
+
+	rc = ctrl_disable(c);
+	if (rc)
+		goto fail;
+	rc = ctrl_enable(c);
+	if (rc)
+		goto fail;
+	rc = vfio_dma_alloc(c->vdev, NVME_IDENTIFY_SIZE, &idbuf);
+	if (rc)
+		goto fail;
+	rc = vfio_dma_alloc(c->vdev, NVME_IDENTIFY_SIZE, &nsbuf);
+	if (rc)
+		goto fail;
+	rc = identify_ctrl(c, &idbuf);
+	if (rc)
+		goto fail;
+
+	/* One I/O queue per vector beyond the admin one where vectors allow. */
+	want = c->opts.io_queues;
+	if (c->info.nvec > 1 && want > c->info.nvec - 1)
+		want = c->info.nvec - 1;
+	rc = set_num_queues(c, want, &got);
+	if (rc)
+		goto fail;
+	depth = c->opts.io_queue_depth;
+	if (depth > NVME_CAP_FIELD(c->cap, MQES) + 1)
+		depth = (unsigned)NVME_CAP_FIELD(c->cap, MQES) + 1;	/* MQES is 0-based */
+	if (depth > 65536)
+		depth = 65536;
+	if (depth < 2) {
+		log_err(bdf, "CAP.MQES allows no usable I/O queue");
+		rc = -ENOTSUP;
+		goto fail;
+	}
+	/* PRP list pages per command: one entry per page of the largest
+	 * transfer plus one for an unaligned start, the last slot of each
+	 * non-final page chaining to the next. */
+	per_page = c->info.page_size / 8;
+	entries = c->info.max_xfer / c->info.page_size + 1;
+	list_pages = entries - 1 <= per_page ? 1 : 1 + (entries - 1 - per_page + per_page - 2) / (per_page - 1);
+	c->io = calloc(got, sizeof(*c->io));
+	if (!c->io) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	for (unsigned i = 0; i < got; i++) {
+		unsigned vec = c->info.nvec > 1 ? 1 + i % (c->info.nvec - 1) : 0;
+		rc = create_io_queue(c, (uint16_t)(i + 1), (uint16_t)(depth == 65536 ? 65535 : depth), vec,
+				     list_pages, &c->io[i]);
+		if (rc)
+			goto fail;
+		c->nr_io++;
+	}
+	c->info.nr_io_queues = c->nr_io;
+	c->info.io_depth = depth;
+	rc = scan_namespaces(c, &idbuf, &nsbuf);
+	if (rc)
+		goto fail;
+	vfio_dma_free(c->vdev, &nsbuf);
+	vfio_dma_free(c->vdev, &idbuf);
+	log_info(bdf, "%s (%s, firmware %s): %u I/O queues of %u, %s x%u, %s, max transfer %u bytes",
+		 c->info.serial, c->info.model, c->info.firmware, c->nr_io, depth,
+		 vfio_irq_mode_name(c->info.irq_mode), c->info.nvec, c->info.sgl ? "SGL" : "PRP",
+		 c->info.max_xfer);
+	*out = c;
+	return 0;
+fail:
+	if (c->vdev) {
+		vfio_dma_free(c->vdev, &nsbuf);
+		vfio_dma_free(c->vdev, &idbuf);
+	}
+	nvme_ctrl_close(c);
+	return rc;
+}
+
+static void delete_io_queue(struct nvme_ctrl *c, struct nvme_qpair *qp)
+{
+	struct nvme_sqe cmd = { .opc = NVME_ADM_DELETE_SQ, .cdw10 = qp->qid };
+
+	if (!c->failed && nvme_qpair_exec_sync(c->admin, &cmd, c->timeout_ms, NULL, NULL) == -ETIMEDOUT)
+		c->failed = true;
+	/* Commands the SQ deletion aborted have posted their completions. */
+	nvme_qpair_process(qp);
+	memset(&cmd, 0, sizeof(cmd));
+	cmd.opc = NVME_ADM_DELETE_CQ;
+	cmd.cdw10 = qp->qid;
+	if (!c->failed && nvme_qpair_exec_sync(c->admin, &cmd, c->timeout_ms, NULL, NULL) == -ETIMEDOUT)
+		c->failed = true;
+	nvme_qpair_abort_all(qp, -ECANCELED);
+}
+
+static void ctrl_shutdown(struct nvme_ctrl *c)
+{
+	uint32_t cc = nvme_reg_read32(c, NVME_REG_CC);
+	unsigned timeout = c->timeout_ms;
+
+	if (!(cc & NVME_CC_EN))
+		return;
+	/* RTD3E is the controller's own estimate; honour the largest of it,
+	 * CAP.TO and 5 s, but never wait more than a minute. */
+	if (timeout < c->shutdown_ms)
+		timeout = c->shutdown_ms;
+	if (timeout < 5000)
+		timeout = 5000;
+	if (timeout > 60000)
+		timeout = 60000;
+	cc &= ~(NVME_CC_SHN_MASK << NVME_CC_SHN_SHIFT);
+	cc |= NVME_CC_SHN_NORMAL << NVME_CC_SHN_SHIFT;
+	nvme_reg_write32(c, NVME_REG_CC, cc);
+	if (wait_csts(c, NVME_CSTS_SHST_MASK << NVME_CSTS_SHST_SHIFT,
+		      NVME_CSTS_SHST_COMPLETE << NVME_CSTS_SHST_SHIFT, timeout, false,
+		      "shutting down") == 0)
+		log_info(c->info.bdf, "shut down cleanly");
+}
+
+void nvme_ctrl_close(struct nvme_ctrl *c)
+{
+	if (!c)
+		return;
+	if (c->bar && c->admin) {
+		for (unsigned i = c->nr_io; i-- > 0;)
+			delete_io_queue(c, c->io[i]);
+		if (!c->failed)
+			ctrl_shutdown(c);
+		nvme_qpair_abort_all(c->admin, -ECANCELED);
+	}
+	if (c->vdev)
+		vfio_irq_disable(c->vdev);
+	for (unsigned i = 0; i < c->nr_io; i++)
+		nvme_qpair_destroy(c->io[i]);
+	nvme_qpair_destroy(c->admin);
+	free(c->io);
+	free(c->ns);
+	vfio_close(c->vdev);
+	free(c);
+}
+
+const struct nvme_ctrl_info *nvme_ctrl_info(const struct nvme_ctrl *c) { return &c->info; }
+struct vfio_dev *nvme_ctrl_vfio(struct nvme_ctrl *c) { return c->vdev; }
+unsigned nvme_ctrl_ns_count(const struct nvme_ctrl *c) { return c->nr_ns; }
+struct nvme_ns *nvme_ctrl_ns(struct nvme_ctrl *c, unsigned i) { return i < c->nr_ns ? &c->ns[i] : NULL; }
+unsigned nvme_ctrl_nr_qpairs(const struct nvme_ctrl *c) { return c->nr_io; }
+struct nvme_qpair *nvme_ctrl_qpair(struct nvme_ctrl *c, unsigned i) { return i < c->nr_io ? c->io[i] : NULL; }
+const struct nvme_ns_info *nvme_ns_info(const struct nvme_ns *ns) { return &ns->info; }
+struct nvme_ctrl *nvme_ns_ctrl(struct nvme_ns *ns) { return ns->ctrl; }
+unsigned nvme_ctrl_nr_vectors(const struct nvme_ctrl *c) { return c->info.nvec; }
+
+int nvme_ctrl_vector_fd(const struct nvme_ctrl *c, unsigned vec)
+{
+	return vfio_irq_fd(c->vdev, vec);
+}
+
+void nvme_ctrl_service_vector(struct nvme_ctrl *c, unsigned vec)
+{
+	uint64_t cnt;
+	int fd = vfio_irq_fd(c->vdev, vec);
+
+	if (fd >= 0 && read(fd, &cnt, sizeof(cnt)) < 0) {
+		/* EAGAIN: spurious wake; nothing to drain */
+	}
+	if (c->admin && c->admin->vector == vec)
+		nvme_qpair_process(c->admin);
+	for (unsigned i = 0; i < c->nr_io; i++)
+		if (c->io[i]->vector == vec)
+			nvme_qpair_process(c->io[i]);
+	if (c->info.irq_mode == VFIO_IRQ_INTX)
+		vfio_irq_unmask(c->vdev);
+}
+
+/* ---- synchronous I/O for start-up ---- */
+
+struct sync_ctx {
+	bool done;
+};
+
+static void sync_done(struct nvme_req *r)
+{
+	((struct sync_ctx *)r->priv)->done = true;
+}
+
+int nvme_ns_rw_sync(struct nvme_ns *ns, bool write, uint64_t slba, uint32_t nlb, void *buf)
+{
+	struct nvme_ctrl *c = ns->ctrl;
+	struct nvme_qpair *qp = c->nr_io ? c->io[0] : NULL;
+	size_t len = (size_t)nlb * ns->info.lba_size;
+	struct sync_ctx ctx = { 0 };
+	struct dma_buf bounce;
+	struct nvme_seg seg;
+	struct nvme_req r;
+	uint64_t deadline;
+	int rc;
+
+	if (!qp || !ns->info.usable)
+		return -ENODEV;
+	rc = vfio_dma_alloc(c->vdev, len, &bounce);
+	if (rc)
+		return rc;
+	if (write)
+		memcpy(bounce.va, buf, len);
+	seg.iova = bounce.iova;
+	seg.len = (uint32_t)len;
+	memset(&r, 0, sizeof(r));
+	r.opc = write ? NVME_CMD_WRITE : NVME_CMD_READ;
+	r.ns = ns;
+	r.slba = slba;
+	r.nlb = nlb;
+	r.segs = &seg;
+	r.nseg = 1;
+	r.done = sync_done;
+	r.priv = &ctx;
+	rc = nvme_submit(qp, &r);
+	if (rc)
+		goto out;
+	deadline = mono_ms() + 10u * c->timeout_ms;
+	while (!ctx.done) {
+		if (mono_ms() >= deadline) {
+			log_err(ns->info.name, "synchronous %s of LBA %llu timed out", write ? "write" : "read",
+				(unsigned long long)slba);
+			c->failed = true;
+			nvme_qpair_abort_all(qp, -ETIMEDOUT);
+			break;
+		}
+		if (!nvme_qpair_process(qp))
+			sleep_ms(1);
+	}
+	rc = r.result;
+	if (!rc && !write)
+		memcpy(buf, bounce.va, len);
+out:
+	vfio_dma_free(c->vdev, &bounce);
+	return rc;
+}

@@ -1,0 +1,137 @@
+/* The NVMe layer: controllers, namespaces and I/O queue pairs over the
+ * platform layer. Knows nothing of virtio or clients.
+ *
+ * Single-threaded: every function of one controller is called from the
+ * thread that services its interrupt vectors. Errors are negative errno;
+ * NVMe status values are kept as data (nvme_req.status) and judged in
+ * status.c only. */
+#ifndef NVD_NVME_NVME_H
+#define NVD_NVME_NVME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nvme/prp.h"
+#include "platform/vfio.h"
+
+struct nvme_ctrl;
+struct nvme_ns;
+struct nvme_qpair;
+
+struct nvme_ctrl_opts {
+	bool nosgl;			/* --nosgl: PRPs only */
+	unsigned irq_modes;		/* VFIO_IRQ_ALLOW bits: less --nomsix/--nomsi */
+	unsigned io_queues;		/* wanted I/O queue pairs; 0: default */
+	unsigned io_queue_depth;	/* entries per I/O queue; 0: default */
+};
+
+struct nvme_ctrl_info {
+	char bdf[16];
+	char serial[21];	/* trailing spaces trimmed, inner ones kept */
+	char model[41];
+	char firmware[9];
+	uint32_t page_size;	/* memory page size in use (CC.MPS) */
+	uint32_t max_xfer;	/* bytes per command: MDTS, capped by the driver */
+	uint32_t mdts_bytes;	/* MDTS as reported; 0 = no limit */
+	bool sgl;		/* SGLs in use (supported and not --nosgl) */
+	bool sgl_supported;
+	bool sgl_dword;		/* SGLS says dword alignment is required */
+	bool vwc;		/* volatile write cache: Flush is meaningful */
+	bool dsm;		/* Dataset Management (deallocate) */
+	bool write_zeroes;
+	enum vfio_irq_mode irq_mode;
+	unsigned nvec;
+	unsigned nr_io_queues;
+	unsigned io_depth;
+	uint32_t nn;
+};
+
+struct nvme_ns_info {
+	uint32_t nsid;
+	char name[40];		/* "SERIAL:nNSID" */
+	uint64_t nlba;
+	uint32_t lba_size;
+	bool readonly;		/* write protected (NSATTR) */
+	bool usable;		/* false: skipped, see skip_reason */
+	char skip_reason[80];
+	bool deallocated_reads_zero;	/* DLFEAT read behaviour = zeroes */
+	bool wz_deallocate;		/* Write Zeroes may set DEAC */
+};
+
+/* Brings the controller at `bdf` up (7.6.1 / 3.5.1), identifies it and its
+ * namespaces, and creates the I/O queues. Logs why on failure. */
+int nvme_ctrl_open(const char *bdf, const struct nvme_ctrl_opts *opts, struct nvme_ctrl **out);
+/* Deletes the I/O queues, shuts down (CC.SHN, SHST bounded) and releases
+ * the function. Outstanding requests complete with -ECANCELED first. */
+void nvme_ctrl_close(struct nvme_ctrl *ctrl);
+
+const struct nvme_ctrl_info *nvme_ctrl_info(const struct nvme_ctrl *ctrl);
+struct vfio_dev *nvme_ctrl_vfio(struct nvme_ctrl *ctrl);
+unsigned nvme_ctrl_ns_count(const struct nvme_ctrl *ctrl);
+struct nvme_ns *nvme_ctrl_ns(struct nvme_ctrl *ctrl, unsigned i);
+unsigned nvme_ctrl_nr_qpairs(const struct nvme_ctrl *ctrl);
+struct nvme_qpair *nvme_ctrl_qpair(struct nvme_ctrl *ctrl, unsigned i);
+
+const struct nvme_ns_info *nvme_ns_info(const struct nvme_ns *ns);
+struct nvme_ctrl *nvme_ns_ctrl(struct nvme_ns *ns);
+
+/* Interrupts: each vector is an fd to poll for readability; service it
+ * when readable. */
+unsigned nvme_ctrl_nr_vectors(const struct nvme_ctrl *ctrl);
+int nvme_ctrl_vector_fd(const struct nvme_ctrl *ctrl, unsigned vec);
+void nvme_ctrl_service_vector(struct nvme_ctrl *ctrl, unsigned vec);
+
+enum {
+	NVME_REQ_FUA = 1u << 0,		/* Read/Write: force unit access */
+	NVME_REQ_DEALLOCATE = 1u << 1,	/* Write Zeroes: deallocate too */
+};
+
+/* One block request. The driver splits it into as many commands as MDTS,
+ * NLB widths and list sizes require; `done` runs once, after the last. */
+struct nvme_req {
+	/* set by the caller */
+	uint8_t opc;		/* NVME_CMD_READ/WRITE/FLUSH/WRITE_ZEROES/DSM (deallocate) */
+	uint32_t flags;
+	struct nvme_ns *ns;
+	uint64_t slba;
+	uint64_t nlb;		/* LBAs; ignored for Flush */
+	const struct nvme_seg *segs;	/* Read/Write data: nlb * lba_size bytes */
+	unsigned nseg;
+	void (*done)(struct nvme_req *req);
+	void *priv;
+	/* set by the driver before done(): 0 or negative errno, and the NVMe
+	 * status of the first command that failed (0 if none did) */
+	int result;
+	uint16_t status;
+	/* private to the driver */
+	struct nvme_req *next;
+	uint64_t next_lba;	/* first LBA not yet issued */
+	unsigned seg_idx;	/* data cursor of next_lba */
+	size_t seg_off;
+	unsigned inflight;
+};
+
+/* Queues the request. Returns 0 (done() will run) or -EINVAL for a request
+ * the driver cannot express (done() will not run): out-of-range LBAs,
+ * unsupported opcode, data that does not cover nlb blocks. */
+int nvme_submit(struct nvme_qpair *qp, struct nvme_req *req);
+/* Reaps completions without waiting; returns how many commands ended. */
+unsigned nvme_qpair_process(struct nvme_qpair *qp);
+/* Commands in flight and requests waiting for a free slot. */
+unsigned nvme_qpair_busy(const struct nvme_qpair *qp);
+
+/* Synchronous I/O for start-up work (partition tables): runs on I/O queue
+ * 0 through a bounce buffer and waits, bounded. */
+int nvme_ns_rw_sync(struct nvme_ns *ns, bool write, uint64_t slba, uint32_t nlb, void *buf);
+
+/* status.c: the one place that judges NVMe status. */
+bool nvme_status_is_retry(uint16_t status);
+int nvme_status_to_errno(uint16_t status);
+const char *nvme_status_str(uint16_t status);
+
+/* "SERIAL" from the 20 space-padded bytes of Identify: trailing spaces and
+ * NULs trimmed, inner spaces kept; non-printable bytes become '?'. */
+void nvme_trim_string(char *dst, const char *src, size_t srclen);
+
+#endif

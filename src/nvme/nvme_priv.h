@@ -1,0 +1,117 @@
+/* State shared between the NVMe layer's own files; not for other layers. */
+#ifndef NVD_NVME_PRIV_H
+#define NVD_NVME_PRIV_H
+
+#include "nvme/nvme.h"
+#include "spec/nvme_spec.h"
+
+#define NVME_MAX_RETRIES 3
+#define NVME_ADMIN_DEPTH 32
+#define NVME_DEFAULT_IO_QUEUES 2
+#define NVME_DEFAULT_IO_DEPTH 256
+/* Largest transfer per command the driver builds, whatever MDTS allows;
+ * it sizes the preallocated PRP list pages of every tracker. */
+#define NVME_MAX_XFER (4u << 20)
+
+/* A sync command's waiter: the tracker points here instead of at a req. */
+struct nvme_waiter {
+	bool done;
+	uint16_t status;
+	uint32_t dw0;
+};
+
+/* One command slot; its index is the command identifier. */
+struct nvme_tracker {
+	struct nvme_req *req;
+	struct nvme_waiter *wait;
+	struct nvme_sqe sqe;	/* kept for a retry */
+	uint8_t retries;
+	bool busy;
+	/* preallocated list memory (PRP lists, SGL segments, DSM ranges) */
+	uint64_t **list_va;
+	uint64_t *list_iova;
+};
+
+struct nvme_qpair {
+	struct nvme_ctrl *ctrl;
+	uint16_t qid;
+	uint16_t depth;		/* entries in each of the SQ and CQ */
+	unsigned vector;
+	struct dma_buf sq_mem, cq_mem, list_mem;
+	struct nvme_sqe *sq;
+	volatile struct nvme_cqe *cq;
+	volatile uint32_t *sq_db, *cq_db;
+	uint16_t sq_tail, cq_head;
+	uint8_t phase;
+	struct nvme_tracker *trk;	/* depth - 1 of them: a full SQ keeps one slot empty */
+	uint16_t *free_ids;
+	unsigned nfree;
+	unsigned list_pages;	/* per tracker */
+	uint64_t **list_va_all;
+	uint64_t *list_iova_all;
+	struct nvme_req *pend_head, *pend_tail;
+	unsigned inflight;
+	bool issuing;
+	bool dead;
+};
+
+struct nvme_ns {
+	struct nvme_ctrl *ctrl;
+	struct nvme_ns_info info;
+};
+
+struct nvme_ctrl {
+	struct vfio_dev *vdev;
+	struct nvme_ctrl_info info;
+	struct nvme_ctrl_opts opts;
+	volatile uint8_t *bar;
+	size_t bar_len;
+	uint64_t cap;
+	uint32_t db_stride;	/* bytes between doorbells */
+	unsigned timeout_ms;	/* CAP.TO */
+	unsigned shutdown_ms;	/* RTD3E */
+	struct nvme_qpair *admin;
+	struct nvme_qpair **io;
+	unsigned nr_io;
+	struct nvme_ns *ns;
+	unsigned nr_ns;
+	bool failed;
+};
+
+/* qpair.c */
+int nvme_qpair_create(struct nvme_ctrl *c, uint16_t qid, uint16_t depth, unsigned vector,
+		      unsigned list_pages, struct nvme_qpair **out);
+void nvme_qpair_destroy(struct nvme_qpair *qp);
+/* Fails every queued and in-flight request with `err` (controller gone). */
+void nvme_qpair_abort_all(struct nvme_qpair *qp, int err);
+/* Submits one prepared command (CID filled in here) and waits for it,
+ * bounded by timeout_ms. Returns 0, -ETIMEDOUT, -EBUSY, or the status
+ * as negative errno; *status and *dw0 are set when it completed. */
+int nvme_qpair_exec_sync(struct nvme_qpair *qp, struct nvme_sqe *cmd, unsigned timeout_ms,
+			 uint16_t *status, uint32_t *dw0);
+
+static inline uint32_t nvme_reg_read32(const struct nvme_ctrl *c, uint32_t off)
+{
+	return *(volatile const uint32_t *)(c->bar + off);
+}
+
+static inline uint64_t nvme_reg_read64(const struct nvme_ctrl *c, uint32_t off)
+{
+	/* Two dword reads, low first: some controllers reject 8-byte access. */
+	uint64_t lo = nvme_reg_read32(c, off);
+	uint64_t hi = nvme_reg_read32(c, off + 4);
+	return lo | (hi << 32);
+}
+
+static inline void nvme_reg_write32(struct nvme_ctrl *c, uint32_t off, uint32_t v)
+{
+	*(volatile uint32_t *)(c->bar + off) = v;
+}
+
+static inline void nvme_reg_write64(struct nvme_ctrl *c, uint32_t off, uint64_t v)
+{
+	nvme_reg_write32(c, off, (uint32_t)v);
+	nvme_reg_write32(c, off + 4, (uint32_t)(v >> 32));
+}
+
+#endif

@@ -1,0 +1,515 @@
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "nvme/nvme_priv.h"
+#include "util/log.h"
+
+int nvme_qpair_create(struct nvme_ctrl *c, uint16_t qid, uint16_t depth, unsigned vector,
+		      unsigned list_pages, struct nvme_qpair **out)
+{
+	struct vfio_dev *v = c->vdev;
+	const uint32_t ps = c->info.page_size;
+	unsigned ntrk = depth - 1u;
+	struct nvme_qpair *qp;
+	int rc = -ENOMEM;
+
+	if (depth < 2)
+		return -EINVAL;
+	qp = calloc(1, sizeof(*qp));
+	if (!qp)
+		return -ENOMEM;
+	qp->ctrl = c;
+	qp->qid = qid;
+	qp->depth = depth;
+	qp->vector = vector;
+	qp->phase = 1;
+	qp->list_pages = list_pages;
+	qp->trk = calloc(ntrk, sizeof(*qp->trk));
+	qp->free_ids = calloc(ntrk, sizeof(*qp->free_ids));
+	qp->list_va_all = calloc((size_t)ntrk * list_pages, sizeof(*qp->list_va_all));
+	qp->list_iova_all = calloc((size_t)ntrk * list_pages, sizeof(*qp->list_iova_all));
+	if (!qp->trk || !qp->free_ids || !qp->list_va_all || !qp->list_iova_all)
+		goto fail;
+	rc = vfio_dma_alloc(v, (size_t)depth * sizeof(struct nvme_sqe), &qp->sq_mem);
+	if (rc)
+		goto fail;
+	rc = vfio_dma_alloc(v, (size_t)depth * sizeof(struct nvme_cqe), &qp->cq_mem);
+	if (rc)
+		goto fail;
+	rc = vfio_dma_alloc(v, (size_t)ntrk * list_pages * ps, &qp->list_mem);
+	if (rc)
+		goto fail;
+	qp->sq = qp->sq_mem.va;
+	qp->cq = qp->cq_mem.va;
+	qp->sq_db = (volatile uint32_t *)(c->bar + NVME_REG_DBS + (2u * qid) * c->db_stride);
+	qp->cq_db = (volatile uint32_t *)(c->bar + NVME_REG_DBS + (2u * qid + 1) * c->db_stride);
+	for (unsigned i = 0; i < ntrk; i++) {
+		struct nvme_tracker *t = &qp->trk[i];
+		t->list_va = &qp->list_va_all[(size_t)i * list_pages];
+		t->list_iova = &qp->list_iova_all[(size_t)i * list_pages];
+		for (unsigned p = 0; p < list_pages; p++) {
+			size_t off = ((size_t)i * list_pages + p) * ps;
+			t->list_va[p] = (uint64_t *)((char *)qp->list_mem.va + off);
+			t->list_iova[p] = qp->list_mem.iova + off;
+		}
+		/* Hand out low CIDs first: a LIFO of descending ids. */
+		qp->free_ids[i] = (uint16_t)(ntrk - 1 - i);
+	}
+	qp->nfree = ntrk;
+	*out = qp;
+	return 0;
+fail:
+	nvme_qpair_destroy(qp);
+	return rc;
+}
+
+void nvme_qpair_destroy(struct nvme_qpair *qp)
+{
+	if (!qp)
+		return;
+	vfio_dma_free(qp->ctrl->vdev, &qp->list_mem);
+	vfio_dma_free(qp->ctrl->vdev, &qp->cq_mem);
+	vfio_dma_free(qp->ctrl->vdev, &qp->sq_mem);
+	free(qp->list_iova_all);
+	free(qp->list_va_all);
+	free(qp->free_ids);
+	free(qp->trk);
+	free(qp);
+}
+
+static struct nvme_tracker *trk_get(struct nvme_qpair *qp, uint16_t *cid)
+{
+	struct nvme_tracker *t;
+
+	if (!qp->nfree)
+		return NULL;
+	*cid = qp->free_ids[--qp->nfree];
+	t = &qp->trk[*cid];
+	t->busy = true;
+	t->retries = 0;
+	t->req = NULL;
+	t->wait = NULL;
+	return t;
+}
+
+static void trk_put(struct nvme_qpair *qp, uint16_t cid)
+{
+	qp->trk[cid].busy = false;
+	qp->trk[cid].req = NULL;
+	qp->trk[cid].wait = NULL;
+	qp->free_ids[qp->nfree++] = cid;
+}
+
+/* Copies the command into the SQ and rings the tail doorbell. The SQE
+ * must be in memory before the controller sees the new tail. */
+static void sq_push(struct nvme_qpair *qp, const struct nvme_sqe *cmd)
+{
+	qp->sq[qp->sq_tail] = *cmd;
+	if (++qp->sq_tail == qp->depth)
+		qp->sq_tail = 0;
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	*qp->sq_db = qp->sq_tail;
+}
+
+/* ---- building commands for a request ---- */
+
+static void seg_advance(struct nvme_req *r, size_t bytes)
+{
+	while (bytes && r->seg_idx < r->nseg) {
+		size_t room = r->segs[r->seg_idx].len - r->seg_off;
+		if (bytes < room) {
+			r->seg_off += bytes;
+			return;
+		}
+		bytes -= room;
+		r->seg_idx++;
+		r->seg_off = 0;
+	}
+}
+
+/* Fills `cmd` with the next command of `r` and advances the request's
+ * cursor. Returns 0 or a negative errno for a request that cannot be
+ * expressed. */
+static int build_next(struct nvme_qpair *qp, struct nvme_req *r, struct nvme_tracker *t,
+		      struct nvme_sqe *cmd)
+{
+	const struct nvme_ctrl_info *ci = &qp->ctrl->info;
+	const struct nvme_ns_info *ni = &r->ns->info;
+	const uint32_t lbs = ni->lba_size;
+	uint64_t left = r->slba + r->nlb - r->next_lba;
+	uint64_t n;
+
+	memset(cmd, 0, sizeof(*cmd));
+	cmd->opc = r->opc;
+	cmd->nsid = ni->nsid;
+	switch (r->opc) {
+	case NVME_CMD_FLUSH:
+		r->next_lba = r->slba + r->nlb;
+		return 0;
+	case NVME_CMD_WRITE_ZEROES:
+		n = left < 0x10000 ? left : 0x10000;
+		cmd->cdw10 = (uint32_t)r->next_lba;
+		cmd->cdw11 = (uint32_t)(r->next_lba >> 32);
+		cmd->cdw12 = (uint32_t)(n - 1);
+		if ((r->flags & NVME_REQ_DEALLOCATE) && ni->wz_deallocate)
+			cmd->cdw12 |= NVME_WZ_DEAC;
+		r->next_lba += n;
+		return 0;
+	case NVME_CMD_DSM: {
+		/* Ranges go into the tracker's first list page (256 fit in 4 KiB). */
+		struct nvme_dsm_range *rg = (struct nvme_dsm_range *)t->list_va[0];
+		unsigned nr = 0, max_nr = ci->page_size / sizeof(*rg);
+
+		if (max_nr > NVME_DSM_MAX_RANGES)
+			max_nr = NVME_DSM_MAX_RANGES;
+		while (left && nr < max_nr) {
+			n = left < 0xffffffffu ? left : 0xffffffffu;
+			rg[nr].cattr = 0;
+			rg[nr].nlb = (uint32_t)n;
+			rg[nr].slba = r->next_lba;
+			nr++;
+			r->next_lba += n;
+			left -= n;
+		}
+		cmd->dptr.prp.prp1 = t->list_iova[0];
+		cmd->cdw10 = nr - 1;
+		cmd->cdw11 = NVME_DSM_AD;
+		return 0;
+	}
+	case NVME_CMD_READ:
+	case NVME_CMD_WRITE: {
+		const struct nvme_seg *segs = r->segs + r->seg_idx;
+		unsigned nseg = r->nseg - r->seg_idx;
+		size_t bytes;
+		int rc = -EINVAL;
+
+		n = ci->max_xfer / lbs;
+		if (n > 0x10000)
+			n = 0x10000;
+		if (n > left)
+			n = left;
+		bytes = (size_t)n * lbs;
+		if (ci->sgl) {
+			unsigned max_desc = qp->list_pages * ci->page_size / sizeof(struct nvme_sgl_desc);
+			size_t span = nvme_sgl_span(segs, nseg, r->seg_off, bytes, max_desc);
+			size_t sbytes = span / lbs * lbs;
+
+			if (sbytes) {
+				rc = nvme_build_sgl(segs, nseg, r->seg_off, sbytes, ci->sgl_dword,
+						    (struct nvme_sgl_desc *)t->list_va[0], t->list_iova[0],
+						    ci->page_size / sizeof(struct nvme_sgl_desc),
+						    (struct nvme_sgl_desc *)cmd->dptr.sgl1);
+				if (rc == 0) {
+					cmd->flags = NVME_SQE_PSDT_SGL_MPTR_CONTIG << NVME_SQE_PSDT_SHIFT;
+					bytes = sbytes;
+				}
+			}
+		}
+		if (rc) {
+			struct nvme_list_pages lp = {
+				.va = t->list_va, .iova = t->list_iova, .npages = qp->list_pages,
+			};
+			rc = nvme_build_prp(segs, nseg, r->seg_off, bytes, ci->page_size, &lp,
+					    &cmd->dptr.prp.prp1, &cmd->dptr.prp.prp2);
+			if (rc)
+				return rc;
+		}
+		n = bytes / lbs;
+		cmd->cdw10 = (uint32_t)r->next_lba;
+		cmd->cdw11 = (uint32_t)(r->next_lba >> 32);
+		cmd->cdw12 = (uint32_t)(n - 1) | ((r->flags & NVME_REQ_FUA) ? NVME_RW_FUA : 0);
+		r->next_lba += n;
+		seg_advance(r, bytes);
+		return 0;
+	}
+	default:
+		return -EOPNOTSUPP;
+	}
+}
+
+static bool req_fully_issued(const struct nvme_req *r)
+{
+	return r->result != 0 || r->next_lba >= r->slba + r->nlb;
+}
+
+static void pend_pop(struct nvme_qpair *qp)
+{
+	qp->pend_head = qp->pend_head->next;
+	if (!qp->pend_head)
+		qp->pend_tail = NULL;
+}
+
+static void req_maybe_done(struct nvme_req *r)
+{
+	if (r->inflight == 0 && req_fully_issued(r))
+		r->done(r);
+}
+
+/* Issues commands for queued requests while trackers are free. */
+static void qpair_issue(struct nvme_qpair *qp)
+{
+	/* done() may submit again; the outer call picks that up. */
+	if (qp->issuing)
+		return;
+	qp->issuing = true;
+	while (qp->pend_head && qp->nfree) {
+		struct nvme_req *r = qp->pend_head;
+		struct nvme_tracker *t;
+		uint16_t cid;
+		int rc;
+
+		if (req_fully_issued(r)) {
+			pend_pop(qp);
+			req_maybe_done(r);
+			continue;
+		}
+		t = trk_get(qp, &cid);
+		rc = build_next(qp, r, t, &t->sqe);
+		if (rc) {
+			trk_put(qp, cid);
+			log_debug(r->ns->info.name, "cannot build command at LBA %llu: %s",
+				  (unsigned long long)r->next_lba, strerror(-rc));
+			r->result = rc;
+			pend_pop(qp);
+			req_maybe_done(r);
+			continue;
+		}
+		t->req = r;
+		t->sqe.cid = cid;
+		r->inflight++;
+		qp->inflight++;
+		if (req_fully_issued(r))
+			pend_pop(qp);
+		sq_push(qp, &t->sqe);
+	}
+	qp->issuing = false;
+}
+
+int nvme_submit(struct nvme_qpair *qp, struct nvme_req *r)
+{
+	const struct nvme_ns_info *ni;
+	uint64_t bytes = 0, need;
+
+	if (!r || !r->ns || !r->done)
+		return -EINVAL;
+	ni = &r->ns->info;
+	switch (r->opc) {
+	case NVME_CMD_FLUSH:
+		r->nlb = 0;
+		r->slba = 0;
+		break;
+	case NVME_CMD_READ:
+	case NVME_CMD_WRITE:
+		if (r->nlb > UINT64_MAX / ni->lba_size)
+			return -EINVAL;
+		need = r->nlb * ni->lba_size;
+		for (unsigned i = 0; i < r->nseg && bytes < need; i++)
+			bytes += r->segs[i].len;
+		if (bytes < need)
+			return -EINVAL;
+		/* fall through */
+	case NVME_CMD_WRITE_ZEROES:
+	case NVME_CMD_DSM:
+		if (!r->nlb || r->slba > ni->nlba || r->nlb > ni->nlba - r->slba)
+			return -EINVAL;
+		break;
+	default:
+		return -EOPNOTSUPP;
+	}
+	if (qp->dead)
+		return -ENODEV;
+	r->result = 0;
+	r->status = 0;
+	r->next = NULL;
+	r->next_lba = r->slba;
+	r->seg_idx = 0;
+	r->seg_off = 0;
+	r->inflight = 0;
+	/* Flush covers nothing, so mark it by one pseudo-LBA to issue. */
+	if (r->opc == NVME_CMD_FLUSH)
+		r->nlb = 1;
+	if (qp->pend_tail)
+		qp->pend_tail->next = r;
+	else
+		qp->pend_head = r;
+	qp->pend_tail = r;
+	qpair_issue(qp);
+	return 0;
+}
+
+/* ---- completions ---- */
+
+static void complete_one(struct nvme_qpair *qp, const struct nvme_cqe *cqe)
+{
+	uint16_t status = (uint16_t)(cqe->status >> 1);
+	uint16_t cid = cqe->cid;
+	struct nvme_tracker *t;
+	struct nvme_req *r;
+
+	/* The controller is a peer too: a CID we did not hand out is dropped. */
+	if (cid >= qp->depth - 1u || !qp->trk[cid].busy) {
+		log_warn(qp->ctrl->info.bdf, "queue %u: completion for unknown command id %u ignored",
+			 qp->qid, cid);
+		return;
+	}
+	t = &qp->trk[cid];
+	if ((status & 0x7ff) && nvme_status_is_retry(status) && t->retries < NVME_MAX_RETRIES) {
+		t->retries++;
+		log_debug(qp->ctrl->info.bdf, "queue %u cid %u: %s, retry %u", qp->qid, cid,
+			  nvme_status_str(status), t->retries);
+		sq_push(qp, &t->sqe);
+		return;
+	}
+	if (t->wait) {
+		t->wait->done = true;
+		t->wait->status = status & 0x7ff;
+		t->wait->dw0 = cqe->dw0;
+		trk_put(qp, cid);
+		qp->inflight--;
+		return;
+	}
+	r = t->req;
+	trk_put(qp, cid);
+	qp->inflight--;
+	if (!r) /* a sync command that timed out earlier */
+		return;
+	r->inflight--;
+	if ((status & 0x7ff) && r->result == 0) {
+		r->status = status & 0x7ff;
+		r->result = nvme_status_to_errno(status);
+		log_debug(r->ns->info.name, "command %#x failed: %s (status %#x)", t->sqe.opc,
+			  nvme_status_str(status), status);
+	}
+	req_maybe_done(r);
+}
+
+unsigned nvme_qpair_process(struct nvme_qpair *qp)
+{
+	unsigned n = 0;
+
+	for (;;) {
+		volatile struct nvme_cqe *e = &qp->cq[qp->cq_head];
+		struct nvme_cqe cqe;
+
+		if ((e->status & NVME_CQE_PHASE) != qp->phase)
+			break;
+		/* Read the entry only after its phase bit says it is new. */
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		cqe = *(struct nvme_cqe *)e;
+		if (++qp->cq_head == qp->depth) {
+			qp->cq_head = 0;
+			qp->phase ^= 1;
+		}
+		complete_one(qp, &cqe);
+		n++;
+	}
+	if (n) {
+		*qp->cq_db = qp->cq_head;
+		qpair_issue(qp);
+	}
+	return n;
+}
+
+unsigned nvme_qpair_busy(const struct nvme_qpair *qp)
+{
+	unsigned n = qp->inflight;
+
+	for (const struct nvme_req *r = qp->pend_head; r; r = r->next)
+		n++;
+	return n;
+}
+
+void nvme_qpair_abort_all(struct nvme_qpair *qp, int err)
+{
+	qp->dead = true;
+	while (qp->pend_head) {
+		struct nvme_req *r = qp->pend_head;
+		pend_pop(qp);
+		if (!r->result)
+			r->result = err;
+		r->next_lba = r->slba + r->nlb;
+		req_maybe_done(r);
+	}
+	for (unsigned cid = 0; cid + 1u < qp->depth; cid++) {
+		struct nvme_tracker *t = &qp->trk[cid];
+		struct nvme_req *r;
+
+		if (!t->busy)
+			continue;
+		if (t->wait) {
+			t->wait->done = true;
+			t->wait->status = NVME_STATUS(NVME_SCT_GENERIC, NVME_SC_ABORT_SQ_DELETED);
+			trk_put(qp, (uint16_t)cid);
+			qp->inflight--;
+			continue;
+		}
+		r = t->req;
+		trk_put(qp, (uint16_t)cid);
+		qp->inflight--;
+		if (!r)
+			continue;
+		r->inflight--;
+		if (!r->result)
+			r->result = err;
+		req_maybe_done(r);
+	}
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int nvme_qpair_exec_sync(struct nvme_qpair *qp, struct nvme_sqe *cmd, unsigned timeout_ms,
+			 uint16_t *status, uint32_t *dw0)
+{
+	struct nvme_waiter w = { 0 };
+	struct nvme_tracker *t;
+	uint64_t deadline = now_ms() + timeout_ms;
+	uint16_t cid;
+	int fd;
+
+	if (qp->dead)
+		return -ENODEV;
+	t = trk_get(qp, &cid);
+	if (!t)
+		return -EBUSY;
+	t->wait = &w;
+	cmd->cid = cid;
+	t->sqe = *cmd;
+	qp->inflight++;
+	sq_push(qp, &t->sqe);
+
+	fd = nvme_ctrl_vector_fd(qp->ctrl, qp->vector);
+	while (!w.done) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		uint64_t now = now_ms();
+
+		if (now >= deadline) {
+			/* The tracker stays busy: the controller may still
+			 * write; the caller treats the controller as failed. */
+			t->wait = NULL;
+			log_err(qp->ctrl->info.bdf, "queue %u: command %#x timed out after %u ms",
+				qp->qid, cmd->opc, timeout_ms);
+			return -ETIMEDOUT;
+		}
+		/* Wake at least every 100 ms and look at the CQ anyway, so a lost
+		 * interrupt costs time, not the command. */
+		if (fd >= 0 && poll(&pfd, 1, (int)(deadline - now < 100 ? deadline - now : 100)) > 0)
+			nvme_ctrl_service_vector(qp->ctrl, qp->vector);
+		else
+			nvme_qpair_process(qp);
+	}
+	if (status)
+		*status = w.status;
+	if (dw0)
+		*dw0 = w.dw0;
+	return nvme_status_to_errno(w.status);
+}

@@ -1,0 +1,145 @@
+#include "util/evloop.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#define MAX_WATCH 1024
+
+struct watch {
+	int fd;
+	evloop_cb cb;
+	void *arg;
+	bool used;
+};
+
+struct evloop {
+	int epfd;
+	int sigfd;
+	evloop_cb sig_cb;
+	void *sig_arg;
+	bool stop;
+	struct watch w[MAX_WATCH];
+};
+
+int evloop_new(struct evloop **out)
+{
+	struct evloop *l = calloc(1, sizeof(*l));
+
+	if (!l)
+		return -ENOMEM;
+	l->sigfd = -1;
+	l->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (l->epfd < 0) {
+		int rc = -errno;
+		free(l);
+		return rc;
+	}
+	*out = l;
+	return 0;
+}
+
+void evloop_free(struct evloop *l)
+{
+	if (!l)
+		return;
+	if (l->sigfd >= 0)
+		close(l->sigfd);
+	close(l->epfd);
+	free(l);
+}
+
+int evloop_add(struct evloop *l, int fd, uint32_t events, evloop_cb cb, void *arg)
+{
+	struct epoll_event ev = { .events = events };
+
+	for (unsigned i = 0; i < MAX_WATCH; i++) {
+		if (l->w[i].used)
+			continue;
+		ev.data.u32 = i;
+		if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
+			return -errno;
+		l->w[i] = (struct watch){ .fd = fd, .cb = cb, .arg = arg, .used = true };
+		return 0;
+	}
+	return -ENOSPC;
+}
+
+int evloop_del(struct evloop *l, int fd)
+{
+	for (unsigned i = 0; i < MAX_WATCH; i++) {
+		if (l->w[i].used && l->w[i].fd == fd) {
+			epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL);
+			l->w[i].used = false;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+static void on_signal(void *arg, uint32_t events)
+{
+	struct evloop *l = arg;
+	struct signalfd_siginfo si;
+
+	(void)events;
+	while (read(l->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+		l->sig_cb(l->sig_arg, si.ssi_signo);
+}
+
+int evloop_catch_signals(struct evloop *l, evloop_cb cb, void *arg)
+{
+	sigset_t set;
+	int rc;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) != 0)
+		return -errno;
+	l->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (l->sigfd < 0)
+		return -errno;
+	l->sig_cb = cb;
+	l->sig_arg = arg;
+	rc = evloop_add(l, l->sigfd, EPOLLIN, on_signal, l);
+	return rc;
+}
+
+int evloop_once(struct evloop *l, int timeout_ms)
+{
+	struct epoll_event ev[64];
+	int n = epoll_wait(l->epfd, ev, 64, timeout_ms);
+
+	if (n < 0)
+		return errno == EINTR ? 0 : -errno;
+	for (int i = 0; i < n; i++) {
+		struct watch *w = &l->w[ev[i].data.u32];
+		if (w->used)
+			w->cb(w->arg, ev[i].events);
+	}
+	return n;
+}
+
+int evloop_run(struct evloop *l)
+{
+	while (!l->stop) {
+		int rc = evloop_once(l, -1);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+void evloop_stop(struct evloop *l)
+{
+	l->stop = true;
+}
+
+bool evloop_stopped(const struct evloop *l)
+{
+	return l->stop;
+}

@@ -1,0 +1,517 @@
+/* nvme-drv-perf: drives one disk or partition through the driver itself
+ * (no clients, no copies): IOPS, bandwidth, latency percentiles, and a
+ * write-then-read-back verify of a seeded pattern. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <time.h>
+
+#include "blk/host.h"
+#include "util/evloop.h"
+#include "util/log.h"
+#include "util/parse.h"
+
+enum rw_mode { RW_READ, RW_WRITE, RW_RANDREAD, RW_RANDWRITE, RW_VERIFY };
+static const char *const rw_names[] = { "read", "write", "randread", "randwrite", "verify" };
+
+struct perf;
+
+struct io {
+	struct nvme_req req;
+	struct perf *p;
+	uint8_t *buf;
+	struct nvme_seg *segs;
+	uint64_t start_ns;
+	uint64_t lba;		/* target-relative */
+	bool write;
+};
+
+struct perf {
+	struct blk_target tgt;
+	struct nvme_qpair **qps;
+	unsigned nqps, next_qp;
+	enum rw_mode mode;
+	uint32_t bs, nlb;	/* bytes and LBAs per I/O */
+	unsigned qd;
+	uint64_t seed;
+	double time_s;
+	uint64_t count;		/* I/Os to issue (0: by time) */
+	uint64_t blocks;	/* I/O-sized slots in the target */
+	/* run state */
+	bool verify_write;	/* verify phase: writing (true) or reading */
+	uint64_t issued, completed, errors, mismatches;
+	uint64_t seq;		/* next sequential slot */
+	uint64_t deadline_ns;
+	bool stop;
+	uint64_t rng;
+	uint64_t *lat;
+	size_t nlat, caplat;
+	struct evloop *loop;
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t splitmix64(uint64_t *x)
+{
+	uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+/* The verify pattern of one LBA: its absolute LBA in the first word (so a
+ * misplaced write names where it belongs), seeded noise after that. */
+static void pattern_fill(uint64_t *w, uint64_t abs_lba, uint32_t lba_size, uint64_t seed)
+{
+	uint64_t x = seed ^ (abs_lba * 0x9e3779b97f4a7c15ull);
+
+	w[0] = abs_lba;
+	for (uint32_t i = 1; i < lba_size / 8; i++)
+		w[i] = splitmix64(&x);
+}
+
+static int pattern_check(struct perf *p, const uint8_t *buf, uint64_t lba, uint32_t nlb)
+{
+	uint64_t *expect = malloc(p->tgt.lba_size);
+	int bad = 0;
+
+	if (!expect)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < nlb && bad < 5; i++) {
+		uint64_t abs_lba = p->tgt.first_lba + lba + i;
+		const uint64_t *got = (const uint64_t *)(buf + (size_t)i * p->tgt.lba_size);
+
+		pattern_fill(expect, abs_lba, p->tgt.lba_size, p->seed);
+		if (memcmp(got, expect, p->tgt.lba_size) != 0) {
+			fprintf(stderr, "nvme-drv-perf: MISMATCH at LBA %" PRIu64 " (target block %" PRIu64
+				"): first word %#" PRIx64 ", expected %#" PRIx64 "\n",
+				abs_lba, lba + i, got[0], expect[0]);
+			bad++;
+		}
+	}
+	free(expect);
+	return bad;
+}
+
+static void io_start(struct perf *p, struct io *io);
+
+static void io_done(struct nvme_req *r)
+{
+	struct io *io = r->priv;
+	struct perf *p = io->p;
+	uint64_t lat = now_ns() - io->start_ns;
+
+	p->completed++;
+	if (r->result) {
+		p->errors++;
+		fprintf(stderr, "nvme-drv-perf: %s of block %" PRIu64 " failed: %s (NVMe status %#x: %s)\n",
+			io->write ? "write" : "read", io->lba, strerror(-r->result), r->status,
+			nvme_status_str(r->status));
+	} else if (p->mode == RW_VERIFY && !io->write) {
+		int bad = pattern_check(p, io->buf, io->lba, p->nlb);
+		if (bad)
+			p->mismatches += (uint64_t)bad;
+	}
+	if (p->nlat == p->caplat) {
+		size_t cap = p->caplat ? p->caplat * 2 : 65536;
+		uint64_t *n = realloc(p->lat, cap * sizeof(*n));
+		if (n) {
+			p->lat = n;
+			p->caplat = cap;
+		}
+	}
+	if (p->nlat < p->caplat)
+		p->lat[p->nlat++] = lat;
+	io_start(p, io);
+}
+
+static bool more_to_issue(struct perf *p)
+{
+	if (p->stop || p->errors)
+		return false;
+	if (p->mode == RW_VERIFY || p->mode == RW_READ || p->mode == RW_WRITE) {
+		if (p->count)
+			return p->issued < p->count;
+		if (p->mode == RW_VERIFY)
+			return p->seq < p->blocks;
+	} else if (p->count) {
+		return p->issued < p->count;
+	}
+	return now_ns() < p->deadline_ns;
+}
+
+static void io_start(struct perf *p, struct io *io)
+{
+	uint64_t slot;
+	int rc;
+
+	if (!more_to_issue(p))
+		return;
+	switch (p->mode) {
+	case RW_RANDREAD:
+	case RW_RANDWRITE:
+		slot = splitmix64(&p->rng) % p->blocks;
+		break;
+	default:
+		slot = p->seq++ % p->blocks;
+		break;
+	}
+	io->lba = slot * p->nlb;
+	io->write = p->mode == RW_WRITE || p->mode == RW_RANDWRITE ||
+		    (p->mode == RW_VERIFY && p->verify_write);
+	if (io->write) {
+		for (uint32_t i = 0; i < p->nlb; i++)
+			pattern_fill((uint64_t *)(io->buf + (size_t)i * p->tgt.lba_size),
+				     p->tgt.first_lba + io->lba + i, p->tgt.lba_size, p->seed);
+	} else if (p->mode == RW_VERIFY) {
+		memset(io->buf, 0xa5, p->bs);	/* stale data must not pass */
+	}
+	memset(&io->req, 0, sizeof(io->req));
+	io->req.opc = io->write ? NVME_CMD_WRITE : NVME_CMD_READ;
+	io->req.ns = p->tgt.ns;
+	io->req.slba = p->tgt.first_lba + io->lba;
+	io->req.nlb = p->nlb;
+	io->req.segs = io->segs;
+	io->req.nseg = (p->bs + 4095) / 4096;
+	io->req.done = io_done;
+	io->req.priv = io;
+	io->start_ns = now_ns();
+	p->issued++;
+	rc = nvme_submit(p->qps[p->next_qp++ % p->nqps], &io->req);
+	if (rc) {
+		p->errors++;
+		fprintf(stderr, "nvme-drv-perf: cannot submit block %" PRIu64 ": %s\n", io->lba,
+			strerror(-rc));
+	}
+}
+
+struct vec_watch {
+	struct nvme_ctrl *ctrl;
+	unsigned vec;
+};
+
+static void on_vector(void *arg, uint32_t events)
+{
+	struct vec_watch *w = arg;
+
+	(void)events;
+	nvme_ctrl_service_vector(w->ctrl, w->vec);
+}
+
+static void on_signal(void *arg, uint32_t signo)
+{
+	struct perf *p = arg;
+
+	(void)signo;
+	p->stop = true;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static double pct(const uint64_t *v, size_t n, double q)
+{
+	size_t i = (size_t)(q * (double)(n - 1) + 0.5);
+	return (double)v[i < n ? i : n - 1] / 1000.0;
+}
+
+static void report(struct perf *p, const char *phase, uint64_t t0, uint64_t t1)
+{
+	double secs = (double)(t1 - t0) / 1e9;
+	double sum = 0;
+
+	if (secs <= 0)
+		secs = 1e-9;
+	printf("%s: ios=%" PRIu64 " time=%.2fs iops=%.0f bw=%.2fMiB/s", phase, p->completed, secs,
+	       (double)p->completed / secs, (double)p->completed * p->bs / secs / 1048576.0);
+	if (p->nlat) {
+		qsort(p->lat, p->nlat, sizeof(*p->lat), cmp_u64);
+		for (size_t i = 0; i < p->nlat; i++)
+			sum += (double)p->lat[i];
+		printf(" lat_us: min=%.1f avg=%.1f p50=%.1f p90=%.1f p99=%.1f p99.9=%.1f max=%.1f",
+		       (double)p->lat[0] / 1000.0, sum / (double)p->nlat / 1000.0,
+		       pct(p->lat, p->nlat, 0.5), pct(p->lat, p->nlat, 0.9), pct(p->lat, p->nlat, 0.99),
+		       pct(p->lat, p->nlat, 0.999), (double)p->lat[p->nlat - 1] / 1000.0);
+	}
+	printf("\n");
+	fflush(stdout);
+}
+
+static int run_phase(struct perf *p, struct io *ios, const char *phase)
+{
+	uint64_t t0;
+
+	p->issued = p->completed = 0;
+	p->seq = 0;
+	p->nlat = 0;
+	t0 = now_ns();
+	p->deadline_ns = t0 + (uint64_t)(p->time_s * 1e9);
+	for (unsigned i = 0; i < p->qd; i++)
+		io_start(p, &ios[i]);
+	while (p->completed < p->issued) {
+		int rc = evloop_once(p->loop, 1000);
+		if (rc < 0)
+			return rc;
+	}
+	report(p, phase, t0, now_ns());
+	return 0;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: nvme-drv-perf --device DEV [OPTIONS]\n"
+		"Drives a disk or partition through nvme-drv's own driver and reports\n"
+		"IOPS, bandwidth and latency percentiles.\n"
+		"\n"
+		"  --device DEV       SERIAL:nNSID, SERIAL:nNSID:N, a partition UUID,\n"
+		"                     partuuid:UUID or partlabel:NAME\n"
+		"  --rw MODE          read, write, randread, randwrite or verify (default randread);\n"
+		"                     verify writes a seeded pattern across the whole target (or\n"
+		"                     --count blocks), reads it back and fails on any mismatch\n"
+		"  --bs SIZE          bytes per I/O, a multiple of the LBA size (default 4k)\n"
+		"  --qd N             I/Os in flight (1-4096, default 1)\n"
+		"  --time SECONDS     run time for read/write modes (default 10)\n"
+		"  --count N          number of I/Os instead of a time\n"
+		"  --seed N           pattern and random seed (default 1)\n"
+		"  --queues N         I/O queues to spread the I/Os over (default 1)\n"
+		HOST_OPTIONS_HELP
+		"  -v, -q             more output / no output but errors... see nvme-drv --help\n"
+		"  -h, --help         this text\n"
+		"\n"
+		"Exit status: 0 on success, 1 on a usage error or any I/O error or mismatch.\n");
+}
+
+int main(int argc, char **argv)
+{
+	enum { OPT_DEVICE = 0x200, OPT_RW, OPT_BS, OPT_QD, OPT_TIME, OPT_COUNT, OPT_SEED, OPT_QUEUES };
+	static const struct option longopts[] = {
+		{ "device", required_argument, NULL, OPT_DEVICE },
+		{ "rw", required_argument, NULL, OPT_RW },
+		{ "bs", required_argument, NULL, OPT_BS },
+		{ "qd", required_argument, NULL, OPT_QD },
+		{ "time", required_argument, NULL, OPT_TIME },
+		{ "count", required_argument, NULL, OPT_COUNT },
+		{ "seed", required_argument, NULL, OPT_SEED },
+		{ "queues", required_argument, NULL, OPT_QUEUES },
+		{ "help", no_argument, NULL, 'h' },
+		HOST_LONG_OPTIONS,
+		{ NULL, 0, NULL, 0 },
+	};
+	struct perf p = { .mode = RW_RANDREAD, .bs = 4096, .qd = 1, .seed = 1, .time_s = 10 };
+	const char *device = NULL;
+	unsigned want_queues = 1;
+	struct vec_watch watches[65];
+	struct host_opts opts;
+	struct host host;
+	struct dma_buf mem = { 0 };
+	struct io *ios = NULL;
+	struct nvme_ctrl *ctrl;
+	int verbose = 0, quiet = 0, opt, rc, ret = 1;
+	uint64_t v;
+
+	log_set_prog(argv[0]);
+	host_opts_init(&opts);
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, ":vqh", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'v': verbose++; break;
+		case 'q': quiet = 1; break;
+		case 'h': usage(stdout); return 0;
+		case OPT_DEVICE: device = optarg; break;
+		case OPT_RW:
+			for (v = 0; v < 5 && strcmp(optarg, rw_names[v]) != 0; v++)
+				;
+			if (v == 5) {
+				log_err(NULL, "--rw: '%s' is not read, write, randread, randwrite or verify", optarg);
+				return 1;
+			}
+			p.mode = (enum rw_mode)v;
+			break;
+		case OPT_BS:
+			if (parse_size(optarg, 512, 4u << 20, &v) || (v & 511)) {
+				log_err(NULL, "--bs: '%s' is not a multiple of 512 from 512 to 4M", optarg);
+				return 1;
+			}
+			p.bs = (uint32_t)v;
+			break;
+		case OPT_QD:
+			if (parse_u64(optarg, 1, 4096, &v)) {
+				log_err(NULL, "--qd: '%s' is not a number from 1 to 4096", optarg);
+				return 1;
+			}
+			p.qd = (unsigned)v;
+			break;
+		case OPT_TIME:
+			if (parse_u64(optarg, 1, 86400, &v)) {
+				log_err(NULL, "--time: '%s' is not a number of seconds from 1 to 86400", optarg);
+				return 1;
+			}
+			p.time_s = (double)v;
+			break;
+		case OPT_COUNT:
+			if (parse_u64(optarg, 1, UINT64_MAX / 2, &v)) {
+				log_err(NULL, "--count: '%s' is not a positive number", optarg);
+				return 1;
+			}
+			p.count = v;
+			break;
+		case OPT_SEED:
+			if (parse_u64(optarg, 0, UINT64_MAX, &v)) {
+				log_err(NULL, "--seed: '%s' is not a number", optarg);
+				return 1;
+			}
+			p.seed = v;
+			break;
+		case OPT_QUEUES:
+			if (parse_u64(optarg, 1, 64, &v)) {
+				log_err(NULL, "--queues: '%s' is not a number from 1 to 64", optarg);
+				return 1;
+			}
+			want_queues = (unsigned)v;
+			break;
+		case ':':
+			log_err(NULL, "option '%s' needs an argument (see --help)", argv[optind - 1]);
+			return 1;
+		case '?':
+			log_err(NULL, "unknown option '%s' (see --help)", argv[optind - 1]);
+			return 1;
+		default:
+			if (host_opts_parse(&opts, opt, optarg) <= 0)
+				return 1;
+		}
+	}
+	if (optind < argc) {
+		log_err(NULL, "unexpected argument '%s' (see --help)", argv[optind]);
+		return 1;
+	}
+	if (!device) {
+		log_err(NULL, "--device is required (see --help)");
+		return 1;
+	}
+	if (verbose > 3)
+		verbose = 3;
+	log_set_level(quiet ? LOG_QUIET : LOG_WARN + verbose);
+	if (!opts.ctrl.io_queues && want_queues > 2)
+		opts.ctrl.io_queues = want_queues;
+
+	if (host_open(&opts, &host))
+		return 1;
+	rc = blk_lookup(&host.reg, device, &p.tgt);
+	if (rc == -EINVAL) {
+		log_err(NULL, "--device: '%s' is not a device name (SERIAL:nNSID, SERIAL:nNSID:N, "
+			"UUID, partuuid:UUID or partlabel:NAME)", device);
+		goto out;
+	}
+	if (rc) {
+		log_err(NULL, "--device: no disk or partition '%s' (nvme-drv --list shows them)", device);
+		goto out;
+	}
+	if (p.bs % p.tgt.lba_size) {
+		log_err(p.tgt.name, "--bs %u is not a multiple of the LBA size %u", p.bs, p.tgt.lba_size);
+		goto out;
+	}
+	if ((p.mode == RW_WRITE || p.mode == RW_RANDWRITE || p.mode == RW_VERIFY) && p.tgt.readonly) {
+		log_err(p.tgt.name, "is read-only; --rw %s would write", rw_names[p.mode]);
+		goto out;
+	}
+	p.nlb = p.bs / p.tgt.lba_size;
+	p.blocks = p.tgt.nlba / p.nlb;
+	if (!p.blocks) {
+		log_err(p.tgt.name, "smaller than one I/O of %u bytes", p.bs);
+		goto out;
+	}
+	if (p.mode == RW_VERIFY && p.count && p.count < p.blocks)
+		p.blocks = p.count;
+	ctrl = nvme_ns_ctrl(p.tgt.ns);
+	p.nqps = nvme_ctrl_nr_qpairs(ctrl) < want_queues ? nvme_ctrl_nr_qpairs(ctrl) : want_queues;
+	p.qps = calloc(p.nqps, sizeof(*p.qps));
+	ios = calloc(p.qd, sizeof(*ios));
+	if (!p.qps || !ios)
+		goto out;
+	for (unsigned i = 0; i < p.nqps; i++)
+		p.qps[i] = nvme_ctrl_qpair(ctrl, i);
+	/* Buffers are page-aligned and described page by page, so that PRP
+	 * lists and multi-descriptor SGLs are both exercised. */
+	{
+		size_t per = ((size_t)p.bs + 4095) & ~(size_t)4095;
+		unsigned nseg = (unsigned)(per / 4096);
+
+		if (vfio_dma_alloc(nvme_ctrl_vfio(ctrl), per * p.qd, &mem))
+			goto out;
+		for (unsigned i = 0; i < p.qd; i++) {
+			ios[i].p = &p;
+			ios[i].buf = (uint8_t *)mem.va + per * i;
+			ios[i].segs = calloc(nseg, sizeof(struct nvme_seg));
+			if (!ios[i].segs)
+				goto out;
+			for (unsigned s = 0; s < nseg; s++) {
+				uint32_t left = p.bs - s * 4096u;
+				ios[i].segs[s].iova = mem.iova + per * i + (uint64_t)s * 4096;
+				ios[i].segs[s].len = left < 4096 ? left : 4096;
+			}
+		}
+	}
+	if (evloop_new(&p.loop) || evloop_catch_signals(p.loop, on_signal, &p))
+		goto out;
+	for (unsigned vv = 0; vv < nvme_ctrl_nr_vectors(ctrl) && vv < 65; vv++) {
+		watches[vv] = (struct vec_watch){ ctrl, vv };
+		if (evloop_add(p.loop, nvme_ctrl_vector_fd(ctrl, vv), EPOLLIN, on_vector, &watches[vv]))
+			goto out;
+	}
+	p.rng = p.seed;
+	printf("nvme-drv-perf: %s (%s) rw=%s bs=%u qd=%u queues=%u lba=%u first-lba=%" PRIu64
+	       " blocks=%" PRIu64 " %s %s\n",
+	       device, p.tgt.name, rw_names[p.mode], p.bs, p.qd, p.nqps, p.tgt.lba_size,
+	       p.tgt.first_lba, p.tgt.nlba, nvme_ctrl_info(ctrl)->sgl ? "SGL" : "PRP",
+	       vfio_irq_mode_name(nvme_ctrl_info(ctrl)->irq_mode));
+	fflush(stdout);
+	if (p.mode == RW_VERIFY) {
+		p.verify_write = true;
+		if (run_phase(&p, ios, "write") || p.errors)
+			goto out;
+		p.verify_write = false;
+		if (run_phase(&p, ios, "read") || p.errors)
+			goto out;
+		if (p.mismatches) {
+			fprintf(stderr, "nvme-drv-perf: VERIFY FAILED: %" PRIu64 " mismatching blocks\n",
+				p.mismatches);
+			goto out;
+		}
+		if (p.stop)
+			goto out;
+		printf("verify: OK, %" PRIu64 " blocks of %u bytes\n", p.blocks, p.bs);
+	} else {
+		if (run_phase(&p, ios, rw_names[p.mode]) || p.errors)
+			goto out;
+	}
+	ret = 0;
+out:
+	if (ret && p.errors)
+		fprintf(stderr, "nvme-drv-perf: %" PRIu64 " I/O errors\n", p.errors);
+	evloop_free(p.loop);
+	if (ios)
+		for (unsigned i = 0; i < p.qd; i++)
+			free(ios[i].segs);
+	free(ios);
+	free(p.qps);
+	free(p.lat);
+	if (mem.va)
+		vfio_dma_free(nvme_ctrl_vfio(nvme_ns_ctrl(p.tgt.ns)), &mem);
+	host_close(&host);
+	return ret;
+}
