@@ -13,7 +13,7 @@
 struct part_reader {
 	int (*read)(void *ctx, uint64_t lba, uint32_t nlb, void *buf);
 	void *ctx;
-	uint32_t lba_size;	/* 512 or 4096 (any power of two >= 512) */
+	uint32_t lba_size;	/* 512 or 4096 (any power of two, 512..65536) */
 	uint64_t nlba;		/* size of the disk in logical blocks */
 };
 

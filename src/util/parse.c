@@ -12,7 +12,14 @@ static int parse_base(const char *s, uint64_t *out, const char **end)
 	if (!s || !*s || isspace((unsigned char)*s) || *s == '-' || *s == '+')
 		return -EINVAL;
 	errno = 0;
-	v = strtoull(s, &e, 0);
+	/* Decimal, or hex with 0x; never octal: "010" is ten. */
+	if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+		if (!isxdigit((unsigned char)s[2]))
+			return -EINVAL;
+		v = strtoull(s + 2, &e, 16);
+	} else {
+		v = strtoull(s, &e, 10);
+	}
 	if (e == s)
 		return -EINVAL;
 	if (errno == ERANGE)
