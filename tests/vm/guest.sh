@@ -8,6 +8,7 @@
 #
 # /run/nvd (the per-run directory of the host) holds:
 #   config   written by the host: variables and the command (bash syntax)
+#   started  written here just before the command starts
 #   rc       written here: the command's exit code
 # /init adds "end" after this script returns (the end marker).
 
@@ -97,6 +98,7 @@ fi
 
 cd "$NVD_CWD" || { note "cannot enter working directory $NVD_CWD"; exit 125; }
 
+: > /run/nvd/started   # from here on, the host will not boot again
 "${NVD_CMD[@]}"
 rc=$?
 

@@ -64,7 +64,8 @@ check "run 1: same working directory" grep -qx "cwd=$work" <<<"$out"
 check "run 1: stdout is exactly the command's output" test "$out" = "$expected"
 check "run 1: marker written through the checkout share" \
 	grep -qx 'written in the guest' "$work/marker"
-check "run 1: nothing on stderr" test ! -s "$imgs/stderr1"
+# (A boot retried after a TCG flake leaves a note: not the command's.)
+check "run 1: nothing on stderr" test -z "$(grep -v 'booting again' "$imgs/stderr1")"
 if ((failed)); then
 	echo "--- run 1 stdout:"; echo "$out"
 	echo "--- run 1 stderr:"; cat "$imgs/stderr1"
