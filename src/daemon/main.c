@@ -7,9 +7,24 @@
 #include <string.h>
 #include <sys/epoll.h>
 
+#include <sys/stat.h>
+
 #include "blk/host.h"
+#include "ctl/args.h"
+#include "daemon/clients.h"
 #include "util/evloop.h"
 #include "util/log.h"
+
+#define MAX_STATIC 64
+#define MAX_TRUSTED 64
+
+/* One --client context: the options after it, until the next --client. */
+struct static_client {
+	const char *socket;
+	const char *device;
+	unsigned ds_max;
+	bool readonly;
+};
 
 #define VERSION "0.1.0"
 
@@ -21,6 +36,21 @@ static void usage(FILE *f)
 		"their namespaces (SERIAL:nNSID) and partitions (by UUID).\n"
 		"\n"
 		"  --list             print every controller, namespace and partition, then exit\n"
+		"\n"
+		"Static clients (as the L4Re server's; repeat the group per client):\n"
+		"  --client SOCKET    start a client: a vhost-user socket nvme-drv listens on\n"
+		"                     (removed at exit); the options below belong to it\n"
+		"  --device DEV       what it gets: SERIAL:nNSID, SERIAL:nNSID:N, a partition\n"
+		"                     UUID, partuuid:UUID or partlabel:NAME\n"
+		"  --ds-max N         memory regions (dataspaces) it may register, 1-256 (default 2)\n"
+		"  --readonly         read-only access\n"
+		"Dynamic clients:\n"
+		"  --svr PATH         control socket for create()/destroy/list (see nvme-drv-ctl)\n"
+		"  -d, --register-ds FILE\n"
+		"                     trusted shared-memory file (repeatable); once given, only\n"
+		"                     memory backed by these files may be used for DMA\n"
+		"\n"
+		"Driver:\n"
 		HOST_OPTIONS_HELP
 		"  -v                 more output (repeat up to three times: info, debug, trace)\n"
 		"  -q                 quiet: no output at all\n"
@@ -90,9 +120,51 @@ static void on_vector(void *arg, uint32_t events)
 	nvme_ctrl_service_vector(w->ctrl, w->vec);
 }
 
-static int serve(struct host *h)
+struct config {
+	struct static_client sc[MAX_STATIC];
+	unsigned nsc;
+	struct vblk_trusted trusted[MAX_TRUSTED];
+	unsigned ntrusted;
+	const char *svr;
+};
+
+static int start_clients(struct host *h, struct evloop *loop, const struct config *cfg,
+			 struct clients **out)
+{
+	struct clients *cs;
+	int rc = clients_new(h, loop, cfg->trusted, cfg->ntrusted, &cs);
+
+	if (rc)
+		return rc;
+	/* Static clients claim their devices before anyone else can. */
+	for (unsigned i = 0; i < cfg->nsc; i++) {
+		const struct static_client *sc = &cfg->sc[i];
+		char why[CTL_WHY_MAX];
+
+		rc = clients_create(cs, true, sc->device, sc->ds_max, sc->readonly, sc->socket, NULL,
+				    why, sizeof(why));
+		if (rc) {
+			log_err(NULL, "--client %s: %s", sc->socket, why);
+			clients_free(cs);
+			return rc;
+		}
+	}
+	if (cfg->svr) {
+		rc = clients_listen_ctl(cs, cfg->svr);
+		if (rc) {
+			log_err(NULL, "--svr %s: %s", cfg->svr, strerror(-rc));
+			clients_free(cs);
+			return rc;
+		}
+	}
+	*out = cs;
+	return 0;
+}
+
+static int serve(struct host *h, const struct config *cfg)
 {
 	struct vec_watch watches[HOST_MAX_CTRLS * 65];
+	struct clients *cs = NULL;
 	unsigned nw = 0;
 	struct evloop *loop;
 	int rc = evloop_new(&loop);
@@ -110,33 +182,109 @@ static int serve(struct host *h)
 			nw++;
 		}
 	}
+	if (!rc)
+		rc = start_clients(h, loop, cfg, &cs);
 	if (!rc) {
-		log_info(NULL, "serving %u disks; SIGTERM or SIGINT stops", h->reg.ndisks);
+		log_info(NULL, "serving %u disks to %u static clients%s; SIGTERM or SIGINT stops",
+			 h->reg.ndisks, cfg->nsc, cfg->svr ? " and the control socket" : "");
 		rc = evloop_run(loop);
 	}
+	clients_free(cs);
 	evloop_free(loop);
 	return rc;
 }
 
 int main(int argc, char **argv)
 {
+	enum { OPT_CLIENT = 0x200, OPT_DEVICE, OPT_DS_MAX, OPT_READONLY, OPT_SVR };
 	static const struct option longopts[] = {
 		{ "list", no_argument, NULL, 'l' },
+		{ "client", required_argument, NULL, OPT_CLIENT },
+		{ "device", required_argument, NULL, OPT_DEVICE },
+		{ "ds-max", required_argument, NULL, OPT_DS_MAX },
+		{ "readonly", no_argument, NULL, OPT_READONLY },
+		{ "svr", required_argument, NULL, OPT_SVR },
+		{ "register-ds", required_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		HOST_LONG_OPTIONS,
 		{ NULL, 0, NULL, 0 },
 	};
+	static struct config cfg;
+	struct static_client *cur = NULL;
 	struct host_opts opts;
 	struct host host;
 	bool do_list = false;
+	char why[CTL_WHY_MAX];
+	struct stat st;
 	int verbose = 0, quiet = 0, opt, rc;
 
 	log_set_prog(argv[0]);
 	host_opts_init(&opts);
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, ":vqhV", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":vqhVd:", longopts, NULL)) != -1) {
 		switch (opt) {
+		case OPT_CLIENT:
+			if (cfg.nsc == MAX_STATIC) {
+				log_err(NULL, "--client: at most %d static clients", MAX_STATIC);
+				return 1;
+			}
+			if (ctl_check_socket_path(optarg, why, sizeof(why))) {
+				log_err(NULL, "--client %s: %s", optarg, why);
+				return 1;
+			}
+			for (unsigned i = 0; i < cfg.nsc; i++)
+				if (strcmp(cfg.sc[i].socket, optarg) == 0) {
+					log_err(NULL, "--client %s: given twice", optarg);
+					return 1;
+				}
+			cur = &cfg.sc[cfg.nsc++];
+			*cur = (struct static_client){ .socket = optarg, .ds_max = CTL_DS_MAX_DEFAULT };
+			break;
+		case OPT_DEVICE:
+		case OPT_DS_MAX:
+		case OPT_READONLY:
+			if (!cur) {
+				log_err(NULL, "%s belongs to a client: give --client SOCKET first", argv[optind - 1]);
+				return 1;
+			}
+			if (opt == OPT_READONLY) {
+				cur->readonly = true;
+			} else if (opt == OPT_DS_MAX) {
+				if (ctl_parse_ds_max(optarg, &cur->ds_max, why, sizeof(why))) {
+					log_err(NULL, "--ds-max %s: %s", optarg, why);
+					return 1;
+				}
+			} else {
+				if (cur->device) {
+					log_err(NULL, "--client %s: --device given twice", cur->socket);
+					return 1;
+				}
+				if (ctl_check_device(optarg, why, sizeof(why))) {
+					log_err(NULL, "--device %s: %s", optarg, why);
+					return 1;
+				}
+				cur->device = optarg;
+			}
+			break;
+		case OPT_SVR:
+			if (ctl_check_socket_path(optarg, why, sizeof(why))) {
+				log_err(NULL, "--svr %s: %s", optarg, why);
+				return 1;
+			}
+			cfg.svr = optarg;
+			break;
+		case 'd':
+			if (cfg.ntrusted == MAX_TRUSTED) {
+				log_err(NULL, "--register-ds: at most %d files", MAX_TRUSTED);
+				return 1;
+			}
+			if (stat(optarg, &st) != 0) {
+				log_err(NULL, "--register-ds %s: %s", optarg, strerror(errno));
+				return 1;
+			}
+			cfg.trusted[cfg.ntrusted++] = (struct vblk_trusted){ st.st_dev, st.st_ino };
+			break;
 		case 'v': verbose++; break;
 		case 'q': quiet = 1; break;
 		case 'l': do_list = true; break;
@@ -157,6 +305,11 @@ int main(int argc, char **argv)
 		log_err(NULL, "unexpected argument '%s' (see --help)", argv[optind]);
 		return 1;
 	}
+	for (unsigned i = 0; i < cfg.nsc; i++)
+		if (!cfg.sc[i].device) {
+			log_err(NULL, "--client %s: no --device given", cfg.sc[i].socket);
+			return 1;
+		}
 	if (verbose > 3)
 		verbose = 3;
 	log_set_level(quiet ? LOG_QUIET : LOG_WARN + verbose);
@@ -167,7 +320,7 @@ int main(int argc, char **argv)
 	if (do_list)
 		list_all(&host);
 	else
-		rc = serve(&host);
+		rc = serve(&host, &cfg);
 	host_close(&host);
 	return rc ? 1 : 0;
 }

@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Host-side check of a disk image after a run.
 
-imgcheck.py BEFORE AFTER LBA_SIZE [--pattern FIRST:COUNT]...
+imgcheck.py BEFORE AFTER LBA_SIZE [--pattern FIRST:COUNT]... [--rel-pattern FIRST:COUNT]...
 
-Every byte outside the --pattern ranges must be unchanged from BEFORE;
-every logical block inside them must carry nvme-drv-perf's verify pattern,
-whose first 8 bytes are the block's own LBA (little-endian). Prints one
-line per problem (at most 10) and exits 1 on any.
+Every byte outside the given ranges must be unchanged from BEFORE. Every
+logical block inside a --pattern range must carry nvme-drv-perf's verify
+pattern, whose first 8 bytes are the block's own LBA (little-endian);
+inside a --rel-pattern range, nvme-drv-io's, whose first 8 bytes are the
+512-byte sector number within the client's device (the range starts at
+sector 0). Prints one line per problem (at most 10) and exits 1 on any.
 """
 import struct
 import sys
@@ -21,11 +23,11 @@ def main():
     ranges = []
     rest = args[3:]
     while rest:
-        if rest[0] != "--pattern" or len(rest) < 2:
+        if rest[0] not in ("--pattern", "--rel-pattern") or len(rest) < 2:
             print("imgcheck: bad arguments", file=sys.stderr)
             return 2
         first, count = (int(x) for x in rest[1].split(":"))
-        ranges.append((first, first + count))
+        ranges.append((first, first + count, rest[0] == "--rel-pattern"))
         rest = rest[2:]
     problems = 0
     chunk = 1 << 20
@@ -42,13 +44,15 @@ def main():
             for i in range(0, len(a), lbs):
                 lba = (off + i) // lbs
                 blk = a[i:i + lbs]
-                inside = any(lo <= lba < hi for lo, hi in ranges)
+                inside = [r for r in ranges if r[0] <= lba < r[1]]
                 if inside:
+                    lo, _, rel = inside[0]
+                    want = (lba - lo) * (lbs // 512) if rel else lba
                     got = struct.unpack_from("<Q", blk)[0]
-                    if got != lba:
+                    if got != want:
                         problems += 1
                         if problems <= 10:
-                            print(f"LBA {lba}: pattern says LBA {got}")
+                            print(f"LBA {lba}: first word {got}, expected {want}")
                 elif blk != b[i:i + lbs]:
                     problems += 1
                     if problems <= 10:

@@ -1,0 +1,157 @@
+/* The control socket's words and replies (spec/ctl_proto.h), and the
+ * create() arguments they carry: pure functions over byte buffers, shared
+ * by the server's handler, nvme-drv-ctl and the static client options.
+ *
+ * A server handles one request like this:
+ *
+ *     const char *w[CTL_MAX_WORDS];
+ *     struct ctl_request req;
+ *     char why[CTL_WHY_MAX], reply[CTL_MSG_MAX];
+ *     int n = ctl_unpack_words(msg, len, w, CTL_MAX_WORDS, why, sizeof(why));
+ *     int rc = n < 0 ? n : ctl_parse_request((unsigned)n, w, &req, why, sizeof(why));
+ *     ... act on req, or on rc < 0 ...
+ *     len = rc < 0 ? ctl_format_error(reply, sizeof(reply), rc, why)
+ *                  : ctl_format_ok(reply, sizeof(reply), result);
+ *
+ * words[0 .. nwords-1] are NUL-terminated strings. Every parser accepts
+ * any bytes in them, writes its outputs only on success, and on
+ * failure leaves one line in `why` (when whylen > 0): no newline, no
+ * control characters, peer-supplied words quoted and escaped, so it can go
+ * straight into an error reply or a log. */
+#ifndef NVD_CTL_ARGS_H
+#define NVD_CTL_ARGS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "spec/ctl_proto.h"
+
+/* Enough for any message the parsers write. */
+#define CTL_WHY_MAX 256
+
+/* "ds-max=N": the number of memory regions (L4Re: dataspaces) a client
+ * may register. The default is L4Re's. */
+#define CTL_DS_MAX_DEFAULT 2
+#define CTL_DS_MAX_LIMIT 256
+/* "device=DEV": bytes, without the NUL. */
+#define CTL_DEVICE_MAX 255
+/* "socket=PATH": a struct sockaddr_un's sun_path, with its NUL. */
+#define CTL_SOCKET_PATH_SIZE 108
+/* "vduse=NAME": VDUSE_NAME_MAX (linux/vduse.h) is 256, but the name also
+ * names the block device and its sysfs entries; keep it short. */
+#define CTL_VDUSE_NAME_MAX 31
+
+/* How the new client's vhost-user (or VDUSE) connection is made. */
+enum ctl_transport {
+	CTL_TRANSPORT_FD,	/* neither given: reply "fd" + SCM_RIGHTS */
+	CTL_TRANSPORT_SOCKET,	/* socket=PATH: the server listens on PATH */
+	CTL_TRANSPORT_VDUSE,	/* vduse=NAME: a VDUSE device NAME */
+};
+
+struct create_args {
+	unsigned obj_type;			/* CTL_OBJ_VIRTIO_BLK */
+	char device[CTL_DEVICE_MAX + 1];	/* not yet parsed: blk/devname.h */
+	unsigned ds_max;			/* 1 .. CTL_DS_MAX_LIMIT */
+	bool read_only;
+	enum ctl_transport transport;
+	char socket[CTL_SOCKET_PATH_SIZE];	/* "" unless CTL_TRANSPORT_SOCKET */
+	char vduse[CTL_VDUSE_NAME_MAX + 1];	/* "" unless CTL_TRANSPORT_VDUSE */
+};
+
+/* "destroy" names a client by where it was created: a word starting with
+ * '/' is a socket= path, anything else a vduse= name. Clients made with a
+ * descriptor have no name; closing the descriptor ends them. */
+struct destroy_args {
+	enum ctl_transport transport;	/* CTL_TRANSPORT_SOCKET or _VDUSE */
+	char name[CTL_SOCKET_PATH_SIZE];
+};
+
+enum ctl_cmd {
+	CTL_CMD_CREATE,
+	CTL_CMD_DESTROY,
+	CTL_CMD_LIST,
+};
+
+struct ctl_request {
+	enum ctl_cmd cmd;
+	union {
+		struct create_args create;	/* CTL_CMD_CREATE */
+		struct destroy_args destroy;	/* CTL_CMD_DESTROY */
+	};
+};
+
+/* Values, as both create() words and the static client options carry
+ * them (--device, --ds-max, --socket, --vduse). Each returns 0 or -EINVAL.
+ *
+ * device: 1..CTL_DEVICE_MAX bytes, none a control character (below 0x20,
+ *   or 0x7f); other bytes, UTF-8 included, are left to the block layer.
+ * ds-max: plain decimal (no sign, no leading zero, no hex),
+ *   1..CTL_DS_MAX_LIMIT.
+ * socket: an absolute path shorter than CTL_SOCKET_PATH_SIZE, without
+ *   control characters (so `list` stays one line per client).
+ * vduse: 1..CTL_VDUSE_NAME_MAX characters of [A-Za-z0-9._-], not "." or
+ *   ".." (it becomes /dev/vduse/NAME). */
+int ctl_check_device(const char *s, char *why, size_t whylen);
+int ctl_parse_ds_max(const char *s, unsigned *out, char *why, size_t whylen);
+int ctl_check_socket_path(const char *s, char *why, size_t whylen);
+int ctl_check_vduse_name(const char *s, char *why, size_t whylen);
+
+/* words[0] is "create", words[1] the object type (plain decimal; only
+ * CTL_OBJ_VIRTIO_BLK is served), then in any order: "device=DEV"
+ * (required), "ds-max=N", "read-only", "socket=PATH" or "vduse=NAME".
+ * Returns 0, or -EINVAL for: a missing or malformed object type, an
+ * unsupported one, a missing device=, any key given twice, socket= with
+ * vduse=, a bad value (see above), a value on read-only, or an unknown
+ * word. *out is written only on success. */
+int ctl_parse_create(unsigned nwords, const char *const *words, struct create_args *out,
+		     char *why, size_t whylen);
+/* words: "destroy" "PATH-or-NAME". Returns 0, or -EINVAL for a missing
+ * or extra word, or a name that ctl_check_socket_path (leading '/') or
+ * ctl_check_vduse_name refuses. */
+int ctl_parse_destroy(unsigned nwords, const char *const *words, struct destroy_args *out,
+		      char *why, size_t whylen);
+/* Dispatches on words[0]: "create", "destroy" or "list" (no further
+ * words). Returns 0, or -EINVAL for no words, an unknown command or what
+ * the command's parser refuses. */
+int ctl_parse_request(unsigned nwords, const char *const *words, struct ctl_request *out,
+		      char *why, size_t whylen);
+
+/* A request message: the n words, each followed by its NUL. Returns the
+ * message length, -E2BIG when n > CTL_MAX_WORDS or the message would not
+ * fit min(cap, CTL_MSG_MAX), or -EINVAL when n == 0 or a word is empty. */
+int ctl_pack_words(const char *const *words, unsigned n, char *buf, size_t cap);
+/* Splits a received request: words[i] point into buf. Returns
+ * the number of words, or -EINVAL for: an empty message, one longer than
+ * CTL_MSG_MAX, one not ending in NUL, an empty word, or more than
+ * min(max, CTL_MAX_WORDS) words. */
+int ctl_unpack_words(const char *buf, size_t len, const char **words, unsigned max,
+		     char *why, size_t whylen);
+
+/* Replies. Both write the reply text plus a NUL (not part of the reply:
+ * send the returned length) and return that length, or -E2BIG when it
+ * would not fit min(cap, CTL_MSG_MAX + 1).
+ * ok: "ok\n" + body; body (NULL for none) is sent as is.
+ * error: "error NAME ERRNO\n" + msg + "\n", err being a negative (or
+ *   positive) errno; control characters in msg become '?', so the message
+ *   stays one line. Also -EINVAL for err == 0. */
+int ctl_format_ok(char *buf, size_t cap, const char *body);
+int ctl_format_error(char *buf, size_t cap, int err, const char *msg);
+/* Parses a received reply (not NUL-terminated). On success returns 0 with
+ * *err = 0 for "ok" or the negative errno of an "error" reply (from NAME
+ * when this host knows it, else ERRNO, which differs between
+ * architectures), and *body and *bodylen the text after the first line: the
+ * result, or the message with its newline. Returns -EPROTO for a reply
+ * that is empty, longer than CTL_MSG_MAX, holds a NUL, has neither
+ * status line, a malformed NAME or ERRNO (1..4095), or a message of more
+ * than one line. */
+int ctl_parse_reply(const char *buf, size_t len, int *err, const char **body,
+		    size_t *bodylen);
+
+/* "ENODEV" for ENODEV or -ENODEV; "EUNKNOWN" for a value not in the
+ * table. Never NULL. */
+const char *ctl_errno_name(int err);
+/* The positive errno for a name ctl_errno_name gives (also the aliases
+ * ENOTSUP and EWOULDBLOCK), else 0. */
+int ctl_errno_from_name(const char *name);
+
+#endif

@@ -1,0 +1,592 @@
+#include "transport/vhost_user.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "spec/vhost_user.h"
+#include "transport/vhu_msg.h"
+#include "util/log.h"
+
+#define PROTOCOL_FEATURES                                                                  \
+	(VIRTIO_BIT(VHOST_USER_PROTOCOL_F_MQ) | VIRTIO_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK) | \
+	 VIRTIO_BIT(VHOST_USER_PROTOCOL_F_CONFIG) |                                         \
+	 VIRTIO_BIT(VHOST_USER_PROTOCOL_F_RESET_DEVICE) |                                   \
+	 VIRTIO_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) |                            \
+	 VIRTIO_BIT(VHOST_USER_PROTOCOL_F_STATUS))
+
+struct kick {
+	struct vhu_ep *ep;
+	unsigned q;
+	int fd;
+};
+
+struct vhu_ep {
+	struct evloop *loop;
+	char name[128];
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	int listen_fd;
+	int conn_fd;
+	bool adopted;
+	const struct vhu_ep_ops *ops;
+	void *ctx;
+	struct vblk *dev;
+	struct kick kicks[VBLK_MAX_QUEUES];
+	int call_fd[VBLK_MAX_QUEUES];
+	int err_fd[VBLK_MAX_QUEUES];
+	uint64_t features;
+	uint64_t protocol;
+	bool features_set;
+	uint8_t status;
+	/* receive state: one message, possibly in pieces */
+	struct vhost_user_msg msg;
+	size_t have;
+	int fds[VHOST_USER_MAX_FDS];
+	unsigned nfds;
+};
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+static void drop_rx_fds(struct vhu_ep *ep)
+{
+	for (unsigned i = 0; i < ep->nfds; i++)
+		close(ep->fds[i]);
+	ep->nfds = 0;
+}
+
+static void queue_fds_close(struct vhu_ep *ep, unsigned q)
+{
+	if (ep->kicks[q].fd >= 0) {
+		evloop_del(ep->loop, ep->kicks[q].fd);
+		close_fd(&ep->kicks[q].fd);
+	}
+	close_fd(&ep->call_fd[q]);
+	close_fd(&ep->err_fd[q]);
+}
+
+/* The front end is gone: stop the device, forget its memory and rings. */
+static void disconnect(struct vhu_ep *ep, const char *why)
+{
+	if (ep->conn_fd < 0)
+		return;
+	if (why)
+		log_warn(ep->name, "front end disconnected: %s", why);
+	else
+		log_info(ep->name, "front end disconnected");
+	evloop_del(ep->loop, ep->conn_fd);
+	close_fd(&ep->conn_fd);
+	drop_rx_fds(ep);
+	ep->have = 0;
+	for (unsigned q = 0; q < VBLK_MAX_QUEUES; q++)
+		queue_fds_close(ep, q);
+	vblk_reset(ep->dev);
+	ep->features = ep->protocol = 0;
+	ep->features_set = false;
+	ep->status = 0;
+	if (ep->adopted && ep->ops && ep->ops->ended)
+		ep->ops->ended(ep->ctx, ep);
+}
+
+static void notify(void *ctx, unsigned q)
+{
+	struct vhu_ep *ep = ctx;
+	uint64_t one = 1;
+
+	if (q < VBLK_MAX_QUEUES && ep->call_fd[q] >= 0 &&
+	    write(ep->call_fd[q], &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_debug(ep->name, "queue %u: call eventfd: %s", q, strerror(errno));
+}
+
+static void broken(void *ctx)
+{
+	struct vhu_ep *ep = ctx;
+
+	/* NEEDS_RESET is the driver's to notice (virtio 2.1.2); the status
+	 * byte is what GET_STATUS reports. */
+	ep->status |= 0x40;
+	for (unsigned q = 0; q < VBLK_MAX_QUEUES; q++)
+		if (ep->err_fd[q] >= 0) {
+			uint64_t one = 1;
+			if (write(ep->err_fd[q], &one, sizeof(one)) < 0) {
+				/* nothing more to tell */
+			}
+		}
+}
+
+static const struct vblk_ops vblk_ops = { .notify = notify, .broken = broken };
+
+/* Returns 1 (sent: handle() has answered) or -ECONNRESET. */
+static int send_reply(struct vhu_ep *ep, uint32_t request, const void *payload, uint32_t size)
+{
+	struct vhost_user_msg r;
+	size_t len = sizeof(r.hdr) + size;
+	ssize_t n;
+
+	memset(&r, 0, sizeof(r));
+	r.hdr.request = request;
+	r.hdr.flags = VHOST_USER_VERSION | VHOST_USER_REPLY_MASK;
+	r.hdr.size = size;
+	if (size)
+		memcpy(&r.payload, payload, size);
+	/* A front end that does not read its replies loses the connection
+	 * rather than block the server. */
+	n = send(ep->conn_fd, &r, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	return n == (ssize_t)len ? 1 : -ECONNRESET;
+}
+
+static int reply_u64(struct vhu_ep *ep, uint32_t request, uint64_t v)
+{
+	return send_reply(ep, request, &v, sizeof(v));
+}
+
+static void on_kick(void *arg, uint32_t events)
+{
+	struct kick *k = arg;
+	uint64_t cnt;
+
+	(void)events;
+	if (read(k->fd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
+		return;
+	vblk_vq_kick(k->ep->dev, k->q);
+}
+
+static void vq_maybe_run(struct vhu_ep *ep, unsigned q)
+{
+	/* A ring runs once it has a kick fd and is enabled; requests already
+	 * in it are taken at once. */
+	if (ep->kicks[q].fd >= 0)
+		vblk_vq_kick(ep->dev, q);
+}
+
+static int to_vblk_mem(const struct vhost_user_mem_region *r, int fd, struct vblk_mem *m)
+{
+	m->gpa = r->guest_phys_addr;
+	m->size = r->memory_size;
+	m->uva = r->userspace_addr;
+	m->mmap_offset = r->mmap_offset;
+	m->fd = fd;
+	return 0;
+}
+
+static bool check_queue(struct vhu_ep *ep, uint32_t q)
+{
+	if (q < vblk_num_queues(ep->dev))
+		return true;
+	log_warn(ep->name, "%s for queue %u, the device has %u", vhu_request_name(ep->msg.hdr.request),
+		 q, vblk_num_queues(ep->dev));
+	return false;
+}
+
+/* Handles one validated message. Returns 0 (success), a negative errno
+ * for a request that failed (answered through REPLY_ACK), or 1 when the
+ * reply was already sent. -ECONNRESET drops the connection. */
+static int handle(struct vhu_ep *ep)
+{
+	struct vhost_user_msg *m = &ep->msg;
+	union vhost_user_payload *p = &m->payload;
+	struct vblk *d = ep->dev;
+	int rc;
+
+	switch (m->hdr.request) {
+	case VHOST_USER_GET_FEATURES:
+		return reply_u64(ep, m->hdr.request,
+				 vblk_features(d) | VIRTIO_BIT(VHOST_USER_F_PROTOCOL_FEATURES));
+	case VHOST_USER_SET_FEATURES:
+		rc = vblk_set_features(d, p->u64 & ~VIRTIO_BIT(VHOST_USER_F_PROTOCOL_FEATURES));
+		if (!rc) {
+			ep->features = p->u64;
+			ep->features_set = true;
+		}
+		return rc;
+	case VHOST_USER_GET_PROTOCOL_FEATURES:
+		return reply_u64(ep, m->hdr.request, PROTOCOL_FEATURES);
+	case VHOST_USER_SET_PROTOCOL_FEATURES:
+		ep->protocol = p->u64 & PROTOCOL_FEATURES;
+		return 0;
+	case VHOST_USER_SET_OWNER:
+		return 0;
+	case VHOST_USER_RESET_OWNER:
+	case VHOST_USER_RESET_DEVICE:
+		for (unsigned q = 0; q < VBLK_MAX_QUEUES; q++)
+			queue_fds_close(ep, q);
+		vblk_reset(d);
+		ep->status = 0;
+		return 0;
+	case VHOST_USER_GET_QUEUE_NUM:
+		return reply_u64(ep, m->hdr.request, vblk_num_queues(d));
+	case VHOST_USER_GET_MAX_MEM_SLOTS:
+		return reply_u64(ep, m->hdr.request, vblk_ds_max(d));
+	case VHOST_USER_SET_MEM_TABLE: {
+		struct vblk_mem regs[VHOST_USER_MEM_REGIONS_MAX];
+		unsigned n = p->memory.nregions;
+
+		for (unsigned i = 0; i < n; i++)
+			to_vblk_mem(&p->memory.regions[i], ep->fds[i], &regs[i]);
+		ep->nfds = 0;	/* ownership passed */
+		return vblk_mem_set(d, regs, n);
+	}
+	case VHOST_USER_ADD_MEM_REG: {
+		struct vblk_mem r;
+
+		to_vblk_mem(&p->mem_reg.region, ep->fds[0], &r);
+		ep->nfds = 0;
+		return vblk_mem_add(d, &r);
+	}
+	case VHOST_USER_REM_MEM_REG: {
+		struct vblk_mem r;
+
+		to_vblk_mem(&p->mem_reg.region, -1, &r);
+		return vblk_mem_remove(d, &r);
+	}
+	case VHOST_USER_SET_VRING_NUM:
+		if (!check_queue(ep, p->state.index))
+			return -EINVAL;
+		return vblk_vq_set_num(d, p->state.index, p->state.num);
+	case VHOST_USER_SET_VRING_ADDR:
+		if (!check_queue(ep, p->addr.index))
+			return -EINVAL;
+		if (p->addr.flags & VIRTIO_BIT(VHOST_VRING_F_LOG))
+			return -ENOTSUP;
+		return vblk_vq_set_addr(d, p->addr.index, p->addr.desc_user_addr, p->addr.avail_user_addr,
+					p->addr.used_user_addr);
+	case VHOST_USER_SET_VRING_BASE:
+		if (!check_queue(ep, p->state.index))
+			return -EINVAL;
+		return vblk_vq_set_base(d, p->state.index, (uint16_t)p->state.num);
+	case VHOST_USER_GET_VRING_BASE: {
+		struct vhost_user_vring_state st = { .index = p->state.index };
+		unsigned q = p->state.index;
+
+		if (!check_queue(ep, q))
+			return -ECONNRESET;	/* a reply is owed and there is none */
+		/* "Ring stop": the back end stops taking requests and hands back
+		 * the next index it would take. */
+		st.num = vblk_vq_stop(d, q);
+		if (ep->kicks[q].fd >= 0) {
+			evloop_del(ep->loop, ep->kicks[q].fd);
+			close_fd(&ep->kicks[q].fd);
+		}
+		return send_reply(ep, m->hdr.request, &st, sizeof(st));
+	}
+	case VHOST_USER_SET_VRING_KICK:
+	case VHOST_USER_SET_VRING_CALL:
+	case VHOST_USER_SET_VRING_ERR: {
+		unsigned q = (unsigned)(p->u64 & VHOST_USER_VRING_IDX_MASK);
+		int fd = ep->nfds ? ep->fds[0] : -1;
+
+		if (!check_queue(ep, q))
+			return -EINVAL;
+		ep->nfds = 0;
+		if (m->hdr.request == VHOST_USER_SET_VRING_CALL) {
+			close_fd(&ep->call_fd[q]);
+			ep->call_fd[q] = fd;
+			return 0;
+		}
+		if (m->hdr.request == VHOST_USER_SET_VRING_ERR) {
+			close_fd(&ep->err_fd[q]);
+			ep->err_fd[q] = fd;
+			return 0;
+		}
+		if (ep->kicks[q].fd >= 0) {
+			evloop_del(ep->loop, ep->kicks[q].fd);
+			close_fd(&ep->kicks[q].fd);
+		}
+		if (fd < 0) {
+			log_err(ep->name, "queue %u: polling mode (no kick fd) is not supported", q);
+			return -ENOTSUP;
+		}
+		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+		ep->kicks[q].fd = fd;
+		rc = vblk_vq_start(d, q);
+		if (rc)
+			return rc;
+		/* Without protocol features a ring starts enabled. */
+		if (!(ep->features & VIRTIO_BIT(VHOST_USER_F_PROTOCOL_FEATURES)))
+			vblk_vq_enable(d, q, true);
+		rc = evloop_add(ep->loop, fd, EPOLLIN, on_kick, &ep->kicks[q]);
+		if (rc)
+			return rc;
+		vq_maybe_run(ep, q);
+		return 0;
+	}
+	case VHOST_USER_SET_VRING_ENABLE:
+		if (!check_queue(ep, p->state.index))
+			return -EINVAL;
+		vblk_vq_enable(d, p->state.index, p->state.num != 0);
+		if (p->state.num)
+			vq_maybe_run(ep, p->state.index);
+		return 0;
+	case VHOST_USER_GET_CONFIG: {
+		struct vhost_user_config c = p->config;
+		struct virtio_blk_config cfg;
+
+		vblk_get_config(d, &cfg);
+		if (c.offset > sizeof(cfg) || c.size > sizeof(cfg) - c.offset) {
+			/* A reply of size 0 tells the front end it failed. */
+			c.size = 0;
+		} else {
+			memcpy(c.payload, (uint8_t *)&cfg + c.offset, c.size);
+		}
+		return send_reply(ep, m->hdr.request, &c, VHOST_USER_CONFIG_HDR_SIZE + c.size);
+	}
+	case VHOST_USER_SET_CONFIG:
+		/* Only the writeback field is driver-writable, and nvme-drv keeps
+		 * the controller's cache mode; accept the write, change nothing. */
+		return 0;
+	case VHOST_USER_SET_STATUS:
+		ep->status = (uint8_t)p->u64;
+		return 0;
+	case VHOST_USER_GET_STATUS:
+		return reply_u64(ep, m->hdr.request, ep->status);
+	default:
+		return -ENOSYS;
+	}
+}
+
+/* Returns false when the connection is gone (and with an adopted one,
+ * perhaps the endpoint too: touch nothing then). */
+static bool dispatch(struct vhu_ep *ep)
+{
+	struct vhost_user_msg *m = &ep->msg;
+	bool need_reply = (m->hdr.flags & VHOST_USER_NEED_REPLY_MASK) &&
+			  (ep->protocol & VIRTIO_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK));
+	const char *why;
+	int rc = vhu_msg_validate(m, m->hdr.size, ep->nfds, &why);
+
+	if (rc == -EPROTO) {
+		drop_rx_fds(ep);
+		log_err(ep->name, "malformed %s (%u): %s", vhu_request_name(m->hdr.request),
+			m->hdr.request, why);
+		disconnect(ep, "protocol error");
+		return false;
+	}
+	if (rc == -ENOSYS) {
+		log_warn(ep->name, "%s (%u) not supported", vhu_request_name(m->hdr.request), m->hdr.request);
+	} else {
+		log_trace(ep->name, "%s", vhu_request_name(m->hdr.request));
+		rc = handle(ep);
+	}
+	drop_rx_fds(ep);	/* any the handler did not take */
+	if (rc == -ECONNRESET) {
+		disconnect(ep, "protocol error");
+		return false;
+	}
+	if (rc < 0)
+		log_warn(ep->name, "%s failed: %s", vhu_request_name(m->hdr.request), strerror(-rc));
+	if (rc != 1 && need_reply && reply_u64(ep, m->hdr.request, rc ? 1 : 0) < 0) {
+		disconnect(ep, "cannot send a reply");
+		return false;
+	}
+	return true;
+}
+
+/* Reads what the socket has; dispatches each complete message. The socket
+ * is non-blocking: a front end that sends half a message stalls only
+ * itself. File descriptors arrive with the header's first byte. */
+static void on_conn(void *arg, uint32_t events)
+{
+	struct vhu_ep *ep = arg;
+
+	for (;;) {
+		size_t need = ep->have < sizeof(ep->msg.hdr) ? sizeof(ep->msg.hdr)
+							   : sizeof(ep->msg.hdr) + ep->msg.hdr.size;
+		union {
+			char buf[CMSG_SPACE(sizeof(int) * VHOST_USER_MAX_FDS)];
+			struct cmsghdr align;
+		} ctl;
+		struct iovec iov = { (char *)&ep->msg + ep->have, need - ep->have };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+				     .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf) };
+		ssize_t n = recvmsg(ep->conn_fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		if (n <= 0) {
+			disconnect(ep, n < 0 ? strerror(errno) : (ep->have ? "closed mid-message" : NULL));
+			return;
+		}
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+			unsigned k;
+			if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+				continue;
+			k = (unsigned)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+			for (unsigned i = 0; i < k; i++) {
+				int fd;
+				memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+				if (ep->nfds < VHOST_USER_MAX_FDS)
+					ep->fds[ep->nfds++] = fd;
+				else
+					close(fd);
+			}
+		}
+		if (mh.msg_flags & MSG_CTRUNC) {
+			disconnect(ep, "too many file descriptors in one message");
+			return;
+		}
+		ep->have += (size_t)n;
+		if (ep->have == sizeof(ep->msg.hdr) && ep->msg.hdr.size > sizeof(ep->msg.payload)) {
+			log_err(ep->name, "message %u claims %u payload bytes", ep->msg.hdr.request,
+				ep->msg.hdr.size);
+			disconnect(ep, "protocol error");
+			return;
+		}
+		if (ep->have >= sizeof(ep->msg.hdr) && ep->have == sizeof(ep->msg.hdr) + ep->msg.hdr.size) {
+			if (!dispatch(ep))
+				return;
+			ep->have = 0;
+		}
+	}
+	(void)events;
+}
+
+static int attach(struct vhu_ep *ep, int fd)
+{
+	int rc;
+
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	ep->conn_fd = fd;
+	ep->have = 0;
+	rc = evloop_add(ep->loop, fd, EPOLLIN | EPOLLRDHUP, on_conn, ep);
+	if (rc) {
+		close_fd(&ep->conn_fd);
+		return rc;
+	}
+	log_info(ep->name, "front end connected");
+	return 0;
+}
+
+static void on_listen(void *arg, uint32_t events)
+{
+	struct vhu_ep *ep = arg;
+	int fd = accept4(ep->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+	(void)events;
+	if (fd < 0)
+		return;
+	if (ep->conn_fd >= 0) {
+		/* One front end per device, as a disk has one owner. */
+		log_warn(ep->name, "second front end refused: one is connected");
+		close(fd);
+		return;
+	}
+	attach(ep, fd);
+}
+
+static int ep_new(struct evloop *loop, const struct vblk_conf *conf, const struct vhu_ep_ops *ops,
+		  void *ctx, struct vhu_ep **out)
+{
+	struct vhu_ep *ep = calloc(1, sizeof(*ep));
+	struct vblk_conf c = *conf;
+	int rc;
+
+	if (!ep)
+		return -ENOMEM;
+	ep->loop = loop;
+	ep->listen_fd = ep->conn_fd = -1;
+	ep->ops = ops;
+	ep->ctx = ctx;
+	snprintf(ep->name, sizeof(ep->name), "%s", conf->name);
+	for (unsigned q = 0; q < VBLK_MAX_QUEUES; q++) {
+		ep->kicks[q] = (struct kick){ .ep = ep, .q = q, .fd = -1 };
+		ep->call_fd[q] = ep->err_fd[q] = -1;
+	}
+	c.name = ep->name;
+	rc = vblk_new(&c, &vblk_ops, ep, &ep->dev);
+	if (rc) {
+		free(ep);
+		return rc;
+	}
+	*out = ep;
+	return 0;
+}
+
+int vhu_ep_listen(struct evloop *loop, const char *path, const struct vblk_conf *conf,
+		  const struct vhu_ep_ops *ops, void *ctx, struct vhu_ep **out)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct vhu_ep *ep;
+	int rc;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	rc = ep_new(loop, conf, ops, ctx, &ep);
+	if (rc)
+		return rc;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	memcpy(ep->path, path, strlen(path) + 1);
+	ep->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (ep->listen_fd < 0 || bind(ep->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		rc = -errno;
+		ep->path[0] = '\0';	/* not ours to unlink */
+		goto fail;
+	}
+	if (listen(ep->listen_fd, 4) != 0) {
+		rc = -errno;
+		goto fail;
+	}
+	rc = evloop_add(loop, ep->listen_fd, EPOLLIN, on_listen, ep);
+	if (rc)
+		goto fail;
+	*out = ep;
+	return 0;
+fail:
+	vhu_ep_destroy(ep);
+	return rc;
+}
+
+int vhu_ep_adopt(struct evloop *loop, int fd, const struct vblk_conf *conf,
+		 const struct vhu_ep_ops *ops, void *ctx, struct vhu_ep **out)
+{
+	struct vhu_ep *ep;
+	int rc = ep_new(loop, conf, ops, ctx, &ep);
+
+	if (rc) {
+		close(fd);
+		return rc;
+	}
+	ep->adopted = true;
+	rc = attach(ep, fd);
+	if (rc) {
+		vhu_ep_destroy(ep);
+		return rc;
+	}
+	*out = ep;
+	return 0;
+}
+
+void vhu_ep_destroy(struct vhu_ep *ep)
+{
+	if (!ep)
+		return;
+	ep->adopted = false;	/* no "ended" callback from here */
+	disconnect(ep, NULL);
+	if (ep->listen_fd >= 0) {
+		evloop_del(ep->loop, ep->listen_fd);
+		close_fd(&ep->listen_fd);
+	}
+	if (ep->path[0])
+		unlink(ep->path);
+	vblk_destroy(ep->dev);
+	free(ep);
+}
+
+const struct vblk_stats *vhu_ep_stats(const struct vhu_ep *ep)
+{
+	return vblk_stats(ep->dev);
+}
+
+bool vhu_ep_connected(const struct vhu_ep *ep)
+{
+	return ep->conn_fd >= 0;
+}

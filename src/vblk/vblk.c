@@ -1,0 +1,756 @@
+#include "vblk/vblk.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "nvme/nvme.h"
+#include "util/log.h"
+#include "virtio/blk_req.h"
+#include "virtio/vring.h"
+
+#define PAGE 4096ull
+/* Descriptors per request: header + data + status. Advertised as seg_max
+ * (data segments), so a conforming driver never sends more. */
+#define VBLK_MAX_SEGS 256
+#define VBLK_SEG_MAX (VBLK_MAX_SEGS - 2)
+#define VBLK_SIZE_MAX (4u << 20)
+#define VBLK_DISCARD_SEG 16
+#define VBLK_MAX_RANGE_SECTORS (1u << 22)
+
+struct region {
+	struct vblk_mem m;
+	void *map;		/* our mmap, page-aligned */
+	size_t map_len;
+	uint8_t *va;		/* the region's first byte */
+	uint64_t iova;		/* the mapping's first byte */
+	uint64_t iova_off;	/* va - map */
+};
+
+struct vqueue {
+	struct vq vq;
+	unsigned num;
+	uint64_t desc, avail, used;	/* front-end addresses */
+	uint16_t base;
+	bool started;
+	bool enabled;
+};
+
+struct vblk_io {
+	struct vblk *d;
+	unsigned q;
+	struct vq_elem elem;
+	struct vblk_req req;
+	struct vq_seg segs[VBLK_MAX_SEGS];
+	struct nvme_seg nsegs[VBLK_MAX_SEGS];
+	struct nvme_req nreq[VBLK_RANGES_MAX];
+	unsigned pending;
+	bool failed;
+	struct vblk_io *next_free;
+};
+
+/* Regions replaced while I/O was in flight wait here to be unmapped. */
+struct zombie {
+	struct region r;
+	struct zombie *next;
+};
+
+struct vblk {
+	struct vblk_conf conf;
+	char name[128];
+	struct vblk_trusted *trusted;
+	const struct vblk_ops *ops;
+	void *ctx;
+	struct nvme_ctrl *ctrl;
+	struct vfio_dev *vdev;
+	struct vblk_target vt;
+	char id[VIRTIO_BLK_ID_BYTES + 1];
+	uint64_t features;
+	struct region *regions;
+	unsigned nregions;
+	struct zombie *zombies;
+	struct vqueue vqs[VBLK_MAX_QUEUES];
+	struct vblk_io *free_ios;
+	unsigned inflight;
+	bool destroying;
+	bool broken;
+	struct vblk_stats stats;
+};
+
+/* ---- memory ---- */
+
+static void region_unmap(struct vblk *d, struct region *r)
+{
+	if (r->map) {
+		vfio_dma_unmap(d->vdev, r->iova, r->map_len);
+		munmap(r->map, r->map_len);
+		r->map = NULL;
+	}
+}
+
+static void zombies_reap(struct vblk *d)
+{
+	while (d->zombies && d->inflight == 0) {
+		struct zombie *z = d->zombies;
+		d->zombies = z->next;
+		region_unmap(d, &z->r);
+		free(z);
+	}
+}
+
+/* Retires a region: unmapped now, or once the I/O in flight is done. */
+static void region_retire(struct vblk *d, struct region *r)
+{
+	struct zombie *z;
+
+	if (d->inflight == 0 || !r->map) {
+		region_unmap(d, r);
+		return;
+	}
+	z = malloc(sizeof(*z));
+	if (!z) {
+		/* Cannot defer: keep it mapped for the object's lifetime
+		 * rather than pull memory from under the controller. */
+		log_warn(d->name, "out of memory retiring a region; it stays mapped");
+		return;
+	}
+	z->r = *r;
+	z->next = d->zombies;
+	d->zombies = z;
+}
+
+static bool trusted(const struct vblk *d, int fd)
+{
+	struct stat st;
+
+	if (!d->conf.ntrusted)
+		return true;
+	if (fstat(fd, &st) != 0)
+		return false;
+	for (unsigned i = 0; i < d->conf.ntrusted; i++)
+		if (d->trusted[i].dev == st.st_dev && d->trusted[i].ino == st.st_ino)
+			return true;
+	return false;
+}
+
+/* Maps one region into this process and into the controller's IOMMU. A
+ * read-only client's memory is only ever written by the device (reads
+ * from the disk), so the IOMMU is asked for device-write access alone. */
+static int region_map(struct vblk *d, const struct vblk_mem *m, struct region *r)
+{
+	uint64_t off_al, lead, len;
+	int prot;
+	int rc;
+
+	memset(r, 0, sizeof(*r));
+	if (!m->size || m->size > (1ull << 46) || m->mmap_offset > (1ull << 52) ||
+	    m->gpa > UINT64_MAX - m->size || m->uva > UINT64_MAX - m->size) {
+		log_err(d->name, "memory region gpa %#llx size %#llx: bad size or address",
+			(unsigned long long)m->gpa, (unsigned long long)m->size);
+		return -EINVAL;
+	}
+	if (!trusted(d, m->fd)) {
+		log_err(d->name, "memory region gpa %#llx: not backed by a registered dataspace (-d)",
+			(unsigned long long)m->gpa);
+		return -EPERM;
+	}
+	off_al = m->mmap_offset & ~(PAGE - 1);
+	lead = m->mmap_offset - off_al;
+	len = (lead + m->size + PAGE - 1) & ~(PAGE - 1);
+	r->map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, m->fd, (off_t)off_al);
+	if (r->map == MAP_FAILED) {
+		rc = -errno;
+		r->map = NULL;
+		log_err(d->name, "cannot map memory region gpa %#llx size %#llx: %s",
+			(unsigned long long)m->gpa, (unsigned long long)m->size, strerror(errno));
+		return rc;
+	}
+	r->map_len = len;
+	prot = d->conf.readonly ? VFIO_DMA_WRITE : VFIO_DMA_READ | VFIO_DMA_WRITE;
+	rc = vfio_dma_map(d->vdev, r->map, len, prot, &r->iova);
+	if (rc == -EINVAL && prot == VFIO_DMA_WRITE) {
+		log_info(d->name, "IOMMU refuses write-only DMA mappings; mapping read-write");
+		rc = vfio_dma_map(d->vdev, r->map, len, VFIO_DMA_READ | VFIO_DMA_WRITE, &r->iova);
+	}
+	if (rc) {
+		munmap(r->map, len);
+		r->map = NULL;
+		return rc;
+	}
+	r->m = *m;
+	r->m.fd = -1;
+	r->va = (uint8_t *)r->map + lead;
+	r->iova_off = lead;
+	log_debug(d->name, "region gpa %#llx size %#llx mapped at IOVA %#llx%s",
+		  (unsigned long long)m->gpa, (unsigned long long)m->size,
+		  (unsigned long long)(r->iova + lead), prot == VFIO_DMA_WRITE ? " (device write-only)" : "");
+	return 0;
+}
+
+static void close_fds(const struct vblk_mem *regs, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (regs[i].fd >= 0)
+			close(regs[i].fd);
+}
+
+static void drop_table(struct vblk *d)
+{
+	for (unsigned i = 0; i < d->nregions; i++)
+		region_retire(d, &d->regions[i]);
+	free(d->regions);
+	d->regions = NULL;
+	d->nregions = 0;
+}
+
+static bool overlaps(const struct vblk_mem *a, const struct vblk_mem *b)
+{
+	return a->gpa < b->gpa + b->size && b->gpa < a->gpa + a->size;
+}
+
+static int check_count(struct vblk *d, unsigned n)
+{
+	if (n > d->conf.ds_max) {
+		log_err(d->name, "refused: %u memory regions, ds-max is %u", n, d->conf.ds_max);
+		return -E2BIG;
+	}
+	return 0;
+}
+
+int vblk_mem_set(struct vblk *d, const struct vblk_mem *regs, unsigned n)
+{
+	struct region *nr;
+	int rc = check_count(d, n);
+
+	if (rc) {
+		close_fds(regs, n);
+		return rc;
+	}
+	for (unsigned i = 0; i < n; i++)
+		for (unsigned j = 0; j < i; j++)
+			if (overlaps(&regs[i], &regs[j])) {
+				log_err(d->name, "refused: memory regions %u and %u overlap", j, i);
+				close_fds(regs, n);
+				return -EINVAL;
+			}
+	nr = calloc(n ? n : 1, sizeof(*nr));
+	if (!nr) {
+		close_fds(regs, n);
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		rc = region_map(d, &regs[i], &nr[i]);
+		if (rc) {
+			while (i-- > 0)
+				region_unmap(d, &nr[i]);
+			free(nr);
+			close_fds(regs, n);
+			return rc;
+		}
+	}
+	close_fds(regs, n);
+	drop_table(d);
+	d->regions = nr;
+	d->nregions = n;
+	return 0;
+}
+
+int vblk_mem_add(struct vblk *d, const struct vblk_mem *reg)
+{
+	struct region r, *nr;
+	int rc = check_count(d, d->nregions + 1);
+
+	for (unsigned i = 0; !rc && i < d->nregions; i++)
+		if (overlaps(reg, &d->regions[i].m)) {
+			log_err(d->name, "refused: memory region gpa %#llx overlaps another",
+				(unsigned long long)reg->gpa);
+			rc = -EINVAL;
+		}
+	if (!rc)
+		rc = region_map(d, reg, &r);
+	close(reg->fd);
+	if (rc)
+		return rc;
+	nr = realloc(d->regions, (d->nregions + 1) * sizeof(*nr));
+	if (!nr) {
+		region_unmap(d, &r);
+		return -ENOMEM;
+	}
+	d->regions = nr;
+	d->regions[d->nregions++] = r;
+	return 0;
+}
+
+int vblk_mem_remove(struct vblk *d, const struct vblk_mem *reg)
+{
+	if (reg->fd >= 0)
+		close(reg->fd);
+	for (unsigned i = 0; i < d->nregions; i++) {
+		struct region *r = &d->regions[i];
+		if (r->m.gpa == reg->gpa && r->m.size == reg->size) {
+			region_retire(d, r);
+			d->regions[i] = d->regions[--d->nregions];
+			return 0;
+		}
+	}
+	log_err(d->name, "cannot remove memory region gpa %#llx: not registered",
+		(unsigned long long)reg->gpa);
+	return -ENOENT;
+}
+
+static struct region *find_gpa(struct vblk *d, uint64_t gpa, uint64_t len)
+{
+	for (unsigned i = 0; i < d->nregions; i++) {
+		struct region *r = &d->regions[i];
+		if (gpa >= r->m.gpa && len <= r->m.size && gpa - r->m.gpa <= r->m.size - len)
+			return r;
+	}
+	return NULL;
+}
+
+static void *translate(void *ctx, uint64_t gpa, uint64_t len, bool write)
+{
+	struct region *r = find_gpa(ctx, gpa, len);
+
+	(void)write;
+	return r ? r->va + (gpa - r->m.gpa) : NULL;
+}
+
+static const struct vq_mem_ops mem_ops = { .translate = translate };
+
+/* Ring addresses come as the front end's virtual addresses. */
+static int uva_to_gpa(struct vblk *d, uint64_t uva, uint64_t *gpa)
+{
+	for (unsigned i = 0; i < d->nregions; i++) {
+		struct region *r = &d->regions[i];
+		if (uva >= r->m.uva && uva - r->m.uva < r->m.size) {
+			*gpa = r->m.gpa + (uva - r->m.uva);
+			return 0;
+		}
+	}
+	return -EFAULT;
+}
+
+/* ---- device ---- */
+
+int vblk_new(const struct vblk_conf *conf, const struct vblk_ops *ops, void *ctx, struct vblk **out)
+{
+	const struct nvme_ctrl_info *ci;
+	struct vblk *d;
+
+	if (!conf->num_queues || conf->num_queues > VBLK_MAX_QUEUES || !conf->ds_max ||
+	    conf->ds_max > VBLK_DS_MAX_LIMIT)
+		return -EINVAL;
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	d->conf = *conf;
+	snprintf(d->name, sizeof(d->name), "%s", conf->name);
+	d->conf.name = d->name;
+	if (conf->ntrusted) {
+		d->trusted = calloc(conf->ntrusted, sizeof(*d->trusted));
+		if (!d->trusted) {
+			free(d);
+			return -ENOMEM;
+		}
+		memcpy(d->trusted, conf->trusted, conf->ntrusted * sizeof(*d->trusted));
+		d->conf.trusted = d->trusted;
+	}
+	d->ops = ops;
+	d->ctx = ctx;
+	d->ctrl = nvme_ns_ctrl(conf->target.ns);
+	d->vdev = nvme_ctrl_vfio(d->ctrl);
+	ci = nvme_ctrl_info(d->ctrl);
+	d->conf.readonly = conf->readonly || conf->target.readonly;
+	d->vt.first_lba = conf->target.first_lba;
+	d->vt.nlba = conf->target.nlba;
+	d->vt.lba_size = conf->target.lba_size;
+	d->vt.readonly = d->conf.readonly;
+	if (ci->dsm && !d->conf.readonly) {
+		d->vt.max_discard_seg = VBLK_DISCARD_SEG;
+		d->vt.max_discard_sectors = VBLK_MAX_RANGE_SECTORS;
+	}
+	if (ci->write_zeroes && !d->conf.readonly) {
+		d->vt.max_write_zeroes_seg = VBLK_DISCARD_SEG;
+		d->vt.max_write_zeroes_sectors = VBLK_MAX_RANGE_SECTORS;
+	}
+	/* GET_ID: the device name, as much as fits in 20 bytes. */
+	memcpy(d->id, conf->target.name, strnlen(conf->target.name, VIRTIO_BLK_ID_BYTES));
+	d->features = VIRTIO_BIT(VIRTIO_F_VERSION_1) | VIRTIO_BIT(VIRTIO_RING_F_INDIRECT_DESC) |
+		      VIRTIO_BIT(VIRTIO_RING_F_EVENT_IDX) | VIRTIO_BIT(VIRTIO_BLK_F_SIZE_MAX) |
+		      VIRTIO_BIT(VIRTIO_BLK_F_SEG_MAX) | VIRTIO_BIT(VIRTIO_BLK_F_BLK_SIZE) |
+		      VIRTIO_BIT(VIRTIO_BLK_F_TOPOLOGY) | VIRTIO_BIT(VIRTIO_BLK_F_FLUSH) |
+		      VIRTIO_BIT(VIRTIO_BLK_F_CONFIG_WCE) | VIRTIO_BIT(VIRTIO_BLK_F_MQ);
+	if (d->conf.readonly)
+		d->features |= VIRTIO_BIT(VIRTIO_BLK_F_RO);
+	if (d->vt.max_discard_seg)
+		d->features |= VIRTIO_BIT(VIRTIO_BLK_F_DISCARD);
+	if (d->vt.max_write_zeroes_seg)
+		d->features |= VIRTIO_BIT(VIRTIO_BLK_F_WRITE_ZEROES);
+	for (unsigned q = 0; q < VBLK_MAX_QUEUES; q++)
+		vq_init(&d->vqs[q].vq, &mem_ops, d);
+	*out = d;
+	return 0;
+}
+
+static void vblk_free(struct vblk *d)
+{
+	drop_table(d);
+	zombies_reap(d);
+	while (d->free_ios) {
+		struct vblk_io *io = d->free_ios;
+		d->free_ios = io->next_free;
+		free(io);
+	}
+	free(d->trusted);
+	free(d);
+}
+
+void vblk_reset(struct vblk *d)
+{
+	for (unsigned q = 0; q < VBLK_MAX_QUEUES; q++) {
+		struct vqueue *v = &d->vqs[q];
+		v->started = v->enabled = false;
+		v->num = 0;
+		v->base = 0;
+		vq_init(&v->vq, &mem_ops, d);
+	}
+	drop_table(d);
+	d->broken = false;
+}
+
+void vblk_destroy(struct vblk *d)
+{
+	if (!d)
+		return;
+	vblk_reset(d);
+	d->destroying = true;
+	if (d->inflight == 0)
+		vblk_free(d);
+}
+
+uint64_t vblk_features(const struct vblk *d) { return d->features; }
+unsigned vblk_num_queues(const struct vblk *d) { return d->conf.num_queues; }
+unsigned vblk_ds_max(const struct vblk *d) { return d->conf.ds_max; }
+const struct vblk_stats *vblk_stats(const struct vblk *d) { return &d->stats; }
+unsigned vblk_inflight(const struct vblk *d) { return d->inflight; }
+
+int vblk_set_features(struct vblk *d, uint64_t f)
+{
+	if (f & ~d->features) {
+		log_err(d->name, "driver accepted features %#llx that were not offered",
+			(unsigned long long)(f & ~d->features));
+		return -EINVAL;
+	}
+	for (unsigned q = 0; q < VBLK_MAX_QUEUES; q++)
+		vq_set_features(&d->vqs[q].vq, f);
+	return 0;
+}
+
+void vblk_get_config(const struct vblk *d, struct virtio_blk_config *c)
+{
+	const struct nvme_ctrl_info *ci = nvme_ctrl_info(d->ctrl);
+	uint32_t lbs = d->vt.lba_size;
+
+	memset(c, 0, sizeof(*c));
+	c->capacity = d->vt.nlba * (lbs / VIRTIO_BLK_SECTOR_SIZE);
+	c->size_max = VBLK_SIZE_MAX;
+	c->seg_max = VBLK_SEG_MAX;
+	c->blk_size = lbs;
+	c->topology.min_io_size = 1;
+	c->topology.opt_io_size = ci->max_xfer / lbs;
+	c->writeback = ci->vwc ? 1 : 0;
+	c->num_queues = (uint16_t)d->conf.num_queues;
+	c->max_discard_sectors = d->vt.max_discard_sectors;
+	c->max_discard_seg = d->vt.max_discard_seg;
+	c->discard_sector_alignment = lbs / VIRTIO_BLK_SECTOR_SIZE;
+	c->max_write_zeroes_sectors = d->vt.max_write_zeroes_sectors;
+	c->max_write_zeroes_seg = d->vt.max_write_zeroes_seg;
+	c->write_zeroes_may_unmap = nvme_ns_info(d->conf.target.ns)->wz_deallocate;
+}
+
+/* ---- queues ---- */
+
+static struct vqueue *vqueue(struct vblk *d, unsigned q)
+{
+	return q < d->conf.num_queues ? &d->vqs[q] : NULL;
+}
+
+int vblk_vq_set_num(struct vblk *d, unsigned q, unsigned num)
+{
+	struct vqueue *v = vqueue(d, q);
+
+	if (!v || !num || num > VBLK_MAX_QUEUE_SIZE || (num & (num - 1)))
+		return -EINVAL;
+	v->num = num;
+	return 0;
+}
+
+int vblk_vq_set_addr(struct vblk *d, unsigned q, uint64_t desc, uint64_t avail, uint64_t used)
+{
+	struct vqueue *v = vqueue(d, q);
+
+	if (!v)
+		return -EINVAL;
+	v->desc = desc;
+	v->avail = avail;
+	v->used = used;
+	return 0;
+}
+
+int vblk_vq_set_base(struct vblk *d, unsigned q, uint16_t base)
+{
+	struct vqueue *v = vqueue(d, q);
+
+	if (!v)
+		return -EINVAL;
+	v->base = base;
+	return 0;
+}
+
+int vblk_vq_start(struct vblk *d, unsigned q)
+{
+	struct vqueue *v = vqueue(d, q);
+	uint64_t dg, ag, ug;
+	struct vq_err err = { 0 };
+	int rc;
+
+	if (!v || !v->num)
+		return -EINVAL;
+	if (uva_to_gpa(d, v->desc, &dg) || uva_to_gpa(d, v->avail, &ag) || uva_to_gpa(d, v->used, &ug)) {
+		log_err(d->name, "queue %u: ring addresses outside the client's memory", q);
+		return -EFAULT;
+	}
+	rc = vq_set_addr(&v->vq, v->num, dg, ag, ug, &err);
+	if (rc) {
+		log_err(d->name, "queue %u: %s", q, err.why ? err.why : strerror(-rc));
+		return rc;
+	}
+	/* Completions of requests still in flight land in the new ring at the
+	 * index the front end handed back (GET_VRING_BASE only stops taking). */
+	vq_set_base(&v->vq, v->base, v->base);
+	v->started = true;
+	return 0;
+}
+
+uint16_t vblk_vq_stop(struct vblk *d, unsigned q)
+{
+	struct vqueue *v = vqueue(d, q);
+
+	if (!v)
+		return 0;
+	if (v->started)
+		v->base = vq_get_base(&v->vq);
+	v->started = false;
+	return v->base;
+}
+
+void vblk_vq_enable(struct vblk *d, unsigned q, bool on)
+{
+	struct vqueue *v = vqueue(d, q);
+
+	if (v)
+		v->enabled = on;
+}
+
+/* ---- requests ---- */
+
+static struct vblk_io *io_get(struct vblk *d)
+{
+	struct vblk_io *io = d->free_ios;
+
+	if (io)
+		d->free_ios = io->next_free;
+	else
+		io = malloc(sizeof(*io));
+	return io;
+}
+
+static void io_put(struct vblk *d, struct vblk_io *io)
+{
+	io->next_free = d->free_ios;
+	d->free_ios = io;
+}
+
+static void io_finish(struct vblk_io *io, uint8_t status, uint32_t data_written)
+{
+	struct vblk *d = io->d;
+	struct vqueue *v = &d->vqs[io->q];
+	uint32_t used = vblk_req_complete(&io->req, status, data_written);
+
+	if (status != VIRTIO_BLK_S_OK)
+		d->stats.errors++;
+	/* A queue stopped or reset since: the front end has taken the ring
+	 * back, the completion has nowhere to go. */
+	if (v->started && !d->destroying) {
+		if (vq_push(&v->vq, io->elem.head, used) == 0 && vq_should_notify(&v->vq))
+			d->ops->notify(d->ctx, io->q);
+	}
+	io_put(d, io);
+}
+
+static void nvme_done(struct nvme_req *r)
+{
+	struct vblk_io *io = r->priv;
+	struct vblk *d = io->d;
+
+	if (r->result) {
+		io->failed = true;
+		log_debug(d->name, "NVMe %s failed: %s (status %#x)",
+			  io->req.type == VIRTIO_BLK_T_IN ? "read" : "command", strerror(-r->result), r->status);
+	}
+	if (--io->pending)
+		return;
+	io_finish(io, io->failed ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK,
+		  io->failed || io->req.type != VIRTIO_BLK_T_IN ? 0 : io->req.in_data_len);
+	d->inflight--;
+	zombies_reap(d);
+	if (d->destroying && d->inflight == 0)
+		vblk_free(d);
+}
+
+static struct nvme_qpair *pick_qp(struct vblk *d, unsigned q)
+{
+	unsigned n = nvme_ctrl_nr_qpairs(d->ctrl);
+	return nvme_ctrl_qpair(d->ctrl, (d->conf.qp_first + q) % n);
+}
+
+/* Starts the NVMe commands of an accepted request. Returns false when it
+ * completed at once (nothing to send, or nothing could be sent). */
+static void io_start(struct vblk *d, struct vblk_io *io)
+{
+	const struct nvme_ctrl_info *ci = nvme_ctrl_info(d->ctrl);
+	struct vblk_req *rq = &io->req;
+	struct nvme_qpair *qp = pick_qp(d, io->q);
+	unsigned n = 0;
+
+	switch (rq->type) {
+	case VIRTIO_BLK_T_GET_ID:
+		d->stats.get_ids++;
+		io_finish(io, VIRTIO_BLK_S_OK, vblk_req_fill_id(rq, d->id));
+		return;
+	case VIRTIO_BLK_T_FLUSH:
+		d->stats.flushes++;
+		if (!ci->vwc) {	/* no volatile cache: every write is durable */
+			io_finish(io, VIRTIO_BLK_S_OK, 0);
+			return;
+		}
+		io->nreq[0] = (struct nvme_req){ .opc = NVME_CMD_FLUSH };
+		n = 1;
+		break;
+	case VIRTIO_BLK_T_IN:
+	case VIRTIO_BLK_T_OUT:
+		for (unsigned i = 0; i < rq->ndata; i++) {
+			struct region *r = find_gpa(d, rq->data[i].gpa, rq->data[i].len);
+			if (!r) { /* translate found it a moment ago */
+				io_finish(io, VIRTIO_BLK_S_IOERR, 0);
+				return;
+			}
+			io->nsegs[i].iova = r->iova + r->iova_off + (rq->data[i].gpa - r->m.gpa);
+			io->nsegs[i].len = rq->data[i].len;
+		}
+		io->nreq[0] = (struct nvme_req){
+			.opc = rq->type == VIRTIO_BLK_T_IN ? NVME_CMD_READ : NVME_CMD_WRITE,
+			.slba = rq->lba, .nlb = rq->nlb, .segs = io->nsegs, .nseg = rq->ndata,
+		};
+		if (rq->type == VIRTIO_BLK_T_IN) {
+			d->stats.reads++;
+			d->stats.bytes_read += (uint64_t)rq->nlb * d->vt.lba_size;
+		} else {
+			d->stats.writes++;
+			d->stats.bytes_written += (uint64_t)rq->nlb * d->vt.lba_size;
+		}
+		n = 1;
+		break;
+	case VIRTIO_BLK_T_DISCARD:
+	case VIRTIO_BLK_T_WRITE_ZEROES:
+		for (unsigned i = 0; i < rq->nranges; i++) {
+			io->nreq[i] = (struct nvme_req){
+				.opc = rq->type == VIRTIO_BLK_T_DISCARD ? NVME_CMD_DSM : NVME_CMD_WRITE_ZEROES,
+				.flags = rq->ranges[i].unmap ? NVME_REQ_DEALLOCATE : 0,
+				.slba = rq->ranges[i].lba, .nlb = rq->ranges[i].nlb,
+			};
+		}
+		n = rq->nranges;
+		if (rq->type == VIRTIO_BLK_T_DISCARD)
+			d->stats.discards++;
+		else
+			d->stats.write_zeroes++;
+		break;
+	default:
+		io_finish(io, VIRTIO_BLK_S_UNSUPP, 0);
+		return;
+	}
+	if (!n) {
+		io_finish(io, VIRTIO_BLK_S_OK, 0);
+		return;
+	}
+	io->pending = n;
+	io->failed = false;
+	d->inflight++;
+	for (unsigned i = 0; i < n; i++) {
+		int rc;
+
+		io->nreq[i].ns = d->conf.target.ns;
+		io->nreq[i].done = nvme_done;
+		io->nreq[i].priv = io;
+		rc = nvme_submit(qp, &io->nreq[i]);
+		if (rc) {
+			/* Not queued: count it done here, failed. */
+			log_debug(d->name, "cannot submit: %s", strerror(-rc));
+			io->failed = true;
+			io->nreq[i].result = rc;
+			nvme_done(&io->nreq[i]);
+		}
+	}
+}
+
+void vblk_vq_kick(struct vblk *d, unsigned q)
+{
+	struct vqueue *v = vqueue(d, q);
+
+	while (v && v->started && v->enabled && !d->broken) {
+		struct vq_err err = { 0 };
+		struct vblk_io *io = io_get(d);
+		int rc;
+
+		if (!io)
+			return;	/* retried on the next kick or completion */
+		memset(&io->elem, 0, sizeof(io->elem));
+		io->d = d;
+		io->q = q;
+		io->elem.segs = io->segs;
+		io->elem.max_segs = VBLK_MAX_SEGS;
+		rc = vq_pop(&v->vq, &io->elem, &err);
+		if (rc <= 0) {
+			io_put(d, io);
+			if (rc < 0) {
+				log_err(d->name, "queue %u: %s (descriptor %d%s); device needs reset", q,
+					err.why ? err.why : strerror(-rc), err.desc, err.indirect ? ", indirect" : "");
+				d->broken = true;
+				d->ops->broken(d->ctx);
+			}
+			return;
+		}
+		rc = vblk_req_parse(&d->vt, &io->elem, &io->req);
+		if (rc) {
+			log_err(d->name, "queue %u: %s; device needs reset", q,
+				io->req.why ? io->req.why : strerror(-rc));
+			io_put(d, io);
+			d->broken = true;
+			d->ops->broken(d->ctx);
+			return;
+		}
+		if (io->req.status != VIRTIO_BLK_S_OK) {
+			log_debug(d->name, "queue %u: request type %u refused: %s", q, io->req.type,
+				  io->req.why ? io->req.why : "");
+			io_finish(io, io->req.status, 0);
+			continue;
+		}
+		io_start(d, io);
+	}
+}

@@ -1,0 +1,101 @@
+/* A virtual block device: one client's view of one disk or partition,
+ * served through virtio-blk. Transport-free: a transport (vhost-user,
+ * VDUSE) hands it the client's memory regions, ring addresses and kicks;
+ * it turns requests into NVMe commands whose data the controller moves
+ * straight to and from the client's memory (zero copy), and reports used
+ * buffers through ops->notify.
+ *
+ * The client's memory regions are its "dataspaces": each is mapped once,
+ * into this process and into the controller's IOMMU at an IOVA of its own,
+ * and unmapped only after every I/O that may use it has ended. */
+#ifndef NVD_VBLK_VBLK_H
+#define NVD_VBLK_VBLK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "blk/disk.h"
+#include "spec/virtio_blk.h"
+
+#define VBLK_MAX_QUEUES 16
+#define VBLK_MAX_QUEUE_SIZE 1024
+#define VBLK_DS_MAX_LIMIT 256	/* ds-max range 1..256 */
+#define VBLK_DS_MAX_DEFAULT 2	/* as in L4Re */
+
+struct vblk;
+
+/* A file whose memory may be used for DMA (-d/--register-ds). */
+struct vblk_trusted {
+	dev_t dev;
+	ino_t ino;
+};
+
+struct vblk_conf {
+	const char *name;		/* the client, for log lines */
+	struct blk_target target;
+	bool readonly;			/* the client's read-only flag */
+	unsigned ds_max;		/* memory regions at most */
+	const struct vblk_trusted *trusted;	/* NULL: any file */
+	unsigned ntrusted;
+	unsigned num_queues;		/* virtqueues offered (1..VBLK_MAX_QUEUES) */
+	unsigned qp_first;		/* spreads clients over the I/O queues */
+};
+
+struct vblk_ops {
+	/* Used buffers are ready on queue q: signal the driver. */
+	void (*notify)(void *ctx, unsigned q);
+	/* The driver broke the ring rules: the device needs a reset. */
+	void (*broken)(void *ctx);
+};
+
+/* One memory region as the front end describes it; fd is the backing. */
+struct vblk_mem {
+	uint64_t gpa;
+	uint64_t size;
+	uint64_t uva;		/* the front end's own address (ring addresses use it) */
+	uint64_t mmap_offset;
+	int fd;
+};
+
+struct vblk_stats {
+	uint64_t reads, writes, flushes, discards, write_zeroes, get_ids;
+	uint64_t bytes_read, bytes_written;
+	uint64_t errors;	/* requests answered IOERR or UNSUPP */
+};
+
+int vblk_new(const struct vblk_conf *conf, const struct vblk_ops *ops, void *ctx, struct vblk **out);
+/* Stops every queue; the object is freed once no I/O is in flight (the
+ * controller may still write into client memory until then). */
+void vblk_destroy(struct vblk *d);
+/* Stops every queue and drops the memory table (RESET_DEVICE, disconnect). */
+void vblk_reset(struct vblk *d);
+
+uint64_t vblk_features(const struct vblk *d);
+int vblk_set_features(struct vblk *d, uint64_t features);
+void vblk_get_config(const struct vblk *d, struct virtio_blk_config *cfg);
+unsigned vblk_num_queues(const struct vblk *d);
+unsigned vblk_ds_max(const struct vblk *d);
+const struct vblk_stats *vblk_stats(const struct vblk *d);
+unsigned vblk_inflight(const struct vblk *d);
+
+/* Memory. Each takes ownership of the fds it is given (closes them, on
+ * error too). Errors: -E2BIG (more than ds-max regions), -EPERM (not a
+ * registered dataspace), -EINVAL (bad region), -ENOMEM, or the mapping's. */
+int vblk_mem_set(struct vblk *d, const struct vblk_mem *regs, unsigned n);
+int vblk_mem_add(struct vblk *d, const struct vblk_mem *reg);
+int vblk_mem_remove(struct vblk *d, const struct vblk_mem *reg);
+
+/* Virtqueues (q < num_queues). Addresses are the front end's (uva). */
+int vblk_vq_set_num(struct vblk *d, unsigned q, unsigned num);
+int vblk_vq_set_addr(struct vblk *d, unsigned q, uint64_t desc, uint64_t avail, uint64_t used);
+int vblk_vq_set_base(struct vblk *d, unsigned q, uint16_t base);
+/* Starts processing (the kick fd is set and the ring enabled). */
+int vblk_vq_start(struct vblk *d, unsigned q);
+/* Stops processing; returns the next avail index (GET_VRING_BASE). */
+uint16_t vblk_vq_stop(struct vblk *d, unsigned q);
+void vblk_vq_enable(struct vblk *d, unsigned q, bool on);
+/* Takes and starts every available request of queue q. */
+void vblk_vq_kick(struct vblk *d, unsigned q);
+
+#endif

@@ -1,0 +1,835 @@
+/* nvme-drv-io: a virtio-blk driver over vhost-user, as a VMM would be, for
+ * testing back-ends (nvme-drv, qemu-storage-daemon): the device's
+ * configuration, IOPS, bandwidth and latency percentiles, a write-then-
+ * read-back verify of a seeded pattern, and single FLUSH, DISCARD,
+ * WRITE_ZEROES and GET_ID requests. */
+#include <endian.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "client/vhu_client.h"
+#include "util/log.h"
+#include "util/parse.h"
+
+enum rw_mode {
+	RW_READ, RW_WRITE, RW_RANDREAD, RW_RANDWRITE, RW_VERIFY,
+	RW_FLUSH, RW_DISCARD, RW_WRITE_ZEROES, RW_COUNT
+};
+static const char *const rw_names[RW_COUNT] = {
+	"read", "write", "randread", "randwrite", "verify", "flush", "discard", "write-zeroes",
+};
+
+#define SECTOR VIRTIO_BLK_SECTOR_SIZE
+#define PAGE 4096u
+#define REAP_BATCH 64
+
+struct io {
+	uint8_t *buf;
+	struct vhu_buf segs[VHU_SEGS_MAX];
+	unsigned nseg, q;
+	uint64_t start_ns;
+	uint64_t sector;
+	bool write;
+};
+
+struct run {
+	struct vhu_client *c;
+	const char *name;
+	enum rw_mode mode;
+	uint32_t bs;
+	unsigned qd, nq;
+	bool indirect;
+	uint64_t seed;
+	double time_s;
+	uint64_t count;		/* I/Os to issue (0: by time) */
+	uint64_t first;		/* device sector of block 0 */
+	uint64_t blocks;	/* bs-sized slots from `first` on */
+	int timeout_ms;
+	/* run state */
+	bool verify_write;
+	uint64_t issued, completed, errors, mismatches;
+	uint64_t seq, deadline_ns, rng;
+	uint64_t *lat;
+	size_t nlat, caplat;
+	struct io *ios;
+};
+
+static volatile sig_atomic_t g_stop;
+
+static void on_signal(int signo)
+{
+	(void)signo;
+	g_stop = 1;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t splitmix64(uint64_t *x)
+{
+	uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+/* The verify pattern of one 512-byte sector (documented in --help, so the
+ * host can check an image): its device sector number, then seeded noise,
+ * all little-endian 64-bit words. nvme-drv-perf's pattern is the same per
+ * LBA with the absolute LBA; here the unit is the virtio sector. */
+static void pattern_fill(uint8_t *p, uint64_t sector, uint64_t seed)
+{
+	uint64_t x = seed ^ (sector * 0x9e3779b97f4a7c15ull);
+	uint64_t w = htole64(sector);
+
+	memcpy(p, &w, 8);
+	for (unsigned i = 1; i < SECTOR / 8; i++) {
+		w = htole64(splitmix64(&x));
+		memcpy(p + 8 * i, &w, 8);
+	}
+}
+
+static uint64_t pattern_check(const struct run *r, const uint8_t *buf, uint64_t sector)
+{
+	uint8_t expect[SECTOR];
+	uint64_t bad = 0;
+
+	for (uint32_t i = 0; i < r->bs / SECTOR; i++) {
+		const uint8_t *got = buf + (size_t)i * SECTOR;
+		uint64_t g, e;
+
+		pattern_fill(expect, sector + i, r->seed);
+		if (memcmp(got, expect, SECTOR) == 0)
+			continue;
+		if (r->mismatches + bad < 5) {
+			memcpy(&g, got, 8);
+			memcpy(&e, expect, 8);
+			fprintf(stderr, "nvme-drv-io: MISMATCH at sector %" PRIu64 ": first word %#"
+				PRIx64 ", expected %#" PRIx64 "\n", sector + i, le64toh(g), le64toh(e));
+		}
+		bad++;
+	}
+	return bad;
+}
+
+static const char *status_name(uint8_t s)
+{
+	switch (s) {
+	case VIRTIO_BLK_S_OK: return "OK";
+	case VIRTIO_BLK_S_IOERR: return "IOERR";
+	case VIRTIO_BLK_S_UNSUPP: return "UNSUPP";
+	case 0xff: return "never written";
+	default: return "invalid";
+	}
+}
+
+static bool more_to_issue(const struct run *r)
+{
+	if (g_stop || r->errors)
+		return false;
+	if (r->count)
+		return r->issued < r->count;
+	if (r->mode == RW_VERIFY)
+		return r->seq < r->blocks;
+	return now_ns() < r->deadline_ns;
+}
+
+/* Returns whether it submitted. */
+static bool io_start(struct run *r, struct io *io)
+{
+	struct vhu_req req;
+	uint64_t slot;
+	int rc;
+
+	if (!more_to_issue(r))
+		return false;
+	if (r->mode == RW_RANDREAD || r->mode == RW_RANDWRITE)
+		slot = splitmix64(&r->rng) % r->blocks;
+	else
+		slot = r->seq++ % r->blocks;
+	io->sector = r->first + slot * (r->bs / SECTOR);
+	io->write = r->mode == RW_WRITE || r->mode == RW_RANDWRITE ||
+		    (r->mode == RW_VERIFY && r->verify_write);
+	if (io->write)
+		for (uint32_t i = 0; i < r->bs / SECTOR; i++)
+			pattern_fill(io->buf + (size_t)i * SECTOR, io->sector + i, r->seed);
+	else if (r->mode == RW_VERIFY)
+		memset(io->buf, 0xa5, r->bs);	/* stale data must not pass */
+	req = (struct vhu_req){
+		.type = io->write ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN,
+		.sector = io->sector,
+		.data = io->segs,
+		.ndata = io->nseg,
+		.indirect = r->indirect,
+		.priv = io,
+	};
+	io->start_ns = now_ns();
+	rc = vhu_submit(r->c, io->q, &req);
+	if (rc) {
+		r->errors++;
+		fprintf(stderr, "nvme-drv-io: cannot submit sector %" PRIu64 ": %s\n", io->sector,
+			strerror(-rc));
+		return false;
+	}
+	r->issued++;
+	return true;
+}
+
+static void io_done(struct run *r, const struct vhu_done *d)
+{
+	struct io *io = d->priv;
+
+	r->completed++;
+	if (d->status != VIRTIO_BLK_S_OK) {
+		r->errors++;
+		fprintf(stderr, "nvme-drv-io: %s of sector %" PRIu64 " failed: virtio status %s (%u)\n",
+			io->write ? "write" : "read", io->sector, status_name(d->status), d->status);
+	} else if (r->mode == RW_VERIFY && !io->write) {
+		r->mismatches += pattern_check(r, io->buf, io->sector);
+	}
+	if (r->nlat == r->caplat) {
+		size_t cap = r->caplat ? r->caplat * 2 : 65536;
+		uint64_t *n = realloc(r->lat, cap * sizeof(*n));
+
+		if (n) {
+			r->lat = n;
+			r->caplat = cap;
+		}
+	}
+	if (r->nlat < r->caplat)
+		r->lat[r->nlat++] = now_ns() - io->start_ns;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static double pct(const uint64_t *v, size_t n, double q)
+{
+	size_t i = (size_t)(q * (double)(n - 1) + 0.5);
+	return (double)v[i < n ? i : n - 1] / 1000.0;
+}
+
+static void report(struct run *r, const char *phase, uint64_t t0, uint64_t t1)
+{
+	double secs = (double)(t1 - t0) / 1e9;
+	double sum = 0;
+
+	if (secs <= 0)
+		secs = 1e-9;
+	printf("%s: ios=%" PRIu64 " time=%.2fs iops=%.0f bw=%.2fMiB/s", phase, r->completed, secs,
+	       (double)r->completed / secs, (double)r->completed * r->bs / secs / 1048576.0);
+	if (r->nlat) {
+		qsort(r->lat, r->nlat, sizeof(*r->lat), cmp_u64);
+		for (size_t i = 0; i < r->nlat; i++)
+			sum += (double)r->lat[i];
+		printf(" lat_us: min=%.1f avg=%.1f p50=%.1f p90=%.1f p99=%.1f p99.9=%.1f max=%.1f",
+		       (double)r->lat[0] / 1000.0, sum / (double)r->nlat / 1000.0,
+		       pct(r->lat, r->nlat, 0.5), pct(r->lat, r->nlat, 0.9), pct(r->lat, r->nlat, 0.99),
+		       pct(r->lat, r->nlat, 0.999), (double)r->lat[r->nlat - 1] / 1000.0);
+	}
+	printf("\n");
+	fflush(stdout);
+}
+
+static int kick_all(struct run *r)
+{
+	for (unsigned q = 0; q < r->nq; q++) {
+		int rc = vhu_kick(r->c, q);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* Keeps qd I/Os in flight until the phase's count, blocks or time run
+ * out, sleeping on the call eventfds in between. Returns 0 or a negative
+ * errno (the device broke the ring, hung up, or stopped answering). */
+static int run_phase(struct run *r, const char *phase)
+{
+	struct vhu_done done[REAP_BATCH];
+	uint64_t t0, idle_since;
+	int rc;
+
+	r->issued = r->completed = r->seq = 0;
+	r->nlat = 0;
+	t0 = idle_since = now_ns();
+	r->deadline_ns = t0 + (uint64_t)(r->time_s * 1e9);
+	for (unsigned i = 0; i < r->qd; i++)
+		io_start(r, &r->ios[i]);
+	if ((rc = kick_all(r)))
+		return rc;
+	while (r->completed < r->issued) {
+		unsigned got = 0;
+
+		for (unsigned q = 0; q < r->nq; q++) {
+			rc = vhu_reap(r->c, q, done, REAP_BATCH);
+			if (rc < 0)
+				return rc;
+			for (int i = 0; i < rc; i++) {
+				io_done(r, &done[i]);
+				io_start(r, done[i].priv);
+			}
+			got += (unsigned)rc;
+		}
+		if ((rc = kick_all(r)))
+			return rc;
+		if (got) {
+			idle_since = now_ns();
+			continue;
+		}
+		rc = vhu_wait(r->c, 1000);
+		if (rc < 0 && rc != -EINTR)
+			return rc;
+		if (rc == 0 && now_ns() - idle_since > (uint64_t)r->timeout_ms * 1000000ull) {
+			fprintf(stderr, "nvme-drv-io: no completion for %d ms with %" PRIu64
+				" I/Os in flight\n", r->timeout_ms, r->issued - r->completed);
+			return -ETIMEDOUT;
+		}
+	}
+	report(r, phase, t0, now_ns());
+	return 0;
+}
+
+/* Segments of the data buffer: page-sized like a guest's scattered pages,
+ * fewer and larger when seg_max demands, never above size_max. */
+static int plan_segments(const struct vhu_info *in, uint32_t bs, uint32_t *seg_len)
+{
+	bool has_seg_max = in->features & VIRTIO_BIT(VIRTIO_BLK_F_SEG_MAX);
+	bool has_size_max = in->features & VIRTIO_BIT(VIRTIO_BLK_F_SIZE_MAX);
+	uint32_t max_segs = VHU_SEGS_MAX, len = PAGE;
+
+	if (has_seg_max && in->config.seg_max && in->config.seg_max < max_segs)
+		max_segs = in->config.seg_max;
+	if (has_size_max && in->config.size_max && in->config.size_max < len)
+		len = in->config.size_max & ~(SECTOR - 1);
+	if (!len)
+		return -EINVAL;
+	while ((bs + len - 1) / len > max_segs) {
+		len *= 2;
+		if (has_size_max && in->config.size_max && len > in->config.size_max)
+			return -EINVAL;
+	}
+	*seg_len = len;
+	return 0;
+}
+
+static void print_config(const char *name, const struct vhu_info *in, bool features)
+{
+	const struct virtio_blk_config *k = &in->config;
+	uint64_t f = in->features;
+
+	printf("config: capacity=%" PRIu64 " blk_size=%u num_queues=%u ro=%s seg_max=%u size_max=%u"
+	       " flush=%s discard=%s write_zeroes=%s\n", k->capacity,
+	       f & VIRTIO_BIT(VIRTIO_BLK_F_BLK_SIZE) ? k->blk_size : SECTOR, in->max_queues,
+	       f & VIRTIO_BIT(VIRTIO_BLK_F_RO) ? "yes" : "no",
+	       f & VIRTIO_BIT(VIRTIO_BLK_F_SEG_MAX) ? k->seg_max : 0,
+	       f & VIRTIO_BIT(VIRTIO_BLK_F_SIZE_MAX) ? k->size_max : 0,
+	       f & VIRTIO_BIT(VIRTIO_BLK_F_FLUSH) ? "yes" : "no",
+	       f & VIRTIO_BIT(VIRTIO_BLK_F_DISCARD) ? "yes" : "no",
+	       f & VIRTIO_BIT(VIRTIO_BLK_F_WRITE_ZEROES) ? "yes" : "no");
+	if (features)
+		printf("features: %s offered=%#" PRIx64 " accepted=%#" PRIx64 " protocol=%#" PRIx64
+		       " indirect=%s event_idx=%s max_mem_slots=%" PRIu64 "\n", name, in->offered, f,
+		       in->protocol, f & VIRTIO_BIT(VIRTIO_RING_F_INDIRECT_DESC) ? "yes" : "no",
+		       f & VIRTIO_BIT(VIRTIO_RING_F_EVENT_IDX) ? "yes" : "no", in->max_mem_slots);
+	fflush(stdout);
+}
+
+static int get_id(struct vhu_client *c)
+{
+	struct vhu_buf b;
+	char id[VHU_ID_BUF_SIZE] = { 0 };
+	int st;
+
+	if (vhu_alloc(c, 0, VIRTIO_BLK_ID_BYTES, 16, &b))
+		return 1;
+	st = vhu_run_one(c, 0, VIRTIO_BLK_T_GET_ID, 0, &b, 1, NULL);
+	if (st < 0)
+		return 1;
+	if (st != VIRTIO_BLK_S_OK) {
+		fprintf(stderr, "nvme-drv-io: GET_ID failed: virtio status %s (%d)\n",
+			status_name((uint8_t)st), st);
+		return 1;
+	}
+	memcpy(id, b.va, VIRTIO_BLK_ID_BYTES);
+	printf("id: \"");
+	for (size_t i = 0; i < VIRTIO_BLK_ID_BYTES && id[i]; i++) {
+		unsigned char ch = (unsigned char)id[i];
+
+		if (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\')
+			putchar(ch);
+		else
+			printf("\\x%02x", ch);
+	}
+	printf("\"\n");
+	return 0;
+}
+
+/* DISCARD / WRITE_ZEROES over [first, first + n) sectors: ranges of at
+ * most max_*_sectors (cut on discard_sector_alignment), packed up to
+ * max_*_seg per request, as 5.2.6.2 asks of a driver. */
+#define RANGES_MAX 64
+
+static int ranges_op(struct vhu_client *c, enum rw_mode mode, uint64_t first, uint64_t n,
+		     bool unmap)
+{
+	const struct vhu_info *in = vhu_info(c);
+	const struct virtio_blk_config *k = &in->config;
+	bool discard = mode == RW_DISCARD;
+	uint32_t type = discard ? VIRTIO_BLK_T_DISCARD : VIRTIO_BLK_T_WRITE_ZEROES;
+	uint32_t max_seg = 1, max_sect = UINT32_MAX, align = 1;
+	uint64_t done = 0, reqs = 0;
+	struct vhu_buf b;
+
+	if (in->features & VIRTIO_BIT(discard ? VIRTIO_BLK_F_DISCARD : VIRTIO_BLK_F_WRITE_ZEROES)) {
+		max_seg = discard ? k->max_discard_seg : k->max_write_zeroes_seg;
+		max_sect = discard ? k->max_discard_sectors : k->max_write_zeroes_sectors;
+		align = discard ? k->discard_sector_alignment : 1;
+	} else {
+		log_warn(NULL, "the device does not offer %s; sending it anyway",
+			 discard ? "VIRTIO_BLK_F_DISCARD" : "VIRTIO_BLK_F_WRITE_ZEROES");
+	}
+	if (!max_seg)
+		max_seg = 1;
+	if (max_seg > RANGES_MAX)
+		max_seg = RANGES_MAX;
+	if (!max_sect)
+		max_sect = UINT32_MAX;
+	if (align > 1 && max_sect >= align)
+		max_sect -= max_sect % align;
+	if (vhu_alloc(c, 0, RANGES_MAX * sizeof(struct virtio_blk_discard_write_zeroes), 16, &b))
+		return 1;
+	while (done < n) {
+		struct virtio_blk_discard_write_zeroes *seg = b.va;
+		uint64_t from = first + done;
+		unsigned nseg = 0;
+		struct vhu_buf d;
+		int st;
+
+		while (nseg < max_seg && done < n) {
+			uint32_t len = n - done > max_sect ? max_sect : (uint32_t)(n - done);
+
+			seg[nseg++] = (struct virtio_blk_discard_write_zeroes){
+				.sector = htole64(first + done),
+				.num_sectors = htole32(len),
+				.flags = htole32(unmap ? VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP : 0),
+			};
+			done += len;
+		}
+		d = (struct vhu_buf){ b.va, b.gpa, nseg * (uint32_t)sizeof(*seg) };
+		st = vhu_run_one(c, 0, type, 0, &d, 1, NULL);
+		reqs++;
+		if (st < 0)
+			return 1;
+		if (st != VIRTIO_BLK_S_OK) {
+			fprintf(stderr, "nvme-drv-io: %s of sectors [%" PRIu64 ", %" PRIu64
+				") failed: virtio status %s (%d)\n", rw_names[mode], from, first + done,
+				status_name((uint8_t)st), st);
+			return 1;
+		}
+	}
+	printf("%s: sectors=%" PRIu64 " requests=%" PRIu64 " OK\n", rw_names[mode], n, reqs);
+	return 0;
+}
+
+static int flush(struct vhu_client *c)
+{
+	int st;
+
+	if (!(vhu_info(c)->features & VIRTIO_BIT(VIRTIO_BLK_F_FLUSH)))
+		log_warn(NULL, "the device does not offer VIRTIO_BLK_F_FLUSH; sending FLUSH anyway");
+	st = vhu_run_one(c, 0, VIRTIO_BLK_T_FLUSH, 0, NULL, 0, NULL);
+	if (st < 0)
+		return 1;
+	if (st != VIRTIO_BLK_S_OK) {
+		fprintf(stderr, "nvme-drv-io: flush failed: virtio status %s (%d)\n",
+			status_name((uint8_t)st), st);
+		return 1;
+	}
+	printf("flush: OK\n");
+	return 0;
+}
+
+/* Sizes queues and buffers for a read/write/verify run and starts the
+ * device. Returns 0 or 1 (reported). */
+static int rw_setup(struct run *r, bool force_indirect, unsigned queue_size)
+{
+	const struct vhu_info *in = vhu_info(r->c);
+	bool can_indirect = in->features & VIRTIO_BIT(VIRTIO_RING_F_INDIRECT_DESC);
+	uint32_t seg_len;
+	unsigned nseg, per_q, need, qs = queue_size;
+
+	if (plan_segments(in, r->bs, &seg_len)) {
+		log_err(NULL, "--bs %u needs more than seg_max=%u buffers of at most size_max=%u bytes",
+			r->bs, in->config.seg_max, in->config.size_max);
+		return 1;
+	}
+	nseg = (r->bs + seg_len - 1) / seg_len;
+	per_q = (r->qd + r->nq - 1) / r->nq;
+	need = per_q * (nseg + 2);
+	r->indirect = force_indirect;
+	if (!qs)
+		for (qs = 128; qs < (r->indirect ? per_q : need) && qs < 1024; qs *= 2)
+			;
+	if (!r->indirect && need > qs && can_indirect) {
+		log_info(NULL, "%u descriptors per queue do not fit %u: using indirect tables", need,
+			 qs);
+		r->indirect = true;
+	}
+	if (r->indirect && !can_indirect) {
+		log_err(NULL, "--indirect: the device does not offer VIRTIO_RING_F_INDIRECT_DESC");
+		return 1;
+	}
+	if ((r->indirect ? per_q : need) > qs) {
+		log_err(NULL, "--qd %u needs %u descriptors per queue, more than --queue-size %u",
+			r->qd, r->indirect ? per_q : need, qs);
+		return 1;
+	}
+	if (vhu_start(r->c, r->nq, qs, (size_t)r->qd * ((r->bs + PAGE - 1) & ~(PAGE - 1)) + PAGE))
+		return 1;
+	r->ios = calloc(r->qd, sizeof(*r->ios));
+	if (!r->ios)
+		return 1;
+	for (unsigned i = 0; i < r->qd; i++) {
+		struct io *io = &r->ios[i];
+		struct vhu_buf b;
+
+		if (vhu_alloc(r->c, 0, r->bs, PAGE, &b))
+			return 1;
+		io->buf = b.va;
+		io->q = i % r->nq;
+		io->nseg = nseg;
+		for (unsigned s = 0; s < nseg; s++) {
+			uint32_t off = s * seg_len;
+
+			io->segs[s] = (struct vhu_buf){ io->buf + off, b.gpa + off,
+							r->bs - off < seg_len ? r->bs - off : seg_len };
+		}
+	}
+	printf("nvme-drv-io: %s rw=%s bs=%u qd=%u queues=%u queue-size=%u first-sector=%" PRIu64
+	       " blocks=%" PRIu64 " segs=%ux%u%s\n", r->name, rw_names[r->mode], r->bs, r->qd, r->nq,
+	       qs, r->first, r->blocks, nseg, seg_len, r->indirect ? " indirect" : "");
+	fflush(stdout);
+	return 0;
+}
+
+static int rw_run(struct run *r)
+{
+	int rc;
+
+	r->rng = r->seed;
+	if (r->mode != RW_VERIFY) {
+		rc = run_phase(r, rw_names[r->mode]);
+		return rc || r->errors || g_stop;
+	}
+	r->verify_write = true;
+	if (run_phase(r, "write") || r->errors || g_stop)
+		return 1;
+	r->verify_write = false;
+	if (run_phase(r, "read") || r->errors || g_stop)
+		return 1;
+	if (r->mismatches) {
+		fprintf(stderr, "nvme-drv-io: VERIFY FAILED: %" PRIu64 " mismatching sectors\n",
+			r->mismatches);
+		return 1;
+	}
+	printf("verify: OK, %" PRIu64 " blocks of %u bytes\n", r->blocks, r->bs);
+	return 0;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: nvme-drv-io --socket PATH | --fd N [OPTIONS]\n"
+		"A virtio-blk driver over vhost-user: connects to a back-end (nvme-drv,\n"
+		"qemu-storage-daemon) as a VMM would and drives its device.\n"
+		"\n"
+		"  --socket PATH      connect to the back-end's unix socket\n"
+		"  --fd N             use the connected socket inherited as fd N\n"
+		"  --info             print the configuration and negotiated features, and exit\n"
+		"  --get-id           print the device ID (GET_ID) and exit\n"
+		"  --rw MODE          read, write, randread, randwrite, verify (default randread),\n"
+		"                     or one request over the range: flush, discard, write-zeroes;\n"
+		"                     verify writes a seeded pattern across the range (or --count\n"
+		"                     blocks), reads it back and fails on any mismatch\n"
+		"  --bs SIZE          bytes per I/O, a multiple of 512 (default 4k)\n"
+		"  --qd N             I/Os in flight (1-1024, default 1)\n"
+		"  --queues N         virtqueues to spread them over (default 1; more needs MQ)\n"
+		"  --time SECONDS     run time for read/write modes (default 10)\n"
+		"  --count N          number of I/Os instead of a time\n"
+		"  --seed N           pattern and random seed (default 1)\n"
+		"  --offset-sectors N start of the range, in 512-byte sectors (default 0)\n"
+		"  --size SIZE        length of the range in bytes (default: to the end)\n"
+		"  --unmap            write-zeroes may deallocate (VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP)\n"
+		"  --indirect         put each request in an indirect descriptor table\n"
+		"  --queue-size N     descriptors per virtqueue (default: enough for --qd, >= 128)\n"
+		"  --timeout SECONDS  give up on a silent back-end after this long (default 30)\n"
+		"  -v, -q             more output (-vv: every message) / only errors\n"
+		"  -h, --help         this text\n"
+		"\n"
+		"The pattern, per 512-byte sector S of the device (S counted from sector 0 of\n"
+		"the virtio device, not of the range): 64 little-endian 64-bit words\n"
+		"w[0] = S, then w[i] = splitmix64(x) for i = 1..63 with x starting at\n"
+		"SEED ^ (S * 0x9e3779b97f4a7c15) and splitmix64(x) { x += 0x9e3779b97f4a7c15;\n"
+		"z = x; z = (z ^ z >> 30) * 0xbf58476d1ce4e5b9; z = (z ^ z >> 27) *\n"
+		"0x94d049bb133111eb; return z ^ z >> 31; }.\n"
+		"\n"
+		"Writes to a read-only device, unaligned I/O or ranges past the end are sent\n"
+		"anyway (with a warning): the device's answer is what a test wants to see.\n"
+		"Exit status: 0 on success, 1 on a usage error, a failed request (the virtio\n"
+		"status is printed: IOERR, UNSUPP), a protocol error or a verify mismatch.\n");
+}
+
+int main(int argc, char **argv)
+{
+	enum {
+		OPT_SOCKET = 0x200, OPT_FD, OPT_INFO, OPT_GET_ID, OPT_RW, OPT_BS, OPT_QD, OPT_QUEUES,
+		OPT_TIME, OPT_COUNT, OPT_SEED, OPT_OFFSET, OPT_SIZE, OPT_UNMAP, OPT_INDIRECT,
+		OPT_QSIZE, OPT_TIMEOUT,
+	};
+	static const struct option longopts[] = {
+		{ "socket", required_argument, NULL, OPT_SOCKET },
+		{ "fd", required_argument, NULL, OPT_FD },
+		{ "info", no_argument, NULL, OPT_INFO },
+		{ "get-id", no_argument, NULL, OPT_GET_ID },
+		{ "rw", required_argument, NULL, OPT_RW },
+		{ "bs", required_argument, NULL, OPT_BS },
+		{ "qd", required_argument, NULL, OPT_QD },
+		{ "queues", required_argument, NULL, OPT_QUEUES },
+		{ "time", required_argument, NULL, OPT_TIME },
+		{ "count", required_argument, NULL, OPT_COUNT },
+		{ "seed", required_argument, NULL, OPT_SEED },
+		{ "offset-sectors", required_argument, NULL, OPT_OFFSET },
+		{ "size", required_argument, NULL, OPT_SIZE },
+		{ "unmap", no_argument, NULL, OPT_UNMAP },
+		{ "indirect", no_argument, NULL, OPT_INDIRECT },
+		{ "queue-size", required_argument, NULL, OPT_QSIZE },
+		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct run r = { .mode = RW_RANDREAD, .bs = 4096, .qd = 1, .nq = 1, .seed = 1,
+			 .time_s = 10, .timeout_ms = 30000 };
+	const char *path = NULL;
+	char fdname[32];
+	int fd = -1, verbose = 0, quiet = 0, opt, ret = 1;
+	bool info = false, want_id = false, unmap = false, indirect = false, have_size = false;
+	unsigned queue_size = 0;
+	uint64_t v, size = 0, total, capacity, blk_size;
+	const struct vhu_info *in;
+	struct sigaction sa = { .sa_handler = on_signal };
+
+	log_set_prog(argv[0]);
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, ":vqh", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'v': verbose++; break;
+		case 'q': quiet = 1; break;
+		case 'h': usage(stdout); return 0;
+		case OPT_SOCKET: path = optarg; break;
+		case OPT_FD:
+			if (parse_u64(optarg, 0, 65535, &v)) {
+				log_err(NULL, "--fd: '%s' is not a file descriptor number", optarg);
+				return 1;
+			}
+			fd = (int)v;
+			break;
+		case OPT_INFO: info = true; break;
+		case OPT_GET_ID: want_id = true; break;
+		case OPT_UNMAP: unmap = true; break;
+		case OPT_INDIRECT: indirect = true; break;
+		case OPT_RW:
+			for (v = 0; v < RW_COUNT && strcmp(optarg, rw_names[v]) != 0; v++)
+				;
+			if (v == RW_COUNT) {
+				log_err(NULL, "--rw: '%s' is not read, write, randread, randwrite, verify, "
+					"flush, discard or write-zeroes", optarg);
+				return 1;
+			}
+			r.mode = (enum rw_mode)v;
+			break;
+		case OPT_BS:
+			if (parse_size(optarg, SECTOR, 4u << 20, &v) || (v & (SECTOR - 1))) {
+				log_err(NULL, "--bs: '%s' is not a multiple of 512 from 512 to 4M", optarg);
+				return 1;
+			}
+			r.bs = (uint32_t)v;
+			break;
+		case OPT_QD:
+			if (parse_u64(optarg, 1, 1024, &v)) {
+				log_err(NULL, "--qd: '%s' is not a number from 1 to 1024", optarg);
+				return 1;
+			}
+			r.qd = (unsigned)v;
+			break;
+		case OPT_QUEUES:
+			if (parse_u64(optarg, 1, 256, &v)) {
+				log_err(NULL, "--queues: '%s' is not a number from 1 to 256", optarg);
+				return 1;
+			}
+			r.nq = (unsigned)v;
+			break;
+		case OPT_TIME:
+			if (parse_u64(optarg, 1, 86400, &v)) {
+				log_err(NULL, "--time: '%s' is not a number of seconds from 1 to 86400", optarg);
+				return 1;
+			}
+			r.time_s = (double)v;
+			break;
+		case OPT_COUNT:
+			if (parse_u64(optarg, 1, UINT64_MAX / 2, &v)) {
+				log_err(NULL, "--count: '%s' is not a positive number", optarg);
+				return 1;
+			}
+			r.count = v;
+			break;
+		case OPT_SEED:
+			if (parse_u64(optarg, 0, UINT64_MAX, &v)) {
+				log_err(NULL, "--seed: '%s' is not a number", optarg);
+				return 1;
+			}
+			r.seed = v;
+			break;
+		case OPT_OFFSET:
+			if (parse_u64(optarg, 0, UINT64_MAX / SECTOR, &r.first)) {
+				log_err(NULL, "--offset-sectors: '%s' is not a sector number", optarg);
+				return 1;
+			}
+			break;
+		case OPT_SIZE:
+			if (parse_size(optarg, SECTOR, UINT64_MAX / 2, &size) || (size & (SECTOR - 1))) {
+				log_err(NULL, "--size: '%s' is not a positive multiple of 512", optarg);
+				return 1;
+			}
+			have_size = true;
+			break;
+		case OPT_QSIZE:
+			if (parse_u64(optarg, 1, 32768, &v) || (v & (v - 1))) {
+				log_err(NULL, "--queue-size: '%s' is not a power of 2 up to 32768", optarg);
+				return 1;
+			}
+			queue_size = (unsigned)v;
+			break;
+		case OPT_TIMEOUT:
+			if (parse_u64(optarg, 1, 3600, &v)) {
+				log_err(NULL, "--timeout: '%s' is not a number of seconds from 1 to 3600",
+					optarg);
+				return 1;
+			}
+			r.timeout_ms = (int)v * 1000;
+			break;
+		case ':':
+			log_err(NULL, "option '%s' needs an argument (see --help)", argv[optind - 1]);
+			return 1;
+		default:
+			log_err(NULL, "unknown option '%s' (see --help)", argv[optind - 1]);
+			return 1;
+		}
+	}
+	if (optind < argc) {
+		log_err(NULL, "unexpected argument '%s' (see --help)", argv[optind]);
+		return 1;
+	}
+	if (!path == (fd < 0)) {
+		log_err(NULL, "give exactly one of --socket and --fd (see --help)");
+		return 1;
+	}
+	if (unmap && r.mode != RW_WRITE_ZEROES) {
+		log_err(NULL, "--unmap is for --rw write-zeroes only");
+		return 1;
+	}
+	if (verbose > 3)
+		verbose = 3;
+	log_set_level(quiet ? LOG_QUIET : LOG_WARN + verbose);
+	/* No SA_RESTART: the wait in poll must end so that the run stops. */
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+
+	if (path) {
+		r.name = path;
+		if (vhu_connect(path, &r.c))
+			return 1;
+	} else {
+		snprintf(fdname, sizeof(fdname), "fd %d", fd);
+		r.name = fdname;
+		if (vhu_adopt_fd(fd, &r.c))
+			return 1;
+	}
+	if (vhu_negotiate(r.c, &(struct vhu_opts){ .timeout_ms = r.timeout_ms }))
+		goto out;
+	in = vhu_info(r.c);
+	if (!in->have_config) {
+		log_err(r.name, "the back-end does not offer VHOST_USER_PROTOCOL_F_CONFIG: "
+			"the capacity is unknown");
+		goto out;
+	}
+	print_config(r.name, in, info);
+	if (info && !want_id) {
+		ret = 0;
+		goto out;
+	}
+	if (r.nq > in->max_queues) {
+		log_err(r.name, "--queues %u: the device has %u", r.nq, in->max_queues);
+		goto out;
+	}
+	capacity = in->config.capacity;
+	blk_size = in->features & VIRTIO_BIT(VIRTIO_BLK_F_BLK_SIZE) ? in->config.blk_size : SECTOR;
+	total = have_size ? size / SECTOR : r.first < capacity ? capacity - r.first : 0;
+	if (r.first > capacity || total > capacity - r.first)
+		log_warn(r.name, "sectors [%" PRIu64 ", %" PRIu64 ") reach past the end (%" PRIu64
+			 "); sending anyway", r.first, r.first + total, capacity);
+
+	if (want_id || r.mode == RW_FLUSH || r.mode == RW_DISCARD || r.mode == RW_WRITE_ZEROES) {
+		if (vhu_start(r.c, 1, queue_size, 2 * PAGE))
+			goto out;
+		if (want_id)
+			ret = get_id(r.c);
+		else if (r.mode == RW_FLUSH)
+			ret = flush(r.c);
+		else if (!total)
+			log_err(r.name, "empty range: nothing to %s", rw_names[r.mode]);
+		else
+			ret = ranges_op(r.c, r.mode, r.first, total, unmap);
+		goto out;
+	}
+
+	if (r.bs % blk_size || (r.first * SECTOR) % blk_size)
+		log_warn(r.name, "--bs %u or sector %" PRIu64 " is not a multiple of blk_size %" PRIu64
+			 "; sending anyway", r.bs, r.first, blk_size);
+	if ((in->features & VIRTIO_BIT(VIRTIO_BLK_F_RO)) &&
+	    (r.mode == RW_WRITE || r.mode == RW_RANDWRITE || r.mode == RW_VERIFY))
+		log_warn(r.name, "the device is read-only; writing anyway");
+	r.blocks = total / (r.bs / SECTOR);
+	if (!r.blocks) {
+		log_err(r.name, "the range of %" PRIu64 " sectors is smaller than one I/O of %u bytes",
+			total, r.bs);
+		goto out;
+	}
+	if (r.mode == RW_VERIFY && r.count && r.count < r.blocks)
+		r.blocks = r.count;
+	if (rw_setup(&r, indirect, queue_size))
+		goto out;
+	ret = rw_run(&r);
+out:
+	if (ret && r.errors)
+		fprintf(stderr, "nvme-drv-io: %" PRIu64 " I/O errors\n", r.errors);
+	vhu_free(r.c);
+	free(r.ios);
+	free(r.lat);
+	return ret;
+}
