@@ -200,11 +200,13 @@ int vblk_req_parse(const struct vblk_target *t, struct vq_elem *e, struct vblk_r
 		return 0;
 	case VIRTIO_BLK_T_DISCARD:
 	case VIRTIO_BLK_T_WRITE_ZEROES:
+		/* A read-only device offers neither, yet a write it refuses is
+		 * an I/O error, whatever its kind (as OUT above). */
+		if (t->readonly)
+			return refuse(req, VIRTIO_BLK_S_IOERR, "write to a read-only device");
 		if (!(req->type == VIRTIO_BLK_T_DISCARD ? t->max_discard_seg
 							: t->max_write_zeroes_seg))
 			return refuse(req, VIRTIO_BLK_S_UNSUPP, "request type not offered");
-		if (t->readonly)
-			return refuse(req, VIRTIO_BLK_S_IOERR, "write to a read-only device");
 		if (in_data)
 			return refuse(req, VIRTIO_BLK_S_IOERR, "device-writable data in a write");
 		set_data(req, e->segs, sizeof(hdr), out_data);

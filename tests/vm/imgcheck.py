@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """Host-side check of a disk image after a run.
 
-imgcheck.py BEFORE AFTER LBA_SIZE [--pattern FIRST:COUNT]... [--rel-pattern FIRST:COUNT]...
+imgcheck.py BEFORE AFTER LBA_SIZE [--pattern|--rel-pattern|--zero|--any FIRST:COUNT]...
 
 Every byte outside the given ranges must be unchanged from BEFORE. Every
 logical block inside a --pattern range must carry nvme-drv-perf's verify
 pattern, whose first 8 bytes are the block's own LBA (little-endian);
 inside a --rel-pattern range, nvme-drv-io's, whose first 8 bytes are the
 512-byte sector number within the client's device (the range starts at
-sector 0). Prints one line per problem (at most 10) and exits 1 on any.
+sector 0). Inside a --zero range every byte must be zero; inside an --any
+range anything goes (a file system's blocks). The first range that holds
+a block decides. Prints one line per problem (at most 10) and exits 1 on
+any.
 """
 import struct
 import sys
@@ -23,11 +26,11 @@ def main():
     ranges = []
     rest = args[3:]
     while rest:
-        if rest[0] not in ("--pattern", "--rel-pattern") or len(rest) < 2:
+        if rest[0] not in ("--pattern", "--rel-pattern", "--zero", "--any") or len(rest) < 2:
             print("imgcheck: bad arguments", file=sys.stderr)
             return 2
         first, count = (int(x) for x in rest[1].split(":"))
-        ranges.append((first, first + count, rest[0] == "--rel-pattern"))
+        ranges.append((first, first + count, rest[0][2:]))
         rest = rest[2:]
     problems = 0
     chunk = 1 << 20
@@ -46,8 +49,16 @@ def main():
                 blk = a[i:i + lbs]
                 inside = [r for r in ranges if r[0] <= lba < r[1]]
                 if inside:
-                    lo, _, rel = inside[0]
-                    want = (lba - lo) * (lbs // 512) if rel else lba
+                    lo, _, kind = inside[0]
+                    if kind == "any":
+                        continue
+                    if kind == "zero":
+                        if blk.count(0) != len(blk):
+                            problems += 1
+                            if problems <= 10:
+                                print(f"LBA {lba}: not zero")
+                        continue
+                    want = (lba - lo) * (lbs // 512) if kind == "rel-pattern" else lba
                     got = struct.unpack_from("<Q", blk)[0]
                     if got != want:
                         problems += 1
