@@ -44,6 +44,7 @@ struct vhu_ep {
 	uint64_t protocol;
 	bool features_set;
 	uint8_t status;
+	bool paused;		/* reading nothing until a queue drains */
 	/* receive state: one message, possibly in pieces */
 	struct vhost_user_msg msg;
 	size_t have;
@@ -88,6 +89,7 @@ static void disconnect(struct vhu_ep *ep, const char *why)
 	close_fd(&ep->conn_fd);
 	drop_rx_fds(ep);
 	ep->have = 0;
+	ep->paused = false;
 	for (unsigned q = 0; q < VBLK_MAX_QUEUES; q++)
 		queue_fds_close(ep, q);
 	vblk_reset(ep->dev);
@@ -124,7 +126,25 @@ static void broken(void *ctx)
 		}
 }
 
-static const struct vblk_ops vblk_ops = { .notify = notify, .broken = broken };
+static void on_conn(void *arg, uint32_t events);
+static int send_reply(struct vhu_ep *ep, uint32_t request, const void *payload, uint32_t size);
+
+/* The GET_VRING_BASE reply was held until the queue's requests in flight
+ * had landed in the used ring; send it and read messages again. */
+static void drained(void *ctx, unsigned q)
+{
+	struct vhu_ep *ep = ctx;
+	struct vhost_user_vring_state st = { .index = q, .num = vblk_vq_base(ep->dev, q) };
+
+	if (!ep->paused || ep->conn_fd < 0)
+		return;
+	ep->paused = false;
+	if (send_reply(ep, VHOST_USER_GET_VRING_BASE, &st, sizeof(st)) < 0 ||
+	    evloop_add(ep->loop, ep->conn_fd, EPOLLIN | EPOLLRDHUP, on_conn, ep) != 0)
+		disconnect(ep, "cannot send a reply");
+}
+
+static const struct vblk_ops vblk_ops = { .notify = notify, .broken = broken, .drained = drained };
 
 /* Returns 1 (sent: handle() has answered) or -ECONNRESET. */
 static int send_reply(struct vhu_ep *ep, uint32_t request, const void *payload, uint32_t size)
@@ -271,12 +291,17 @@ static int handle(struct vhu_ep *ep)
 		if (!check_queue(ep, q))
 			return -ECONNRESET;	/* a reply is owed and there is none */
 		/* "Ring stop": the back end stops taking requests and hands back
-		 * the next index it would take. */
-		st.num = vblk_vq_stop(d, q);
+		 * the next index it would take, once what it took is answered. */
 		if (ep->kicks[q].fd >= 0) {
 			evloop_del(ep->loop, ep->kicks[q].fd);
 			close_fd(&ep->kicks[q].fd);
 		}
+		if (!vblk_vq_stop(d, q)) {
+			ep->paused = true;
+			evloop_del(ep->loop, ep->conn_fd);
+			return 1;	/* drained() replies */
+		}
+		st.num = vblk_vq_base(d, q);
 		return send_reply(ep, m->hdr.request, &st, sizeof(st));
 	}
 	case VHOST_USER_SET_VRING_KICK:
@@ -445,6 +470,8 @@ static void on_conn(void *arg, uint32_t events)
 			if (!dispatch(ep))
 				return;
 			ep->have = 0;
+			if (ep->paused)
+				return;
 		}
 	}
 	(void)events;

@@ -38,6 +38,8 @@ struct vqueue {
 	uint16_t base;
 	bool started;
 	bool enabled;
+	bool stopping;		/* taking no more; stops when inflight is 0 */
+	unsigned inflight;	/* requests with NVMe commands outstanding */
 };
 
 struct vblk_io {
@@ -82,6 +84,8 @@ struct vblk {
 };
 
 /* ---- memory ---- */
+
+static void rings_refresh(struct vblk *d);
 
 static void region_unmap(struct vblk *d, struct region *r)
 {
@@ -256,6 +260,7 @@ int vblk_mem_set(struct vblk *d, const struct vblk_mem *regs, unsigned n)
 	drop_table(d);
 	d->regions = nr;
 	d->nregions = n;
+	rings_refresh(d);
 	return 0;
 }
 
@@ -282,6 +287,7 @@ int vblk_mem_add(struct vblk *d, const struct vblk_mem *reg)
 	}
 	d->regions = nr;
 	d->regions[d->nregions++] = r;
+	rings_refresh(d);
 	return 0;
 }
 
@@ -294,6 +300,7 @@ int vblk_mem_remove(struct vblk *d, const struct vblk_mem *reg)
 		if (r->m.gpa == reg->gpa && r->m.size == reg->size) {
 			region_retire(d, r);
 			d->regions[i] = d->regions[--d->nregions];
+			rings_refresh(d);
 			return 0;
 		}
 	}
@@ -333,6 +340,27 @@ static int uva_to_gpa(struct vblk *d, uint64_t uva, uint64_t *gpa)
 		}
 	}
 	return -EFAULT;
+}
+
+/* The rings live in client memory: after the table changed, find them
+ * again (the indices stay). A ring no longer inside it breaks the device. */
+static void rings_refresh(struct vblk *d)
+{
+	for (unsigned q = 0; q < VBLK_MAX_QUEUES; q++) {
+		struct vqueue *v = &d->vqs[q];
+		uint64_t dg, ag, ug;
+		struct vq_err err = { 0 };
+
+		if (!v->started)
+			continue;
+		if (uva_to_gpa(d, v->desc, &dg) || uva_to_gpa(d, v->avail, &ag) ||
+		    uva_to_gpa(d, v->used, &ug) || vq_set_addr(&v->vq, v->num, dg, ag, ug, &err)) {
+			log_err(d->name, "queue %u: ring no longer inside client memory; device needs reset", q);
+			v->started = false;
+			d->broken = true;
+			d->ops->broken(d->ctx);
+		}
+	}
 }
 
 /* ---- device ---- */
@@ -414,7 +442,8 @@ void vblk_reset(struct vblk *d)
 {
 	for (unsigned q = 0; q < VBLK_MAX_QUEUES; q++) {
 		struct vqueue *v = &d->vqs[q];
-		v->started = v->enabled = false;
+		v->started = v->enabled = v->stopping = false;
+		v->inflight = 0;
 		v->num = 0;
 		v->base = 0;
 		vq_init(&v->vq, &mem_ops, d);
@@ -537,16 +566,26 @@ int vblk_vq_start(struct vblk *d, unsigned q)
 	return 0;
 }
 
-uint16_t vblk_vq_stop(struct vblk *d, unsigned q)
+int vblk_vq_stop(struct vblk *d, unsigned q)
 {
 	struct vqueue *v = vqueue(d, q);
 
-	if (!v)
+	if (!v || !v->started)
+		return 1;
+	/* "Ring stop": take nothing more, but let what is in flight land in
+	 * the used ring first, or the driver would wait for it forever. */
+	v->base = vq_get_base(&v->vq);
+	if (v->inflight) {
+		v->stopping = true;
 		return 0;
-	if (v->started)
-		v->base = vq_get_base(&v->vq);
+	}
 	v->started = false;
-	return v->base;
+	return 1;
+}
+
+uint16_t vblk_vq_base(const struct vblk *d, unsigned q)
+{
+	return q < d->conf.num_queues ? d->vqs[q].base : 0;
 }
 
 void vblk_vq_enable(struct vblk *d, unsigned q, bool on)
@@ -597,6 +636,8 @@ static void nvme_done(struct nvme_req *r)
 {
 	struct vblk_io *io = r->priv;
 	struct vblk *d = io->d;
+	struct vqueue *v = &d->vqs[io->q];
+	unsigned q = io->q;
 
 	if (r->result) {
 		io->failed = true;
@@ -608,6 +649,11 @@ static void nvme_done(struct nvme_req *r)
 	io_finish(io, io->failed ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK,
 		  io->failed || io->req.type != VIRTIO_BLK_T_IN ? 0 : io->req.in_data_len);
 	d->inflight--;
+	if (v->inflight && !--v->inflight && v->stopping) {
+		v->stopping = false;
+		v->started = false;
+		d->ops->drained(d->ctx, q);
+	}
 	zombies_reap(d);
 	if (d->destroying && d->inflight == 0)
 		vblk_free(d);
@@ -692,6 +738,7 @@ static void io_start(struct vblk *d, struct vblk_io *io)
 	io->pending = n;
 	io->failed = false;
 	d->inflight++;
+	d->vqs[io->q].inflight++;
 	for (unsigned i = 0; i < n; i++) {
 		int rc;
 
@@ -713,7 +760,7 @@ void vblk_vq_kick(struct vblk *d, unsigned q)
 {
 	struct vqueue *v = vqueue(d, q);
 
-	while (v && v->started && v->enabled && !d->broken) {
+	while (v && v->started && v->enabled && !v->stopping && !d->broken) {
 		struct vq_err err = { 0 };
 		struct vblk_io *io = io_get(d);
 		int rc;

@@ -47,6 +47,9 @@ struct vblk_ops {
 	void (*notify)(void *ctx, unsigned q);
 	/* The driver broke the ring rules: the device needs a reset. */
 	void (*broken)(void *ctx);
+	/* A queue vblk_vq_stop could not stop at once has drained: its last
+	 * request in flight is in the used ring; vblk_vq_base() is final. */
+	void (*drained)(void *ctx, unsigned q);
 };
 
 /* One memory region as the front end describes it; fd is the backing. */
@@ -92,8 +95,12 @@ int vblk_vq_set_addr(struct vblk *d, unsigned q, uint64_t desc, uint64_t avail, 
 int vblk_vq_set_base(struct vblk *d, unsigned q, uint16_t base);
 /* Starts processing (the kick fd is set and the ring enabled). */
 int vblk_vq_start(struct vblk *d, unsigned q);
-/* Stops processing; returns the next avail index (GET_VRING_BASE). */
-uint16_t vblk_vq_stop(struct vblk *d, unsigned q);
+/* Stops taking requests from queue q (GET_VRING_BASE). Returns 1 when
+ * nothing is in flight (vblk_vq_base() is final now), 0 when requests
+ * still are: ops->drained(q) follows once they are all in the used ring. */
+int vblk_vq_stop(struct vblk *d, unsigned q);
+/* The next available index to take: what GET_VRING_BASE reports. */
+uint16_t vblk_vq_base(const struct vblk *d, unsigned q);
 void vblk_vq_enable(struct vblk *d, unsigned q, bool on);
 /* Takes and starts every available request of queue q. */
 void vblk_vq_kick(struct vblk *d, unsigned q);
