@@ -128,6 +128,8 @@ for s in ro-write ro-discard ro-write-zeroes; do
 	if [ "$(rc_of $s)" = 1 ] && grep -q IOERR "$work/$s.out" "$work/$s.err"; then ok "read-only client: $s fails with IOERR"
 	else fail "read-only client: $s: exit $(rc_of $s): $(cat "$work/$s.out" "$work/$s.err" | tail -3 | tr '\n' ' ')"; fi
 done
+if grep -q 'refuses write-only' "$work/server.err"; then fail "the IOMMU refused a device-write-only mapping for the read-only client"
+else ok "read-only client's memory mapped for device writes only"; fi
 grep -q 'ro=yes' "$work/ro-info.out" && ok "read-only client sees VIRTIO_BLK_F_RO" || fail "ro-info: $(cat "$work/ro-info.out")"
 
 [ "$(cat "$work/alive.rc")" = 0 ] && ok "server alive after a front end died mid-I/O" || fail "server died"
