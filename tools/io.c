@@ -44,6 +44,8 @@ struct run {
 	enum rw_mode mode;
 	uint32_t bs;
 	unsigned qd, nq;
+	unsigned nregions;	/* I/O buffers go round-robin over them */
+	unsigned region[VHU_REGIONS_MAX];	/* their vhu_client indices */
 	bool indirect;
 	uint64_t seed;
 	double time_s;
@@ -465,6 +467,26 @@ static int flush(struct vhu_client *c)
 	return 0;
 }
 
+/* Starts `queues` queues of `qs` descriptors in region 0, then shares
+ * regions 1..nregions-1 one by one: each region has `size` bytes for
+ * buffers. Returns 0 or 1 (reported). */
+static int start_device(struct run *r, unsigned queues, unsigned qs, size_t size)
+{
+	uint64_t slots = vhu_info(r->c)->max_mem_slots;
+
+	if (slots && r->nregions > slots) {
+		log_err(r->name, "--regions %u: the back-end takes at most %" PRIu64
+			" memory regions (GET_MAX_MEM_SLOTS)", r->nregions, slots);
+		return 1;
+	}
+	if (vhu_start(r->c, queues, qs, size))
+		return 1;
+	for (unsigned k = 1; k < r->nregions; k++)
+		if (vhu_add_region(r->c, size, 0, &r->region[k]))
+			return 1;
+	return 0;
+}
+
 /* Sizes queues and buffers for a read/write/verify run and starts the
  * device. Returns 0 or 1 (reported). */
 static int rw_setup(struct run *r, bool force_indirect, unsigned queue_size)
@@ -473,6 +495,7 @@ static int rw_setup(struct run *r, bool force_indirect, unsigned queue_size)
 	bool can_indirect = in->features & VIRTIO_BIT(VIRTIO_RING_F_INDIRECT_DESC);
 	uint32_t seg_len;
 	unsigned nseg, per_q, need, qs = queue_size;
+	size_t per_region;
 
 	if (plan_segments(in, r->bs, &seg_len)) {
 		log_err(NULL, "--bs %u needs more than seg_max=%u buffers of at most size_max=%u bytes",
@@ -500,7 +523,8 @@ static int rw_setup(struct run *r, bool force_indirect, unsigned queue_size)
 			r->qd, r->indirect ? per_q : need, qs);
 		return 1;
 	}
-	if (vhu_start(r->c, r->nq, qs, (size_t)r->qd * ((r->bs + PAGE - 1) & ~(PAGE - 1)) + PAGE))
+	per_region = (r->qd + r->nregions - 1) / r->nregions;
+	if (start_device(r, r->nq, qs, per_region * ((r->bs + PAGE - 1) & ~(PAGE - 1)) + PAGE))
 		return 1;
 	r->ios = calloc(r->qd, sizeof(*r->ios));
 	if (!r->ios)
@@ -509,7 +533,7 @@ static int rw_setup(struct run *r, bool force_indirect, unsigned queue_size)
 		struct io *io = &r->ios[i];
 		struct vhu_buf b;
 
-		if (vhu_alloc(r->c, 0, r->bs, PAGE, &b))
+		if (vhu_alloc(r->c, r->region[i % r->nregions], r->bs, PAGE, &b))
 			return 1;
 		io->buf = b.va;
 		io->q = i % r->nq;
@@ -522,8 +546,11 @@ static int rw_setup(struct run *r, bool force_indirect, unsigned queue_size)
 		}
 	}
 	printf("nvme-drv-io: %s rw=%s bs=%u qd=%u queues=%u queue-size=%u first-sector=%" PRIu64
-	       " blocks=%" PRIu64 " segs=%ux%u%s\n", r->name, rw_names[r->mode], r->bs, r->qd, r->nq,
-	       qs, r->first, r->blocks, nseg, seg_len, r->indirect ? " indirect" : "");
+	       " blocks=%" PRIu64 " segs=%ux%u", r->name, rw_names[r->mode], r->bs, r->qd, r->nq,
+	       qs, r->first, r->blocks, nseg, seg_len);
+	if (r->nregions > 1)
+		printf(" regions=%u", r->nregions);
+	printf("%s\n", r->indirect ? " indirect" : "");
 	fflush(stdout);
 	return 0;
 }
@@ -578,6 +605,12 @@ static void usage(FILE *f)
 		"  --unmap            write-zeroes may deallocate (VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP)\n"
 		"  --indirect         put each request in an indirect descriptor table\n"
 		"  --queue-size N     descriptors per virtqueue (default: enough for --qd, >= 128)\n"
+		"  --regions N        share the memory as N regions (1-%u, default 1; above 8\n"
+		"                     only with CONFIGURE_MEM_SLOTS), the I/O buffers spread\n"
+		"                     round-robin over them\n"
+		"  --mem-file PATH    back the memory with this file (e.g. in /dev/shm; created,\n"
+		"                     grown if short, never shrunk), regions one after the other,\n"
+		"                     instead of memfds: for a back-end that trusts only it\n"
 		"  --timeout SECONDS  give up on a silent back-end after this long (default 30)\n"
 		"  -v, -q             more output (-vv: every message) / only errors\n"
 		"  -h, --help         this text\n"
@@ -592,7 +625,8 @@ static void usage(FILE *f)
 		"Writes to a read-only device, unaligned I/O or ranges past the end are sent\n"
 		"anyway (with a warning): the device's answer is what a test wants to see.\n"
 		"Exit status: 0 on success, 1 on a usage error, a failed request (the virtio\n"
-		"status is printed: IOERR, UNSUPP), a protocol error or a verify mismatch.\n");
+		"status is printed: IOERR, UNSUPP), a protocol error or a verify mismatch.\n",
+		VHU_REGIONS_MAX);
 }
 
 int main(int argc, char **argv)
@@ -600,7 +634,7 @@ int main(int argc, char **argv)
 	enum {
 		OPT_SOCKET = 0x200, OPT_FD, OPT_INFO, OPT_GET_ID, OPT_RW, OPT_BS, OPT_QD, OPT_QUEUES,
 		OPT_TIME, OPT_COUNT, OPT_SEED, OPT_OFFSET, OPT_SIZE, OPT_UNMAP, OPT_INDIRECT,
-		OPT_QSIZE, OPT_TIMEOUT,
+		OPT_QSIZE, OPT_TIMEOUT, OPT_REGIONS, OPT_MEM_FILE,
 	};
 	static const struct option longopts[] = {
 		{ "socket", required_argument, NULL, OPT_SOCKET },
@@ -620,12 +654,14 @@ int main(int argc, char **argv)
 		{ "indirect", no_argument, NULL, OPT_INDIRECT },
 		{ "queue-size", required_argument, NULL, OPT_QSIZE },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+		{ "regions", required_argument, NULL, OPT_REGIONS },
+		{ "mem-file", required_argument, NULL, OPT_MEM_FILE },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct run r = { .mode = RW_RANDREAD, .bs = 4096, .qd = 1, .nq = 1, .seed = 1,
+	struct run r = { .mode = RW_RANDREAD, .bs = 4096, .qd = 1, .nq = 1, .nregions = 1, .seed = 1,
 			 .time_s = 10, .timeout_ms = 30000 };
-	const char *path = NULL;
+	const char *path = NULL, *mem_file = NULL;
 	char fdname[32];
 	int fd = -1, verbose = 0, quiet = 0, opt, ret = 1;
 	bool info = false, want_id = false, unmap = false, indirect = false, have_size = false;
@@ -733,6 +769,17 @@ int main(int argc, char **argv)
 			}
 			r.timeout_ms = (int)v * 1000;
 			break;
+		case OPT_REGIONS:
+			if (parse_u64(optarg, 1, VHU_REGIONS_MAX, &v)) {
+				log_err(NULL, "--regions: '%s' is not a number from 1 to %u", optarg,
+					VHU_REGIONS_MAX);
+				return 1;
+			}
+			r.nregions = (unsigned)v;
+			break;
+		case OPT_MEM_FILE:
+			mem_file = optarg;
+			break;
 		case ':':
 			log_err(NULL, "option '%s' needs an argument (see --help)", argv[optind - 1]);
 			return 1;
@@ -770,7 +817,7 @@ int main(int argc, char **argv)
 		if (vhu_adopt_fd(fd, &r.c))
 			return 1;
 	}
-	if (vhu_negotiate(r.c, &(struct vhu_opts){ .timeout_ms = r.timeout_ms }))
+	if (vhu_negotiate(r.c, &(struct vhu_opts){ .timeout_ms = r.timeout_ms, .mem_file = mem_file }))
 		goto out;
 	in = vhu_info(r.c);
 	if (!in->have_config) {
@@ -795,7 +842,7 @@ int main(int argc, char **argv)
 			 "); sending anyway", r.first, r.first + total, capacity);
 
 	if (want_id || r.mode == RW_FLUSH || r.mode == RW_DISCARD || r.mode == RW_WRITE_ZEROES) {
-		if (vhu_start(r.c, 1, queue_size, 2 * PAGE))
+		if (start_device(&r, 1, queue_size, 2 * PAGE))
 			goto out;
 		if (want_id)
 			ret = get_id(r.c);

@@ -2,6 +2,7 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <stdio.h>
@@ -88,6 +89,7 @@ struct region {
 	int fd;			/* -1: slot unused */
 	uint8_t *va;
 	uint64_t gpa;
+	uint64_t offset;	/* in the fd: 0 for a memfd, else where in mem_file */
 	size_t size, used;
 };
 
@@ -99,6 +101,7 @@ struct vhu_client {
 	struct vhu_info info;
 	bool negotiated, started, reply_ack;
 	uint8_t status;
+	uint64_t file_end;	/* mem_file bytes handed to regions so far */
 	struct region regions[VHU_REGIONS_MAX];
 	struct queue *queues;
 	unsigned nqueues;
@@ -667,21 +670,27 @@ int vhu_negotiate(struct vhu_client *c, const struct vhu_opts *o)
 static int region_create(struct vhu_client *c, unsigned idx, size_t size, uint64_t gpa)
 {
 	struct region *r = &c->regions[idx];
+	const char *file = c->o.mem_file;
+	uint64_t off = file ? c->file_end : 0;
+	struct stat st;
 	int rc;
 
-	r->fd = memfd_create("vhu-client", MFD_CLOEXEC);
+	r->fd = file ? open(file, O_RDWR | O_CREAT | O_CLOEXEC, 0600)
+		     : memfd_create("vhu-client", MFD_CLOEXEC);
 	if (r->fd < 0) {
 		rc = -errno;
-		log_err(c->name, "memfd_create: %s", strerror(-rc));
+		log_err(c->name, "%s: %s", file ? file : "memfd_create", strerror(-rc));
 		return rc;
 	}
-	if (ftruncate(r->fd, (off_t)size)) {
+	/* Only ever grown: whatever else maps the file keeps its pages. */
+	if (fstat(r->fd, &st) || ((uint64_t)st.st_size < off + size &&
+				  ftruncate(r->fd, (off_t)(off + size)))) {
 		rc = -errno;
 		log_err(c->name, "cannot size a %zu-byte region: %s", size, strerror(-rc));
 		region_destroy(r);
 		return rc;
 	}
-	r->va = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd, 0);
+	r->va = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd, (off_t)off);
 	if (r->va == MAP_FAILED) {
 		rc = -errno;
 		r->va = NULL;
@@ -691,7 +700,10 @@ static int region_create(struct vhu_client *c, unsigned idx, size_t size, uint64
 	}
 	r->size = size;
 	r->gpa = gpa;
+	r->offset = off;
 	r->used = 0;
+	if (file)
+		c->file_end = off + size;
 	return 0;
 }
 
@@ -701,7 +713,7 @@ static struct vhost_user_mem_region region_desc(const struct region *r)
 		.guest_phys_addr = r->gpa,
 		.memory_size = r->size,
 		.userspace_addr = (uintptr_t)r->va,
-		.mmap_offset = 0,
+		.mmap_offset = r->offset,
 	};
 }
 
@@ -715,6 +727,9 @@ static int send_mem_table(struct vhu_client *c, int skip)
 	for (unsigned i = 0; i < VHU_REGIONS_MAX; i++) {
 		if (c->regions[i].fd < 0 || (int)i == skip)
 			continue;
+		/* vhu_add_region keeps to this without CONFIGURE_MEM_SLOTS */
+		if (t.nregions == VHOST_USER_MEM_REGIONS_MAX)
+			return -ENOSPC;
 		t.regions[t.nregions] = region_desc(&c->regions[i]);
 		fds[t.nregions++] = c->regions[i].fd;
 	}
@@ -923,7 +938,8 @@ int vhu_add_region(struct vhu_client *c, size_t size, uint64_t gpa, unsigned *id
 		if (r->gpa + r->size > top)
 			top = r->gpa + r->size;
 	}
-	if (free_idx == VHU_REGIONS_MAX || (slots && used >= c->info.max_mem_slots)) {
+	if (free_idx == VHU_REGIONS_MAX || (slots && used >= c->info.max_mem_slots) ||
+	    (!slots && used >= VHOST_USER_MEM_REGIONS_MAX)) {
 		log_err(c->name, "no memory slot left (%u in use)", used);
 		return -ENOSPC;
 	}

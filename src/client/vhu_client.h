@@ -1,8 +1,8 @@
 /* A vhost-user front-end (the VMM's side) for virtio-blk, small enough to
  * drive a back-end from a tool or a test: it connects, negotiates, shares
- * memfd memory, sets up split virtqueues in that memory and submits
- * virtio-blk requests as descriptor chains, waiting for completions on the
- * call eventfds.
+ * memory (memfds or a file), sets up split virtqueues in that memory and
+ * submits virtio-blk requests as descriptor chains, waiting for completions
+ * on the call eventfds.
  *
  * Errors are negative errno with one log line (subject: the socket path or
  * "fd N"); nothing here exits the process or raises SIGPIPE. The back-end
@@ -29,8 +29,9 @@ struct vhu_client;
 #define VHU_GPA_BASE 0x100000000ull
 /* Data buffers one request may carry (besides its header and status). */
 #define VHU_SEGS_MAX 64
-/* Memory regions a client shares at most (SET_MEM_TABLE's limit). */
-#define VHU_REGIONS_MAX VHOST_USER_MEM_REGIONS_MAX
+/* Memory regions a client shares at most: ADD_MEM_REG goes past
+ * SET_MEM_TABLE's VHOST_USER_MEM_REGIONS_MAX. */
+#define VHU_REGIONS_MAX 16
 /* GET_ID's buffer, and the ID with a terminating NUL. */
 #define VHU_ID_BUF_SIZE (VIRTIO_BLK_ID_BYTES + 1)
 
@@ -38,6 +39,11 @@ struct vhu_opts {
 	uint64_t features_off;	/* virtio feature bits not to accept even if offered */
 	uint64_t protocol_off;	/* protocol feature bits likewise */
 	int timeout_ms;		/* wait for any reply at most this long (<= 0: 10 s) */
+	/* Back the regions with this file (e.g. in /dev/shm), one after the
+	 * other from offset 0, instead of memfds: a back-end may accept only
+	 * memory it knows. Created if missing, grown, never shrunk; the
+	 * string must outlive the client. NULL: memfds. */
+	const char *mem_file;
 };
 
 /* What negotiation settled, valid after vhu_negotiate. */
@@ -112,9 +118,10 @@ int vhu_start(struct vhu_client *c, unsigned queues, unsigned queue_size, size_t
  * `region`, zeroed. Errors: -EINVAL, -ENOMEM (region full). */
 int vhu_alloc(struct vhu_client *c, unsigned region, size_t len, size_t align,
 	      struct vhu_buf *out);
-/* Shares one more memfd region of `size` bytes at guest address `gpa`
+/* Shares one more region of `size` bytes at guest address `gpa`
  * (0: above every region so far): ADD_MEM_REG with CONFIGURE_MEM_SLOTS,
- * else SET_MEM_TABLE with every region. Errors: -ENOSPC (no slot left),
+ * else SET_MEM_TABLE with every region. Errors: -ENOSPC (no slot left:
+ * GET_MAX_MEM_SLOTS, or 8 for SET_MEM_TABLE),
  * -EINVAL (gpa overlaps), and as vhu_start. */
 int vhu_add_region(struct vhu_client *c, size_t size, uint64_t gpa, unsigned *idx);
 /* Withdraws region `idx` (not 0, which holds the rings): REM_MEM_REG, or

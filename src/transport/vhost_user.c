@@ -357,12 +357,11 @@ static int handle(struct vhu_ep *ep)
 		struct virtio_blk_config cfg;
 
 		vblk_get_config(d, &cfg);
-		if (c.offset > sizeof(cfg) || c.size > sizeof(cfg) - c.offset) {
-			/* A reply of size 0 tells the front end it failed. */
-			c.size = 0;
-		} else {
-			memcpy(c.payload, (uint8_t *)&cfg + c.offset, c.size);
-		}
+		/* The spec's error: "zero length of payload", no config header
+		 * either (as libvhost-user and our front-end read it). */
+		if (c.offset > sizeof(cfg) || c.size > sizeof(cfg) - c.offset)
+			return send_reply(ep, m->hdr.request, NULL, 0);
+		memcpy(c.payload, (uint8_t *)&cfg + c.offset, c.size);
 		return send_reply(ep, m->hdr.request, &c, VHOST_USER_CONFIG_HDR_SIZE + c.size);
 	}
 	case VHOST_USER_SET_CONFIG:
@@ -407,7 +406,7 @@ static bool dispatch(struct vhu_ep *ep)
 		disconnect(ep, "protocol error");
 		return false;
 	}
-	if (rc < 0)
+	if (rc < 0 && rc != -ENOSYS)
 		log_warn(ep->name, "%s failed: %s", vhu_request_name(m->hdr.request), strerror(-rc));
 	if (rc != 1 && need_reply && reply_u64(ep, m->hdr.request, rc ? 1 : 0) < 0) {
 		disconnect(ep, "cannot send a reply");

@@ -15,8 +15,13 @@
 
 #define PAGE 4096ull
 /* Descriptors per request: header + data + status. Advertised as seg_max
- * (data segments), so a conforming driver never sends more. */
-#define VBLK_MAX_SEGS 256
+ * (data segments), so a conforming driver never sends more. At most 128:
+ * a chain may be no longer than the queue (2.7.5.3.1, enforced by the
+ * ring), yet Linux's virtio_blk sends seg_max + 2 descriptors in one
+ * indirect table whatever the queue size, and QEMU's vhost-user-blk-pci
+ * has queues of 128 by default (its own virtio-blk keeps seg_max at the
+ * queue size - 2 for the same reason). */
+#define VBLK_MAX_SEGS 128
 #define VBLK_SEG_MAX (VBLK_MAX_SEGS - 2)
 #define VBLK_SIZE_MAX (4u << 20)
 #define VBLK_DISCARD_SEG 16
@@ -40,6 +45,7 @@ struct vqueue {
 	bool enabled;
 	bool stopping;		/* taking no more; stops when inflight is 0 */
 	unsigned inflight;	/* requests with NVMe commands outstanding */
+	unsigned taken;		/* popped and not yet in the used ring */
 };
 
 struct vblk_io {
@@ -444,6 +450,7 @@ void vblk_reset(struct vblk *d)
 		struct vqueue *v = &d->vqs[q];
 		v->started = v->enabled = v->stopping = false;
 		v->inflight = 0;
+		v->taken = 0;
 		v->num = 0;
 		v->base = 0;
 		vq_init(&v->vq, &mem_ops, d);
@@ -626,6 +633,7 @@ static void io_finish(struct vblk_io *io, uint8_t status, uint32_t data_written)
 	/* A queue stopped or reset since: the front end has taken the ring
 	 * back, the completion has nowhere to go. */
 	if (v->started && !d->destroying) {
+		v->taken--;
 		if (vq_push(&v->vq, io->elem.head, used) == 0 && vq_should_notify(&v->vq))
 			d->ops->notify(d->ctx, io->q);
 	}
@@ -767,6 +775,16 @@ void vblk_vq_kick(struct vblk *d, unsigned q)
 
 		if (!io)
 			return;	/* retried on the next kick or completion */
+		if (v->taken >= v->num) {
+			/* More requests than the ring has room for: the driver made
+			 * a head available again before it was used (2.7.13). */
+			io_put(d, io);
+			log_err(d->name, "queue %u: more requests outstanding than the queue size %u; "
+				"device needs reset", q, v->num);
+			d->broken = true;
+			d->ops->broken(d->ctx);
+			return;
+		}
 		memset(&io->elem, 0, sizeof(io->elem));
 		io->d = d;
 		io->q = q;
@@ -783,6 +801,7 @@ void vblk_vq_kick(struct vblk *d, unsigned q)
 			}
 			return;
 		}
+		v->taken++;
 		rc = vblk_req_parse(&d->vt, &io->elem, &io->req);
 		if (rc) {
 			log_err(d->name, "queue %u: %s; device needs reset", q,

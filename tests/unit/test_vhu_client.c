@@ -730,7 +730,10 @@ static void test_qsd_hostile(void)
 		return;
 	CHECK_EQ_INT(vhu_send_raw(c, &h, NULL, 0, NULL, 0), 0);
 	h = (struct vhost_user_hdr){ VHOST_USER_SET_VRING_NUM, VHOST_USER_VERSION, 2 };
-	CHECK_EQ_INT(vhu_send_raw(c, &h, "\x01\x00", 2, NULL, 0), 0);
+	/* qsd may already have hung up on the unknown request: a send that
+	 * fails cleanly is as good an answer as one that goes through. */
+	rc = vhu_send_raw(c, &h, "\x01\x00", 2, NULL, 0);
+	CHECK(rc == 0 || rc == -ECONNRESET || rc == -EPIPE);
 	{
 		struct vhost_user_msg m;
 
