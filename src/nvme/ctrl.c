@@ -552,6 +552,23 @@ const struct nvme_ns_info *nvme_ns_info(const struct nvme_ns *ns) { return &ns->
 struct nvme_ctrl *nvme_ns_ctrl(struct nvme_ns *ns) { return ns->ctrl; }
 unsigned nvme_ctrl_nr_vectors(const struct nvme_ctrl *c) { return c->info.nvec; }
 
+int nvme_ctrl_check(struct nvme_ctrl *c)
+{
+	uint32_t csts;
+
+	if (c->failed)
+		return -EIO;
+	csts = nvme_reg_read32(c, NVME_REG_CSTS);
+	if (csts != 0xffffffffu && !(csts & NVME_CSTS_CFS))
+		return 0;
+	log_err(c->info.bdf, "%s; failing its I/O", csts == 0xffffffffu ?
+		"controller gone (CSTS reads all ones)" : "controller fatal status (CSTS.CFS)");
+	c->failed = true;
+	for (unsigned i = 0; i < c->nr_io; i++)
+		nvme_qpair_abort_all(c->io[i], -EIO);
+	return -EIO;
+}
+
 int nvme_ctrl_vector_fd(const struct nvme_ctrl *c, unsigned vec)
 {
 	return vfio_irq_fd(c->vdev, vec);

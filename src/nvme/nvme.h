@@ -76,6 +76,12 @@ struct nvme_qpair *nvme_ctrl_qpair(struct nvme_ctrl *ctrl, unsigned i);
 const struct nvme_ns_info *nvme_ns_info(const struct nvme_ns *ns);
 struct nvme_ctrl *nvme_ns_ctrl(struct nvme_ns *ns);
 
+/* Health: reads CSTS. A controller that reads all ones (gone from the
+ * bus) or reports Controller Fatal Status has every request failed with
+ * -EIO and takes no more. Returns 0, or -EIO once it has failed. Call it
+ * every second or so: a dead controller raises no interrupt to say so. */
+int nvme_ctrl_check(struct nvme_ctrl *ctrl);
+
 /* Interrupts: each vector is an fd to poll for readability; service it
  * when readable. */
 unsigned nvme_ctrl_nr_vectors(const struct nvme_ctrl *ctrl);
