@@ -1,8 +1,10 @@
 /* Clients: who may use which disk or partition, and through which
- * endpoint. Static clients come from the command line (--client ...),
- * dynamic ones from create() on the control socket (--svr). A whole disk
- * and its partitions exclude each other: no two clients ever hold
- * overlapping blocks. */
+ * endpoint: a vhost-user socket, or a VDUSE block device of this machine's
+ * kernel. Static clients come from the command line (--client ...),
+ * dynamic ones from create() on the control socket (--svr), which destroy
+ * ends (a VDUSE one is answered once the kernel has let go of the device).
+ * A whole disk and its partitions exclude each other: no two clients ever
+ * hold overlapping blocks. */
 #ifndef NVD_DAEMON_CLIENTS_H
 #define NVD_DAEMON_CLIENTS_H
 
@@ -20,16 +22,28 @@ int clients_new(struct host *host, struct evloop *loop, const struct vblk_truste
 /* Destroys every client (removing their sockets) and the control socket. */
 void clients_free(struct clients *cs);
 
-/* Creates a client of `device`. With socket_path, it listens there; else
- * *fd_out receives the front end's end of a connected socket pair.
+/* What a new client gets, and how it is reached. */
+struct client_spec {
+	const char *device;	/* a device name (blk/devname.h) */
+	unsigned ds_max;	/* memory regions at most (a VDUSE device counts its own) */
+	bool readonly;
+	const char *socket;	/* vhost-user: listen on this path; or */
+	const char *vduse;	/* VDUSE: make the kernel block device of this name; */
+	/* neither: *fd_out receives the front end's end of a socket pair. */
+};
+
+/* Creates a client of spec->device. A VDUSE client's block device appears
+ * a moment later (once the kernel's driver has probed it).
  * Errors (with a one-line reason in why): -EINVAL bad name or argument,
  * -ENODEV no such disk or partition, -EBUSY it or an overlapping one is
- * claimed, -EEXIST the socket path is in use, others from the transport. */
-int clients_create(struct clients *cs, bool is_static, const char *device, unsigned ds_max,
-		   bool readonly, const char *socket_path, int *fd_out, char *why, size_t whylen);
-/* Ends the dynamic client created with socket=PATH. -ENOENT if none;
- * -EPERM for a static client. */
-int clients_destroy(struct clients *cs, const char *path, char *why, size_t whylen);
+ * claimed, -EEXIST the socket path or VDUSE name is in use, -ENOENT no
+ * VDUSE in the kernel, others from the transport. */
+int clients_create(struct clients *cs, bool is_static, const struct client_spec *spec, int *fd_out,
+		   char *why, size_t whylen);
+/* The server stops: takes every VDUSE device off the vdpa bus, serving
+ * their I/O in flight on the loop until they are off or timeout_ms has
+ * passed, and closes the control socket. clients_free() follows. */
+void clients_shutdown(struct clients *cs, int timeout_ms);
 /* One line per client into buf (NUL-terminated, truncated to cap). */
 void clients_list(const struct clients *cs, char *buf, size_t cap);
 

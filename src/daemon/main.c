@@ -17,10 +17,16 @@
 
 #define MAX_STATIC 64
 #define MAX_TRUSTED 64
+/* How long a stopping server waits for the kernel to let go of its VDUSE
+ * devices: VDUSE's own bound on one answer (VDUSE_MSG_DEFAULT_TIMEOUT). */
+#define VDUSE_STOP_TIMEOUT_MS 30000
+#define VDUSE_PREFIX "vduse:"
 
 /* One --client context: the options after it, until the next --client. */
 struct static_client {
+	const char *arg;	/* as given: SOCKET or vduse:NAME */
 	const char *socket;
+	const char *vduse;
 	const char *device;
 	unsigned ds_max;
 	bool readonly;
@@ -40,15 +46,23 @@ static void usage(FILE *f)
 		"Static clients (as the L4Re server's; repeat the group per client):\n"
 		"  --client SOCKET    start a client: a vhost-user socket nvme-drv listens on\n"
 		"                     (removed at exit); the options below belong to it\n"
+		"  --client vduse:NAME\n"
+		"                     start a client that is this machine's kernel: the VDUSE\n"
+		"                     block device NAME (1-31 of A-Z a-z 0-9 . _ -), a /dev/vdX\n"
+		"                     once virtio_vdpa and virtio_blk have it (modprobe vduse\n"
+		"                     virtio_vdpa virtio_blk); removed at exit\n"
 		"  --device DEV       what it gets: SERIAL:nNSID, SERIAL:nNSID:N, a partition\n"
 		"                     UUID, partuuid:UUID or partlabel:NAME\n"
-		"  --ds-max N         memory regions (dataspaces) it may register, 1-256 (default 2)\n"
+		"  --ds-max N         memory regions (dataspaces) it may register, 1-256 (default 2);\n"
+		"                     a VDUSE device uses one for its bounce buffer and one per\n"
+		"                     queue, so it offers N-1 queues (at most 4) and needs N >= 2\n"
 		"  --readonly         read-only access\n"
 		"Dynamic clients:\n"
 		"  --svr PATH         control socket for create()/destroy/list (see nvme-drv-ctl)\n"
 		"  -d, --register-ds FILE\n"
 		"                     trusted shared-memory file (repeatable); once given, only\n"
-		"                     memory backed by these files may be used for DMA\n"
+		"                     memory backed by these files may be used for DMA (by\n"
+		"                     vhost-user clients: VDUSE memory is the kernel's own)\n"
 		"\n"
 		"Driver:\n"
 		HOST_OPTIONS_HELP
@@ -139,12 +153,21 @@ static int start_clients(struct host *h, struct evloop *loop, const struct confi
 	/* Static clients claim their devices before anyone else can. */
 	for (unsigned i = 0; i < cfg->nsc; i++) {
 		const struct static_client *sc = &cfg->sc[i];
+		const struct client_spec spec = {
+			.device = sc->device,
+			.ds_max = sc->ds_max,
+			.readonly = sc->readonly,
+			.socket = sc->socket,
+			.vduse = sc->vduse,
+		};
 		char why[CTL_WHY_MAX];
 
-		rc = clients_create(cs, true, sc->device, sc->ds_max, sc->readonly, sc->socket, NULL,
-				    why, sizeof(why));
+		rc = clients_create(cs, true, &spec, NULL, why, sizeof(why));
 		if (rc) {
-			log_err(NULL, "--client %s: %s", sc->socket, why);
+			log_err(NULL, "--client %s: %s", sc->arg, why);
+			/* VDUSE devices of the clients before are on their way onto
+			 * the vdpa bus: take them off again. */
+			clients_shutdown(cs, VDUSE_STOP_TIMEOUT_MS);
 			clients_free(cs);
 			return rc;
 		}
@@ -153,6 +176,7 @@ static int start_clients(struct host *h, struct evloop *loop, const struct confi
 		rc = clients_listen_ctl(cs, cfg->svr);
 		if (rc) {
 			log_err(NULL, "--svr %s: %s", cfg->svr, strerror(-rc));
+			clients_shutdown(cs, VDUSE_STOP_TIMEOUT_MS);
 			clients_free(cs);
 			return rc;
 		}
@@ -189,6 +213,7 @@ static int serve(struct host *h, const struct config *cfg)
 			 h->reg.ndisks, cfg->nsc, cfg->svr ? " and the control socket" : "");
 		rc = evloop_run(loop);
 	}
+	clients_shutdown(cs, VDUSE_STOP_TIMEOUT_MS);
 	clients_free(cs);
 	evloop_free(loop);
 	return rc;
@@ -214,7 +239,7 @@ int main(int argc, char **argv)
 	struct static_client *cur = NULL;
 	struct host_opts opts;
 	struct host host;
-	bool do_list = false;
+	bool do_list = false, vduse;
 	char why[CTL_WHY_MAX];
 	struct stat st;
 	int verbose = 0, quiet = 0, opt, rc;
@@ -229,17 +254,24 @@ int main(int argc, char **argv)
 				log_err(NULL, "--client: at most %d static clients", MAX_STATIC);
 				return 1;
 			}
-			if (ctl_check_socket_path(optarg, why, sizeof(why))) {
+			/* vduse:NAME names a VDUSE device; anything else is a path. */
+			vduse = strncmp(optarg, VDUSE_PREFIX, strlen(VDUSE_PREFIX)) == 0;
+			if (vduse ? ctl_check_vduse_name(optarg + strlen(VDUSE_PREFIX), why, sizeof(why))
+				  : ctl_check_socket_path(optarg, why, sizeof(why))) {
 				log_err(NULL, "--client %s: %s", optarg, why);
 				return 1;
 			}
 			for (unsigned i = 0; i < cfg.nsc; i++)
-				if (strcmp(cfg.sc[i].socket, optarg) == 0) {
+				if (strcmp(cfg.sc[i].arg, optarg) == 0) {
 					log_err(NULL, "--client %s: given twice", optarg);
 					return 1;
 				}
 			cur = &cfg.sc[cfg.nsc++];
-			*cur = (struct static_client){ .socket = optarg, .ds_max = CTL_DS_MAX_DEFAULT };
+			*cur = (struct static_client){ .arg = optarg, .ds_max = CTL_DS_MAX_DEFAULT };
+			if (vduse)
+				cur->vduse = optarg + strlen(VDUSE_PREFIX);
+			else
+				cur->socket = optarg;
 			break;
 		case OPT_DEVICE:
 		case OPT_DS_MAX:
@@ -257,7 +289,7 @@ int main(int argc, char **argv)
 				}
 			} else {
 				if (cur->device) {
-					log_err(NULL, "--client %s: --device given twice", cur->socket);
+					log_err(NULL, "--client %s: --device given twice", cur->arg);
 					return 1;
 				}
 				if (ctl_check_device(optarg, why, sizeof(why))) {
@@ -307,7 +339,7 @@ int main(int argc, char **argv)
 	}
 	for (unsigned i = 0; i < cfg.nsc; i++)
 		if (!cfg.sc[i].device) {
-			log_err(NULL, "--client %s: no --device given", cfg.sc[i].socket);
+			log_err(NULL, "--client %s: no --device given", cfg.sc[i].arg);
 			return 1;
 		}
 	if (verbose > 3)
