@@ -6,8 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-
 #include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 
 #include "blk/host.h"
 #include "ctl/args.h"
@@ -185,9 +186,29 @@ static int start_clients(struct host *h, struct evloop *loop, const struct confi
 	return 0;
 }
 
+struct health {
+	struct host *h;
+	int fd;
+};
+
+/* Once a second: a controller that died raises no interrupt to say so. */
+static void on_health(void *arg, uint32_t events)
+{
+	struct health *hl = arg;
+	uint64_t n;
+
+	(void)events;
+	if (read(hl->fd, &n, sizeof(n)) < 0)
+		return;
+	for (unsigned i = 0; i < hl->h->nctrls; i++)
+		nvme_ctrl_check(hl->h->ctrls[i]);
+}
+
 static int serve(struct host *h, const struct config *cfg)
 {
 	struct vec_watch watches[HOST_MAX_CTRLS * 65];
+	struct itimerspec every_second = { { 1, 0 }, { 1, 0 } };
+	struct health hl = { .h = h, .fd = -1 };
 	struct clients *cs = NULL;
 	unsigned nw = 0;
 	struct evloop *loop;
@@ -196,6 +217,11 @@ static int serve(struct host *h, const struct config *cfg)
 	if (rc)
 		return rc;
 	rc = evloop_catch_signals(loop, on_signal, loop);
+	hl.fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (!rc && (hl.fd < 0 || timerfd_settime(hl.fd, 0, &every_second, NULL) != 0))
+		rc = -errno;
+	if (!rc)
+		rc = evloop_add(loop, hl.fd, EPOLLIN, on_health, &hl);
 	for (unsigned i = 0; !rc && i < h->nctrls; i++) {
 		for (unsigned v = 0; !rc && v < nvme_ctrl_nr_vectors(h->ctrls[i]); v++) {
 			if (nw >= sizeof(watches) / sizeof(watches[0]))
@@ -216,6 +242,8 @@ static int serve(struct host *h, const struct config *cfg)
 	clients_shutdown(cs, VDUSE_STOP_TIMEOUT_MS);
 	clients_free(cs);
 	evloop_free(loop);
+	if (hl.fd >= 0)
+		close(hl.fd);
 	return rc;
 }
 
