@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "client/vhu_client.h"
+#include "runstats.h"
 #include "util/log.h"
 #include "util/parse.h"
 
@@ -57,8 +58,7 @@ struct run {
 	bool verify_write;
 	uint64_t issued, completed, errors, mismatches;
 	uint64_t seq, deadline_ns, rng;
-	uint64_t *lat;
-	size_t nlat, caplat;
+	struct lat_log lat;
 	struct io *ios;
 };
 
@@ -68,23 +68,6 @@ static void on_signal(int signo)
 {
 	(void)signo;
 	g_stop = 1;
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t splitmix64(uint64_t *x)
-{
-	uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
 }
 
 /* The verify pattern of one 512-byte sector (documented in --help, so the
@@ -201,51 +184,7 @@ static void io_done(struct run *r, const struct vhu_done *d)
 	} else if (r->mode == RW_VERIFY && !io->write) {
 		r->mismatches += pattern_check(r, io->buf, io->sector);
 	}
-	if (r->nlat == r->caplat) {
-		size_t cap = r->caplat ? r->caplat * 2 : 65536;
-		uint64_t *n = realloc(r->lat, cap * sizeof(*n));
-
-		if (n) {
-			r->lat = n;
-			r->caplat = cap;
-		}
-	}
-	if (r->nlat < r->caplat)
-		r->lat[r->nlat++] = now_ns() - io->start_ns;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-static double pct(const uint64_t *v, size_t n, double q)
-{
-	size_t i = (size_t)(q * (double)(n - 1) + 0.5);
-	return (double)v[i < n ? i : n - 1] / 1000.0;
-}
-
-static void report(struct run *r, const char *phase, uint64_t t0, uint64_t t1)
-{
-	double secs = (double)(t1 - t0) / 1e9;
-	double sum = 0;
-
-	if (secs <= 0)
-		secs = 1e-9;
-	printf("%s: ios=%" PRIu64 " time=%.2fs iops=%.0f bw=%.2fMiB/s", phase, r->completed, secs,
-	       (double)r->completed / secs, (double)r->completed * r->bs / secs / 1048576.0);
-	if (r->nlat) {
-		qsort(r->lat, r->nlat, sizeof(*r->lat), cmp_u64);
-		for (size_t i = 0; i < r->nlat; i++)
-			sum += (double)r->lat[i];
-		printf(" lat_us: min=%.1f avg=%.1f p50=%.1f p90=%.1f p99=%.1f p99.9=%.1f max=%.1f",
-		       (double)r->lat[0] / 1000.0, sum / (double)r->nlat / 1000.0,
-		       pct(r->lat, r->nlat, 0.5), pct(r->lat, r->nlat, 0.9), pct(r->lat, r->nlat, 0.99),
-		       pct(r->lat, r->nlat, 0.999), (double)r->lat[r->nlat - 1] / 1000.0);
-	}
-	printf("\n");
-	fflush(stdout);
+	lat_add(&r->lat, now_ns() - io->start_ns);
 }
 
 static int kick_all(struct run *r)
@@ -268,7 +207,6 @@ static int run_phase(struct run *r, const char *phase)
 	int rc;
 
 	r->issued = r->completed = r->seq = 0;
-	r->nlat = 0;
 	t0 = idle_since = now_ns();
 	r->deadline_ns = t0 + (uint64_t)(r->time_s * 1e9);
 	for (unsigned i = 0; i < r->qd; i++)
@@ -303,7 +241,7 @@ static int run_phase(struct run *r, const char *phase)
 			return -ETIMEDOUT;
 		}
 	}
-	report(r, phase, t0, now_ns());
+	report_phase(phase, r->completed, r->bs, t0, now_ns(), &r->lat);
 	return 0;
 }
 
@@ -877,6 +815,6 @@ out:
 		fprintf(stderr, "nvme-drv-io: %" PRIu64 " I/O errors\n", r.errors);
 	vhu_free(r.c);
 	free(r.ios);
-	free(r.lat);
+	lat_free(&r.lat);
 	return ret;
 }

@@ -12,6 +12,7 @@
 
 #include "blk/host.h"
 #include "util/evloop.h"
+#include "runstats.h"
 #include "util/log.h"
 #include "util/parse.h"
 
@@ -48,27 +49,9 @@ struct perf {
 	uint64_t deadline_ns;
 	bool stop;
 	uint64_t rng;
-	uint64_t *lat;
-	size_t nlat, caplat;
+	struct lat_log lat;
 	struct evloop *loop;
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t splitmix64(uint64_t *x)
-{
-	uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
 
 /* The verify pattern of one LBA: its absolute LBA in the first word (so a
  * misplaced write names where it belongs), seeded noise after that. */
@@ -123,16 +106,7 @@ static void io_done(struct nvme_req *r)
 		if (bad)
 			p->mismatches += (uint64_t)bad;
 	}
-	if (p->nlat == p->caplat) {
-		size_t cap = p->caplat ? p->caplat * 2 : 65536;
-		uint64_t *n = realloc(p->lat, cap * sizeof(*n));
-		if (n) {
-			p->lat = n;
-			p->caplat = cap;
-		}
-	}
-	if (p->nlat < p->caplat)
-		p->lat[p->nlat++] = lat;
+	lat_add(&p->lat, lat);
 	io_start(p, io);
 }
 
@@ -217,47 +191,12 @@ static void on_signal(void *arg, uint32_t signo)
 	p->stop = true;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-static double pct(const uint64_t *v, size_t n, double q)
-{
-	size_t i = (size_t)(q * (double)(n - 1) + 0.5);
-	return (double)v[i < n ? i : n - 1] / 1000.0;
-}
-
-static void report(struct perf *p, const char *phase, uint64_t t0, uint64_t t1)
-{
-	double secs = (double)(t1 - t0) / 1e9;
-	double sum = 0;
-
-	if (secs <= 0)
-		secs = 1e-9;
-	printf("%s: ios=%" PRIu64 " time=%.2fs iops=%.0f bw=%.2fMiB/s", phase, p->completed, secs,
-	       (double)p->completed / secs, (double)p->completed * p->bs / secs / 1048576.0);
-	if (p->nlat) {
-		qsort(p->lat, p->nlat, sizeof(*p->lat), cmp_u64);
-		for (size_t i = 0; i < p->nlat; i++)
-			sum += (double)p->lat[i];
-		printf(" lat_us: min=%.1f avg=%.1f p50=%.1f p90=%.1f p99=%.1f p99.9=%.1f max=%.1f",
-		       (double)p->lat[0] / 1000.0, sum / (double)p->nlat / 1000.0,
-		       pct(p->lat, p->nlat, 0.5), pct(p->lat, p->nlat, 0.9), pct(p->lat, p->nlat, 0.99),
-		       pct(p->lat, p->nlat, 0.999), (double)p->lat[p->nlat - 1] / 1000.0);
-	}
-	printf("\n");
-	fflush(stdout);
-}
-
 static int run_phase(struct perf *p, struct io *ios, const char *phase)
 {
 	uint64_t t0;
 
 	p->issued = p->completed = 0;
 	p->seq = 0;
-	p->nlat = 0;
 	t0 = now_ns();
 	p->deadline_ns = t0 + (uint64_t)(p->time_s * 1e9);
 	for (unsigned i = 0; i < p->qd; i++)
@@ -267,7 +206,7 @@ static int run_phase(struct perf *p, struct io *ios, const char *phase)
 		if (rc < 0)
 			return rc;
 	}
-	report(p, phase, t0, now_ns());
+	report_phase(phase, p->completed, p->bs, t0, now_ns(), &p->lat);
 	return 0;
 }
 
@@ -509,7 +448,7 @@ out:
 			free(ios[i].segs);
 	free(ios);
 	free(p.qps);
-	free(p.lat);
+	lat_free(&p.lat);
 	if (mem.va)
 		vfio_dma_free(nvme_ctrl_vfio(nvme_ns_ctrl(p.tgt.ns)), &mem);
 	host_close(&host);
