@@ -638,11 +638,8 @@ int main(int argc, char **argv)
 			r.mode = (enum rw_mode)v;
 			break;
 		case OPT_BS:
-			if (parse_size(optarg, SECTOR, 4u << 20, &v) || (v & (SECTOR - 1))) {
-				log_err(NULL, "--bs: '%s' is not a multiple of 512 from 512 to 4M", optarg);
+			if (opt_bs(optarg, &r.bs))
 				return 1;
-			}
-			r.bs = (uint32_t)v;
 			break;
 		case OPT_QD:
 			if (parse_u64(optarg, 1, 1024, &v)) {
@@ -659,25 +656,16 @@ int main(int argc, char **argv)
 			r.nq = (unsigned)v;
 			break;
 		case OPT_TIME:
-			if (parse_u64(optarg, 1, 86400, &v)) {
-				log_err(NULL, "--time: '%s' is not a number of seconds from 1 to 86400", optarg);
+			if (opt_time(optarg, &r.time_s))
 				return 1;
-			}
-			r.time_s = (double)v;
 			break;
 		case OPT_COUNT:
-			if (parse_u64(optarg, 1, UINT64_MAX / 2, &v)) {
-				log_err(NULL, "--count: '%s' is not a positive number", optarg);
+			if (opt_count(optarg, &r.count))
 				return 1;
-			}
-			r.count = v;
 			break;
 		case OPT_SEED:
-			if (parse_u64(optarg, 0, UINT64_MAX, &v)) {
-				log_err(NULL, "--seed: '%s' is not a number", optarg);
+			if (opt_seed(optarg, &r.seed))
 				return 1;
-			}
-			r.seed = v;
 			break;
 		case OPT_OFFSET:
 			if (parse_u64(optarg, 0, UINT64_MAX / SECTOR, &r.first)) {

@@ -282,11 +282,8 @@ int main(int argc, char **argv)
 			p.mode = (enum rw_mode)v;
 			break;
 		case OPT_BS:
-			if (parse_size(optarg, 512, 4u << 20, &v) || (v & 511)) {
-				log_err(NULL, "--bs: '%s' is not a multiple of 512 from 512 to 4M", optarg);
+			if (opt_bs(optarg, &p.bs))
 				return 1;
-			}
-			p.bs = (uint32_t)v;
 			break;
 		case OPT_QD:
 			if (parse_u64(optarg, 1, 4096, &v)) {
@@ -296,25 +293,16 @@ int main(int argc, char **argv)
 			p.qd = (unsigned)v;
 			break;
 		case OPT_TIME:
-			if (parse_u64(optarg, 1, 86400, &v)) {
-				log_err(NULL, "--time: '%s' is not a number of seconds from 1 to 86400", optarg);
+			if (opt_time(optarg, &p.time_s))
 				return 1;
-			}
-			p.time_s = (double)v;
 			break;
 		case OPT_COUNT:
-			if (parse_u64(optarg, 1, UINT64_MAX / 2, &v)) {
-				log_err(NULL, "--count: '%s' is not a positive number", optarg);
+			if (opt_count(optarg, &p.count))
 				return 1;
-			}
-			p.count = v;
 			break;
 		case OPT_SEED:
-			if (parse_u64(optarg, 0, UINT64_MAX, &v)) {
-				log_err(NULL, "--seed: '%s' is not a number", optarg);
+			if (opt_seed(optarg, &p.seed))
 				return 1;
-			}
-			p.seed = v;
 			break;
 		case OPT_QUEUES:
 			if (parse_u64(optarg, 1, 64, &v)) {

@@ -1,5 +1,8 @@
 #include "runstats.h"
 
+#include "util/log.h"
+#include "util/parse.h"
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,4 +79,46 @@ void report_phase(const char *phase, uint64_t ios, uint32_t bs, uint64_t t0, uin
 	printf("\n");
 	fflush(stdout);
 	l->n = 0;
+}
+
+int opt_bs(const char *arg, uint32_t *out)
+{
+	uint64_t v;
+
+	if (parse_size(arg, 512, 4u << 20, &v) || (v & 511)) {
+		log_err(NULL, "--bs: '%s' is not a multiple of 512 from 512 to 4M", arg);
+		return -1;
+	}
+	*out = (uint32_t)v;
+	return 0;
+}
+
+int opt_time(const char *arg, double *out)
+{
+	uint64_t v;
+
+	if (parse_u64(arg, 1, 86400, &v)) {
+		log_err(NULL, "--time: '%s' is not a number of seconds from 1 to 86400", arg);
+		return -1;
+	}
+	*out = (double)v;
+	return 0;
+}
+
+int opt_count(const char *arg, uint64_t *out)
+{
+	if (parse_u64(arg, 1, UINT64_MAX / 2, out)) {
+		log_err(NULL, "--count: '%s' is not a positive number", arg);
+		return -1;
+	}
+	return 0;
+}
+
+int opt_seed(const char *arg, uint64_t *out)
+{
+	if (parse_u64(arg, 0, UINT64_MAX, out)) {
+		log_err(NULL, "--seed: '%s' is not a number", arg);
+		return -1;
+	}
+	return 0;
 }

@@ -22,4 +22,11 @@ void lat_free(struct lat_log *l);
 void report_phase(const char *phase, uint64_t ios, uint32_t bs, uint64_t t0, uint64_t t1,
 		  struct lat_log *l);
 
+/* The run options both tools take, checked the same way: each logs a
+ * one-line error naming the option and returns -1, or 0 with *out set. */
+int opt_bs(const char *arg, uint32_t *out);		/* --bs: 512..4M, multiple of 512 */
+int opt_time(const char *arg, double *out);		/* --time: 1..86400 s */
+int opt_count(const char *arg, uint64_t *out);		/* --count: positive */
+int opt_seed(const char *arg, uint64_t *out);		/* --seed: any number */
+
 #endif
