@@ -16,6 +16,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "transport/vhu_msg.h"
 #include "util/log.h"
 
 /* virtio 1.2, 2.1 Device Status Field (sent with SET_STATUS). */
@@ -106,40 +107,6 @@ struct vhu_client {
 	struct queue *queues;
 	unsigned nqueues;
 };
-
-static const char *const req_names[VHOST_USER_MAX] = {
-	[VHOST_USER_GET_FEATURES] = "GET_FEATURES",
-	[VHOST_USER_SET_FEATURES] = "SET_FEATURES",
-	[VHOST_USER_SET_OWNER] = "SET_OWNER",
-	[VHOST_USER_RESET_OWNER] = "RESET_OWNER",
-	[VHOST_USER_SET_MEM_TABLE] = "SET_MEM_TABLE",
-	[VHOST_USER_SET_LOG_BASE] = "SET_LOG_BASE",
-	[VHOST_USER_SET_LOG_FD] = "SET_LOG_FD",
-	[VHOST_USER_SET_VRING_NUM] = "SET_VRING_NUM",
-	[VHOST_USER_SET_VRING_ADDR] = "SET_VRING_ADDR",
-	[VHOST_USER_SET_VRING_BASE] = "SET_VRING_BASE",
-	[VHOST_USER_GET_VRING_BASE] = "GET_VRING_BASE",
-	[VHOST_USER_SET_VRING_KICK] = "SET_VRING_KICK",
-	[VHOST_USER_SET_VRING_CALL] = "SET_VRING_CALL",
-	[VHOST_USER_SET_VRING_ERR] = "SET_VRING_ERR",
-	[VHOST_USER_GET_PROTOCOL_FEATURES] = "GET_PROTOCOL_FEATURES",
-	[VHOST_USER_SET_PROTOCOL_FEATURES] = "SET_PROTOCOL_FEATURES",
-	[VHOST_USER_GET_QUEUE_NUM] = "GET_QUEUE_NUM",
-	[VHOST_USER_SET_VRING_ENABLE] = "SET_VRING_ENABLE",
-	[VHOST_USER_GET_CONFIG] = "GET_CONFIG",
-	[VHOST_USER_SET_CONFIG] = "SET_CONFIG",
-	[VHOST_USER_RESET_DEVICE] = "RESET_DEVICE",
-	[VHOST_USER_GET_MAX_MEM_SLOTS] = "GET_MAX_MEM_SLOTS",
-	[VHOST_USER_ADD_MEM_REG] = "ADD_MEM_REG",
-	[VHOST_USER_REM_MEM_REG] = "REM_MEM_REG",
-	[VHOST_USER_SET_STATUS] = "SET_STATUS",
-	[VHOST_USER_GET_STATUS] = "GET_STATUS",
-};
-
-static const char *req_name(uint32_t r)
-{
-	return r < VHOST_USER_MAX && req_names[r] ? req_names[r] : "request";
-}
 
 /* "Communication": the requests answered whether or not REPLY_ACK is on. */
 static bool has_reply(uint32_t r)
@@ -444,7 +411,7 @@ int vhu_msg(struct vhu_client *c, uint32_t request, const void *payload, uint32_
 {
 	struct vhost_user_hdr h = { request, VHOST_USER_VERSION, size };
 	bool ack = !has_reply(request) && c->reply_ack;
-	const char *what = req_name(request);
+	const char *what = vhu_request_name(request);
 	struct vhost_user_msg m;
 	int rc;
 
