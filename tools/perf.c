@@ -229,7 +229,7 @@ static void usage(FILE *f)
 		"  --seed N           pattern and random seed (default 1)\n"
 		"  --queues N         I/O queues to spread the I/Os over (default 1)\n"
 		HOST_OPTIONS_HELP
-		"  -v, -q             more output (up to -vvv) / no output at all\n"
+		"  -v, -q             more log lines (up to -vvv) / no log lines\n"
 		"  -h, --help         this text\n"
 		"\n"
 		"Exit status: 0 on success, 1 on a usage error or any I/O error or mismatch.\n");
