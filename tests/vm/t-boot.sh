@@ -28,6 +28,10 @@ check() { # DESCRIPTION COMMAND... : ok if COMMAND succeeds
 	if "$@"; then ok "$what"; else fail "$what"; fi
 }
 
+# Set-up first, outside every check: on a cold cache this fetches the kernel
+# and says so on stderr, which is not what run 1's stderr check is about.
+"$run" --prepare
+
 imgs=$(mktemp -d "${TMPDIR:-/tmp}/nvd-smoke.XXXXXX")
 # The working directory for the guest command: inside the checkout, so it is
 # on the read-write share.
