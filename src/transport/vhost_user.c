@@ -13,6 +13,7 @@
 #include "spec/vhost_user.h"
 #include "transport/vhu_msg.h"
 #include "util/log.h"
+#include "util/peerfd.h"
 
 #define PROTOCOL_FEATURES                                                                  \
 	(VIRTIO_BIT(VHOST_USER_PROTOCOL_F_MQ) | VIRTIO_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK) | \
@@ -45,6 +46,11 @@ struct vhu_ep {
 	bool features_set;
 	uint8_t status;
 	bool paused;		/* reading nothing until a queue drains */
+	/* The connection failed inside a callback of the device (a reply or a
+	 * notification that could not be sent): it ends from the loop, when
+	 * nothing of the device is on the stack (issue 7.1). */
+	struct evloop_defer fail;
+	const char *fail_why;
 	/* receive state: one message, possibly in pieces */
 	struct vhost_user_msg msg;
 	size_t have;
@@ -79,6 +85,7 @@ static void queue_fds_close(struct vhu_ep *ep, unsigned q)
 /* The front end is gone: stop the device, forget its memory and rings. */
 static void disconnect(struct vhu_ep *ep, const char *why)
 {
+	evloop_defer_cancel(ep->loop, &ep->fail);
 	if (ep->conn_fd < 0)
 		return;
 	if (why)
@@ -100,14 +107,44 @@ static void disconnect(struct vhu_ep *ep, const char *why)
 		ep->ops->ended(ep->ctx, ep);
 }
 
+static void on_fail(void *arg)
+{
+	struct vhu_ep *ep = arg;
+
+	disconnect(ep, ep->fail_why);
+}
+
+/* Ends the connection from the loop (see vhu_ep.fail). */
+static void fail_later(struct vhu_ep *ep, const char *why)
+{
+	if (ep->conn_fd < 0 || ep->fail.queued)
+		return;
+	ep->fail_why = why;
+	evloop_defer(ep->loop, &ep->fail);
+}
+
+/* Signals one of the front end's eventfds. A counter that cannot take
+ * more (the front end never reads it) or a write that blocked (it made
+ * the fd blocking again) is the front end's fault: it loses the
+ * connection, nobody else waits (issue 7.3). */
+static void signal_fd(struct vhu_ep *ep, unsigned q, int fd, const char *what)
+{
+	int rc = peerfd_signal(fd);
+
+	if (rc == 0)
+		return;
+	log_err(ep->name, "queue %u: %s eventfd: %s", q, what,
+		rc == -EAGAIN ? "counter full, the front end does not read it"
+		: rc == -EINTR ? "write blocked (fd made blocking again); cut off" : strerror(-rc));
+	fail_later(ep, "unusable eventfd");
+}
+
 static void notify(void *ctx, unsigned q)
 {
 	struct vhu_ep *ep = ctx;
-	uint64_t one = 1;
 
-	if (q < VBLK_MAX_QUEUES && ep->call_fd[q] >= 0 &&
-	    write(ep->call_fd[q], &one, sizeof(one)) < 0 && errno != EAGAIN)
-		log_debug(ep->name, "queue %u: call eventfd: %s", q, strerror(errno));
+	if (q < VBLK_MAX_QUEUES && ep->call_fd[q] >= 0)
+		signal_fd(ep, q, ep->call_fd[q], "call");
 }
 
 static void broken(void *ctx)
@@ -118,12 +155,8 @@ static void broken(void *ctx)
 	 * byte is what GET_STATUS reports. */
 	ep->status |= 0x40;
 	for (unsigned q = 0; q < VBLK_MAX_QUEUES; q++)
-		if (ep->err_fd[q] >= 0) {
-			uint64_t one = 1;
-			if (write(ep->err_fd[q], &one, sizeof(one)) < 0) {
-				/* nothing more to tell */
-			}
-		}
+		if (ep->err_fd[q] >= 0)
+			signal_fd(ep, q, ep->err_fd[q], "error");
 }
 
 static void on_conn(void *arg, uint32_t events);
@@ -141,7 +174,7 @@ static void drained(void *ctx, unsigned q)
 	ep->paused = false;
 	if (send_reply(ep, VHOST_USER_GET_VRING_BASE, &st, sizeof(st)) < 0 ||
 	    evloop_add(ep->loop, ep->conn_fd, EPOLLIN | EPOLLRDHUP, on_conn, ep) != 0)
-		disconnect(ep, "cannot send a reply");
+		fail_later(ep, "cannot send a reply");
 }
 
 static const struct vblk_ops vblk_ops = { .notify = notify, .broken = broken, .drained = drained };
@@ -170,14 +203,15 @@ static int reply_u64(struct vhu_ep *ep, uint32_t request, uint64_t v)
 	return send_reply(ep, request, &v, sizeof(v));
 }
 
+/* Kick eventfds are watched edge-triggered and never read: every write
+ * of the front end is an edge, and a read is a system call per kick that
+ * could block, should the front end clear O_NONBLOCK on the description
+ * it shares with us and race us to the counter. */
 static void on_kick(void *arg, uint32_t events)
 {
 	struct kick *k = arg;
-	uint64_t cnt;
 
 	(void)events;
-	if (read(k->fd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
-		return;
 	vblk_vq_kick(k->ep->dev, k->q);
 }
 
@@ -313,6 +347,15 @@ static int handle(struct vhu_ep *ep)
 		if (!check_queue(ep, q))
 			return -EINVAL;
 		ep->nfds = 0;
+		if (m->hdr.request != VHOST_USER_SET_VRING_KICK && fd >= 0) {
+			rc = peerfd_prepare(fd);
+			if (rc) {
+				log_err(ep->name, "queue %u: %s: %s", q, vhu_request_name(m->hdr.request),
+					rc == -EINVAL ? "not an eventfd" : strerror(-rc));
+				close(fd);
+				return rc;
+			}
+		}
 		if (m->hdr.request == VHOST_USER_SET_VRING_CALL) {
 			close_fd(&ep->call_fd[q]);
 			ep->call_fd[q] = fd;
@@ -339,7 +382,7 @@ static int handle(struct vhu_ep *ep)
 		/* Without protocol features a ring starts enabled. */
 		if (!(ep->features & VIRTIO_BIT(VHOST_USER_F_PROTOCOL_FEATURES)))
 			vblk_vq_enable(d, q, true);
-		rc = evloop_add(ep->loop, fd, EPOLLIN, on_kick, &ep->kicks[q]);
+		rc = evloop_add(ep->loop, fd, EPOLLIN | EPOLLET, on_kick, &ep->kicks[q]);
 		if (rc)
 			return rc;
 		vq_maybe_run(ep, q);
@@ -520,6 +563,7 @@ static int ep_new(struct evloop *loop, const struct vblk_conf *conf, const struc
 		return -ENOMEM;
 	ep->loop = loop;
 	ep->listen_fd = ep->conn_fd = -1;
+	ep->fail = (struct evloop_defer){ .cb = on_fail, .arg = ep };
 	ep->ops = ops;
 	ep->ctx = ctx;
 	snprintf(ep->name, sizeof(ep->name), "%s", conf->name);
@@ -528,7 +572,9 @@ static int ep_new(struct evloop *loop, const struct vblk_conf *conf, const struc
 		ep->call_fd[q] = ep->err_fd[q] = -1;
 	}
 	c.name = ep->name;
-	rc = vblk_new(&c, &vblk_ops, ep, &ep->dev);
+	rc = peerfd_watchdog_start(0);
+	if (!rc)
+		rc = vblk_new(&c, &vblk_ops, ep, &ep->dev);
 	if (rc) {
 		free(ep);
 		return rc;
