@@ -65,7 +65,7 @@ struct vblk_io {
 	struct vblk *d;
 	unsigned q;
 	unsigned gen;		/* the session it belongs to (vblk.gen) */
-	struct region *refs[VBLK_MAX_SEGS];	/* distinct regions its DMA uses */
+	struct region *refs[VBLK_MAX_SEGS];	/* distinct regions its buffers lie in */
 	unsigned nrefs;
 	struct vq_elem elem;
 	struct vblk_req req;
@@ -709,6 +709,24 @@ static void io_put(struct vblk *d, struct vblk_io *io)
 	d->free_ios = io;
 }
 
+/* Pins the regions of every buffer of the request (header, data, status)
+ * until it ends: the controller writes into the data, and we write the
+ * status, into memory that a new table may have dropped meanwhile. */
+static void io_ref(struct vblk *d, struct vblk_io *io)
+{
+	for (unsigned i = 0; i < io->elem.nout + io->elem.nin; i++) {
+		struct region *r = find_gpa(d, io->segs[i].gpa, io->segs[i].len);
+		bool have = false;
+
+		for (unsigned k = io->nrefs; k-- > 0 && !have;)
+			have = io->refs[k] == r;
+		if (r && !have) {
+			r->refs++;
+			io->refs[io->nrefs++] = r;
+		}
+	}
+}
+
 static void io_unref(struct vblk *d, struct vblk_io *io)
 {
 	for (unsigned i = 0; i < io->nrefs; i++)
@@ -753,7 +771,6 @@ static void io_finish(struct vblk_io *io, uint8_t status, uint32_t data_written)
 
 	if (status != VIRTIO_BLK_S_OK)
 		d->stats.errors++;
-	io_unref(d, io);
 	/* A request of an earlier session, or of a queue stopped since: the
 	 * driver that posted it has taken the ring back; the completion has
 	 * nowhere to go. */
@@ -766,6 +783,7 @@ static void io_finish(struct vblk_io *io, uint8_t status, uint32_t data_written)
 		else if (rc)
 			d->ops->notify(d->ctx, io->q);
 	}
+	io_unref(d, io);	/* after the status byte is written */
 	io_put(d, io);
 }
 
@@ -844,16 +862,6 @@ static void io_start(struct vblk *d, struct vblk_io *io)
 			}
 			io->nsegs[i].iova = r->iova + r->iova_off + (rq->data[i].gpa - r->m.gpa);
 			io->nsegs[i].len = rq->data[i].len;
-			/* Nearly always one region, so the last one is the check. */
-			if (!io->nrefs || io->refs[io->nrefs - 1] != r) {
-				bool have = false;
-				for (unsigned k = 0; k + 1 < io->nrefs && !have; k++)
-					have = io->refs[k] == r;
-				if (!have) {
-					r->refs++;
-					io->refs[io->nrefs++] = r;
-				}
-			}
 		}
 		io->nreq[0] = (struct nvme_req){
 			.opc = rq->type == VIRTIO_BLK_T_IN ? NVME_CMD_READ : NVME_CMD_WRITE,
@@ -984,6 +992,7 @@ void vblk_vq_kick(struct vblk *d, unsigned q)
 			}
 			break;
 		}
+		io_ref(d, io);
 		if (io->req.status != VIRTIO_BLK_S_OK) {
 			log_debug(d->name, "queue %u: request type %u refused: %s", q, io->req.type,
 				  io->req.why ? io->req.why : "");

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -219,6 +220,41 @@ static void test_mem_reg_churn(void)
 	CHECK_EQ_INT(fake_nvme.maps, 0);
 }
 
+/* A new memory table while a request is in flight: its status byte still
+ * has to be written into the table it was posted in, which stays mapped
+ * until then (found by fuzz_vhu_state: the region was unmapped as soon as
+ * the data's DMA had ended, before the status write). */
+static void test_table_change_in_flight(void)
+{
+	struct fe f;
+	struct vhost_user_mem_table t = { .nregions = 1 };
+	uint32_t id, len;
+	uint16_t head;
+
+	reset_fake();
+	CHECK_EQ_INT(fe_new(&f, loop, "table"), 0);
+	CHECK_EQ_INT(fe_setup(&f, 1), 0);
+	head = fe_post(&f, 0, VIRTIO_BLK_T_OUT, 0, 4096);
+	fe_kick(&f, 0);
+	fe_run(&f, 5);
+	CHECK_EQ_INT(fake_nvme.npending, 1);
+	t.regions[0] = (struct vhost_user_mem_region){
+		.guest_phys_addr = 0, .memory_size = FE_MEM_SIZE, .userspace_addr = FE_UVA,
+	};
+	fe_send(&f, VHOST_USER_SET_MEM_TABLE, 0, &t,
+		(uint32_t)(offsetof(struct vhost_user_mem_table, regions) + sizeof(t.regions[0])),
+		&f.memfd, 1);
+	fe_run(&f, 3);
+	CHECK_EQ_INT(fake_nvme.maps, 2);	/* the old one is held by the request */
+	fake_nvme_complete(0, 0);
+	fe_run(&f, 3);
+	CHECK_EQ_INT(fake_nvme.maps, 1);
+	CHECK_EQ_INT(fe_used(&f, 0, &id, &len), 1);
+	CHECK_EQ_INT(id, head);
+	CHECK_EQ_INT(fe_status(&f, 0, head, len), VIRTIO_BLK_S_OK);
+	fe_free(&f);
+}
+
 /* Issue 7.5: a request in flight across RESET_DEVICE completed into the
  * next session's used ring: the new driver saw a head it never posted. */
 static void test_completion_after_reset(void)
@@ -278,6 +314,7 @@ int main(int argc, char **argv)
 		{ "blocking_call_fd_cleared", test_blocking_call_fd_cleared },
 		{ "mem_reg_churn", test_mem_reg_churn },
 		{ "completion_after_reset", test_completion_after_reset },
+		{ "table_change_in_flight", test_table_change_in_flight },
 	};
 
 	log_set_level(getenv("NVD_TEST_VERBOSE") ? LOG_DEBUG : LOG_QUIET);

@@ -177,6 +177,10 @@ int fe_setup(struct fe *f, unsigned nq)
 		};
 		uint64_t idx = q;
 
+		if (f->kick[q] >= 0)
+			close(f->kick[q]);
+		if (f->call[q] >= 0)
+			close(f->call[q]);
 		f->kick[q] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		f->call[q] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		rc = fe_send_state(f, VHOST_USER_SET_VRING_NUM, q, FE_QSIZE);
