@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -20,7 +22,8 @@
 	 VIRTIO_BIT(VHOST_USER_PROTOCOL_F_CONFIG) |                                         \
 	 VIRTIO_BIT(VHOST_USER_PROTOCOL_F_RESET_DEVICE) |                                   \
 	 VIRTIO_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) |                            \
-	 VIRTIO_BIT(VHOST_USER_PROTOCOL_F_STATUS))
+	 VIRTIO_BIT(VHOST_USER_PROTOCOL_F_STATUS) |                                         \
+	 VIRTIO_BIT(VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD))
 
 struct kick {
 	struct vhu_ep *ep;
@@ -51,6 +54,12 @@ struct vhu_ep {
 	 * nothing of the device is on the stack (issue 7.1). */
 	struct evloop_defer fail;
 	const char *fail_why;
+	/* The inflight region (GET/SET_INFLIGHT_FD): the front end keeps it
+	 * across our restarts, so that a successor finishes what we took. */
+	uint8_t *inflight;
+	size_t inflight_len;
+	unsigned inflight_nq;
+	uint64_t inflight_qlen;	/* bytes per queue */
 	/* receive state: one message, possibly in pieces */
 	struct vhost_user_msg msg;
 	size_t have;
@@ -82,6 +91,20 @@ static void queue_fds_close(struct vhu_ep *ep, unsigned q)
 	close_fd(&ep->err_fd[q]);
 }
 
+static void inflight_unmap(struct vhu_ep *ep)
+{
+	if (!ep->inflight)
+		return;
+	/* Running queues stop tracking into it; a new region takes effect
+	 * when a queue starts. */
+	for (unsigned q = 0; q < ep->inflight_nq; q++)
+		vblk_vq_set_inflight(ep->dev, q, NULL, 0);
+	munmap(ep->inflight, ep->inflight_len);
+	ep->inflight = NULL;
+	ep->inflight_len = 0;
+	ep->inflight_nq = 0;
+}
+
 /* The front end is gone: stop the device, forget its memory and rings. */
 static void disconnect(struct vhu_ep *ep, const char *why)
 {
@@ -100,6 +123,7 @@ static void disconnect(struct vhu_ep *ep, const char *why)
 	for (unsigned q = 0; q < VBLK_MAX_QUEUES; q++)
 		queue_fds_close(ep, q);
 	vblk_reset(ep->dev);
+	inflight_unmap(ep);
 	ep->features = ep->protocol = 0;
 	ep->features_set = false;
 	ep->status = 0;
@@ -179,11 +203,18 @@ static void drained(void *ctx, unsigned q)
 
 static const struct vblk_ops vblk_ops = { .notify = notify, .broken = broken, .drained = drained };
 
-/* Returns 1 (sent: handle() has answered) or -ECONNRESET. */
-static int send_reply(struct vhu_ep *ep, uint32_t request, const void *payload, uint32_t size)
+/* Returns 1 (sent: handle() has answered) or -ECONNRESET. fd (or -1)
+ * goes along. */
+static int send_reply_fd(struct vhu_ep *ep, uint32_t request, const void *payload, uint32_t size,
+			 int fd)
 {
 	struct vhost_user_msg r;
-	size_t len = sizeof(r.hdr) + size;
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} ctl;
+	struct iovec iov = { &r, sizeof(r.hdr) + size };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 	ssize_t n;
 
 	memset(&r, 0, sizeof(r));
@@ -192,10 +223,93 @@ static int send_reply(struct vhu_ep *ep, uint32_t request, const void *payload, 
 	r.hdr.size = size;
 	if (size)
 		memcpy(&r.payload, payload, size);
+	if (fd >= 0) {
+		struct cmsghdr *c;
+
+		memset(&ctl, 0, sizeof(ctl));
+		mh.msg_control = ctl.buf;
+		mh.msg_controllen = sizeof(ctl.buf);
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	}
 	/* A front end that does not read its replies loses the connection
 	 * rather than block the server. */
-	n = send(ep->conn_fd, &r, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-	return n == (ssize_t)len ? 1 : -ECONNRESET;
+	n = sendmsg(ep->conn_fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+	return n == (ssize_t)iov.iov_len ? 1 : -ECONNRESET;
+}
+
+static int send_reply(struct vhu_ep *ep, uint32_t request, const void *payload, uint32_t size)
+{
+	return send_reply_fd(ep, request, payload, size, -1);
+}
+
+/* Maps an inflight region of nq queues of qsize entries from fd at
+ * offset, `len` bytes, replacing the one we had. Takes fd. Errors:
+ * -EINVAL (sizes that do not fit), or the mapping's. */
+static int inflight_map(struct vhu_ep *ep, int fd, uint64_t offset, uint64_t len, unsigned nq,
+			unsigned qsize)
+{
+	uint64_t qlen = VHOST_USER_INFLIGHT_QUEUE_SIZE(qsize);
+	struct stat st;
+	void *p;
+
+	if (!nq || nq > VBLK_MAX_QUEUES || !qsize || qsize > VBLK_MAX_QUEUE_SIZE ||
+	    len < nq * qlen || len > VBLK_MAX_QUEUES * VHOST_USER_INFLIGHT_QUEUE_SIZE(VBLK_MAX_QUEUE_SIZE) ||
+	    offset & 4095 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < 0 ||
+	    offset > (uint64_t)st.st_size || len > (uint64_t)st.st_size - offset) {
+		log_err(ep->name, "inflight region: %u queues of %u, %llu bytes at %llu: does not fit",
+			nq, qsize, (unsigned long long)len, (unsigned long long)offset);
+		close(fd);
+		return -EINVAL;
+	}
+	/* As with client memory: no shrinking under us where seals allow. */
+	if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) != 0)
+		log_debug(ep->name, "inflight region: not sealed against shrinking");
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)offset);
+	close(fd);
+	if (p == MAP_FAILED)
+		return -errno;
+	inflight_unmap(ep);
+	ep->inflight = p;
+	ep->inflight_len = len;
+	ep->inflight_nq = nq;
+	ep->inflight_qlen = qlen;
+	return 0;
+}
+
+/* GET_INFLIGHT_FD: a fresh, zeroed region for the front end to keep. */
+static int get_inflight(struct vhu_ep *ep, const struct vhost_user_inflight *in)
+{
+	struct vhost_user_inflight out = *in;
+	uint64_t len;
+	int fd, fd2, rc;
+
+	if (!in->num_queues || in->num_queues > VBLK_MAX_QUEUES || !in->queue_size ||
+	    in->queue_size > VBLK_MAX_QUEUE_SIZE)
+		return send_reply(ep, VHOST_USER_GET_INFLIGHT_FD, NULL, 0) < 0 ? -ECONNRESET : 1;
+	len = in->num_queues * VHOST_USER_INFLIGHT_QUEUE_SIZE(in->queue_size);
+	fd = memfd_create("nvme-drv-inflight", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0 || ftruncate(fd, (off_t)len) != 0 ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
+		rc = -errno;
+		if (fd >= 0)
+			close(fd);
+		log_err(ep->name, "inflight region: %s", strerror(-rc));
+		return send_reply(ep, VHOST_USER_GET_INFLIGHT_FD, NULL, 0) < 0 ? -ECONNRESET : 1;
+	}
+	fd2 = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (fd2 < 0 || inflight_map(ep, fd2, 0, len, in->num_queues, in->queue_size) != 0) {
+		close(fd);
+		return send_reply(ep, VHOST_USER_GET_INFLIGHT_FD, NULL, 0) < 0 ? -ECONNRESET : 1;
+	}
+	out.mmap_size = len;
+	out.mmap_offset = 0;
+	rc = send_reply_fd(ep, VHOST_USER_GET_INFLIGHT_FD, &out, sizeof(out), fd);
+	close(fd);
+	return rc;
 }
 
 static int reply_u64(struct vhu_ep *ep, uint32_t request, uint64_t v)
@@ -275,6 +389,7 @@ static int handle(struct vhu_ep *ep)
 		for (unsigned q = 0; q < VBLK_MAX_QUEUES; q++)
 			queue_fds_close(ep, q);
 		vblk_reset(d);
+		inflight_unmap(ep);
 		ep->status = 0;
 		return 0;
 	case VHOST_USER_GET_QUEUE_NUM:
@@ -376,6 +491,10 @@ static int handle(struct vhu_ep *ep)
 		}
 		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 		ep->kicks[q].fd = fd;
+		if (ep->inflight && q < ep->inflight_nq)
+			vblk_vq_set_inflight(d, q, ep->inflight + q * ep->inflight_qlen, ep->inflight_qlen);
+		else
+			vblk_vq_set_inflight(d, q, NULL, 0);
 		rc = vblk_vq_start(d, q);
 		if (rc)
 			return rc;
@@ -416,6 +535,15 @@ static int handle(struct vhu_ep *ep)
 		return 0;
 	case VHOST_USER_GET_STATUS:
 		return reply_u64(ep, m->hdr.request, ep->status);
+	case VHOST_USER_GET_INFLIGHT_FD:
+		return get_inflight(ep, &p->inflight);
+	case VHOST_USER_SET_INFLIGHT_FD: {
+		int fd = ep->fds[0];
+
+		ep->nfds = 0;
+		return inflight_map(ep, fd, p->inflight.mmap_offset, p->inflight.mmap_size,
+				    p->inflight.num_queues, p->inflight.queue_size);
+	}
 	default:
 		return -ENOSYS;
 	}

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "nvme/nvme.h"
+#include "spec/vhost_user.h"
 #include "util/log.h"
 #include "util/memguard.h"
 #include "virtio/blk_req.h"
@@ -59,6 +60,14 @@ struct vqueue {
 	bool stopping;		/* taking no more; stops when inflight is 0 */
 	unsigned inflight;	/* requests with NVMe commands outstanding */
 	unsigned taken;		/* popped and not yet in the used ring */
+	/* Inflight tracking (vblk_vq_set_inflight): the log, the order
+	 * counter of the next head taken, and the heads an earlier process
+	 * left in flight, to be taken again first, oldest first. */
+	struct vhost_user_inflight_split *log;
+	size_t log_len;
+	uint64_t counter;
+	uint16_t *resubmit;
+	unsigned nresubmit, resubmit_pos;
 };
 
 struct vblk_io {
@@ -540,6 +549,10 @@ void vblk_reset(struct vblk *d)
 		v->taken = 0;
 		v->num = 0;
 		v->base = 0;
+		v->log = NULL;
+		free(v->resubmit);
+		v->resubmit = NULL;
+		v->nresubmit = v->resubmit_pos = 0;
 		vq_init(&v->vq, &mem_ops, d);
 	}
 	drop_table(d);
@@ -635,6 +648,95 @@ int vblk_vq_set_base(struct vblk *d, unsigned q, uint16_t base)
 	return 0;
 }
 
+static int cmp_counter(const void *a, const void *b, void *arg)
+{
+	const struct vhost_user_inflight_split *log = arg;
+	uint64_t ca = log->desc[*(const uint16_t *)a].counter;
+	uint64_t cb = log->desc[*(const uint16_t *)b].counter;
+
+	return ca < cb ? -1 : ca > cb;
+}
+
+/* Reads the inflight log and the used ring (under a memguard: the log and
+ * the ring are the client's) and fills the resubmit list. A log of another
+ * geometry, or a fresh one, is (re)initialised: nothing to recover. */
+static int inflight_read(struct vblk *d, struct vqueue *v, uint16_t *used_out, uint16_t *heads,
+			 unsigned *nheads)
+{
+	struct vhost_user_inflight_split *log = v->log;
+	struct memguard g;
+	uint16_t used;
+	unsigned n = 0;
+
+	if (!MEMGUARD_TRY(g))
+		return -EFAULT;
+	used = vq_ring_used_idx(&v->vq);
+	if (log->version != VHOST_USER_INFLIGHT_VERSION || log->desc_num != v->num) {
+		memset(log->desc, 0, v->num * sizeof(log->desc[0]));
+		log->desc_num = (uint16_t)v->num;
+		log->last_batch_head = 0;
+		log->used_idx = v->base;
+		__atomic_signal_fence(__ATOMIC_SEQ_CST);
+		log->version = VHOST_USER_INFLIGHT_VERSION;
+		*used_out = v->base;
+		*nheads = 0;
+		memguard_pop(&g);
+		return 1;
+	}
+	/* The last completion reached the used ring, its log entry not: it
+	 * is done. */
+	if (log->used_idx != used) {
+		if (log->last_batch_head < v->num)
+			log->desc[log->last_batch_head].inflight = 0;
+		__atomic_signal_fence(__ATOMIC_SEQ_CST);
+		log->used_idx = used;
+	}
+	for (unsigned i = 0; i < v->num; i++)
+		if (log->desc[i].inflight == 1)
+			heads[n++] = (uint16_t)i;
+	if (n)
+		qsort_r(heads, n, sizeof(heads[0]), cmp_counter, log);
+	v->counter = n ? log->desc[heads[n - 1]].counter + 1 : 0;
+	memguard_pop(&g);
+	*used_out = used;
+	*nheads = n;
+	return 0;
+}
+
+/* Picks up where an earlier process left queue v: every head taken and
+ * not in the used ring is taken again (and answered exactly once), and
+ * the next available entry to take is the used index plus those, as
+ * every head taken is either used or still in flight. */
+static int inflight_recover(struct vblk *d, struct vqueue *v)
+{
+	uint16_t *heads, used;
+	unsigned n;
+	int rc;
+
+	if (v->log_len < VHOST_USER_INFLIGHT_QUEUE_SIZE(v->num)) {
+		log_err(d->name, "inflight log of %zu bytes is too small for %u entries", v->log_len,
+			v->num);
+		return -EINVAL;
+	}
+	heads = calloc(v->num, sizeof(*heads));
+	if (!heads)
+		return -ENOMEM;
+	rc = inflight_read(d, v, &used, heads, &n);
+	if (rc < 0) {
+		free(heads);
+		return rc;
+	}
+	free(v->resubmit);
+	v->resubmit = heads;
+	v->nresubmit = n;
+	v->resubmit_pos = 0;
+	vq_set_base(&v->vq, (uint16_t)(used + n), used);
+	if (n)
+		log_info(d->name, "%u request%s left in flight by an earlier server: serving them again",
+			 n, n == 1 ? "" : "s");
+	return 0;
+}
+
 int vblk_vq_start(struct vblk *d, unsigned q)
 {
 	struct vqueue *v = vqueue(d, q);
@@ -653,10 +755,31 @@ int vblk_vq_start(struct vblk *d, unsigned q)
 		log_err(d->name, "queue %u: %s", q, err.why ? err.why : strerror(-rc));
 		return rc;
 	}
-	/* Completions of requests still in flight land in the new ring at the
-	 * index the front end handed back (GET_VRING_BASE only stops taking). */
-	vq_set_base(&v->vq, v->base, v->base);
+	if (v->log) {
+		rc = inflight_recover(d, v);
+		if (rc) {
+			log_err(d->name, "queue %u: %s", q,
+				rc == -EFAULT ? "client memory vanished" : "cannot recover the inflight log");
+			return rc;
+		}
+	} else {
+		/* Completions of requests still in flight land in the new ring at
+		 * the index the front end handed back (GET_VRING_BASE only stops
+		 * taking). */
+		vq_set_base(&v->vq, v->base, v->base);
+	}
 	v->started = true;
+	return 0;
+}
+
+int vblk_vq_set_inflight(struct vblk *d, unsigned q, void *log, size_t len)
+{
+	struct vqueue *v = vqueue(d, q);
+
+	if (!v || (log && len < VHOST_USER_INFLIGHT_QUEUE_SIZE(1)))
+		return -EINVAL;
+	v->log = log;
+	v->log_len = log ? len : 0;
 	return 0;
 }
 
@@ -758,8 +881,18 @@ static int push_used(struct vblk *d, struct vblk_io *io, uint8_t status, uint32_
 	if (!MEMGUARD_TRY(g))
 		return -EFAULT;
 	rc = 0;
-	if (vq_push(&v->vq, io->elem.head, vblk_req_complete(&io->req, status, data_written)) == 0)
+	/* The log says which head may have reached the ring before its entry
+	 * was cleared (inflight_read() settles it with the used index). */
+	if (v->log)
+		v->log->last_batch_head = io->elem.head;
+	if (vq_push(&v->vq, io->elem.head, vblk_req_complete(&io->req, status, data_written)) == 0) {
+		if (v->log) {
+			v->log->desc[io->elem.head].inflight = 0;
+			__atomic_signal_fence(__ATOMIC_SEQ_CST);
+			v->log->used_idx = v->vq.used_idx;
+		}
 		rc = vq_should_notify(&v->vq);
+	}
 	memguard_pop(&g);
 	return rc;
 }
@@ -931,7 +1064,18 @@ static int take(struct vblk *d, struct vqueue *v, struct vblk_io *io, struct vq_
 
 	if (!MEMGUARD_TRY(g))
 		return -EFAULT;
-	rc = vq_pop(&v->vq, &io->elem, err);
+	if (v->resubmit_pos < v->nresubmit) {
+		rc = vq_pop_head(&v->vq, v->resubmit[v->resubmit_pos++], &io->elem, err);
+	} else {
+		rc = vq_pop(&v->vq, &io->elem, err);
+		/* In the log before anything of it happens: a successor takes
+		 * it again. Counter first: an entry is whole once it is marked. */
+		if (rc > 0 && v->log) {
+			v->log->desc[io->elem.head].counter = v->counter++;
+			__atomic_signal_fence(__ATOMIC_SEQ_CST);
+			v->log->desc[io->elem.head].inflight = 1;
+		}
+	}
 	if (rc > 0) {
 		v->taken++;
 		rc = vblk_req_parse(&d->vt, &io->elem, &io->req);

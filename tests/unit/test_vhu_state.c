@@ -301,6 +301,88 @@ static void test_completion_after_reset(void)
 	check_serves("completion_after_reset");
 }
 
+/* Inflight tracking: a server dies with requests in flight, one of them
+ * completed out of order; its successor, given the front end's inflight
+ * region, serves exactly the ones the driver still waits for, once each,
+ * then goes on with new ones (issue 9). */
+static void test_inflight_restart(void)
+{
+	struct fe f;
+	uint16_t heads[4], fresh;
+	uint32_t id, len;
+	unsigned seen[FE_QSIZE] = { 0 };
+
+	reset_fake();
+	CHECK_EQ_INT(fe_new(&f, loop, "inflight"), 0);
+	CHECK_EQ_INT(fe_get_inflight(&f, 1), 0);
+	CHECK_EQ_INT(fe_setup(&f, 1), 0);
+	for (int i = 0; i < 4; i++)
+		heads[i] = fe_post(&f, 0, VIRTIO_BLK_T_IN, 8 * (uint64_t)i, 4096);
+	fe_kick(&f, 0);
+	fe_run(&f, 5);
+	CHECK_EQ_INT(fake_nvme.npending, 4);
+	fake_nvme_complete(1, 0);	/* heads[1], out of order */
+	fe_run(&f, 3);
+	CHECK_EQ_INT(fe_used(&f, 0, &id, &len), 1);
+	CHECK_EQ_INT(id, heads[1]);
+
+	/* The server dies: its endpoint goes, and what it had in flight
+	 * never reaches the ring. */
+	vhu_ep_destroy(f.ep);
+	f.ep = NULL;
+	fake_nvme_complete_all(0);
+	fe_run(&f, 3);
+	CHECK_EQ_INT(fe_used(&f, 0, &id, &len), 0);
+
+	/* Its successor; the front end sets the base to the used index, as
+	 * QEMU does when the back end could not report one. */
+	CHECK_EQ_INT(fe_reconnect(&f, "inflight2"), 0);
+	f.base[0] = 1;
+	CHECK_EQ_INT(fe_setup(&f, 1), 0);
+	fe_run(&f, 3);
+	CHECK_EQ_INT(fake_nvme.npending, 3);
+	fresh = fe_post(&f, 0, VIRTIO_BLK_T_IN, 64, 4096);
+	fe_kick(&f, 0);
+	fe_run(&f, 3);
+	CHECK_EQ_INT(fake_nvme.npending, 4);
+	fake_nvme_complete_all(0);
+	fe_run(&f, 3);
+	while (fe_used(&f, 0, &id, &len) == 1)
+		if (id < FE_QSIZE)
+			seen[id]++;
+	CHECK_EQ_INT(seen[heads[0]], 1);
+	CHECK_EQ_INT(seen[heads[1]], 0);
+	CHECK_EQ_INT(seen[heads[2]], 1);
+	CHECK_EQ_INT(seen[heads[3]], 1);
+	CHECK_EQ_INT(seen[fresh], 1);
+	fe_free(&f);
+}
+
+/* A second GET_INFLIGHT_FD while a queue runs with requests in flight:
+ * the old region is unmapped, and the queue must stop logging into it
+ * (found by fuzz_vhu_state: the completion wrote into the unmapped log). */
+static void test_inflight_replaced(void)
+{
+	struct fe f;
+	uint32_t id, len;
+
+	reset_fake();
+	CHECK_EQ_INT(fe_new(&f, loop, "inflight-replaced"), 0);
+	CHECK_EQ_INT(fe_get_inflight(&f, 1), 0);
+	CHECK_EQ_INT(fe_setup(&f, 1), 0);
+	fe_post(&f, 0, VIRTIO_BLK_T_IN, 0, 4096);
+	fe_kick(&f, 0);
+	fe_run(&f, 3);
+	CHECK_EQ_INT(fake_nvme.npending, 1);
+	close(f.inflight_fd);
+	f.inflight_fd = -1;
+	CHECK_EQ_INT(fe_get_inflight(&f, 1), 0);
+	fake_nvme_complete_all(0);
+	fe_run(&f, 3);
+	CHECK_EQ_INT(fe_used(&f, 0, &id, &len), 1);
+	fe_free(&f);
+}
+
 /* With an argument, runs only the cases whose name contains it. */
 int main(int argc, char **argv)
 {
@@ -315,6 +397,8 @@ int main(int argc, char **argv)
 		{ "mem_reg_churn", test_mem_reg_churn },
 		{ "completion_after_reset", test_completion_after_reset },
 		{ "table_change_in_flight", test_table_change_in_flight },
+		{ "inflight_restart", test_inflight_restart },
+		{ "inflight_replaced", test_inflight_replaced },
 	};
 
 	log_set_level(getenv("NVD_TEST_VERBOSE") ? LOG_DEBUG : LOG_QUIET);

@@ -26,7 +26,7 @@ static void ended(void *ctx, struct vhu_ep *ep)
 
 static const struct vhu_ep_ops ep_ops = { .ended = ended };
 
-int fe_new(struct fe *f, struct evloop *loop, const char *name)
+static int connect_ep(struct fe *f, const char *name)
 {
 	struct vblk_conf conf = {
 		.name = name,
@@ -35,18 +35,56 @@ int fe_new(struct fe *f, struct evloop *loop, const char *name)
 		.num_queues = FE_NQ,
 	};
 	int sv[2];
-	int rc;
 
-	memset(f, 0, sizeof(*f));
-	f->loop = loop;
-	f->sock = f->memfd = -1;
-	for (unsigned q = 0; q < FE_NQ; q++)
-		f->kick[q] = f->call[q] = -1;
 	snprintf(conf.target.name, sizeof(conf.target.name), "FAKE:n1");
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
 		return -errno;
 	f->sock = sv[1];
-	rc = vhu_ep_adopt(loop, sv[0], &conf, &ep_ops, f, &f->ep);
+	f->ended = false;
+	return vhu_ep_adopt(f->loop, sv[0], &conf, &ep_ops, f, &f->ep);
+}
+
+int fe_reconnect(struct fe *f, const char *name)
+{
+	if (f->sock >= 0)
+		close(f->sock);
+	f->sock = -1;
+	for (unsigned q = 0; q < FE_NQ; q++) {
+		if (f->kick[q] >= 0)
+			close(f->kick[q]);
+		if (f->call[q] >= 0)
+			close(f->call[q]);
+		f->kick[q] = f->call[q] = -1;
+	}
+	return connect_ep(f, name);
+}
+
+int fe_get_inflight(struct fe *f, unsigned nq)
+{
+	struct vhost_user_inflight in = { .num_queues = (uint16_t)nq, .queue_size = FE_QSIZE };
+	struct vhost_user_msg m;
+	int rc = fe_send(f, VHOST_USER_GET_INFLIGHT_FD, 0, &in, sizeof(in), NULL, 0);
+
+	if (rc)
+		return rc;
+	if (fe_recv(f, &m, 10) != 1 || m.hdr.size != sizeof(in) || f->rx_fd < 0)
+		return -EIO;
+	f->inflight = m.payload.inflight;
+	f->inflight_fd = f->rx_fd;
+	f->rx_fd = -1;
+	return 0;
+}
+
+int fe_new(struct fe *f, struct evloop *loop, const char *name)
+{
+	int rc;
+
+	memset(f, 0, sizeof(*f));
+	f->loop = loop;
+	f->sock = f->memfd = f->inflight_fd = f->rx_fd = -1;
+	for (unsigned q = 0; q < FE_NQ; q++)
+		f->kick[q] = f->call[q] = -1;
+	rc = connect_ep(f, name);
 	if (rc)
 		return rc;
 	f->memfd = memfd_create("fe", MFD_CLOEXEC | MFD_ALLOW_SEALING);
@@ -71,6 +109,11 @@ void fe_free(struct fe *f)
 		munmap(f->mem, FE_MEM_SIZE);
 	if (f->memfd >= 0)
 		close(f->memfd);
+	if (f->inflight_fd >= 0)
+		close(f->inflight_fd);
+	if (f->rx_fd >= 0)
+		close(f->rx_fd);
+	f->inflight_fd = f->rx_fd = -1;
 	for (unsigned q = 0; q < FE_NQ; q++) {
 		if (f->kick[q] >= 0)
 			close(f->kick[q]);
@@ -141,7 +184,22 @@ int fe_recv(struct fe *f, struct vhost_user_msg *m, int rounds)
 		ssize_t n = recv(f->sock, m, sizeof(m->hdr), MSG_DONTWAIT | MSG_PEEK);
 
 		if (n == (ssize_t)sizeof(m->hdr)) {
-			n = recv(f->sock, m, sizeof(m->hdr) + m->hdr.size, MSG_DONTWAIT);
+			union {
+				char buf[CMSG_SPACE(sizeof(int))];
+				struct cmsghdr align;
+			} ctl;
+			struct iovec iov = { m, sizeof(m->hdr) + m->hdr.size };
+			struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+					     .msg_controllen = sizeof(ctl.buf) };
+			struct cmsghdr *c;
+
+			n = recvmsg(f->sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+			c = CMSG_FIRSTHDR(&mh);
+			if (c && c->cmsg_type == SCM_RIGHTS) {
+				if (f->rx_fd >= 0)
+					close(f->rx_fd);
+				memcpy(&f->rx_fd, CMSG_DATA(c), sizeof(int));
+			}
 			return n > 0 ? 1 : -EIO;
 		}
 		if (n == 0)
@@ -165,6 +223,9 @@ int fe_setup(struct fe *f, unsigned nq)
 	t.regions[0] = (struct vhost_user_mem_region){
 		.guest_phys_addr = 0, .memory_size = FE_MEM_SIZE, .userspace_addr = FE_UVA,
 	};
+	if (!rc && f->inflight_fd >= 0)
+		rc = fe_send(f, VHOST_USER_SET_INFLIGHT_FD, 0, &f->inflight, sizeof(f->inflight),
+			     &f->inflight_fd, 1);
 	if (!rc)
 		rc = fe_send(f, VHOST_USER_SET_MEM_TABLE, 0, &t,
 			     (uint32_t)(offsetof(struct vhost_user_mem_table, regions) + sizeof(t.regions[0])),
@@ -187,7 +248,7 @@ int fe_setup(struct fe *f, unsigned nq)
 		if (!rc)
 			rc = fe_send(f, VHOST_USER_SET_VRING_ADDR, 0, &a, sizeof(a), NULL, 0);
 		if (!rc)
-			rc = fe_send_state(f, VHOST_USER_SET_VRING_BASE, q, 0);
+			rc = fe_send_state(f, VHOST_USER_SET_VRING_BASE, q, f->base[q]);
 		if (!rc)
 			rc = fe_send(f, VHOST_USER_SET_VRING_CALL, 0, &idx, sizeof(idx), &f->call[q], 1);
 		if (!rc)

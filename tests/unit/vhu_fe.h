@@ -33,11 +33,21 @@ struct fe {
 	uint16_t avail_idx[FE_NQ];
 	uint16_t used_seen[FE_NQ];
 	bool ended;		/* the server reported the adopted connection ended */
+	uint16_t base[FE_NQ];	/* SET_VRING_BASE that fe_setup sends */
+	int inflight_fd;	/* >= 0: fe_setup sends SET_INFLIGHT_FD with it */
+	struct vhost_user_inflight inflight;
+	int rx_fd;		/* a file descriptor the last reply carried, or -1 */
 };
 
 /* Creates the server endpoint on a socket pair (adopted, as a client made
  * by create() without socket=) and our memory. Returns 0 or -errno. */
 int fe_new(struct fe *f, struct evloop *loop, const char *name);
+/* A new connection (and server endpoint) for the same memory, as a front
+ * end reconnecting to a restarted server; the old endpoint must be gone. */
+int fe_reconnect(struct fe *f, const char *name);
+/* GET_INFLIGHT_FD for nq queues of FE_QSIZE: keeps the region's fd in
+ * f->inflight_fd. Returns 0 or -errno. */
+int fe_get_inflight(struct fe *f, unsigned nq);
 /* Destroys the endpoint if it still exists and frees our side. */
 void fe_free(struct fe *f);
 
