@@ -149,7 +149,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct mem m = { 0 };
 	struct vq vq;
 	struct vq_elem e = { .max_segs = max_segs };
-	struct vq_err err;
+	struct vq_err err = { .why = NULL };
 	uint64_t features = 0;
 
 	if (cfg & 0x40) {
