@@ -190,6 +190,37 @@ static bool any_stopping(const struct clients *cs)
 	return false;
 }
 
+static unsigned quiesce_all(struct clients *cs)
+{
+	unsigned n = 0;
+
+	for (struct client *c = cs->list; c; c = c->next)
+		n += c->vep ? vduse_ep_quiesce(c->vep) : vhu_ep_quiesce(c->ep);
+	return n;
+}
+
+void clients_handover(struct clients *cs, int timeout_ms)
+{
+	long long deadline = now_ms() + timeout_ms;
+	unsigned n;
+
+	if (!cs)
+		return;
+	ctl_close(cs);
+	while ((n = quiesce_all(cs)) != 0) {
+		long long left = deadline - now_ms();
+
+		if (left <= 0) {
+			log_warn(NULL, "%u requests still in flight after %d s; the next server takes "
+				 "them again", n, timeout_ms / 1000);
+			return;
+		}
+		if (evloop_once(cs->loop, (int)left) < 0)
+			return;
+	}
+	log_info(NULL, "nothing in flight: handing over");
+}
+
 void clients_shutdown(struct clients *cs, int timeout_ms)
 {
 	long long deadline = now_ms() + timeout_ms;

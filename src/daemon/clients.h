@@ -44,6 +44,12 @@ int clients_create(struct clients *cs, bool is_static, const struct client_spec 
  * their I/O in flight on the loop until they are off or timeout_ms has
  * passed, and closes the control socket. clients_free() follows. */
 void clients_shutdown(struct clients *cs, int timeout_ms);
+/* The server hands over to a successor (SIGUSR2, an upgrade in place):
+ * closes the control socket, takes no more requests, and serves what is
+ * in flight on the loop until none is or timeout_ms has passed. VDUSE
+ * devices stay on the vdpa bus for the successor to take over; vhost-user
+ * front ends reconnect to it. clients_free() follows. */
+void clients_handover(struct clients *cs, int timeout_ms);
 /* One line per client into buf (NUL-terminated, truncated to cap). */
 void clients_list(const struct clients *cs, char *buf, size_t cap);
 

@@ -2,6 +2,7 @@
  * vfio-pci and serves their namespaces and partitions. */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,7 +79,15 @@ static void usage(FILE *f)
 		"  -h, --help         this text\n"
 		"  -V, --version      print the version\n"
 		"\n"
-		"Exit status: 0 on success (or a clean stop on SIGTERM/SIGINT), 1 on any error.\n");
+		"Signals: SIGTERM and SIGINT stop: VDUSE devices are taken off the vdpa bus\n"
+		"(serving their I/O in flight), sockets removed. SIGUSR2 hands over to the\n"
+		"next server (an upgrade in place): no more requests are taken, those in\n"
+		"flight are served, and VDUSE devices stay for the next nvme-drv started with\n"
+		"the same --state-dir and clients to take over; vhost-user front ends\n"
+		"reconnect to it (QEMU: reconnect=1). After kill -9 the same holds, and the\n"
+		"next server also serves again what was in flight.\n"
+		"\n"
+		"Exit status: 0 on success (or a clean stop on a signal), 1 on any error.\n");
 }
 
 static const char *yesno(bool b)
@@ -122,9 +131,18 @@ static void list_all(const struct host *h)
 	}
 }
 
+/* SIGUSR2 asks for a hand-over (an upgrade in place): leave the devices
+ * to the next server instead of taking them away. */
+static bool handover;
+
 static void on_signal(void *arg, uint32_t signo)
 {
-	log_info(NULL, "signal %u: shutting down", signo);
+	if (signo == SIGUSR2) {
+		log_info(NULL, "SIGUSR2: handing over to the next server");
+		handover = true;
+	} else {
+		log_info(NULL, "signal %u: shutting down", signo);
+	}
 	evloop_stop(arg);
 }
 
@@ -272,7 +290,10 @@ static int serve(struct host *h, const struct config *cfg)
 			 h->reg.ndisks, cfg->nsc, cfg->svr ? " and the control socket" : "");
 		rc = evloop_run(loop);
 	}
-	clients_shutdown(cs, VDUSE_STOP_TIMEOUT_MS);
+	if (handover)
+		clients_handover(cs, VDUSE_STOP_TIMEOUT_MS);
+	else
+		clients_shutdown(cs, VDUSE_STOP_TIMEOUT_MS);
 	clients_free(cs);
 	evloop_free(loop);
 	if (hl.fd >= 0)

@@ -117,6 +117,7 @@ struct vduse_ep {
 	uint8_t *log;
 	size_t log_len;
 	bool reattached;	/* took over a device a predecessor served */
+	bool handover;		/* vduse_ep_quiesce(): left for a successor */
 	struct evloop_defer announce;	/* attached() of a re-attached device */
 };
 
@@ -1080,7 +1081,9 @@ void vduse_ep_destroy(struct vduse_ep *ep)
 		if (evloop_add(ep->loop, j->pidfd, EPOLLIN, on_orphan, j) != 0)
 			log_debug(ep->label, "the vdpa helper %d is left to init", (int)j->pid);
 	}
-	if (ep->bus != BUS_OFF)
+	if (ep->bus != BUS_OFF && ep->handover)
+		log_info(ep->label, "%s stays on the vdpa bus for the next server", ep->name);
+	else if (ep->bus != BUS_OFF)
 		log_warn(ep->label, "%s stays on the vdpa bus, without a back end: 'vdpa dev del %s' "
 			 "removes it", ep->name, ep->name);
 	for (unsigned q = 0; q < ep->nq; q++)
@@ -1092,7 +1095,7 @@ void vduse_ep_destroy(struct vduse_ep *ep)
 	if (ep->bounce_va)
 		munmap(ep->bounce_va, ep->bounce_size);
 	close_fd(&ep->bounce_fd);
-	if (ep->created) {
+	if (ep->created && ep->bus == BUS_OFF) {
 		char n[VDUSE_NAME_MAX] = { 0 };
 
 		memcpy(n, ep->name, strlen(ep->name));
@@ -1114,6 +1117,13 @@ void vduse_ep_destroy(struct vduse_ep *ep)
 const struct vblk_stats *vduse_ep_stats(const struct vduse_ep *ep)
 {
 	return vblk_stats(ep->dev);
+}
+
+unsigned vduse_ep_quiesce(struct vduse_ep *ep)
+{
+	ep->handover = true;
+	vblk_quiesce(ep->dev);
+	return vblk_inflight(ep->dev);
 }
 
 bool vduse_ep_connected(const struct vduse_ep *ep)

@@ -786,6 +786,12 @@ const struct vblk_stats *vhu_ep_stats(const struct vhu_ep *ep)
 	return vblk_stats(ep->dev);
 }
 
+unsigned vhu_ep_quiesce(struct vhu_ep *ep)
+{
+	vblk_quiesce(ep->dev);
+	return vblk_inflight(ep->dev);
+}
+
 bool vhu_ep_connected(const struct vhu_ep *ep)
 {
 	return ep->conn_fd >= 0;

@@ -30,6 +30,11 @@ int vhu_ep_adopt(struct evloop *loop, int fd, const struct vblk_conf *conf,
  * client memory stays mapped until I/O in flight has ended. */
 void vhu_ep_destroy(struct vhu_ep *ep);
 const struct vblk_stats *vhu_ep_stats(const struct vhu_ep *ep);
+/* Hand-over: takes no more requests (vblk_quiesce); returns how many are
+ * still in flight. Destroy the endpoint once none is: the front end sees
+ * a disconnect and reconnects to the successor, which finds nothing of
+ * ours left in its inflight region. */
+unsigned vhu_ep_quiesce(struct vhu_ep *ep);
 bool vhu_ep_connected(const struct vhu_ep *ep);
 
 #endif

@@ -26,7 +26,8 @@ void evloop_free(struct evloop *l);
 /* Watches fd for `events` (EPOLLIN, ...). Returns 0 or negative errno. */
 int evloop_add(struct evloop *l, int fd, uint32_t events, evloop_cb cb, void *arg);
 int evloop_del(struct evloop *l, int fd);
-/* Blocks SIGINT and SIGTERM and reports them through cb(arg, signo). */
+/* Blocks SIGINT, SIGTERM and SIGUSR2 and reports them through
+ * cb(arg, signo). */
 int evloop_catch_signals(struct evloop *l, evloop_cb cb, void *arg);
 /* Runs until evloop_stop(); timeout_ms < 0 waits forever per round.
  * Returns 0 or a negative errno from epoll. */

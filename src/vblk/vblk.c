@@ -112,6 +112,7 @@ struct vblk {
 	 * have returned (issue 7.1). */
 	unsigned busy;
 	bool destroying;
+	bool quiesced;		/* vblk_quiesce(): a successor takes the rest */
 	bool broken;
 	struct vblk_stats stats;
 };
@@ -557,6 +558,11 @@ void vblk_reset(struct vblk *d)
 	}
 	drop_table(d);
 	d->broken = false;
+}
+
+void vblk_quiesce(struct vblk *d)
+{
+	d->quiesced = true;
 }
 
 void vblk_destroy(struct vblk *d)
@@ -1101,7 +1107,8 @@ void vblk_vq_kick(struct vblk *d, unsigned q)
 	if (!v)
 		return;
 	hold(d);
-	while (v->started && v->enabled && !v->stopping && !d->broken && !d->destroying) {
+	while (v->started && v->enabled && !v->stopping && !d->broken && !d->destroying &&
+	       !d->quiesced) {
 		struct vq_err err = { 0 };
 		struct vblk_io *io = io_get(d);
 		int rc;

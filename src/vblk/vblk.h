@@ -71,6 +71,10 @@ int vblk_new(const struct vblk_conf *conf, const struct vblk_ops *ops, void *ctx
 /* Stops every queue; the object is freed once no I/O is in flight (the
  * controller may still write into client memory until then). */
 void vblk_destroy(struct vblk *d);
+/* Takes no more requests from any queue (a hand-over to a successor): what
+ * is in flight completes into the rings as usual; vblk_inflight() says
+ * when nothing is left. */
+void vblk_quiesce(struct vblk *d);
 /* Stops every queue and drops the memory table (RESET_DEVICE, disconnect). */
 void vblk_reset(struct vblk *d);
 

@@ -11,8 +11,13 @@
 # the serial console (NESTED-* lines): the disk's size, read-only flag,
 # serial (GET_ID), cache mode; md5sums of what the host put at 8 MiB and in
 # the last 4 KiB; writes the pattern at 4 MiB with O_DIRECT and fsync (FLUSH),
-# reads it back with O_DIRECT and compares; then resets (QEMU, run with
-# -no-reboot, ends). nvme-drv runs with -v; NVD_DRV_V=-vvv traces every
+# reads it back with O_DIRECT and compares. Then the server's death (issue
+# 9): the chardev has reconnect=1; on NESTED-KILLME the outer guest kills
+# nvme-drv with kill -9 and starts it again while the nested guest writes
+# the pattern at 12 MiB in 128 KiB pieces and reads it back: no error may
+# reach the guest (QEMU reconnects, nvme-drv serves again what the inflight
+# region says was in flight). Then it resets (QEMU, run with -no-reboot,
+# ends). nvme-drv runs with -v; NVD_DRV_V=-vvv traces every
 # vhost-user message into its log (kept with NVD_KEEP_WORK=1).
 # Host afterwards: the markers, nvme-drv's clean exit, and the image: the
 # pattern at partition start + 4 MiB, every other byte unchanged.
@@ -108,6 +113,18 @@ if [ -b /dev/vda ]; then
 	else
 		echo "NESTED-FAIL write-read"
 	fi
+	echo "NESTED-KILLME"
+	i=0
+	while [ $i -lt 8 ]; do
+		dd if=/pattern.bin of=/dev/vda bs=128k skip=$i seek=$((96 + i)) count=1 oflag=direct \
+			conv=notrunc 2>/dev/null || echo "NESTED-FAIL phase2 write $i"
+		i=$((i + 1))
+	done
+	if dd if=/dev/vda bs=1M skip=12 count=1 iflag=direct 2>/dev/null | cmp /pattern.bin -; then
+		echo "NESTED-OK restart"
+	else
+		echo "NESTED-FAIL restart read-back"
+	fi
 else
 	echo "NESTED-FAIL no /dev/vda"
 fi
@@ -140,21 +157,29 @@ nested_qemu="qemu-system-x86_64 -nodefaults -no-user-config -accel tcg $bios
  -machine q35,memory-backend=mem -object memory-backend-memfd,id=mem,size=256M,share=on -m 256M
  -smp 1 -display none -no-reboot -serial stdio -monitor none
  -kernel $work/kernel -initrd $work/nested.cpio -append '$append'
- -chardev socket,id=c0,path=/tmp/vub.sock -device vhost-user-blk-pci,chardev=c0,num-queues=1"
+ -chardev socket,id=c0,path=/tmp/vub.sock,reconnect=1 -device vhost-user-blk-pci,chardev=c0,num-queues=1"
 # Console lines are stamped with the outer guest's clock as they arrive.
 cat > "$work/guest.sh" <<GUEST
 W=$work
 stamp() { while IFS= read -r l; do echo "\$EPOCHREALTIME \${l%\$'\\r'}"; done; }
 echo \$EPOCHREALTIME > \$W/t-start
 $D ${NVD_DRV_V:--v} --client /tmp/vub.sock --device partlabel:vm 2>"\$W/drv.err" & pid=\$!
+echo \$pid > /tmp/drv.pid
 for i in \$(seq 100); do [ -S /tmp/vub.sock ] && break; kill -0 \$pid 2>/dev/null || break; sleep 0.1; done
 echo \$EPOCHREALTIME > \$W/t-ready
+# The server's death mid-I/O, and a successor.
+(while sleep 0.1; do grep -q NESTED-KILLME "\$W/nested.console" 2>/dev/null && break; done
+ sleep 0.3
+ kill -9 \$pid; echo \$EPOCHREALTIME > \$W/t-killed
+ while [ -d /proc/\$pid ]; do sleep 0.05; done
+ $D ${NVD_DRV_V:--v} --client /tmp/vub.sock --device partlabel:vm 2>"\$W/drv2.err" & echo \$! > /tmp/drv.pid
+ echo \$EPOCHREALTIME > \$W/t-restarted) &
 # An error in nvme-drv (e.g. a ring it refuses: "device needs reset") leaves
 # the nested guest waiting for ever: stop it then rather than at the timeout.
 (while sleep 1; do
 	[ -s /tmp/nested.pid ] || continue
 	kill -0 \$(cat /tmp/nested.pid) 2>/dev/null || break
-	if grep -q ': error: ' "\$W/drv.err"; then
+	if cat "\$W"/drv*.err | grep -q ': error: '; then
 		echo "stopped early: nvme-drv reported an error" > "\$W/nested.stopped"
 		kill \$(cat /tmp/nested.pid); break
 	fi
@@ -163,7 +188,9 @@ timeout 300 $(echo "$nested_qemu" | tr '\n' ' ') -pidfile /tmp/nested.pid 2>"\$W
 echo \${PIPESTATUS[0]} > \$W/nested.rc
 echo \$EPOCHREALTIME > \$W/t-nested
 kill \$wpid 2>/dev/null
-kill -TERM \$pid; wait \$pid; echo \$? > \$W/drv.rc
+pid=\$(cat /tmp/drv.pid)
+kill -TERM \$pid; while [ -d /proc/\$pid ]; do sleep 0.1; done
+wait \$pid 2>/dev/null; echo \$? > \$W/drv.rc
 GUEST
 
 T1=$EPOCHREALTIME
@@ -200,35 +227,44 @@ v=$(marker NESTED-CACHE)
 	fail "nested read of the last 4 KiB: md5 '$(word NESTED-READLAST)', want $want_last"
 has NESTED-OK write && ok "nested O_DIRECT write of 1 MiB at 4 MiB, fsync" || fail "nested write: no 'NESTED-OK write'"
 has NESTED-OK write-read && ok "nested O_DIRECT read-back matches" || fail "nested read-back: no 'NESTED-OK write-read'"
+has NESTED-OK restart && ok "nested O_DIRECT writes and read-back across nvme-drv's kill -9 and restart: no error" ||
+	fail "nested guest across the restart: no 'NESTED-OK restart'"
 [ -n "$(at NESTED-END)" ] && ok "nested /init reached its end" || fail "nested /init did not finish: $(console_tail)"
 
 drc=$(cat "$work/drv.rc" 2>/dev/null || echo missing)
-E=$work/drv.err
-if [ "$drc" = 0 ] && grep -q 'shut down cleanly' "$E"; then ok "nvme-drv: SIGTERM, exit 0, controller shut down cleanly"
-else fail "nvme-drv: exit $drc: $(tail -n 3 "$E" | tr '\n' ' ')"; fi
-grep -q 'front end connected' "$E" && ok "nvme-drv saw the front end connect" || fail "nvme-drv: no 'front end connected'"
-if grep -q -e ': error: ' -e ': warning: ' "$E"; then fail "nvme-drv errors/warnings: $(grep -e ': error: ' -e ': warning: ' "$E" | head -n 5 | tr '\n' ' ')"
+E=$work/drv2.err
+[ -e "$work/t-restarted" ] && ok "nvme-drv killed with kill -9 mid-I/O and started again" ||
+	fail "nvme-drv was not killed and restarted (no NESTED-KILLME?)"
+if [ "$drc" = 0 ] && grep -q 'shut down cleanly' "$E"; then ok "restarted nvme-drv: SIGTERM, exit 0, controller shut down cleanly"
+else fail "restarted nvme-drv: exit $drc: $(tail -n 3 "$E" | tr '\n' ' ')"; fi
+grep -q 'front end connected' "$work/drv.err" && grep -q 'front end connected' "$E" &&
+	ok "QEMU connected to nvme-drv, and again to its successor" || fail "nvme-drv: no 'front end connected' in both logs"
+grep -q 'left in flight by an earlier server' "$E" && echo "# $(grep -m1 'left in flight' "$E")"
+if cat "$work/drv.err" "$E" | grep -q -e ': error: ' -e ': warning: '; then
+	fail "nvme-drv errors/warnings: $(cat "$work/drv.err" "$E" | grep -e ': error: ' -e ': warning: ' | head -n 5 | tr '\n' ' ')"
 else ok "nvme-drv: no errors or warnings"; fi
 
 # Host side: the pattern is at partition start + 4 MiB, nothing else changed.
-if out=$(python3 - "$work/disk.orig" "$work/disk.img" "$work/pattern.bin" $((PSTART + (4 << 20))) <<'PY'
+if out=$(python3 - "$work/disk.orig" "$work/disk.img" "$work/pattern.bin" $((PSTART + (4 << 20))) $((PSTART + (12 << 20))) <<'PY'
 import sys
 orig, img, pat = (open(p, "rb").read() for p in sys.argv[1:4])
-off = int(sys.argv[4])
+offs = [int(a) for a in sys.argv[4:]]
 bad = []
 if len(img) != len(orig):
     bad.append(f"size {len(img)}, was {len(orig)}")
-elif img[off:off + len(pat)] != pat:
-    bad.append("the pattern is not at partition start + 4 MiB")
 else:
-    for a, b in ((0, off), (off + len(pat), len(orig))):
+    for off in offs:
+        if img[off:off + len(pat)] != pat:
+            bad.append(f"the pattern is not at {off}")
+    edges = [0] + [x for off in offs for x in (off, off + len(pat))] + [len(orig)]
+    for a, b in zip(edges[0::2], edges[1::2]):
         if img[a:b] != orig[a:b]:
             i = next(i for i in range(a, b) if img[i] != orig[i])
-            bad.append(f"byte {i} changed outside the written range")
+            bad.append(f"byte {i} changed outside the written ranges")
 print("; ".join(bad))
 sys.exit(1 if bad else 0)
 PY
-); then ok "host check: pattern at partition start + 4 MiB, every other byte unchanged"
+); then ok "host check: pattern at partition start + 4 MiB and + 12 MiB, every other byte unchanged"
 else fail "host check: $out"; fi
 
 t_start=$(cat "$work/t-start" 2>/dev/null) t_ready=$(cat "$work/t-ready" 2>/dev/null)
