@@ -2,6 +2,7 @@
  * vfio-pci and serves their namespaces and partitions. */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,7 +73,9 @@ static void usage(FILE *f)
 		"  -h, --help         this text\n"
 		"  -V, --version      print the version\n"
 		"\n"
-		"Exit status: 0 on success (or a clean stop on SIGTERM/SIGINT), 1 on any error.\n");
+		"SIGTERM, SIGINT, SIGHUP and SIGQUIT stop the server cleanly: clients ended, sockets\n"
+		"removed, controllers shut down. SIGPIPE is ignored.\n"
+		"Exit status: 0 on success (or a clean stop on a signal), 1 on any error.\n");
 }
 
 static const char *yesno(bool b)
@@ -235,7 +238,8 @@ static int serve(struct host *h, const struct config *cfg)
 	if (!rc)
 		rc = start_clients(h, loop, cfg, &cs);
 	if (!rc) {
-		log_info(NULL, "serving %u disks to %u static clients%s; SIGTERM or SIGINT stops",
+		log_info(NULL, "serving %u disks to %u static clients%s; SIGTERM, SIGINT, SIGHUP or "
+			 "SIGQUIT stops",
 			 h->reg.ndisks, cfg->nsc, cfg->svr ? " and the control socket" : "");
 		rc = evloop_run(loop);
 	}
@@ -273,6 +277,10 @@ int main(int argc, char **argv)
 	int verbose = 0, quiet = 0, opt, rc;
 
 	log_set_prog(argv[0]);
+	/* Clients hand us descriptors we write to (vring call and error fds
+	 * may be pipes whose reader is gone): a write there is the client's
+	 * error, never a reason for the whole server to die. */
+	signal(SIGPIPE, SIG_IGN);
 	host_opts_init(&opts);
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, ":vqhVd:", longopts, NULL)) != -1) {
