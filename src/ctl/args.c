@@ -495,7 +495,7 @@ static const struct {
 	E(ECONNABORTED), E(ECONNRESET), E(ENOBUFS), E(EISCONN), E(ENOTCONN), E(ESHUTDOWN),
 	E(ETIMEDOUT), E(ECONNREFUSED), E(EHOSTUNREACH), E(EALREADY), E(EINPROGRESS),
 	E(ESTALE), E(EDQUOT), E(ECANCELED), E(ENOMEDIUM), E(EMEDIUMTYPE), E(EOWNERDEAD),
-	E(ENOTRECOVERABLE),
+	E(ENOTRECOVERABLE), E(ENOTUNIQ),
 	/* Aliases last: on Linux they share a value with a name above, which
 	 * ctl_errno_name gives; ctl_errno_from_name still knows them. */
 	E(ENOTSUP), E(EWOULDBLOCK),

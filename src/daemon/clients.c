@@ -288,7 +288,9 @@ static int client_new(struct clients *cs, bool is_static, const struct client_sp
 		return -ENOMEM;
 	c->cs = cs;
 	snprintf(c->device, sizeof(c->device), "%s", device);
-	rc = blk_lookup(&cs->host->reg, device, &c->tgt);
+	rc = blk_lookup(&cs->host->reg, device, &c->tgt, why, whylen);
+	if (rc == -ENOTUNIQ)
+		goto fail;
 	if (rc == -EINVAL) {
 		snprintf(why, whylen, "'%s' is not a device name (SERIAL:nNSID, SERIAL:nNSID:N, UUID, "
 			 "partuuid:UUID or partlabel:NAME)", device);

@@ -35,7 +35,8 @@ struct client_spec {
 /* Creates a client of spec->device. A VDUSE client's block device appears
  * a moment later (once the kernel's driver has probed it).
  * Errors (with a one-line reason in why): -EINVAL bad name or argument,
- * -ENODEV no such disk or partition, -EBUSY it or an overlapping one is
+ * -ENODEV no such disk or partition, -ENOTUNIQ a partition UUID, label
+ * or MBR id found on two partitions, -EBUSY it or an overlapping one is
  * claimed, -EEXIST the socket path or VDUSE name is in use, -ENOENT no
  * VDUSE in the kernel, others from the transport. */
 int clients_create(struct clients *cs, bool is_static, const struct client_spec *spec, int *fd_out,
