@@ -138,6 +138,26 @@ int ctl_check_socket_path(const char *s, char *why, size_t whylen)
 	return 0;
 }
 
+int ctl_check_socket_in_dir(const char *dir, const char *path, char *why, size_t whylen)
+{
+	/* "/" is the one directory whose name ends in '/'. */
+	size_t dl = strcmp(dir, "/") == 0 ? 0 : strlen(dir);
+	const char *name = path + dl + 1;
+	char q[QUOTE_SIZE];
+	int rc = ctl_check_socket_path(path, why, whylen);
+
+	if (rc)
+		return rc;
+	if (strncmp(path, dir, dl) != 0 || path[dl] != '/' || !name[0] || strchr(name, '/') ||
+	    strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+		if (why && whylen)
+			snprintf(why, whylen, "socket path '%s' is not a file directly in the socket "
+				 "directory %s (give %s/NAME)", quote(q, path), dir, dl ? dir : "");
+		return -EACCES;
+	}
+	return 0;
+}
+
 static bool is_name_char(char c)
 {
 	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||

@@ -25,6 +25,7 @@ struct client {
 	char vduse[CTL_VDUSE_NAME_MAX + 1];	/* "" unless a VDUSE client */
 	bool is_static;
 	bool by_fd;
+	uid_t creator;		/* a dynamic client: who asked for it */
 	bool readonly;
 	bool stopping;		/* its VDUSE device is on the way off the bus */
 	unsigned ds_max;
@@ -41,6 +42,7 @@ struct client {
 struct ctl_conn {
 	struct clients *cs;
 	int fd;
+	struct ucred peer;	/* SO_PEERCRED: who connected */
 	struct ctl_conn *next;
 };
 
@@ -54,6 +56,7 @@ struct clients {
 	unsigned next_qp;
 	int ctl_fd;
 	char ctl_path[CTL_SOCKET_PATH_SIZE];
+	char sock_dir[CTL_SOCKET_PATH_SIZE];	/* where peers' socket= paths go */
 	struct ctl_conn *conns;
 };
 
@@ -274,8 +277,10 @@ static bool stale_socket(const char *path)
 	return rc != 0 && errno == ECONNREFUSED;
 }
 
-static int client_new(struct clients *cs, bool is_static, const struct client_spec *spec,
-		      int *fd_out, struct client **out, char *why, size_t whylen)
+/* creator: the control-socket peer asking, NULL for a static client. */
+static int client_new(struct clients *cs, const struct ucred *creator,
+		      const struct client_spec *spec, int *fd_out, struct client **out, char *why,
+		      size_t whylen)
 {
 	const char *device = spec->device, *socket_path = spec->socket;
 	struct vblk_conf conf;
@@ -322,12 +327,18 @@ static int client_new(struct clients *cs, bool is_static, const struct client_sp
 				goto fail;
 			}
 	} else if (socket_path) {
+		struct stat st;
+
 		snprintf(c->name, sizeof(c->name), "%s", socket_path);
-		if (stale_socket(socket_path)) {
+		/* The operator named a static client's path: a socket left by a
+		 * server that died may go. A peer's path is never unlinked: only
+		 * what this server made is removed. */
+		if (!creator && stale_socket(socket_path)) {
 			log_info(socket_path, "removing a stale socket");
 			unlink(socket_path);
 		}
-		if (access(socket_path, F_OK) == 0) {
+		/* lstat: a dangling symlink is in the way too. */
+		if (lstat(socket_path, &st) == 0) {
 			snprintf(why, whylen, "socket path %s exists", socket_path);
 			rc = -EEXIST;
 			goto fail;
@@ -341,7 +352,8 @@ static int client_new(struct clients *cs, bool is_static, const struct client_sp
 			goto fail;
 		}
 	}
-	c->is_static = is_static;
+	c->is_static = !creator;
+	c->creator = creator ? creator->uid : 0;
 	c->readonly = spec->readonly;
 	c->ds_max = spec->ds_max;
 	memset(&conf, 0, sizeof(conf));
@@ -361,6 +373,16 @@ static int client_new(struct clients *cs, bool is_static, const struct client_sp
 	} else {
 		if (socket_path) {
 			rc = vhu_ep_listen(cs->loop, socket_path, &conf, &ep_ops, c, &c->ep);
+			/* A peer other than root gets a socket it can connect to
+			 * (bound with the server's umask, owned by its user). The
+			 * socket directory is writable by its owner only (or
+			 * sticky), so the path is still the one just bound. */
+			if (!rc && creator && creator->uid != 0 && creator->uid != geteuid() &&
+			    chown(socket_path, creator->uid, creator->gid) != 0) {
+				rc = -errno;
+				vhu_ep_destroy(c->ep);
+				c->ep = NULL;
+			}
 		} else {
 			rc = vhu_ep_adopt(cs->loop, sv[0], &conf, &ep_ops, c, &c->ep);
 			sv[0] = -1;	/* the endpoint owns it, on failure too */
@@ -392,7 +414,10 @@ int clients_create(struct clients *cs, bool is_static, const struct client_spec 
 {
 	struct client *c;
 
-	return client_new(cs, is_static, spec, fd_out, &c, why, whylen);
+	/* A dynamic client made here belongs to the server's own user. */
+	const struct ucred self = { .pid = getpid(), .uid = geteuid(), .gid = getegid() };
+
+	return client_new(cs, is_static ? NULL : &self, spec, fd_out, &c, why, whylen);
 }
 
 /* The dynamic client a destroy names: by socket path or VDUSE name. */
@@ -513,7 +538,14 @@ static void ctl_handle(struct ctl_conn *cc, const char *msg, size_t len)
 			.vduse = rq.create.transport == CTL_TRANSPORT_VDUSE ? rq.create.vduse : NULL,
 		};
 
-		rc = client_new(cc->cs, false, &spec, &fd, &c, why, sizeof(why));
+		if (spec.socket) {
+			rc = ctl_check_socket_in_dir(cc->cs->sock_dir, spec.socket, why, sizeof(why));
+			if (rc) {
+				ctl_error(cc, rc, why);
+				return;
+			}
+		}
+		rc = client_new(cc->cs, &cc->peer, &spec, &fd, &c, why, sizeof(why));
 		if (rc) {
 			ctl_error(cc, rc, why);
 			return;
@@ -541,6 +573,15 @@ static void ctl_handle(struct ctl_conn *cc, const char *msg, size_t len)
 
 		if (!c) {
 			ctl_error(cc, rc, why);
+			return;
+		}
+		/* Any peer may create and list; a client is destroyed only by
+		 * the user who created it, root, or the server's own user. */
+		if (cc->peer.uid != 0 && cc->peer.uid != geteuid() && cc->peer.uid != c->creator) {
+			snprintf(why, sizeof(why), "client %s was created by uid %u; uid %u may destroy "
+				 "only its own clients", c->name, (unsigned)c->creator,
+				 (unsigned)cc->peer.uid);
+			ctl_error(cc, -EPERM, why);
 			return;
 		}
 		if (c->stopping) {
@@ -592,6 +633,7 @@ static void on_ctl_listen(void *arg, uint32_t events)
 {
 	struct clients *cs = arg;
 	struct ctl_conn *cc;
+	socklen_t len;
 	int fd = accept4(cs->ctl_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 
 	(void)events;
@@ -604,29 +646,43 @@ static void on_ctl_listen(void *arg, uint32_t events)
 	}
 	cc->cs = cs;
 	cc->fd = fd;
-	if (evloop_add(cs->loop, fd, EPOLLIN, on_ctl_conn, cc) != 0) {
-		free(cc);
-		close(fd);
-		return;
+	len = sizeof(cc->peer);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cc->peer, &len) != 0) {
+		log_warn("control", "SO_PEERCRED: %s; connection closed", strerror(errno));
+		goto refuse;
 	}
+	if (evloop_add(cs->loop, fd, EPOLLIN, on_ctl_conn, cc) != 0)
+		goto refuse;
 	cc->next = cs->conns;
 	cs->conns = cc;
+	return;
+refuse:
+	free(cc);
+	close(fd);
 }
 
-int clients_listen_ctl(struct clients *cs, const char *path)
+int clients_listen_ctl(struct clients *cs, const char *path, const char *sock_dir)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	mode_t old_mask;
 	int rc;
 
-	if (strlen(path) >= sizeof(sa.sun_path))
+	if (strlen(path) >= sizeof(sa.sun_path) || strlen(sock_dir) >= sizeof(cs->sock_dir))
 		return -ENAMETOOLONG;
+	memcpy(cs->sock_dir, sock_dir, strlen(sock_dir) + 1);
 	if (stale_socket(path))
 		unlink(path);
 	memcpy(sa.sun_path, path, strlen(path) + 1);
 	cs->ctl_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (cs->ctl_fd < 0)
 		return -errno;
-	if (bind(cs->ctl_fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(cs->ctl_fd, 16) != 0) {
+	/* Mode 0600 from the start, whatever the umask: whoever can connect
+	 * may create clients, so the operator widens it (chmod, chgrp), not
+	 * the umask. Nothing else creates files while the mask is changed. */
+	old_mask = umask(0177);
+	rc = bind(cs->ctl_fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old_mask);
+	if (rc != 0 || listen(cs->ctl_fd, 16) != 0) {
 		rc = -errno;
 		close(cs->ctl_fd);
 		cs->ctl_fd = -1;

@@ -2,6 +2,7 @@
  * vfio-pci and serves their namespaces and partitions. */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,7 +61,13 @@ static void usage(FILE *f)
 		"                     queue, so it offers N-1 queues (at most 4) and needs N >= 2\n"
 		"  --readonly         read-only access\n"
 		"Dynamic clients:\n"
-		"  --svr PATH         control socket for create()/destroy/list (see nvme-drv-ctl)\n"
+		"  --svr PATH         control socket for create()/destroy/list (see nvme-drv-ctl),\n"
+		"                     made with mode 0600: whoever may connect (chmod, chgrp it\n"
+		"                     to share it) may create and list clients, and destroy\n"
+		"                     those it created; root may destroy any dynamic client\n"
+		"  --socket-dir DIR   the only directory a create's socket=PATH may name\n"
+		"                     (PATH must be DIR/NAME; default: the directory of --svr);\n"
+		"                     it must be writable by its owner only, or sticky (/tmp)\n"
 		"  -d, --register-ds FILE\n"
 		"                     trusted shared-memory file (repeatable); once given, only\n"
 		"                     memory backed by these files may be used for DMA (by\n"
@@ -144,6 +151,8 @@ struct config {
 	struct vblk_trusted trusted[MAX_TRUSTED];
 	unsigned ntrusted;
 	const char *svr;
+	const char *socket_dir;			/* as given, or NULL */
+	char sock_dir[CTL_SOCKET_PATH_SIZE];	/* resolved */
 };
 
 static int start_clients(struct host *h, struct evloop *loop, const struct config *cfg,
@@ -177,7 +186,7 @@ static int start_clients(struct host *h, struct evloop *loop, const struct confi
 		}
 	}
 	if (cfg->svr) {
-		rc = clients_listen_ctl(cs, cfg->svr);
+		rc = clients_listen_ctl(cs, cfg->svr, cfg->sock_dir);
 		if (rc) {
 			log_err(NULL, "--svr %s: %s", cfg->svr, strerror(-rc));
 			clients_shutdown(cs, VDUSE_STOP_TIMEOUT_MS);
@@ -251,9 +260,58 @@ static int serve(struct host *h, const struct config *cfg)
 	return rc;
 }
 
+/* The directory of peers' socket= paths: --socket-dir, else that of the
+ * control socket, whose directory the operator trusts already (whoever
+ * can replace the control socket can pose as the server). Resolved once,
+ * so that a peer's DIR/NAME is compared with its canonical spelling, and
+ * refused where another user could replace a socket once it is bound
+ * (the server would later remove what it did not create). Logs why. */
+static int resolve_socket_dir(struct config *cfg)
+{
+	const char *given = cfg->socket_dir, *opt = given ? "--socket-dir" : "--svr";
+	char dir[PATH_MAX], real[PATH_MAX];
+	struct stat st;
+
+	if (!given) {
+		const char *slash = strrchr(cfg->svr, '/');	/* absolute: found */
+		size_t n = slash == cfg->svr ? 1 : (size_t)(slash - cfg->svr);
+
+		memcpy(dir, cfg->svr, n);
+		dir[n] = '\0';
+		given = dir;
+	}
+	if (!realpath(given, real) || stat(real, &st) != 0) {
+		log_err(NULL, "%s: socket directory %s: %s", opt, given, strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		log_err(NULL, "%s: socket directory %s is not a directory", opt, given);
+		return -1;
+	}
+	if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX)) {
+		log_err(NULL, "%s: socket directory %s is writable by others and not sticky: they "
+			"could replace the server's sockets; give one only its owner may write "
+			"(e.g. --socket-dir /run/nvme-drv)", opt, real);
+		return -1;
+	}
+	if (st.st_uid != 0 && st.st_uid != geteuid()) {
+		log_err(NULL, "%s: socket directory %s belongs to uid %u, who could replace the "
+			"server's sockets", opt, real, (unsigned)st.st_uid);
+		return -1;
+	}
+	/* Room for "/" and a name of at least one byte. */
+	if (strlen(real) + 2 >= sizeof(cfg->sock_dir)) {
+		log_err(NULL, "%s: socket directory %s leaves no room for a socket name (%d bytes "
+			"at most)", opt, real, CTL_SOCKET_PATH_SIZE - 1);
+		return -1;
+	}
+	memcpy(cfg->sock_dir, real, strlen(real) + 1);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
-	enum { OPT_CLIENT = 0x200, OPT_DEVICE, OPT_DS_MAX, OPT_READONLY, OPT_SVR };
+	enum { OPT_CLIENT = 0x200, OPT_DEVICE, OPT_DS_MAX, OPT_READONLY, OPT_SVR, OPT_SOCKET_DIR };
 	static const struct option longopts[] = {
 		{ "list", no_argument, NULL, 'l' },
 		{ "client", required_argument, NULL, OPT_CLIENT },
@@ -261,6 +319,7 @@ int main(int argc, char **argv)
 		{ "ds-max", required_argument, NULL, OPT_DS_MAX },
 		{ "readonly", no_argument, NULL, OPT_READONLY },
 		{ "svr", required_argument, NULL, OPT_SVR },
+		{ "socket-dir", required_argument, NULL, OPT_SOCKET_DIR },
 		{ "register-ds", required_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -342,6 +401,9 @@ int main(int argc, char **argv)
 			}
 			cfg.svr = optarg;
 			break;
+		case OPT_SOCKET_DIR:
+			cfg.socket_dir = optarg;
+			break;
 		case 'd':
 			if (cfg.ntrusted == MAX_TRUSTED) {
 				log_err(NULL, "--register-ds: at most %d files", MAX_TRUSTED);
@@ -378,9 +440,16 @@ int main(int argc, char **argv)
 			log_err(NULL, "--client %s: no --device given", cfg.sc[i].arg);
 			return 1;
 		}
+	if (cfg.socket_dir && !cfg.svr) {
+		log_err(NULL, "--socket-dir goes with --svr: without a control socket nobody names "
+			"sockets");
+		return 1;
+	}
 	if (verbose > 3)
 		verbose = 3;
 	log_set_level(quiet ? LOG_QUIET : LOG_WARN + verbose);
+	if (cfg.svr && resolve_socket_dir(&cfg))
+		return 1;
 
 	rc = host_open(&opts, &host);
 	if (rc)

@@ -238,6 +238,53 @@ static void test_value_checks(void)
 	CHECK_EQ_INT(ctl_check_vduse_name("..", why, sizeof(why)), -EINVAL);
 }
 
+/* socket= from a peer: only DIR/NAME, NAME one component. */
+static void in_dir(const char *dir, const char *path, int want, int line)
+{
+	int rc;
+
+	why[0] = '\0';
+	rc = ctl_check_socket_in_dir(dir, path, why, sizeof(why));
+	check_count++;
+	if (rc != want || (rc == -EACCES && (!strstr(why, "socket directory") || !strstr(why, dir))) ||
+	    strchr(why, '\n')) {
+		check_failed++;
+		printf("test_ctl_args.c:%d: in_dir(%s, %s): rc %d, why \"%s\", wanted %d\n", line,
+		       dir, path, rc, why, want);
+		fflush(stdout);
+	}
+}
+#define IN_DIR(dir, path, want) in_dir(dir, path, want, __LINE__)
+
+static void test_socket_in_dir(void)
+{
+	IN_DIR("/run/nvd", "/run/nvd/vm1.sock", 0);
+	IN_DIR("/run/nvd", "/run/nvd/...", 0);
+	IN_DIR("/run/nvd", "/run/nvd/a b", 0);
+	IN_DIR("/tmp", "/tmp/x.sock", 0);
+	IN_DIR("/", "/x.sock", 0);
+	/* Outside, or through a path a peer could bend. */
+	IN_DIR("/run/nvd", "/run/nvd", -EACCES);
+	IN_DIR("/run/nvd", "/run/nvd/", -EACCES);
+	IN_DIR("/run/nvd", "/run/nvd/.", -EACCES);
+	IN_DIR("/run/nvd", "/run/nvd/..", -EACCES);
+	IN_DIR("/run/nvd", "/run/nvd/../etc/x", -EACCES);
+	IN_DIR("/run/nvd", "/run/nvd/sub/x.sock", -EACCES);
+	IN_DIR("/run/nvd", "/run/nvd//x.sock", -EACCES);
+	IN_DIR("/run/nvd", "/run/nvdx/x.sock", -EACCES);
+	IN_DIR("/run/nvd", "/run/nvdx", -EACCES);
+	IN_DIR("/run/nvd", "/run/x.sock", -EACCES);
+	IN_DIR("/run/nvd", "/etc/passwd", -EACCES);
+	IN_DIR("/run/nvd", "/run/nvd.sock", -EACCES);
+	IN_DIR("/", "/", -EACCES);
+	IN_DIR("/", "/tmp/x", -EACCES);
+	IN_DIR("/", "//x", -EACCES);
+	/* Malformed paths keep their own errno. */
+	IN_DIR("/run/nvd", "run/nvd/x", -EINVAL);
+	IN_DIR("/run/nvd", "/run/nvd/x\ny", -EINVAL);
+	IN_DIR("/run/nvd", "", -EINVAL);
+}
+
 static void test_destroy_and_request(void)
 {
 	struct destroy_args d;
@@ -574,6 +621,7 @@ int main(void)
 	test_create_invalid();
 	test_quote_truncates();
 	test_value_checks();
+	test_socket_in_dir();
 	test_destroy_and_request();
 	test_pack_unpack();
 	test_unpack_invalid();
