@@ -214,7 +214,15 @@ static int call(const char *svr, unsigned timeout_s, char **words, unsigned n,
 	do {
 		sent = send(s, msg, (size_t)len, MSG_NOSIGNAL);
 	} while (sent < 0 && errno == EINTR);
-	if (sent < 0) {
+	if (sent < 0 && (errno == EPIPE || errno == ECONNRESET)) {
+		/* A server that refuses the connection (too many) answers
+		 * before our request and hangs up: its reply is waiting. */
+		rc = -errno;
+		if (recv_reply(s, timeout_s, r, why, whylen) == 0)
+			rc = 0;
+		else
+			snprintf(why, whylen, "sending to %s: %s", svr, strerror(-rc));
+	} else if (sent < 0) {
 		rc = errno == EAGAIN ? -ETIMEDOUT : -errno;
 		snprintf(why, whylen, "sending to %s: %s", svr, strerror(-rc));
 	} else {

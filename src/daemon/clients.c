@@ -7,6 +7,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -17,6 +18,16 @@
 #include "util/log.h"
 
 #define CLIENT_QUEUES 4
+/* Control connections: at most CTL_CONNS_MAX at once (each holds a
+ * descriptor and one of the event loop's watches), and CTL_CONNS_PER_UID
+ * of one peer user other than root and the server's own, so that one
+ * user's flood leaves room for the others. A connection that sends no
+ * request for CTL_IDLE_MS is closed (a call takes milliseconds);
+ * SOCK_SEQPACKET delivers whole messages, so a request is never half
+ * there. */
+#define CTL_CONNS_MAX 64
+#define CTL_CONNS_PER_UID 16
+#define CTL_IDLE_MS 10000
 
 struct client {
 	struct clients *cs;
@@ -43,6 +54,8 @@ struct ctl_conn {
 	struct clients *cs;
 	int fd;
 	struct ucred peer;	/* SO_PEERCRED: who connected */
+	long long idle_since;	/* ms: accepted, or last answered */
+	bool deferred;		/* an answer is owed: not idle */
 	struct ctl_conn *next;
 };
 
@@ -58,6 +71,8 @@ struct clients {
 	char ctl_path[CTL_SOCKET_PATH_SIZE];
 	char sock_dir[CTL_SOCKET_PATH_SIZE];	/* where peers' socket= paths go */
 	struct ctl_conn *conns;
+	unsigned nconns;
+	int idle_fd;		/* timerfd: idle connections are looked for */
 };
 
 int clients_new(struct host *host, struct evloop *loop, const struct vblk_trusted *trusted,
@@ -70,6 +85,7 @@ int clients_new(struct host *host, struct evloop *loop, const struct vblk_truste
 	cs->host = host;
 	cs->loop = loop;
 	cs->ctl_fd = -1;
+	cs->idle_fd = -1;
 	if (ntrusted) {
 		cs->trusted = calloc(ntrusted, sizeof(*cs->trusted));
 		if (!cs->trusted) {
@@ -87,6 +103,7 @@ static void ctl_reply(struct ctl_conn *cc, const char *text, int fd);
 static void ctl_error(struct ctl_conn *cc, int err, const char *msg);
 static void ctl_ok(struct ctl_conn *cc, const char *body);
 static void on_ctl_conn(void *arg, uint32_t events);
+static long long now_ms(void);
 
 /* A create or destroy that waits for the kernel: the connection is not
  * read meanwhile, so that its replies stay in the order of its requests
@@ -95,6 +112,7 @@ static void defer(struct client *c, struct ctl_conn *cc, bool created)
 {
 	c->waiter = cc;
 	c->waiter_created = created;
+	cc->deferred = true;
 	evloop_del(cc->cs->loop, cc->fd);
 }
 
@@ -113,6 +131,8 @@ static void answer(struct client *c, int err, const char *msg)
 		ctl_ok(cc, c->waiter_created ? body : "");
 	}
 	c->waiter = NULL;
+	cc->deferred = false;
+	cc->idle_since = now_ms();
 	if (evloop_add(cc->cs->loop, cc->fd, EPOLLIN, on_ctl_conn, cc) != 0)
 		log_warn("control", "cannot watch a connection again; it stays idle");
 }
@@ -146,6 +166,7 @@ static void ctl_conn_close(struct ctl_conn *cc)
 	for (pp = &cc->cs->conns; *pp; pp = &(*pp)->next)
 		if (*pp == cc) {
 			*pp = cc->next;
+			cc->cs->nconns--;
 			break;
 		}
 	evloop_del(cc->cs->loop, cc->fd);
@@ -157,6 +178,11 @@ static void ctl_close(struct clients *cs)
 {
 	while (cs->conns)
 		ctl_conn_close(cs->conns);
+	if (cs->idle_fd >= 0) {
+		evloop_del(cs->loop, cs->idle_fd);
+		close(cs->idle_fd);
+		cs->idle_fd = -1;
+	}
 	if (cs->ctl_fd >= 0) {
 		evloop_del(cs->loop, cs->ctl_fd);
 		close(cs->ctl_fd);
@@ -622,6 +648,7 @@ static void on_ctl_conn(void *arg, uint32_t events)
 		ctl_conn_close(cc);
 		return;
 	}
+	cc->idle_since = now_ms();
 	if ((size_t)n > CTL_MSG_MAX) {
 		ctl_error(cc, -EMSGSIZE, "request larger than 64 KiB");
 		return;
@@ -629,9 +656,57 @@ static void on_ctl_conn(void *arg, uint32_t events)
 	ctl_handle(cc, buf, (size_t)n);
 }
 
+/* Whether a new connection cc would be one too many (see CTL_CONNS_MAX). */
+static bool too_many(const struct clients *cs, const struct ctl_conn *cc, char *why,
+		     size_t whylen)
+{
+	uid_t uid = cc->peer.uid;
+	unsigned mine = 0;
+
+	if (cs->nconns >= CTL_CONNS_MAX) {
+		snprintf(why, whylen, "too many control connections (%d open); try again later",
+			 CTL_CONNS_MAX);
+		return true;
+	}
+	if (uid == 0 || uid == geteuid())
+		return false;
+	for (const struct ctl_conn *o = cs->conns; o; o = o->next)
+		mine += o->peer.uid == uid;
+	if (mine >= CTL_CONNS_PER_UID) {
+		snprintf(why, whylen, "uid %u has %d control connections open, the most one user "
+			 "may; close one first", (unsigned)uid, CTL_CONNS_PER_UID);
+		return true;
+	}
+	return false;
+}
+
+/* Once a second: connections that sent nothing for CTL_IDLE_MS go. */
+static void on_idle_timer(void *arg, uint32_t events)
+{
+	struct clients *cs = arg;
+	long long now = now_ms();
+	char why[CTL_WHY_MAX];
+	struct ctl_conn *cc, *next;
+	uint64_t ticks;
+
+	(void)events;
+	if (read(cs->idle_fd, &ticks, sizeof(ticks)) < 0)
+		return;
+	for (cc = cs->conns; cc; cc = next) {
+		next = cc->next;
+		if (cc->deferred || now - cc->idle_since < CTL_IDLE_MS)
+			continue;
+		snprintf(why, sizeof(why), "no request in %d s; connection closed",
+			 CTL_IDLE_MS / 1000);
+		ctl_error(cc, -ETIMEDOUT, why);
+		ctl_conn_close(cc);
+	}
+}
+
 static void on_ctl_listen(void *arg, uint32_t events)
 {
 	struct clients *cs = arg;
+	char why[CTL_WHY_MAX];
 	struct ctl_conn *cc;
 	socklen_t len;
 	int fd = accept4(cs->ctl_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
@@ -646,15 +721,22 @@ static void on_ctl_listen(void *arg, uint32_t events)
 	}
 	cc->cs = cs;
 	cc->fd = fd;
+	cc->idle_since = now_ms();
 	len = sizeof(cc->peer);
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cc->peer, &len) != 0) {
 		log_warn("control", "SO_PEERCRED: %s; connection closed", strerror(errno));
+		goto refuse;
+	}
+	if (too_many(cs, cc, why, sizeof(why))) {
+		/* The refusal is the one reply on this connection. */
+		ctl_error(cc, -EAGAIN, why);
 		goto refuse;
 	}
 	if (evloop_add(cs->loop, fd, EPOLLIN, on_ctl_conn, cc) != 0)
 		goto refuse;
 	cc->next = cs->conns;
 	cs->conns = cc;
+	cs->nconns++;
 	return;
 refuse:
 	free(cc);
@@ -663,6 +745,7 @@ refuse:
 
 int clients_listen_ctl(struct clients *cs, const char *path, const char *sock_dir)
 {
+	const struct itimerspec every_second = { { 1, 0 }, { 1, 0 } };
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	mode_t old_mask;
 	int rc;
@@ -689,6 +772,11 @@ int clients_listen_ctl(struct clients *cs, const char *path, const char *sock_di
 		return rc;
 	}
 	memcpy(cs->ctl_path, path, strlen(path) + 1);
-	rc = evloop_add(cs->loop, cs->ctl_fd, EPOLLIN, on_ctl_listen, cs);
+	cs->idle_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (cs->idle_fd < 0 || timerfd_settime(cs->idle_fd, 0, &every_second, NULL) != 0)
+		return -errno;
+	rc = evloop_add(cs->loop, cs->idle_fd, EPOLLIN, on_idle_timer, cs);
+	if (!rc)
+		rc = evloop_add(cs->loop, cs->ctl_fd, EPOLLIN, on_ctl_listen, cs);
 	return rc;
 }
