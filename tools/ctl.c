@@ -49,7 +49,7 @@ static void usage(FILE *f)
 		"  device=DEV     what it sees: SN:nNSID (a namespace), SN:nNSID:N, a\n"
 		"                 partition UUID, partuuid:UUID or partlabel:NAME (required)\n"
 		"  ds-max=N       memory regions the client may register (1-256, default 2)\n"
-		"  read-only      the client may only read\n"
+		"  read-only      the client may only read (also: readonly)\n"
 		"  socket=PATH    the server listens for the client's vhost-user connection\n"
 		"                 on PATH (absolute, under 108 bytes); the client lasts until\n"
 		"                 destroy PATH\n"
@@ -72,12 +72,13 @@ static void usage(FILE *f)
 		"  -h, --help     this text\n"
 		"\n"
 		"On success the server's reply goes to stdout and the exit status is 0. On\n"
-		"an error \"" PROG ": NAME: message\" goes to stderr and the status is 1:\n"
-		"NAME is the server's (ENODEV no such device, EBUSY in use, EINVAL, ...),\n"
-		"or ETIMEDOUT for no answer, ENOENT or ECONNREFUSED for no server, EPROTO\n"
-		"for a reply that breaks the protocol. A usage error exits 2. With\n"
-		"-- COMMAND the status is COMMAND's (128+N if signal N ended it, 127 if\n"
-		"it could not be started).\n",
+		"an error \"" PROG ": error: NAME: message\" goes to stderr and the status\n"
+		"is 1: NAME is the server's (ENODEV no such device, EBUSY in use, EINVAL, ...),\n"
+		"or ETIMEDOUT for no answer, ENOENT or ECONNREFUSED for no server,\n"
+		"EPROTOTYPE for a socket that is not a control socket, EPROTO for a reply\n"
+		"that breaks the protocol. A usage error exits 1 too. With -- COMMAND the\n"
+		"status is COMMAND's (128+N if signal N ended it, 127 if it could not be\n"
+		"started).\n",
 		DEFAULT_TIMEOUT_S);
 }
 
@@ -87,18 +88,18 @@ static int usage_error(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs(PROG ": ", stderr);
+	fputs(PROG ": error: ", stderr);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputs(" (see --help)\n", stderr);
-	return 2;
+	return 1;
 }
 
 /* err: a negative errno. Returns the exit status for it. */
 static int fail(int err, const char *msg)
 {
-	fprintf(stderr, PROG ": %s: %s\n", ctl_errno_name(err), msg);
+	fprintf(stderr, PROG ": error: %s: %s\n", ctl_errno_name(err), msg);
 	return 1;
 }
 
@@ -128,7 +129,13 @@ static int connect_svr(const char *path, unsigned timeout_s, char *why, size_t w
 	    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) ||
 	    connect(s, (struct sockaddr *)&sa, sizeof(sa))) {
 		err = errno == EAGAIN ? -ETIMEDOUT : -errno;
-		snprintf(why, whylen, "cannot connect to %s: %s", path, strerror(-err));
+		/* The control socket is SOCK_SEQPACKET; a client's vhost-user
+		 * socket, the likeliest mistake, is a stream socket. */
+		if (err == -EPROTOTYPE)
+			snprintf(why, whylen, "%s is not nvme-drv's control socket (a stream socket: a "
+				 "client's vhost-user socket?); give the path of nvme-drv --svr", path);
+		else
+			snprintf(why, whylen, "cannot connect to %s: %s", path, strerror(-err));
 		close(s);
 		return err;
 	}
@@ -376,7 +383,7 @@ int main(int argc, char **argv)
 			close(r.fd);
 		if (bodylen && body[bodylen - 1] == '\n')
 			bodylen--;
-		fprintf(stderr, PROG ": %s: %.*s\n", ctl_errno_name(err), (int)bodylen, body);
+		fprintf(stderr, PROG ": error: %s: %.*s\n", ctl_errno_name(err), (int)bodylen, body);
 		return 1;
 	}
 	if (!want_fd) {
