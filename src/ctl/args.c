@@ -196,9 +196,14 @@ static const char *const create_keys[KEY_COUNT] = {
 	[KEY_VDUSE] = "vduse=",
 };
 
-/* The key of word w and, for a key with '=', its value; -1 if none. */
+/* The key of word w and, for a key with '=', its value; -1 if none.
+ * "readonly" is read-only as nvme-drv's --readonly spells it. */
 static int match_key(const char *w, const char **value)
 {
+	if (strcmp(w, "readonly") == 0) {
+		*value = w + strlen(w);
+		return KEY_READ_ONLY;
+	}
 	for (int k = 0; k < KEY_COUNT; k++) {
 		const char *key = create_keys[k];
 		size_t kl = strlen(key);

@@ -109,7 +109,8 @@ int ctl_check_socket_in_dir(const char *dir, const char *path, char *why, size_t
 
 /* words[0] is "create", words[1] the object type (plain decimal; only
  * CTL_OBJ_VIRTIO_BLK is served), then in any order: "device=DEV"
- * (required), "ds-max=N", "read-only", "socket=PATH" or "vduse=NAME".
+ * (required), "ds-max=N", "read-only" (or "readonly", as the command
+ * line's --readonly), "socket=PATH" or "vduse=NAME".
  * Returns 0, or -EINVAL for: a missing or malformed object type, an
  * unsupported one, a missing device=, any key given twice, socket= with
  * vduse=, a bad value (see above), a value on read-only, or an unknown

@@ -59,7 +59,8 @@ static void usage(FILE *f)
 		"  --ds-max N         memory regions (dataspaces) it may register, 1-256 (default 2);\n"
 		"                     a VDUSE device uses one for its bounce buffer and one per\n"
 		"                     queue, so it offers N-1 queues (at most 4) and needs N >= 2\n"
-		"  --readonly         read-only access\n"
+		"  --readonly, --read-only\n"
+		"                     read-only access (create()'s read-only)\n"
 		"Dynamic clients:\n"
 		"  --svr PATH         control socket for create()/destroy/list (see nvme-drv-ctl),\n"
 		"                     made with mode 0600: whoever may connect (chmod, chgrp it\n"
@@ -318,6 +319,7 @@ int main(int argc, char **argv)
 		{ "device", required_argument, NULL, OPT_DEVICE },
 		{ "ds-max", required_argument, NULL, OPT_DS_MAX },
 		{ "readonly", no_argument, NULL, OPT_READONLY },
+		{ "read-only", no_argument, NULL, OPT_READONLY },
 		{ "svr", required_argument, NULL, OPT_SVR },
 		{ "socket-dir", required_argument, NULL, OPT_SOCKET_DIR },
 		{ "register-ds", required_argument, NULL, 'd' },

@@ -88,6 +88,14 @@ static void test_create_valid(void)
 	CHECK_STREQ(a.socket, "/run/nvd/vda.sock");
 	CHECK_STREQ(a.vduse, "");
 
+	/* "readonly", as nvme-drv's --readonly spells it, is read-only. */
+	{
+		const char *const ro[] = { "create", "0", "readonly", "device=SN1:n1" };
+
+		CHECK_EQ_INT(ctl_parse_create(NW(ro), ro, &a, why, sizeof(why)), 0);
+		CHECK(a.read_only);
+	}
+
 	CHECK_EQ_INT(ctl_parse_create(NW(vduse), vduse, &a, why, sizeof(why)), 0);
 	CHECK_EQ_INT(a.transport, CTL_TRANSPORT_VDUSE);
 	CHECK_STREQ(a.vduse, "vda-1.x_Y");
@@ -185,9 +193,10 @@ static void test_create_invalid(void)
 	BAD("device= given twice", "create", "0", "device=x", "ds-max=2", "device=y");
 	BAD("ds-max= given twice", "create", "0", "ds-max=2", "device=x", "ds-max=2");
 	BAD("read-only given twice", "create", "0", "read-only", "device=x", "read-only");
+	BAD("read-only given twice", "create", "0", "readonly", "device=x", "read-only");
+	BAD("unknown word 'readonly=1'", "create", "0", "device=x", "readonly=1");
 	BAD("socket= given twice", "create", "0", "device=x", "socket=/a", "socket=/b");
 	BAD("vduse= given twice", "create", "0", "device=x", "vduse=a", "vduse=b");
-	BAD("unknown word 'readonly'", "create", "0", "device=x", "readonly");
 	BAD("unknown word 'read-only=1'", "create", "0", "device=x", "read-only=1");
 	BAD("unknown word 'device'", "create", "0", "device");
 	BAD("unknown word 'DEVICE=x'", "create", "0", "DEVICE=x");
