@@ -337,8 +337,19 @@ static int client_new(struct clients *cs, const struct ucred *creator,
 		 * its partitions, partitions overlap only if their ranges do. */
 		if (o->tgt.ns == c->tgt.ns && o->tgt.first_lba < c->tgt.first_lba + c->tgt.nlba &&
 		    c->tgt.first_lba < o->tgt.first_lba + o->tgt.nlba) {
-			snprintf(why, whylen, "%s (%s) overlaps %s, claimed by client %s", device,
-				 c->tgt.name, o->tgt.name, o->name);
+			/* The canonical name only where it says more than the
+			 * name given; "overlaps" only for another target. */
+			char given[sizeof(c->device) + sizeof(c->tgt.name) + 3];
+
+			if (strcmp(device, c->tgt.name) == 0)
+				snprintf(given, sizeof(given), "%s", device);
+			else
+				snprintf(given, sizeof(given), "%s (%s)", device, c->tgt.name);
+			if (strcmp(o->tgt.name, c->tgt.name) == 0)
+				snprintf(why, whylen, "%s is claimed by client %s", given, o->name);
+			else
+				snprintf(why, whylen, "%s overlaps %s, claimed by client %s", given,
+					 o->tgt.name, o->name);
 			rc = -EBUSY;
 			goto fail;
 		}
