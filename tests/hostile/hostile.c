@@ -1018,6 +1018,54 @@ static int atk_mem_table_live(struct env *e)
 	return 0;
 }
 
+/* The call fd a front end hands over may be anything it can send: a pipe
+ * whose read end it closed makes the server's next call signal raise
+ * SIGPIPE, whose default action would end the server for every client.
+ * The read must complete (the used ring is watched here, as no call will
+ * come) and a fresh connection be served. */
+static int atk_call_pipe(struct env *e)
+{
+	struct vhu_buf b = { e->buf.va, e->buf.gpa, 0 };
+	struct vhu_done d = { 0 };
+	uint64_t idx = 0;
+	int p[2], rc, token;
+
+	if (dev_open(e, QSIZE, 0))
+		return 1;
+	if (pipe(p) != 0)
+		return failf(e, "pipe: %s", strerror(errno));
+	close(p[0]);
+	rc = vhu_msg(e->c, VHOST_USER_SET_VRING_CALL, &idx, sizeof(idx), &p[1], 1, NULL, 0);
+	close(p[1]);
+	if (rc == -EIO) {
+		/* Refusing such a call fd is as good as surviving it. */
+		if (probe(e, "a pipe refused as call fd"))
+			return 1;
+		snprintf(e->why, sizeof(e->why), "a pipe as call fd refused; the server serves");
+		return 0;
+	}
+	if (rc)
+		return failf(e, "SET_VRING_CALL with a pipe: %s", strerror(-rc));
+	b.len = e->blk;
+	{
+		const struct vhu_req r = { .type = VIRTIO_BLK_T_IN, .data = &b, .ndata = 1,
+					   .priv = &token };
+
+		if ((rc = vhu_submit(e->c, 0, &r)) || (rc = vhu_kick(e->c, 0)))
+			return failf(e, "submitting a read: %s", strerror(-rc));
+	}
+	for (unsigned ms = 0; ms < REPLY_MS && (rc = vhu_reap(e->c, 0, &d, 1)) == 0; ms += 10)
+		sleep_ms(10);
+	if (rc != 1 || d.status != VIRTIO_BLK_S_OK)
+		return failf(e, "a read signalled through a pipe with no reader: %s",
+			     rc == 1 ? status_name(d.status) : rc ? strerror(-rc) : "no completion");
+	if (probe(e, "a call fd that is a pipe with no reader"))
+		return 1;
+	snprintf(e->why, sizeof(e->why), "a call fd that is a pipe with no reader: the read "
+		 "completes, the server goes on (SIGPIPE ignored)");
+	return 0;
+}
+
 /* A whole-disk client writes another disk's partition table (FILE, from
  * sector 0) onto its own disk, so that a partition UUID or label is on two
  * disks. The write is allowed; what must fail comes after a restart: the
@@ -1081,6 +1129,7 @@ static const struct attack {
 	{ "msg-config", atk_msg_config, "GET_CONFIG past the config space, inconsistent sizes" },
 	{ "ds-max", atk_ds_max, "memory regions past GET_MAX_MEM_SLOTS (ds-max)" },
 	{ "mem-table-live", atk_mem_table_live, "a new SET_MEM_TABLE while the rings run" },
+	{ "call-pipe", atk_call_pipe, "a call fd that is a pipe with no reader (SIGPIPE)" },
 	{ "clone-table", atk_clone_table, "write FILE (another disk's partition table) at sector 0" },
 };
 

@@ -41,7 +41,7 @@ FLOOD="python3 $here/ctlflood.py /tmp/ctl.sock"
 if [ ! -x "$H" ] || [ ! -x "$IO" ]; then fail "t-clients-hostile: $H or $IO is not built"; exit 1; fi
 attacks="desc-outside desc-loop long-chain status-readable past-end zero-length avail-jump
 	indirect-next msg-unknown msg-oversize msg-truncated msg-mem-table msg-ring-outside
-	msg-config ds-max mem-table-live"
+	msg-config ds-max mem-table-live call-pipe"
 attacks=$(echo $attacks)
 ro_attacks="partial-lba ro-write past-end status-readable"
 
@@ -160,6 +160,7 @@ echo "# VM run: $((SECONDS - start)) s, server $D"
 declare -A regression=(
 	[msg-config]="regression: GET_CONFIG error reply had a 12-byte payload, not an empty one"
 	[mem-table-live]="regression: rings read through unmapped memory after SET_MEM_TABLE"
+	[call-pipe]="regression: SIGPIPE from a client's call fd killed the server"
 )
 hostile() { # STEP ATTACK
 	local line; line=$(head -1 "$work/$1.out" 2>/dev/null)
