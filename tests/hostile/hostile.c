@@ -1025,7 +1025,7 @@ static int atk_mem_table_live(struct env *e)
  * come) and a fresh connection be served. */
 static int atk_call_pipe(struct env *e)
 {
-	struct vhu_buf b = { e->buf.va, e->buf.gpa, 0 };
+	struct vhu_buf b;
 	struct vhu_done d = { 0 };
 	uint64_t idx = 0;
 	int p[2], rc, token;
@@ -1046,7 +1046,7 @@ static int atk_call_pipe(struct env *e)
 	}
 	if (rc)
 		return failf(e, "SET_VRING_CALL with a pipe: %s", strerror(-rc));
-	b.len = e->blk;
+	b = (struct vhu_buf){ e->buf.va, e->buf.gpa, e->blk };	/* carved by dev_open */
 	{
 		const struct vhu_req r = { .type = VIRTIO_BLK_T_IN, .data = &b, .ndata = 1,
 					   .priv = &token };
@@ -1056,9 +1056,16 @@ static int atk_call_pipe(struct env *e)
 	}
 	for (unsigned ms = 0; ms < REPLY_MS && (rc = vhu_reap(e->c, 0, &d, 1)) == 0; ms += 10)
 		sleep_ms(10);
-	if (rc != 1 || d.status != VIRTIO_BLK_S_OK)
-		return failf(e, "a read signalled through a pipe with no reader: %s",
-			     rc == 1 ? status_name(d.status) : rc ? strerror(-rc) : "no completion");
+	if (rc != 1 || d.status != VIRTIO_BLK_S_OK) {
+		struct vhu_ring_view v = { 0 };
+
+		vhu_ring_view(e->c, 0, &v);
+		return failf(e, "a read signalled through a pipe with no reader: %s (avail idx %u, "
+			     "used idx %u, %u in flight)",
+			     rc == 1 ? status_name(d.status) : rc ? strerror(-rc) : "no completion",
+			     v.avail ? le16toh(v.avail->idx) : 0, v.used ? le16toh(v.used->idx) : 0,
+			     vhu_inflight(e->c, 0));
+	}
 	if (probe(e, "a call fd that is a pipe with no reader"))
 		return 1;
 	snprintf(e->why, sizeof(e->why), "a call fd that is a pipe with no reader: the read "
