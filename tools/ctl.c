@@ -49,10 +49,11 @@ static void usage(FILE *f)
 		"  device=DEV     what it sees: SN:nNSID (a namespace), SN:nNSID:N, a\n"
 		"                 partition UUID, partuuid:UUID or partlabel:NAME (required)\n"
 		"  ds-max=N       memory regions the client may register (1-256, default 2)\n"
-		"  read-only      the client may only read\n"
+		"  read-only      the client may only read (also: readonly)\n"
 		"  socket=PATH    the server listens for the client's vhost-user connection\n"
-		"                 on PATH (absolute, under 108 bytes); the client lasts until\n"
-		"                 destroy PATH\n"
+		"                 on PATH, which must be DIR/NAME with DIR the server's socket\n"
+		"                 directory (nvme-drv --socket-dir, by default that of --svr)\n"
+		"                 and nothing there yet; the client lasts until destroy PATH\n"
 		"  vduse=NAME     the server makes the VDUSE block device NAME (1-31 of\n"
 		"                 A-Z a-z 0-9 . _ -); it lasts until destroy NAME\n"
 		"  neither        the server hands over the client's connected vhost-user\n"
@@ -62,7 +63,7 @@ static void usage(FILE *f)
 		"                   " PROG " --svr /run/nvd.ctl create 0 device=SN1:n1 \\\n"
 		"                       -- nvme-drv-io --fd 3 --rw verify\n"
 		"destroy X        ends the client made with socket=X (X starts with '/')\n"
-		"                 or vduse=X\n"
+		"                 or vduse=X; only its creator's user or root may\n"
 		"list             prints the server's clients\n"
 		"\n"
 		"Options:\n"
@@ -72,12 +73,13 @@ static void usage(FILE *f)
 		"  -h, --help     this text\n"
 		"\n"
 		"On success the server's reply goes to stdout and the exit status is 0. On\n"
-		"an error \"" PROG ": NAME: message\" goes to stderr and the status is 1:\n"
-		"NAME is the server's (ENODEV no such device, EBUSY in use, EINVAL, ...),\n"
-		"or ETIMEDOUT for no answer, ENOENT or ECONNREFUSED for no server, EPROTO\n"
-		"for a reply that breaks the protocol. A usage error exits 2. With\n"
-		"-- COMMAND the status is COMMAND's (128+N if signal N ended it, 127 if\n"
-		"it could not be started).\n",
+		"an error \"" PROG ": error: NAME: message\" goes to stderr and the status\n"
+		"is 1: NAME is the server's (ENODEV no such device, EBUSY in use, EINVAL, ...),\n"
+		"or ETIMEDOUT for no answer, ENOENT or ECONNREFUSED for no server,\n"
+		"EPROTOTYPE for a socket that is not a control socket, EPROTO for a reply\n"
+		"that breaks the protocol. A usage error exits 1 too. With -- COMMAND the\n"
+		"status is COMMAND's (128+N if signal N ended it, 127 if it could not be\n"
+		"started).\n",
 		DEFAULT_TIMEOUT_S);
 }
 
@@ -87,18 +89,18 @@ static int usage_error(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs(PROG ": ", stderr);
+	fputs(PROG ": error: ", stderr);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputs(" (see --help)\n", stderr);
-	return 2;
+	return 1;
 }
 
 /* err: a negative errno. Returns the exit status for it. */
 static int fail(int err, const char *msg)
 {
-	fprintf(stderr, PROG ": %s: %s\n", ctl_errno_name(err), msg);
+	fprintf(stderr, PROG ": error: %s: %s\n", ctl_errno_name(err), msg);
 	return 1;
 }
 
@@ -128,7 +130,13 @@ static int connect_svr(const char *path, unsigned timeout_s, char *why, size_t w
 	    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) ||
 	    connect(s, (struct sockaddr *)&sa, sizeof(sa))) {
 		err = errno == EAGAIN ? -ETIMEDOUT : -errno;
-		snprintf(why, whylen, "cannot connect to %s: %s", path, strerror(-err));
+		/* The control socket is SOCK_SEQPACKET; a client's vhost-user
+		 * socket, the likeliest mistake, is a stream socket. */
+		if (err == -EPROTOTYPE)
+			snprintf(why, whylen, "%s is not nvme-drv's control socket (a stream socket: a "
+				 "client's vhost-user socket?); give the path of nvme-drv --svr", path);
+		else
+			snprintf(why, whylen, "cannot connect to %s: %s", path, strerror(-err));
 		close(s);
 		return err;
 	}
@@ -214,7 +222,15 @@ static int call(const char *svr, unsigned timeout_s, char **words, unsigned n,
 	do {
 		sent = send(s, msg, (size_t)len, MSG_NOSIGNAL);
 	} while (sent < 0 && errno == EINTR);
-	if (sent < 0) {
+	if (sent < 0 && (errno == EPIPE || errno == ECONNRESET)) {
+		/* A server that refuses the connection (too many) answers
+		 * before our request and hangs up: its reply is waiting. */
+		rc = -errno;
+		if (recv_reply(s, timeout_s, r, why, whylen) == 0)
+			rc = 0;
+		else
+			snprintf(why, whylen, "sending to %s: %s", svr, strerror(-rc));
+	} else if (sent < 0) {
 		rc = errno == EAGAIN ? -ETIMEDOUT : -errno;
 		snprintf(why, whylen, "sending to %s: %s", svr, strerror(-rc));
 	} else {
@@ -368,7 +384,7 @@ int main(int argc, char **argv)
 			close(r.fd);
 		if (bodylen && body[bodylen - 1] == '\n')
 			bodylen--;
-		fprintf(stderr, PROG ": %s: %.*s\n", ctl_errno_name(err), (int)bodylen, body);
+		fprintf(stderr, PROG ": error: %s: %.*s\n", ctl_errno_name(err), (int)bodylen, body);
 		return 1;
 	}
 	if (!want_fd) {

@@ -253,6 +253,7 @@ int main(int argc, char **argv)
 	};
 	struct perf p = { .mode = RW_RANDREAD, .bs = 4096, .qd = 1, .seed = 1, .time_s = 10 };
 	const char *device = NULL;
+	char why[256];
 	unsigned want_queues = 1;
 	struct vec_watch watches[65];
 	struct host_opts opts;
@@ -338,7 +339,11 @@ int main(int argc, char **argv)
 
 	if (host_open(&opts, &host))
 		return 1;
-	rc = blk_lookup(&host.reg, device, &p.tgt);
+	rc = blk_lookup(&host.reg, device, &p.tgt, why, sizeof(why));
+	if (rc == -ENOTUNIQ) {
+		log_err(NULL, "--device: %s", why);
+		goto out;
+	}
 	if (rc == -EINVAL) {
 		log_err(NULL, "--device: '%s' is not a device name (SERIAL:nNSID, SERIAL:nNSID:N, "
 			"UUID, partuuid:UUID or partlabel:NAME)", device);

@@ -96,48 +96,85 @@ static void fill_target(struct blk_disk *d, const struct part_entry *p, struct b
 	}
 }
 
-int blk_lookup(const struct blk_registry *reg, const char *name, struct blk_target *out)
+/* Whether partition p of disk d carries the name dn (a UUID or label). */
+static bool part_matches(const struct blk_disk *d, const struct part_entry *p,
+			 const struct devname *dn)
+{
+	if (dn->kind == DEVNAME_UUID)
+		return strcasecmp(p->uuid, dn->uuid) == 0;
+	return d->parts.scheme == PART_SCHEME_GPT && strcmp(p->label, dn->label) == 0;
+}
+
+/* How many names an ambiguity message lists before it says "...". */
+#define AMBIGUOUS_SHOWN 4
+
+/* A partition UUID or label: every partition of every disk is looked at,
+ * so that a name found twice is refused rather than resolved to
+ * whichever disk was scanned first. */
+static int lookup_unique(const struct blk_registry *reg, const char *name,
+			 const struct devname *dn, struct blk_target *out, char *why,
+			 size_t whylen)
+{
+	struct blk_target first, t;
+	unsigned found = 0;
+	size_t n = 0;
+
+	for (unsigned i = 0; i < reg->ndisks; i++) {
+		struct blk_disk *d = &reg->disks[i];
+
+		for (unsigned k = 0; k < d->parts.count; k++) {
+			if (!part_matches(d, &d->parts.parts[k], dn))
+				continue;
+			fill_target(d, &d->parts.parts[k], found ? &t : &first);
+			found++;
+			if (found == 1 || !whylen)
+				continue;
+			if (found == 2)
+				n = (size_t)snprintf(why, whylen, "'%.60s' names more than one "
+						     "partition (a copied partition table?): %s",
+						     name, first.name);
+			if (n < whylen && found <= AMBIGUOUS_SHOWN)
+				n += (size_t)snprintf(why + n, whylen - n, ", %s", t.name);
+			else if (n < whylen && found == AMBIGUOUS_SHOWN + 1)
+				n += (size_t)snprintf(why + n, whylen - n, ", ...");
+		}
+	}
+	if (found == 0)
+		return -ENODEV;
+	if (found > 1) {
+		if (n < whylen)
+			snprintf(why + n, whylen - n, "; name the partition as SN:nNSID:N");
+		return -ENOTUNIQ;
+	}
+	*out = first;
+	return 0;
+}
+
+int blk_lookup(const struct blk_registry *reg, const char *name, struct blk_target *out,
+	       char *why, size_t whylen)
 {
 	struct devname dn;
 	int rc = devname_parse(name, &dn);
 
 	if (rc)
 		return -EINVAL;
+	if (dn.kind == DEVNAME_UUID || dn.kind == DEVNAME_PARTLABEL)
+		return lookup_unique(reg, name, &dn, out, why, whylen);
 	for (unsigned i = 0; i < reg->ndisks; i++) {
 		struct blk_disk *d = &reg->disks[i];
 
-		switch (dn.kind) {
-		case DEVNAME_NS:
-			if (d->info->nsid == dn.nsid && strcmp(d->serial, dn.serial) == 0) {
-				fill_target(d, NULL, out);
+		if (d->info->nsid != dn.nsid || strcmp(d->serial, dn.serial) != 0)
+			continue;
+		if (dn.kind == DEVNAME_NS) {
+			fill_target(d, NULL, out);
+			return 0;
+		}
+		for (unsigned k = 0; k < d->parts.count; k++)
+			if (d->parts.parts[k].number == dn.partno) {
+				fill_target(d, &d->parts.parts[k], out);
 				return 0;
 			}
-			break;
-		case DEVNAME_NS_PART:
-			if (d->info->nsid != dn.nsid || strcmp(d->serial, dn.serial) != 0)
-				break;
-			for (unsigned k = 0; k < d->parts.count; k++)
-				if (d->parts.parts[k].number == dn.partno) {
-					fill_target(d, &d->parts.parts[k], out);
-					return 0;
-				}
-			return -ENODEV;
-		case DEVNAME_UUID:
-			for (unsigned k = 0; k < d->parts.count; k++)
-				if (strcasecmp(d->parts.parts[k].uuid, dn.uuid) == 0) {
-					fill_target(d, &d->parts.parts[k], out);
-					return 0;
-				}
-			break;
-		case DEVNAME_PARTLABEL:
-			for (unsigned k = 0; k < d->parts.count; k++)
-				if (d->parts.scheme == PART_SCHEME_GPT &&
-				    strcmp(d->parts.parts[k].label, dn.label) == 0) {
-					fill_target(d, &d->parts.parts[k], out);
-					return 0;
-				}
-			break;
-		}
+		return -ENODEV;
 	}
 	return -ENODEV;
 }

@@ -6,6 +6,7 @@
 #define NVD_BLK_DISK_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "blk/part.h"
@@ -39,7 +40,14 @@ struct blk_target {
 int blk_registry_add(struct blk_registry *reg, struct nvme_ctrl *ctrl);
 void blk_registry_free(struct blk_registry *reg);
 /* Resolves a device name (see devname.h). Returns 0, -EINVAL (malformed
- * name) or -ENODEV (no such disk or partition). */
-int blk_lookup(const struct blk_registry *reg, const char *name, struct blk_target *out);
+ * name), -ENODEV (no such disk or partition) or -ENOTUNIQ: the partition
+ * UUID, label or MBR id is on more than one partition, of one disk or of
+ * several. A disk's contents are written by whoever holds it, so a client
+ * of a whole disk can copy another disk's partition table; a name both
+ * tables carry must not land on the copy after a restart. For -ENOTUNIQ
+ * `why` (if whylen > 0) gets one line naming every match as SN:nNSID:N,
+ * the names that stay unique. */
+int blk_lookup(const struct blk_registry *reg, const char *name, struct blk_target *out,
+	       char *why, size_t whylen);
 
 #endif

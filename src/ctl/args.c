@@ -138,6 +138,26 @@ int ctl_check_socket_path(const char *s, char *why, size_t whylen)
 	return 0;
 }
 
+int ctl_check_socket_in_dir(const char *dir, const char *path, char *why, size_t whylen)
+{
+	/* "/" is the one directory whose name ends in '/'. */
+	size_t dl = strcmp(dir, "/") == 0 ? 0 : strlen(dir);
+	const char *name = path + dl + 1;
+	char q[QUOTE_SIZE];
+	int rc = ctl_check_socket_path(path, why, whylen);
+
+	if (rc)
+		return rc;
+	if (strncmp(path, dir, dl) != 0 || path[dl] != '/' || !name[0] || strchr(name, '/') ||
+	    strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+		if (why && whylen)
+			snprintf(why, whylen, "socket path '%s' is not a file directly in the socket "
+				 "directory %s (give %s/NAME)", quote(q, path), dir, dl ? dir : "");
+		return -EACCES;
+	}
+	return 0;
+}
+
 static bool is_name_char(char c)
 {
 	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
@@ -176,9 +196,14 @@ static const char *const create_keys[KEY_COUNT] = {
 	[KEY_VDUSE] = "vduse=",
 };
 
-/* The key of word w and, for a key with '=', its value; -1 if none. */
+/* The key of word w and, for a key with '=', its value; -1 if none.
+ * "readonly" is read-only as nvme-drv's --readonly spells it. */
 static int match_key(const char *w, const char **value)
 {
+	if (strcmp(w, "readonly") == 0) {
+		*value = w + strlen(w);
+		return KEY_READ_ONLY;
+	}
 	for (int k = 0; k < KEY_COUNT; k++) {
 		const char *key = create_keys[k];
 		size_t kl = strlen(key);
@@ -495,7 +520,7 @@ static const struct {
 	E(ECONNABORTED), E(ECONNRESET), E(ENOBUFS), E(EISCONN), E(ENOTCONN), E(ESHUTDOWN),
 	E(ETIMEDOUT), E(ECONNREFUSED), E(EHOSTUNREACH), E(EALREADY), E(EINPROGRESS),
 	E(ESTALE), E(EDQUOT), E(ECANCELED), E(ENOMEDIUM), E(EMEDIUMTYPE), E(EOWNERDEAD),
-	E(ENOTRECOVERABLE),
+	E(ENOTRECOVERABLE), E(ENOTUNIQ),
 	/* Aliases last: on Linux they share a value with a name above, which
 	 * ctl_errno_name gives; ctl_errno_from_name still knows them. */
 	E(ENOTSUP), E(EWOULDBLOCK),

@@ -96,9 +96,21 @@ int ctl_parse_ds_max(const char *s, unsigned *out, char *why, size_t whylen);
 int ctl_check_socket_path(const char *s, char *why, size_t whylen);
 int ctl_check_vduse_name(const char *s, char *why, size_t whylen);
 
+/* A socket= path that a control-socket peer asks for: it must be
+ * DIR/NAME, DIR the server's socket directory exactly as given (absolute,
+ * canonical, no trailing '/' unless it is "/"), NAME one path component:
+ * not empty, no '/', not "." or "..". So the server binds only where its
+ * operator said, never through a subdirectory or ".." a peer could bend.
+ * Returns 0, -EINVAL for a path ctl_check_socket_path refuses, or -EACCES
+ * for one outside DIR. Pure: symlinks are the caller's to rule out (the
+ * directory is resolved once at start, and bind() never follows a symlink
+ * in the last component). */
+int ctl_check_socket_in_dir(const char *dir, const char *path, char *why, size_t whylen);
+
 /* words[0] is "create", words[1] the object type (plain decimal; only
  * CTL_OBJ_VIRTIO_BLK is served), then in any order: "device=DEV"
- * (required), "ds-max=N", "read-only", "socket=PATH" or "vduse=NAME".
+ * (required), "ds-max=N", "read-only" (or "readonly", as the command
+ * line's --readonly), "socket=PATH" or "vduse=NAME".
  * Returns 0, or -EINVAL for: a missing or malformed object type, an
  * unsupported one, a missing device=, any key given twice, socket= with
  * vduse=, a bad value (see above), a value on read-only, or an unknown

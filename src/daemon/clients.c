@@ -7,6 +7,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -17,6 +18,16 @@
 #include "util/log.h"
 
 #define CLIENT_QUEUES 4
+/* Control connections: at most CTL_CONNS_MAX at once (each holds a
+ * descriptor and one of the event loop's watches), and CTL_CONNS_PER_UID
+ * of one peer user other than root and the server's own, so that one
+ * user's flood leaves room for the others. A connection that sends no
+ * request for CTL_IDLE_MS is closed (a call takes milliseconds);
+ * SOCK_SEQPACKET delivers whole messages, so a request is never half
+ * there. */
+#define CTL_CONNS_MAX 64
+#define CTL_CONNS_PER_UID 16
+#define CTL_IDLE_MS 10000
 
 struct client {
 	struct clients *cs;
@@ -25,6 +36,7 @@ struct client {
 	char vduse[CTL_VDUSE_NAME_MAX + 1];	/* "" unless a VDUSE client */
 	bool is_static;
 	bool by_fd;
+	uid_t creator;		/* a dynamic client: who asked for it */
 	bool readonly;
 	bool stopping;		/* its VDUSE device is on the way off the bus */
 	unsigned ds_max;
@@ -41,6 +53,9 @@ struct client {
 struct ctl_conn {
 	struct clients *cs;
 	int fd;
+	struct ucred peer;	/* SO_PEERCRED: who connected */
+	long long idle_since;	/* ms: accepted, or last answered */
+	bool deferred;		/* an answer is owed: not idle */
 	struct ctl_conn *next;
 };
 
@@ -54,8 +69,11 @@ struct clients {
 	unsigned next_qp;
 	int ctl_fd;
 	char ctl_path[CTL_SOCKET_PATH_SIZE];
+	char sock_dir[CTL_SOCKET_PATH_SIZE];	/* where peers' socket= paths go */
 	struct ctl_conn *conns;
 	const char *state_dir;	/* NULL: nothing survives us */
+	unsigned nconns;
+	int idle_fd;		/* timerfd: idle connections are looked for */
 };
 
 int clients_new(struct host *host, struct evloop *loop, const struct vblk_trusted *trusted,
@@ -68,6 +86,7 @@ int clients_new(struct host *host, struct evloop *loop, const struct vblk_truste
 	cs->host = host;
 	cs->loop = loop;
 	cs->ctl_fd = -1;
+	cs->idle_fd = -1;
 	if (ntrusted) {
 		cs->trusted = calloc(ntrusted, sizeof(*cs->trusted));
 		if (!cs->trusted) {
@@ -85,6 +104,7 @@ static void ctl_reply(struct ctl_conn *cc, const char *text, int fd);
 static void ctl_error(struct ctl_conn *cc, int err, const char *msg);
 static void ctl_ok(struct ctl_conn *cc, const char *body);
 static void on_ctl_conn(void *arg, uint32_t events);
+static long long now_ms(void);
 
 /* A create or destroy that waits for the kernel: the connection is not
  * read meanwhile, so that its replies stay in the order of its requests
@@ -93,6 +113,7 @@ static void defer(struct client *c, struct ctl_conn *cc, bool created)
 {
 	c->waiter = cc;
 	c->waiter_created = created;
+	cc->deferred = true;
 	evloop_del(cc->cs->loop, cc->fd);
 }
 
@@ -111,6 +132,8 @@ static void answer(struct client *c, int err, const char *msg)
 		ctl_ok(cc, c->waiter_created ? body : "");
 	}
 	c->waiter = NULL;
+	cc->deferred = false;
+	cc->idle_since = now_ms();
 	if (evloop_add(cc->cs->loop, cc->fd, EPOLLIN, on_ctl_conn, cc) != 0)
 		log_warn("control", "cannot watch a connection again; it stays idle");
 }
@@ -144,6 +167,7 @@ static void ctl_conn_close(struct ctl_conn *cc)
 	for (pp = &cc->cs->conns; *pp; pp = &(*pp)->next)
 		if (*pp == cc) {
 			*pp = cc->next;
+			cc->cs->nconns--;
 			break;
 		}
 	evloop_del(cc->cs->loop, cc->fd);
@@ -155,6 +179,11 @@ static void ctl_close(struct clients *cs)
 {
 	while (cs->conns)
 		ctl_conn_close(cs->conns);
+	if (cs->idle_fd >= 0) {
+		evloop_del(cs->loop, cs->idle_fd);
+		close(cs->idle_fd);
+		cs->idle_fd = -1;
+	}
 	if (cs->ctl_fd >= 0) {
 		evloop_del(cs->loop, cs->ctl_fd);
 		close(cs->ctl_fd);
@@ -306,8 +335,10 @@ static bool stale_socket(const char *path)
 	return rc != 0 && errno == ECONNREFUSED;
 }
 
-static int client_new(struct clients *cs, bool is_static, const struct client_spec *spec,
-		      int *fd_out, struct client **out, char *why, size_t whylen)
+/* creator: the control-socket peer asking, NULL for a static client. */
+static int client_new(struct clients *cs, const struct ucred *creator,
+		      const struct client_spec *spec, int *fd_out, struct client **out, char *why,
+		      size_t whylen)
 {
 	const char *device = spec->device, *socket_path = spec->socket;
 	struct vblk_conf conf;
@@ -320,7 +351,9 @@ static int client_new(struct clients *cs, bool is_static, const struct client_sp
 		return -ENOMEM;
 	c->cs = cs;
 	snprintf(c->device, sizeof(c->device), "%s", device);
-	rc = blk_lookup(&cs->host->reg, device, &c->tgt);
+	rc = blk_lookup(&cs->host->reg, device, &c->tgt, why, whylen);
+	if (rc == -ENOTUNIQ)
+		goto fail;
 	if (rc == -EINVAL) {
 		snprintf(why, whylen, "'%s' is not a device name (SERIAL:nNSID, SERIAL:nNSID:N, UUID, "
 			 "partuuid:UUID or partlabel:NAME)", device);
@@ -336,8 +369,19 @@ static int client_new(struct clients *cs, bool is_static, const struct client_sp
 		 * its partitions, partitions overlap only if their ranges do. */
 		if (o->tgt.ns == c->tgt.ns && o->tgt.first_lba < c->tgt.first_lba + c->tgt.nlba &&
 		    c->tgt.first_lba < o->tgt.first_lba + o->tgt.nlba) {
-			snprintf(why, whylen, "%s (%s) overlaps %s, claimed by client %s", device,
-				 c->tgt.name, o->tgt.name, o->name);
+			/* The canonical name only where it says more than the
+			 * name given; "overlaps" only for another target. */
+			char given[sizeof(c->device) + sizeof(c->tgt.name) + 3];
+
+			if (strcmp(device, c->tgt.name) == 0)
+				snprintf(given, sizeof(given), "%s", device);
+			else
+				snprintf(given, sizeof(given), "%s (%s)", device, c->tgt.name);
+			if (strcmp(o->tgt.name, c->tgt.name) == 0)
+				snprintf(why, whylen, "%s is claimed by client %s", given, o->name);
+			else
+				snprintf(why, whylen, "%s overlaps %s, claimed by client %s", given,
+					 o->tgt.name, o->name);
 			rc = -EBUSY;
 			goto fail;
 		}
@@ -352,12 +396,18 @@ static int client_new(struct clients *cs, bool is_static, const struct client_sp
 				goto fail;
 			}
 	} else if (socket_path) {
+		struct stat st;
+
 		snprintf(c->name, sizeof(c->name), "%s", socket_path);
-		if (stale_socket(socket_path)) {
+		/* The operator named a static client's path: a socket left by a
+		 * server that died may go. A peer's path is never unlinked: only
+		 * what this server made is removed. */
+		if (!creator && stale_socket(socket_path)) {
 			log_info(socket_path, "removing a stale socket");
 			unlink(socket_path);
 		}
-		if (access(socket_path, F_OK) == 0) {
+		/* lstat: a dangling symlink is in the way too. */
+		if (lstat(socket_path, &st) == 0) {
 			snprintf(why, whylen, "socket path %s exists", socket_path);
 			rc = -EEXIST;
 			goto fail;
@@ -371,7 +421,8 @@ static int client_new(struct clients *cs, bool is_static, const struct client_sp
 			goto fail;
 		}
 	}
-	c->is_static = is_static;
+	c->is_static = !creator;
+	c->creator = creator ? creator->uid : 0;
 	c->readonly = spec->readonly;
 	c->ds_max = spec->ds_max;
 	memset(&conf, 0, sizeof(conf));
@@ -392,6 +443,16 @@ static int client_new(struct clients *cs, bool is_static, const struct client_sp
 	} else {
 		if (socket_path) {
 			rc = vhu_ep_listen(cs->loop, socket_path, &conf, &ep_ops, c, &c->ep);
+			/* A peer other than root gets a socket it can connect to
+			 * (bound with the server's umask, owned by its user). The
+			 * socket directory is writable by its owner only (or
+			 * sticky), so the path is still the one just bound. */
+			if (!rc && creator && creator->uid != 0 && creator->uid != geteuid() &&
+			    chown(socket_path, creator->uid, creator->gid) != 0) {
+				rc = -errno;
+				vhu_ep_destroy(c->ep);
+				c->ep = NULL;
+			}
 		} else {
 			rc = vhu_ep_adopt(cs->loop, sv[0], &conf, &ep_ops, c, &c->ep);
 			sv[0] = -1;	/* the endpoint owns it, on failure too */
@@ -423,7 +484,10 @@ int clients_create(struct clients *cs, bool is_static, const struct client_spec 
 {
 	struct client *c;
 
-	return client_new(cs, is_static, spec, fd_out, &c, why, whylen);
+	/* A dynamic client made here belongs to the server's own user. */
+	const struct ucred self = { .pid = getpid(), .uid = geteuid(), .gid = getegid() };
+
+	return client_new(cs, is_static ? NULL : &self, spec, fd_out, &c, why, whylen);
 }
 
 /* The dynamic client a destroy names: by socket path or VDUSE name. */
@@ -544,7 +608,14 @@ static void ctl_handle(struct ctl_conn *cc, const char *msg, size_t len)
 			.vduse = rq.create.transport == CTL_TRANSPORT_VDUSE ? rq.create.vduse : NULL,
 		};
 
-		rc = client_new(cc->cs, false, &spec, &fd, &c, why, sizeof(why));
+		if (spec.socket) {
+			rc = ctl_check_socket_in_dir(cc->cs->sock_dir, spec.socket, why, sizeof(why));
+			if (rc) {
+				ctl_error(cc, rc, why);
+				return;
+			}
+		}
+		rc = client_new(cc->cs, &cc->peer, &spec, &fd, &c, why, sizeof(why));
 		if (rc) {
 			ctl_error(cc, rc, why);
 			return;
@@ -572,6 +643,15 @@ static void ctl_handle(struct ctl_conn *cc, const char *msg, size_t len)
 
 		if (!c) {
 			ctl_error(cc, rc, why);
+			return;
+		}
+		/* Any peer may create and list; a client is destroyed only by
+		 * the user who created it, root, or the server's own user. */
+		if (cc->peer.uid != 0 && cc->peer.uid != geteuid() && cc->peer.uid != c->creator) {
+			snprintf(why, sizeof(why), "client %s was created by uid %u; uid %u may destroy "
+				 "only its own clients", c->name, (unsigned)c->creator,
+				 (unsigned)cc->peer.uid);
+			ctl_error(cc, -EPERM, why);
 			return;
 		}
 		if (c->stopping) {
@@ -612,6 +692,7 @@ static void on_ctl_conn(void *arg, uint32_t events)
 		ctl_conn_close(cc);
 		return;
 	}
+	cc->idle_since = now_ms();
 	if ((size_t)n > CTL_MSG_MAX) {
 		ctl_error(cc, -EMSGSIZE, "request larger than 64 KiB");
 		return;
@@ -619,10 +700,59 @@ static void on_ctl_conn(void *arg, uint32_t events)
 	ctl_handle(cc, buf, (size_t)n);
 }
 
+/* Whether a new connection cc would be one too many (see CTL_CONNS_MAX). */
+static bool too_many(const struct clients *cs, const struct ctl_conn *cc, char *why,
+		     size_t whylen)
+{
+	uid_t uid = cc->peer.uid;
+	unsigned mine = 0;
+
+	if (cs->nconns >= CTL_CONNS_MAX) {
+		snprintf(why, whylen, "too many control connections (%d open); try again later",
+			 CTL_CONNS_MAX);
+		return true;
+	}
+	if (uid == 0 || uid == geteuid())
+		return false;
+	for (const struct ctl_conn *o = cs->conns; o; o = o->next)
+		mine += o->peer.uid == uid;
+	if (mine >= CTL_CONNS_PER_UID) {
+		snprintf(why, whylen, "uid %u has %d control connections open, the most one user "
+			 "may; close one first", (unsigned)uid, CTL_CONNS_PER_UID);
+		return true;
+	}
+	return false;
+}
+
+/* Once a second: connections that sent nothing for CTL_IDLE_MS go. */
+static void on_idle_timer(void *arg, uint32_t events)
+{
+	struct clients *cs = arg;
+	long long now = now_ms();
+	char why[CTL_WHY_MAX];
+	struct ctl_conn *cc, *next;
+	uint64_t ticks;
+
+	(void)events;
+	if (read(cs->idle_fd, &ticks, sizeof(ticks)) < 0)
+		return;
+	for (cc = cs->conns; cc; cc = next) {
+		next = cc->next;
+		if (cc->deferred || now - cc->idle_since < CTL_IDLE_MS)
+			continue;
+		snprintf(why, sizeof(why), "no request in %d s; connection closed",
+			 CTL_IDLE_MS / 1000);
+		ctl_error(cc, -ETIMEDOUT, why);
+		ctl_conn_close(cc);
+	}
+}
+
 static void on_ctl_listen(void *arg, uint32_t events)
 {
 	struct clients *cs = arg;
+	char why[CTL_WHY_MAX];
 	struct ctl_conn *cc;
+	socklen_t len;
 	int fd = accept4(cs->ctl_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 
 	(void)events;
@@ -635,36 +765,63 @@ static void on_ctl_listen(void *arg, uint32_t events)
 	}
 	cc->cs = cs;
 	cc->fd = fd;
-	if (evloop_add(cs->loop, fd, EPOLLIN, on_ctl_conn, cc) != 0) {
-		free(cc);
-		close(fd);
-		return;
+	cc->idle_since = now_ms();
+	len = sizeof(cc->peer);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cc->peer, &len) != 0) {
+		log_warn("control", "SO_PEERCRED: %s; connection closed", strerror(errno));
+		goto refuse;
 	}
+	if (too_many(cs, cc, why, sizeof(why))) {
+		/* The refusal is the one reply on this connection. */
+		ctl_error(cc, -EAGAIN, why);
+		goto refuse;
+	}
+	if (evloop_add(cs->loop, fd, EPOLLIN, on_ctl_conn, cc) != 0)
+		goto refuse;
 	cc->next = cs->conns;
 	cs->conns = cc;
+	cs->nconns++;
+	return;
+refuse:
+	free(cc);
+	close(fd);
 }
 
-int clients_listen_ctl(struct clients *cs, const char *path)
+int clients_listen_ctl(struct clients *cs, const char *path, const char *sock_dir)
 {
+	const struct itimerspec every_second = { { 1, 0 }, { 1, 0 } };
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	mode_t old_mask;
 	int rc;
 
-	if (strlen(path) >= sizeof(sa.sun_path))
+	if (strlen(path) >= sizeof(sa.sun_path) || strlen(sock_dir) >= sizeof(cs->sock_dir))
 		return -ENAMETOOLONG;
+	memcpy(cs->sock_dir, sock_dir, strlen(sock_dir) + 1);
 	if (stale_socket(path))
 		unlink(path);
 	memcpy(sa.sun_path, path, strlen(path) + 1);
 	cs->ctl_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (cs->ctl_fd < 0)
 		return -errno;
-	if (bind(cs->ctl_fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(cs->ctl_fd, 16) != 0) {
+	/* Mode 0600 from the start, whatever the umask: whoever can connect
+	 * may create clients, so the operator widens it (chmod, chgrp), not
+	 * the umask. Nothing else creates files while the mask is changed. */
+	old_mask = umask(0177);
+	rc = bind(cs->ctl_fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old_mask);
+	if (rc != 0 || listen(cs->ctl_fd, 16) != 0) {
 		rc = -errno;
 		close(cs->ctl_fd);
 		cs->ctl_fd = -1;
 		return rc;
 	}
 	memcpy(cs->ctl_path, path, strlen(path) + 1);
-	rc = evloop_add(cs->loop, cs->ctl_fd, EPOLLIN, on_ctl_listen, cs);
+	cs->idle_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (cs->idle_fd < 0 || timerfd_settime(cs->idle_fd, 0, &every_second, NULL) != 0)
+		return -errno;
+	rc = evloop_add(cs->loop, cs->idle_fd, EPOLLIN, on_idle_timer, cs);
+	if (!rc)
+		rc = evloop_add(cs->loop, cs->ctl_fd, EPOLLIN, on_ctl_listen, cs);
 	return rc;
 }
 

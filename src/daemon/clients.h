@@ -3,6 +3,9 @@
  * kernel. Static clients come from the command line (--client ...),
  * dynamic ones from create() on the control socket (--svr), which destroy
  * ends (a VDUSE one is answered once the kernel has let go of the device).
+ * Whoever can connect to the control socket may create and list clients;
+ * only a client's creator (by SO_PEERCRED uid), root or the server's own
+ * user may destroy it.
  * A whole disk and its partitions exclude each other: no two clients ever
  * hold overlapping blocks. */
 #ifndef NVD_DAEMON_CLIENTS_H
@@ -35,7 +38,8 @@ struct client_spec {
 /* Creates a client of spec->device. A VDUSE client's block device appears
  * a moment later (once the kernel's driver has probed it).
  * Errors (with a one-line reason in why): -EINVAL bad name or argument,
- * -ENODEV no such disk or partition, -EBUSY it or an overlapping one is
+ * -ENODEV no such disk or partition, -ENOTUNIQ a partition UUID, label
+ * or MBR id found on two partitions, -EBUSY it or an overlapping one is
  * claimed, -EEXIST the socket path or VDUSE name is in use, -ENOENT no
  * VDUSE in the kernel, others from the transport. */
 int clients_create(struct clients *cs, bool is_static, const struct client_spec *spec, int *fd_out,
@@ -57,7 +61,11 @@ void clients_list(const struct clients *cs, char *buf, size_t cap);
  * dir must stay valid. */
 void clients_set_state_dir(struct clients *cs, const char *dir);
 
-/* Opens the control socket at path (removed again by clients_free). */
-int clients_listen_ctl(struct clients *cs, const char *path);
+/* Opens the control socket at path, mode 0600 (removed again by
+ * clients_free). A peer's socket= paths must be files directly in
+ * sock_dir (ctl_check_socket_in_dir), which the caller has resolved and
+ * checked: canonical, writable by its owner only or sticky, so that a
+ * socket bound there stays the server's until it removes it. */
+int clients_listen_ctl(struct clients *cs, const char *path, const char *sock_dir);
 
 #endif

@@ -2,6 +2,7 @@
  * vfio-pci and serves their namespaces and partitions. */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,9 +62,16 @@ static void usage(FILE *f)
 		"  --ds-max N         memory regions (dataspaces) it may register, 1-256 (default 2);\n"
 		"                     a VDUSE device uses one for its bounce buffer and one per\n"
 		"                     queue, so it offers N-1 queues (at most 4) and needs N >= 2\n"
-		"  --readonly         read-only access\n"
+		"  --readonly, --read-only\n"
+		"                     read-only access (create()'s read-only)\n"
 		"Dynamic clients:\n"
-		"  --svr PATH         control socket for create()/destroy/list (see nvme-drv-ctl)\n"
+		"  --svr PATH         control socket for create()/destroy/list (see nvme-drv-ctl),\n"
+		"                     made with mode 0600: whoever may connect (chmod, chgrp it\n"
+		"                     to share it) may create and list clients, and destroy\n"
+		"                     those it created; root may destroy any dynamic client\n"
+		"  --socket-dir DIR   the only directory a create's socket=PATH may name\n"
+		"                     (PATH must be DIR/NAME; default: the directory of --svr);\n"
+		"                     it must be writable by its owner only, or sticky (/tmp)\n"
 		"  --state-dir DIR    where what outlives a crash is kept (default\n"
 		"                     " STATE_DIR_DEFAULT "; a tmpfs): VDUSE inflight logs, so\n"
 		"                     that a restarted server takes its VDUSE devices over\n"
@@ -79,13 +87,14 @@ static void usage(FILE *f)
 		"  -h, --help         this text\n"
 		"  -V, --version      print the version\n"
 		"\n"
-		"Signals: SIGTERM and SIGINT stop: VDUSE devices are taken off the vdpa bus\n"
-		"(serving their I/O in flight), sockets removed. SIGUSR2 hands over to the\n"
-		"next server (an upgrade in place): no more requests are taken, those in\n"
-		"flight are served, and VDUSE devices stay for the next nvme-drv started with\n"
-		"the same --state-dir and clients to take over; vhost-user front ends\n"
-		"reconnect to it (QEMU: reconnect=1). After kill -9 the same holds, and the\n"
-		"next server also serves again what was in flight.\n"
+		"Signals: SIGTERM, SIGINT, SIGHUP and SIGQUIT stop the server cleanly: VDUSE\n"
+		"devices taken off the vdpa bus (serving their I/O in flight), clients ended,\n"
+		"sockets removed, controllers shut down. SIGPIPE is ignored. SIGUSR2 hands\n"
+		"over to the next server (an upgrade in place): no more requests are taken,\n"
+		"those in flight are served, and VDUSE devices stay for the next nvme-drv\n"
+		"started with the same --state-dir and clients to take over; vhost-user front\n"
+		"ends reconnect to it (QEMU: reconnect=1). After kill -9 the same holds, and\n"
+		"the next server also serves again what was in flight.\n"
 		"\n"
 		"Exit status: 0 on success (or a clean stop on a signal), 1 on any error.\n");
 }
@@ -166,6 +175,8 @@ struct config {
 	unsigned ntrusted;
 	const char *svr;
 	const char *state_dir;
+	const char *socket_dir;			/* as given, or NULL */
+	char sock_dir[CTL_SOCKET_PATH_SIZE];	/* resolved */
 };
 
 /* The state directory, made if need be (mode 0700: what is in it says
@@ -225,7 +236,7 @@ static int start_clients(struct host *h, struct evloop *loop, const struct confi
 		}
 	}
 	if (cfg->svr) {
-		rc = clients_listen_ctl(cs, cfg->svr);
+		rc = clients_listen_ctl(cs, cfg->svr, cfg->sock_dir);
 		if (rc) {
 			log_err(NULL, "--svr %s: %s", cfg->svr, strerror(-rc));
 			clients_shutdown(cs, VDUSE_STOP_TIMEOUT_MS);
@@ -286,7 +297,8 @@ static int serve(struct host *h, const struct config *cfg)
 	if (!rc)
 		rc = start_clients(h, loop, cfg, &cs);
 	if (!rc) {
-		log_info(NULL, "serving %u disks to %u static clients%s; SIGTERM or SIGINT stops",
+		log_info(NULL, "serving %u disks to %u static clients%s; SIGTERM, SIGINT, SIGHUP or "
+			 "SIGQUIT stops",
 			 h->reg.ndisks, cfg->nsc, cfg->svr ? " and the control socket" : "");
 		rc = evloop_run(loop);
 	}
@@ -301,17 +313,69 @@ static int serve(struct host *h, const struct config *cfg)
 	return rc;
 }
 
+/* The directory of peers' socket= paths: --socket-dir, else that of the
+ * control socket, whose directory the operator trusts already (whoever
+ * can replace the control socket can pose as the server). Resolved once,
+ * so that a peer's DIR/NAME is compared with its canonical spelling, and
+ * refused where another user could replace a socket once it is bound
+ * (the server would later remove what it did not create). Logs why. */
+static int resolve_socket_dir(struct config *cfg)
+{
+	const char *given = cfg->socket_dir, *opt = given ? "--socket-dir" : "--svr";
+	char dir[PATH_MAX], real[PATH_MAX];
+	struct stat st;
+
+	if (!given) {
+		const char *slash = strrchr(cfg->svr, '/');	/* absolute: found */
+		size_t n = slash == cfg->svr ? 1 : (size_t)(slash - cfg->svr);
+
+		memcpy(dir, cfg->svr, n);
+		dir[n] = '\0';
+		given = dir;
+	}
+	if (!realpath(given, real) || stat(real, &st) != 0) {
+		log_err(NULL, "%s: socket directory %s: %s", opt, given, strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		log_err(NULL, "%s: socket directory %s is not a directory", opt, given);
+		return -1;
+	}
+	if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX)) {
+		log_err(NULL, "%s: socket directory %s is writable by others and not sticky: they "
+			"could replace the server's sockets; give one only its owner may write "
+			"(e.g. --socket-dir /run/nvme-drv)", opt, real);
+		return -1;
+	}
+	if (st.st_uid != 0 && st.st_uid != geteuid()) {
+		log_err(NULL, "%s: socket directory %s belongs to uid %u, who could replace the "
+			"server's sockets", opt, real, (unsigned)st.st_uid);
+		return -1;
+	}
+	/* Room for "/" and a name of at least one byte. */
+	if (strlen(real) + 2 >= sizeof(cfg->sock_dir)) {
+		log_err(NULL, "%s: socket directory %s leaves no room for a socket name (%d bytes "
+			"at most)", opt, real, CTL_SOCKET_PATH_SIZE - 1);
+		return -1;
+	}
+	memcpy(cfg->sock_dir, real, strlen(real) + 1);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
-	enum { OPT_CLIENT = 0x200, OPT_DEVICE, OPT_DS_MAX, OPT_READONLY, OPT_SVR, OPT_STATE_DIR };
+	enum { OPT_CLIENT = 0x200, OPT_DEVICE, OPT_DS_MAX, OPT_READONLY, OPT_SVR, OPT_SOCKET_DIR,
+	       OPT_STATE_DIR };
 	static const struct option longopts[] = {
 		{ "list", no_argument, NULL, 'l' },
 		{ "client", required_argument, NULL, OPT_CLIENT },
 		{ "device", required_argument, NULL, OPT_DEVICE },
 		{ "ds-max", required_argument, NULL, OPT_DS_MAX },
 		{ "readonly", no_argument, NULL, OPT_READONLY },
+		{ "read-only", no_argument, NULL, OPT_READONLY },
 		{ "svr", required_argument, NULL, OPT_SVR },
 		{ "state-dir", required_argument, NULL, OPT_STATE_DIR },
+		{ "socket-dir", required_argument, NULL, OPT_SOCKET_DIR },
 		{ "register-ds", required_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -331,6 +395,10 @@ int main(int argc, char **argv)
 	if (argc > 1 && strcmp(argv[1], VDUSE_HELPER_ARG) == 0)
 		return vduse_helper_main(argc, argv);
 	log_set_prog(argv[0]);
+	/* Clients hand us descriptors we write to (vring call and error fds
+	 * may be pipes whose reader is gone): a write there is the client's
+	 * error, never a reason for the whole server to die. */
+	signal(SIGPIPE, SIG_IGN);
 	host_opts_init(&opts);
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, ":vqhVd:", longopts, NULL)) != -1) {
@@ -400,6 +468,9 @@ int main(int argc, char **argv)
 			}
 			cfg.state_dir = optarg;
 			break;
+		case OPT_SOCKET_DIR:
+			cfg.socket_dir = optarg;
+			break;
 		case 'd':
 			if (cfg.ntrusted == MAX_TRUSTED) {
 				log_err(NULL, "--register-ds: at most %d files", MAX_TRUSTED);
@@ -436,10 +507,17 @@ int main(int argc, char **argv)
 			log_err(NULL, "--client %s: no --device given", cfg.sc[i].arg);
 			return 1;
 		}
+	if (cfg.socket_dir && !cfg.svr) {
+		log_err(NULL, "--socket-dir goes with --svr: without a control socket nobody names "
+			"sockets");
+		return 1;
+	}
 	if (verbose > 3)
 		verbose = 3;
 	log_set_level(quiet ? LOG_QUIET : LOG_WARN + verbose);
 	if (!do_list && state_dir_make(&cfg))
+		return 1;
+	if (cfg.svr && resolve_socket_dir(&cfg))
 		return 1;
 
 	rc = host_open(&opts, &host);

@@ -96,9 +96,14 @@ int evloop_catch_signals(struct evloop *l, evloop_cb cb, void *arg)
 	sigset_t set;
 	int rc;
 
+	/* SIGHUP (the terminal went away) and SIGQUIT (the quit key) stop as cleanly as
+	 * SIGTERM: their default actions would leave sockets and VDUSE
+	 * devices behind. */
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGQUIT);
 	sigaddset(&set, SIGUSR2);
 	if (sigprocmask(SIG_BLOCK, &set, NULL) != 0)
 		return -errno;

@@ -1,6 +1,6 @@
 /* A minimal epoll loop: callbacks on readable fds, and signals as events
- * (SIGINT/SIGTERM go through a signalfd so handlers never run in the
- * middle of driver code). */
+ * (SIGINT, SIGTERM, SIGHUP and SIGQUIT go through a signalfd so handlers
+ * never run in the middle of driver code). */
 #ifndef NVD_UTIL_EVLOOP_H
 #define NVD_UTIL_EVLOOP_H
 
@@ -26,7 +26,7 @@ void evloop_free(struct evloop *l);
 /* Watches fd for `events` (EPOLLIN, ...). Returns 0 or negative errno. */
 int evloop_add(struct evloop *l, int fd, uint32_t events, evloop_cb cb, void *arg);
 int evloop_del(struct evloop *l, int fd);
-/* Blocks SIGINT, SIGTERM and SIGUSR2 and reports them through
+/* Blocks SIGINT, SIGTERM, SIGHUP, SIGQUIT and SIGUSR2 and reports them through
  * cb(arg, signo). */
 int evloop_catch_signals(struct evloop *l, evloop_cb cb, void *arg);
 /* Runs until evloop_stop(); timeout_ms < 0 waits forever per round.

@@ -12,12 +12,16 @@
  * block: the server still serves. One line, "ok ATTACK: ..." or
  * "FAIL ATTACK: ...", exit 0 or 1; 2 for a usage error. --list names the
  * attacks. Nothing here writes to the device: every write sent must be
- * refused, so the disk is unchanged wherever the attacks went. */
+ * refused, so the disk is unchanged wherever the attacks went. The one
+ * exception is clone-table FILE, which writes FILE at sector 0 as a
+ * client of a whole disk may: a partition table copied from another
+ * disk, whose names the server must then refuse as ambiguous. */
 #include <endian.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -40,6 +44,7 @@
 
 struct env {
 	const char *path;
+	const char *file;	/* clone-table: what to write */
 	struct vhu_client *c;
 	const struct vhu_info *in;
 	uint32_t blk;		/* logical block size */
@@ -1013,6 +1018,100 @@ static int atk_mem_table_live(struct env *e)
 	return 0;
 }
 
+/* The call fd a front end hands over may be anything it can send: a pipe
+ * whose read end it closed makes the server's next call signal raise
+ * SIGPIPE, whose default action would end the server for every client.
+ * The read must complete (the used ring is watched here, as no call will
+ * come) and a fresh connection be served. */
+static int atk_call_pipe(struct env *e)
+{
+	struct vhu_buf b;
+	struct vhu_done d = { 0 };
+	uint64_t idx = 0;
+	int p[2], rc, token;
+
+	if (dev_open(e, QSIZE, 0))
+		return 1;
+	if (pipe(p) != 0)
+		return failf(e, "pipe: %s", strerror(errno));
+	close(p[0]);
+	rc = vhu_msg(e->c, VHOST_USER_SET_VRING_CALL, &idx, sizeof(idx), &p[1], 1, NULL, 0);
+	close(p[1]);
+	if (rc == -EIO) {
+		/* Refusing such a call fd is as good as surviving it. */
+		if (probe(e, "a pipe refused as call fd"))
+			return 1;
+		snprintf(e->why, sizeof(e->why), "a pipe as call fd refused; the server serves");
+		return 0;
+	}
+	if (rc)
+		return failf(e, "SET_VRING_CALL with a pipe: %s", strerror(-rc));
+	b = (struct vhu_buf){ e->buf.va, e->buf.gpa, e->blk };	/* carved by dev_open */
+	{
+		const struct vhu_req r = { .type = VIRTIO_BLK_T_IN, .data = &b, .ndata = 1,
+					   .priv = &token };
+
+		if ((rc = vhu_submit(e->c, 0, &r)) || (rc = vhu_kick(e->c, 0)))
+			return failf(e, "submitting a read: %s", strerror(-rc));
+	}
+	for (unsigned ms = 0; ms < REPLY_MS && (rc = vhu_reap(e->c, 0, &d, 1)) == 0; ms += 10)
+		sleep_ms(10);
+	if (rc != 1 || d.status != VIRTIO_BLK_S_OK) {
+		struct vhu_ring_view v = { 0 };
+
+		vhu_ring_view(e->c, 0, &v);
+		return failf(e, "a read signalled through a pipe with no reader: %s (avail idx %u, "
+			     "used idx %u, %u in flight)",
+			     rc == 1 ? status_name(d.status) : rc ? strerror(-rc) : "no completion",
+			     v.avail ? le16toh(v.avail->idx) : 0, v.used ? le16toh(v.used->idx) : 0,
+			     vhu_inflight(e->c, 0));
+	}
+	if (probe(e, "a call fd that is a pipe with no reader"))
+		return 1;
+	snprintf(e->why, sizeof(e->why), "a call fd that is a pipe with no reader: the read "
+		 "completes, the server goes on (SIGPIPE ignored)");
+	return 0;
+}
+
+/* A whole-disk client writes another disk's partition table (FILE, from
+ * sector 0) onto its own disk, so that a partition UUID or label is on two
+ * disks. The write is allowed; what must fail comes after a restart: the
+ * copied names are refused as ambiguous (t-clients-hostile.sh). */
+static int atk_clone_table(struct env *e)
+{
+	uint64_t sector = 0;
+	FILE *f;
+	size_t n;
+	int st;
+
+	if (!e->file)
+		return failf(e, "clone-table needs FILE, the table to write");
+	f = fopen(e->file, "rb");
+	if (!f)
+		return failf(e, "%s: %s", e->file, strerror(errno));
+	if (dev_open(e, QSIZE, 0)) {
+		fclose(f);
+		return 1;
+	}
+	while ((n = fread(e->buf.va, 1, BUF_SIZE, f)) > 0) {
+		struct vhu_buf b = { e->buf.va, e->buf.gpa, 0 };
+
+		/* A short tail is padded with zeroes to a whole block. */
+		b.len = (uint32_t)((n + e->blk - 1) / e->blk * e->blk);
+		memset((char *)e->buf.va + n, 0, b.len - n);
+		st = do_io(e, VIRTIO_BLK_T_OUT, sector, &b, 1);
+		if (st != VIRTIO_BLK_S_OK) {
+			fclose(f);
+			return failf(e, "write at sector %" PRIu64 ": %s", sector, status_name(st));
+		}
+		sector += b.len / SECTOR;
+	}
+	fclose(f);
+	snprintf(e->why, sizeof(e->why), "wrote %" PRIu64 " sectors of %s from sector 0", sector,
+		 e->file);
+	return 0;
+}
+
 static const struct attack {
 	const char *name;
 	int (*run)(struct env *e);
@@ -1037,11 +1136,14 @@ static const struct attack {
 	{ "msg-config", atk_msg_config, "GET_CONFIG past the config space, inconsistent sizes" },
 	{ "ds-max", atk_ds_max, "memory regions past GET_MAX_MEM_SLOTS (ds-max)" },
 	{ "mem-table-live", atk_mem_table_live, "a new SET_MEM_TABLE while the rings run" },
+	{ "call-pipe", atk_call_pipe, "a call fd that is a pipe with no reader (SIGPIPE)" },
+	{ "clone-table", atk_clone_table, "write FILE (another disk's partition table) at sector 0" },
 };
 
 static void usage(FILE *f)
 {
 	fprintf(f, "Usage: nvme-drv-hostile [-v] ATTACK SOCKET\n"
+		   "       nvme-drv-hostile [-v] clone-table SOCKET FILE\n"
 		   "       nvme-drv-hostile --list\n"
 		   "Attacks a vhost-user-blk back-end on SOCKET; prints \"ok ATTACK: ...\" and exits 0\n"
 		   "when it reacted correctly and still serves, else \"FAIL ATTACK: ...\" and 1.\n");
@@ -1067,7 +1169,7 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
-	if (argc - argi != 2) {
+	if (argc - argi != 2 && !(argc - argi == 3 && strcmp(argv[argi], "clone-table") == 0)) {
 		usage(stderr);
 		return 2;
 	}
@@ -1081,6 +1183,7 @@ int main(int argc, char **argv)
 	/* The library's own complaints are expected here; -v shows them. */
 	log_set_level(verbose ? LOG_WARN + verbose - 1 : LOG_QUIET);
 	e.path = argv[argi + 1];
+	e.file = argc - argi == 3 ? argv[argi + 2] : NULL;
 	rc = a->run(&e);
 	dev_close(&e);
 	printf("%s %s: %s\n", rc ? "FAIL" : "ok", a->name, e.why);

@@ -88,6 +88,14 @@ static void test_create_valid(void)
 	CHECK_STREQ(a.socket, "/run/nvd/vda.sock");
 	CHECK_STREQ(a.vduse, "");
 
+	/* "readonly", as nvme-drv's --readonly spells it, is read-only. */
+	{
+		const char *const ro[] = { "create", "0", "readonly", "device=SN1:n1" };
+
+		CHECK_EQ_INT(ctl_parse_create(NW(ro), ro, &a, why, sizeof(why)), 0);
+		CHECK(a.read_only);
+	}
+
 	CHECK_EQ_INT(ctl_parse_create(NW(vduse), vduse, &a, why, sizeof(why)), 0);
 	CHECK_EQ_INT(a.transport, CTL_TRANSPORT_VDUSE);
 	CHECK_STREQ(a.vduse, "vda-1.x_Y");
@@ -185,9 +193,10 @@ static void test_create_invalid(void)
 	BAD("device= given twice", "create", "0", "device=x", "ds-max=2", "device=y");
 	BAD("ds-max= given twice", "create", "0", "ds-max=2", "device=x", "ds-max=2");
 	BAD("read-only given twice", "create", "0", "read-only", "device=x", "read-only");
+	BAD("read-only given twice", "create", "0", "readonly", "device=x", "read-only");
+	BAD("unknown word 'readonly=1'", "create", "0", "device=x", "readonly=1");
 	BAD("socket= given twice", "create", "0", "device=x", "socket=/a", "socket=/b");
 	BAD("vduse= given twice", "create", "0", "device=x", "vduse=a", "vduse=b");
-	BAD("unknown word 'readonly'", "create", "0", "device=x", "readonly");
 	BAD("unknown word 'read-only=1'", "create", "0", "device=x", "read-only=1");
 	BAD("unknown word 'device'", "create", "0", "device");
 	BAD("unknown word 'DEVICE=x'", "create", "0", "DEVICE=x");
@@ -236,6 +245,53 @@ static void test_value_checks(void)
 	CHECK_EQ_INT(ctl_check_vduse_name("...", why, sizeof(why)), 0);
 	CHECK_EQ_INT(ctl_check_vduse_name("-", why, sizeof(why)), 0);
 	CHECK_EQ_INT(ctl_check_vduse_name("..", why, sizeof(why)), -EINVAL);
+}
+
+/* socket= from a peer: only DIR/NAME, NAME one component. */
+static void in_dir(const char *dir, const char *path, int want, int line)
+{
+	int rc;
+
+	why[0] = '\0';
+	rc = ctl_check_socket_in_dir(dir, path, why, sizeof(why));
+	check_count++;
+	if (rc != want || (rc == -EACCES && (!strstr(why, "socket directory") || !strstr(why, dir))) ||
+	    strchr(why, '\n')) {
+		check_failed++;
+		printf("test_ctl_args.c:%d: in_dir(%s, %s): rc %d, why \"%s\", wanted %d\n", line,
+		       dir, path, rc, why, want);
+		fflush(stdout);
+	}
+}
+#define IN_DIR(dir, path, want) in_dir(dir, path, want, __LINE__)
+
+static void test_socket_in_dir(void)
+{
+	IN_DIR("/run/nvd", "/run/nvd/vm1.sock", 0);
+	IN_DIR("/run/nvd", "/run/nvd/...", 0);
+	IN_DIR("/run/nvd", "/run/nvd/a b", 0);
+	IN_DIR("/tmp", "/tmp/x.sock", 0);
+	IN_DIR("/", "/x.sock", 0);
+	/* Outside, or through a path a peer could bend. */
+	IN_DIR("/run/nvd", "/run/nvd", -EACCES);
+	IN_DIR("/run/nvd", "/run/nvd/", -EACCES);
+	IN_DIR("/run/nvd", "/run/nvd/.", -EACCES);
+	IN_DIR("/run/nvd", "/run/nvd/..", -EACCES);
+	IN_DIR("/run/nvd", "/run/nvd/../etc/x", -EACCES);
+	IN_DIR("/run/nvd", "/run/nvd/sub/x.sock", -EACCES);
+	IN_DIR("/run/nvd", "/run/nvd//x.sock", -EACCES);
+	IN_DIR("/run/nvd", "/run/nvdx/x.sock", -EACCES);
+	IN_DIR("/run/nvd", "/run/nvdx", -EACCES);
+	IN_DIR("/run/nvd", "/run/x.sock", -EACCES);
+	IN_DIR("/run/nvd", "/etc/passwd", -EACCES);
+	IN_DIR("/run/nvd", "/run/nvd.sock", -EACCES);
+	IN_DIR("/", "/", -EACCES);
+	IN_DIR("/", "/tmp/x", -EACCES);
+	IN_DIR("/", "//x", -EACCES);
+	/* Malformed paths keep their own errno. */
+	IN_DIR("/run/nvd", "run/nvd/x", -EINVAL);
+	IN_DIR("/run/nvd", "/run/nvd/x\ny", -EINVAL);
+	IN_DIR("/run/nvd", "", -EINVAL);
 }
 
 static void test_destroy_and_request(void)
@@ -574,6 +630,7 @@ int main(void)
 	test_create_invalid();
 	test_quote_truncates();
 	test_value_checks();
+	test_socket_in_dir();
 	test_destroy_and_request();
 	test_pack_unpack();
 	test_unpack_invalid();

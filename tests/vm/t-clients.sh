@@ -50,7 +50,16 @@ step list-busy $CTL list
 step destroy-socket $CTL destroy /tmp/d2.sock
 [ -e /tmp/d2.sock ]; echo \$? >"\$W/d2-gone.rc"
 step busy-same $CTL create 0 device=$U1 socket=/tmp/x.sock
+step busy-same-canonical $CTL create 0 device=NVD-A:n2 socket=/tmp/x.sock
 step busy-overlap $CTL create 0 device=NVD-A:n1 socket=/tmp/x.sock
+# nvme-drv's --readonly spelling is accepted in create() too.
+step create-readonly $CTL create 0 device=partlabel:two readonly socket=/tmp/r.sock
+step readonly-info $IO --socket /tmp/r.sock --info
+step destroy-readonly $CTL destroy /tmp/r.sock
+# nvme-drv-ctl's own errors: one "error:" line, exit 1.
+step ctl-usage $CTL frobnicate
+step ctl-no-svr $build/tools/nvme-drv-ctl list
+step ctl-vhost-socket $build/tools/nvme-drv-ctl --svr /tmp/ns.sock list
 step nodev $CTL create 0 device=NOPE:n1 socket=/tmp/x.sock
 step einval-name $CTL create 0 device=NVD-A:n0 socket=/tmp/x.sock
 # Past nvme-drv-ctl's own checks: the server must answer these itself.
@@ -75,6 +84,19 @@ step reconnect $IO --socket /tmp/p1.sock --rw verify --bs 16k --qd 4 --seed 7
 kill -0 \$srv; echo \$? >"\$W/alive.rc"
 kill -TERM \$srv; wait \$srv; echo \$? >"\$W/sigterm.rc"
 ls /tmp/*.sock >"\$W/sockets-left.out" 2>/dev/null
+# SIGHUP (the terminal closed), SIGQUIT and SIGINT stop as cleanly as
+# SIGTERM, and the next start takes the same names; SIGPIPE is ignored.
+for sig in HUP QUIT INT; do
+	$D -v --client /tmp/p1.sock --device $U1 --client /tmp/ns.sock --device NVD-A:n2 --read-only \
+		--svr /tmp/ctl.sock 2>"\$W/server-\$sig.err" &
+	srv=\$!
+	waitsock /tmp/ctl.sock && waitsock /tmp/ns.sock
+	kill -PIPE \$srv; sleep 0.5
+	step \$sig-after-sigpipe $IO --socket /tmp/p1.sock --rw read --count 16
+	step \$sig-read-only-info $IO --socket /tmp/ns.sock --info
+	kill -\$sig \$srv; wait \$srv; echo \$? >"\$W/\$sig.rc"
+	ls /tmp/*.sock >"\$W/\$sig-left.out" 2>/dev/null
+done
 step static-nodev $D --client /tmp/x.sock --device NOPE:n1
 step static-busy $D --client /tmp/x.sock --device $U1 --client /tmp/y.sock --device NVD-A:n1
 step static-no-client $D --device NVD-A:n2
@@ -105,11 +127,30 @@ grep -q 'd2.sock\|fd-client' "$work/list-after.out" && fail "list-after still sh
 
 ctl_err() { # STEP ERRNAME
 	local rc; rc=$(rc_of "$1")
-	if [ "$rc" = 1 ] && grep -q "^nvme-drv-ctl: $2: " "$work/$1.err"; then ok "$1: $2 ($(head -1 "$work/$1.err"))"
+	if [ "$rc" = 1 ] && grep -q "^nvme-drv-ctl: error: $2: " "$work/$1.err"; then ok "$1: $2 ($(head -1 "$work/$1.err"))"
 	else fail "$1: exit $rc, wanted $2: $(cat "$work/$1.err" "$work/$1.out" | head -3 | tr '\n' ' ')"; fi
 }
 ctl_err busy-same EBUSY
+ctl_err busy-same-canonical EBUSY
 ctl_err busy-overlap EBUSY
+# Each EBUSY says what it is about once: "SN1:n2 (SN1:n2) overlaps SN1:n2" was the old text.
+grep -qF "nvme-drv-ctl: error: EBUSY: $U1 (NVD-A:n1:1) is claimed by client /tmp/p1.sock" "$work/busy-same.err" &&
+	ok "EBUSY for the very same partition: 'is claimed', with its canonical name" ||
+	fail "busy-same: $(cat "$work/busy-same.err")"
+grep -qF "nvme-drv-ctl: error: EBUSY: NVD-A:n2 is claimed by client /tmp/ns.sock" "$work/busy-same-canonical.err" &&
+	ok "EBUSY by the canonical name: no name repeated" ||
+	fail "busy-same-canonical: $(cat "$work/busy-same-canonical.err")"
+grep -qE "nvme-drv-ctl: error: EBUSY: NVD-A:n1 overlaps NVD-A:n1:[0-9], claimed by client /tmp/" "$work/busy-overlap.err" &&
+	ok "EBUSY for a disk over a claimed partition names both" ||
+	fail "busy-overlap: $(cat "$work/busy-overlap.err")"
+expect_ok create-readonly
+grep -q 'ro=yes' "$work/readonly-info.out" && ok "create ... readonly: the client is read-only" ||
+	fail "readonly-info: $(cat "$work/readonly-info.out" "$work/readonly-info.err")"
+expect_ok destroy-readonly
+expect_error ctl-usage "unknown command 'frobnicate'"
+expect_error ctl-no-svr "--svr PATH is required"
+expect_error ctl-vhost-socket "/tmp/ns.sock is not nvme-drv's control socket"
+grep -q 'Protocol wrong type' "$work/ctl-vhost-socket.err" && fail "ctl-vhost-socket still says 'Protocol wrong type'" || true
 ctl_err nodev ENODEV
 ctl_err einval-name EINVAL
 raw_err() { # STEP ERRNAME
@@ -137,6 +178,16 @@ grep -q 'ro=yes' "$work/ro-info.out" && ok "read-only client sees VIRTIO_BLK_F_R
 [ -s "$work/sockets-left.out" ] && fail "sockets left after exit: $(cat "$work/sockets-left.out")" || ok "client and control sockets removed at exit"
 grep -q 'shut down cleanly' "$work/server.err" && ok "controllers shut down cleanly" || fail "no clean shutdown in the server log"
 grep -qi 'sanitizer\|segfault\|assert' "$work/server.err" && fail "server log shows a crash" || true
+for sig in HUP QUIT INT; do
+	expect_ok $sig-after-sigpipe
+	grep -q 'ro=yes' "$work/$sig-read-only-info.out" && ok "--read-only: the static client is read-only" ||
+		fail "$sig-read-only-info: $(cat "$work/$sig-read-only-info.out")"
+	[ "$(cat "$work/$sig.rc")" = 0 ] && ok "SIG$sig: exit 0" || fail "SIG$sig: exit $(cat "$work/$sig.rc")"
+	[ -s "$work/$sig-left.out" ] && fail "SIG$sig: sockets left: $(cat "$work/$sig-left.out")" ||
+		ok "SIG$sig: client and control sockets removed"
+	grep -q 'shut down cleanly' "$work/server-$sig.err" && ok "SIG$sig: controllers shut down cleanly" ||
+		fail "SIG$sig: no clean shutdown in the server log"
+done
 
 expect_error static-nodev "NOPE:n1"
 expect_error static-busy "overlaps"

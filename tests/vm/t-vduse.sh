@@ -145,7 +145,7 @@ expect_ok ro-files
 
 ctl_err() { # STEP ERRNAME
 	local rc; rc=$(rc_of "$1")
-	if [ "$rc" = 1 ] && grep -q "^nvme-drv-ctl: $2: " "$work/$1.err"; then ok "$1: $2 ($(head -1 "$work/$1.err"))"
+	if [ "$rc" = 1 ] && grep -q "^nvme-drv-ctl: error: $2: " "$work/$1.err"; then ok "$1: $2 ($(head -1 "$work/$1.err"))"
 	else fail "$1: exit $rc, wanted $2: $(cat "$work/$1.err" "$work/$1.out" | head -3 | tr '\n' ' ')"; fi
 }
 ctl_err dyn-dsmax1 EINVAL
