@@ -1,6 +1,9 @@
 #include "daemon/clients.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +40,9 @@ struct client {
 	bool is_static;
 	bool by_fd;
 	uid_t creator;		/* a dynamic client: who asked for it */
+	/* A dynamic client's record in the state directory ("" if none): what
+	 * makes it again after a restart. Removed when it is destroyed. */
+	char record[CTL_VDUSE_NAME_MAX + CTL_SOCKET_PATH_SIZE + 16];
 	bool readonly;
 	bool stopping;		/* its VDUSE device is on the way off the bus */
 	unsigned ds_max;
@@ -136,6 +142,18 @@ static void answer(struct client *c, int err, const char *msg)
 	cc->idle_since = now_ms();
 	if (evloop_add(cc->cs->loop, cc->fd, EPOLLIN, on_ctl_conn, cc) != 0)
 		log_warn("control", "cannot watch a connection again; it stays idle");
+}
+
+static void record_remove(struct client *c)
+{
+	char path[PATH_MAX];
+
+	if (!c->record[0] || !c->cs->state_dir)
+		return;
+	snprintf(path, sizeof(path), "%s/%s", c->cs->state_dir, c->record);
+	if (unlink(path) != 0 && errno != ENOENT)
+		log_warn(c->name, "cannot remove %s: %s", path, strerror(errno));
+	c->record[0] = '\0';
 }
 
 static void client_free(struct client *c)
@@ -309,6 +327,8 @@ static void vduse_ended(void *ctx, struct vduse_ep *ep, int err, const char *why
 		snprintf(msg, sizeof(msg), "cannot %s %s %s the vdpa bus: %s",
 			 c->stopping ? "take" : "put", c->vduse, c->stopping ? "off" : "on", why);
 		log_err(c->name, "%s", msg);
+		if (c->waiter_created)
+			record_remove(c);	/* the create failed: nothing to remake */
 		answer(c, err, msg);	/* the create or destroy waiting for it */
 		c->waiter_created = false;
 	}
@@ -336,7 +356,10 @@ static bool stale_socket(const char *path)
 }
 
 /* creator: the control-socket peer asking, NULL for a static client. */
-static int client_new(struct clients *cs, const struct ucred *creator,
+/* creator: the control-socket peer asking, NULL for a static client.
+ * restoring: made again from its record after a restart; a socket left by
+ * our predecessor may go. */
+static int client_new(struct clients *cs, const struct ucred *creator, bool restoring,
 		      const struct client_spec *spec, int *fd_out, struct client **out, char *why,
 		      size_t whylen)
 {
@@ -402,7 +425,7 @@ static int client_new(struct clients *cs, const struct ucred *creator,
 		/* The operator named a static client's path: a socket left by a
 		 * server that died may go. A peer's path is never unlinked: only
 		 * what this server made is removed. */
-		if (!creator && stale_socket(socket_path)) {
+		if ((!creator || restoring) && stale_socket(socket_path)) {
 			log_info(socket_path, "removing a stale socket");
 			unlink(socket_path);
 		}
@@ -487,7 +510,7 @@ int clients_create(struct clients *cs, bool is_static, const struct client_spec 
 	/* A dynamic client made here belongs to the server's own user. */
 	const struct ucred self = { .pid = getpid(), .uid = geteuid(), .gid = getegid() };
 
-	return client_new(cs, is_static ? NULL : &self, spec, fd_out, &c, why, whylen);
+	return client_new(cs, is_static ? NULL : &self, false, spec, fd_out, &c, why, whylen);
 }
 
 /* The dynamic client a destroy names: by socket path or VDUSE name. */
@@ -579,6 +602,129 @@ static void ctl_ok(struct ctl_conn *cc, const char *body)
 	ctl_reply(cc, out, -1);
 }
 
+/* Dynamic clients made with socket= or vduse= are recorded in the state
+ * directory, as the create() words that made them and who asked, so that
+ * a restarted server makes them again (a client handed back as a
+ * descriptor ends with its connection: nothing to remake). Written to a
+ * temporary file and renamed: a record is whole or absent. */
+#define RECORD_MAX 4096
+
+static void record_write(struct client *c, unsigned nwords, const char *const *words,
+			 const struct ucred *peer)
+{
+	struct clients *cs = c->cs;
+	char path[PATH_MAX], tmp[PATH_MAX], buf[RECORD_MAX];
+	int len, fd;
+	bool ok;
+
+	if (!cs->state_dir || c->by_fd)
+		return;
+	snprintf(c->record, sizeof(c->record), "client-%s-%s", c->vep ? "vduse" : "sock",
+		 c->vep ? c->vduse : strrchr(c->name, '/') + 1);
+	len = snprintf(buf, sizeof(buf), "creator %u %u\n", (unsigned)peer->uid, (unsigned)peer->gid);
+	for (unsigned i = 0; i < nwords && len < (int)sizeof(buf); i++)
+		len += snprintf(buf + len, sizeof(buf) - (size_t)len, "%s\n", words[i]);
+	snprintf(path, sizeof(path), "%s/%s", cs->state_dir, c->record);
+	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", cs->state_dir, c->record);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	ok = fd >= 0 && len < (int)sizeof(buf) && write(fd, buf, (size_t)len) == len;
+	if (fd >= 0)
+		close(fd);
+	if (!ok || rename(tmp, path) != 0) {
+		log_warn(c->name, "cannot record the client in %s (%s): it will not be made again "
+			 "after a restart", cs->state_dir, strerror(errno));
+		unlink(tmp);
+		c->record[0] = '\0';
+	}
+}
+
+/* Makes one recorded client again. Returns 0 or -errno (why says). */
+static int record_restore(struct clients *cs, const char *name, char *why, size_t whylen)
+{
+	char path[PATH_MAX], buf[RECORD_MAX];
+	const char *words[CTL_MAX_WORDS];
+	struct create_args a;
+	struct ucred cred = { 0 };
+	unsigned nwords = 0, uid, gid;
+	struct client *c;
+	ssize_t n;
+	char *line, *save;
+	int fd, rc;
+
+	snprintf(path, sizeof(path), "%s/%s", cs->state_dir, name);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		snprintf(why, whylen, "%s", strerror(errno));
+		return -errno;
+	}
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0 || (size_t)n == sizeof(buf) - 1) {
+		snprintf(why, whylen, "unreadable or too long");
+		return -EINVAL;
+	}
+	buf[n] = '\0';
+	line = strtok_r(buf, "\n", &save);
+	if (!line || sscanf(line, "creator %u %u", &uid, &gid) != 2) {
+		snprintf(why, whylen, "no creator line");
+		return -EINVAL;
+	}
+	while ((line = strtok_r(NULL, "\n", &save)) && nwords < CTL_MAX_WORDS)
+		words[nwords++] = line;
+	rc = ctl_parse_create(nwords, words, &a, why, whylen);
+	if (rc)
+		return rc;
+	if (a.transport == CTL_TRANSPORT_FD) {
+		snprintf(why, whylen, "a client without socket= or vduse=");
+		return -EINVAL;
+	}
+	if (a.transport == CTL_TRANSPORT_SOCKET) {
+		if (!cs->sock_dir[0]) {
+			snprintf(why, whylen, "a socket= client, and no --svr gives a socket directory");
+			return -EACCES;
+		}
+		rc = ctl_check_socket_in_dir(cs->sock_dir, a.socket, why, whylen);
+		if (rc)
+			return rc;
+	}
+	cred.uid = uid;
+	cred.gid = gid;
+	{
+		const struct client_spec spec = {
+			.device = a.device,
+			.ds_max = a.ds_max,
+			.readonly = a.read_only,
+			.socket = a.transport == CTL_TRANSPORT_SOCKET ? a.socket : NULL,
+			.vduse = a.transport == CTL_TRANSPORT_VDUSE ? a.vduse : NULL,
+		};
+
+		rc = client_new(cs, &cred, true, &spec, NULL, &c, why, whylen);
+	}
+	if (rc)
+		return rc;
+	snprintf(c->record, sizeof(c->record), "%s", name);
+	log_info(c->name, "dynamic client made again from %s", path);
+	return 0;
+}
+
+void clients_restore(struct clients *cs)
+{
+	char why[CTL_WHY_MAX];
+	struct dirent *e;
+	DIR *d;
+
+	if (!cs->state_dir || !(d = opendir(cs->state_dir)))
+		return;
+	while ((e = readdir(d))) {
+		if (strncmp(e->d_name, "client-", 7) != 0)
+			continue;
+		if (record_restore(cs, e->d_name, why, sizeof(why)) != 0)
+			log_warn(NULL, "dynamic client of %s/%s not made again: %s (remove the file to "
+				 "forget it)", cs->state_dir, e->d_name, why);
+	}
+	closedir(d);
+}
+
 static void ctl_handle(struct ctl_conn *cc, const char *msg, size_t len)
 {
 	static char out[CTL_MSG_MAX], body[CTL_MSG_MAX - 64];
@@ -615,11 +761,12 @@ static void ctl_handle(struct ctl_conn *cc, const char *msg, size_t len)
 				return;
 			}
 		}
-		rc = client_new(cc->cs, &cc->peer, &spec, &fd, &c, why, sizeof(why));
+		rc = client_new(cc->cs, &cc->peer, false, &spec, &fd, &c, why, sizeof(why));
 		if (rc) {
 			ctl_error(cc, rc, why);
 			return;
 		}
+		record_write(c, (unsigned)n, words, &cc->peer);
 		if (spec.vduse) {
 			/* Answered once the kernel's driver has the device, so that
 			 * the block device exists when the caller goes on. */
@@ -659,6 +806,7 @@ static void ctl_handle(struct ctl_conn *cc, const char *msg, size_t len)
 			ctl_error(cc, -EBUSY, why);
 			return;
 		}
+		record_remove(c);
 		if (c->vep && vduse_ep_stop(c->vep)) {
 			/* Answered once the kernel has let go of the device. */
 			if (c->waiter_created)

@@ -61,6 +61,11 @@ void clients_list(const struct clients *cs, char *buf, size_t cap);
  * dir must stay valid. */
 void clients_set_state_dir(struct clients *cs, const char *dir);
 
+/* Makes the dynamic clients recorded in the state directory again (a
+ * restart): after the static clients and the control socket. Each that
+ * cannot be made is said, and its record kept. */
+void clients_restore(struct clients *cs);
+
 /* Opens the control socket at path, mode 0600 (removed again by
  * clients_free). A peer's socket= paths must be files directly in
  * sock_dir (ctl_check_socket_in_dir), which the caller has resolved and

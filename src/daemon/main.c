@@ -244,6 +244,9 @@ static int start_clients(struct host *h, struct evloop *loop, const struct confi
 			return rc;
 		}
 	}
+	/* Dynamic clients made before a restart come back after the static
+	 * ones, which the command line gives first claim. */
+	clients_restore(cs);
 	*out = cs;
 	return 0;
 }

@@ -910,10 +910,14 @@ static int reattach(struct vduse_ep *ep, char *why, size_t whylen)
 	ep->status = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
 		     VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK;
 	/* A completion the predecessor put in the ring may not have been
-	 * signalled. */
+	 * signalled, and a kick the driver gave while no server listened went
+	 * to the predecessor's eventfd (VDUSE keeps it until replaced): take
+	 * what the rings hold now. */
 	for (unsigned q = 0; q < ep->nq; q++)
-		if (ep->kicks[q].fd >= 0)
+		if (ep->kicks[q].fd >= 0) {
 			notify(ep, q);
+			vblk_vq_kick(ep->dev, q);
+		}
 	ep->bus = BUS_ON;
 	log_info(ep->label, "took over VDUSE device %s from an earlier server", ep->name);
 	evloop_defer(ep->loop, &ep->announce);

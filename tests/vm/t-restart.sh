@@ -19,6 +19,8 @@
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 mkwork restart
+# NVD_KEEP_WORK=1: keep the work directory (server logs, kernel log).
+[ -n "${NVD_KEEP_WORK:-}" ] && { trap - EXIT; echo "# work directory: $work"; }
 
 mkimg "$work/a.img" 64
 sgdisk -Z -n 1:2048:+24M -c 1:one "$work/a.img" >/dev/null
@@ -42,9 +44,18 @@ waitsock() { for i in \$(seq 600); do [ -S \$1 ] && return 0; sleep 0.05; done; 
 # kill -9 \$1 and print how many ms until it is gone from /proc (or "hung").
 kill9() { local t=\$(ms); kill -9 \$1; for i in \$(seq 500); do [ -d /proc/\$1 ] || { wait \$1 2>/dev/null; echo \$((\$(ms) - t)); return 0; }; sleep 0.01; done; echo hung; cat /proc/\$1/task/*/stack >"\$W/hung-stack.\$1" 2>/dev/null; return 1; }
 start() { $D -v $ARGS 2>>"\$W/server.err" & srv=\$!; }
+# A direct read of the VDUSE disk within \$2 s (a read that waits for a
+# server is in D state: no timeout(1) can end it; it is left behind).
+readblk() {
+	dd if=/dev/\$1 of=/dev/null bs=4k count=1 skip=\$((RANDOM % 1000)) iflag=direct status=none & local p=\$!
+	for i in \$(seq \$((\$2 * 10))); do [ -d /proc/\$p ] || { wait \$p; return \$?; }; sleep 0.1; done
+	echo "read of /dev/\$1 still waiting after \$2 s:"; cat /proc/\$p/stack; return 1
+}
 serves() { # the VDUSE disk reads and the vhost-user device verifies
-	A=\$(waitblk rs0) && timeout 20 dd if=/dev/\$A of=/dev/null bs=4k count=1 iflag=direct status=none &&
-	waitsock /tmp/v0.sock && timeout 30 $IO --socket /tmp/v0.sock --rw verify --count 64 -q
+	A=\$(waitblk rs0) || { echo "no block device for rs0"; return 1; }
+	readblk \$A 30 || return 1
+	waitsock /tmp/v0.sock || { echo "no socket"; return 1; }
+	timeout 30 $IO --socket /tmp/v0.sock --rw verify --count 64 -q || { echo "verify failed"; return 1; }
 }
 $here/modprobe vduse virtio_vdpa virtio_blk
 mkdir -p /mnt/a
@@ -63,7 +74,8 @@ for moment in 0 40 120 250 400 700 1000 served fio io; do
 	esac
 	echo "\$moment \$(kill9 \$srv)" >>"\$W/kills.out"
 	start
-	if serves >/dev/null 2>"\$W/serve-\$n.err"; then echo "\$moment ok" >>"\$W/restarts.out"; else echo "\$moment FAILED" >>"\$W/restarts.out"; fi
+	if serves >"\$W/serve-\$n.err" 2>&1; then echo "\$moment ok" >>"\$W/restarts.out"
+	else echo "\$moment FAILED" >>"\$W/restarts.out"; dmesg | tail -20 >>"\$W/serve-\$n.err"; fi
 	[ -n "\${load:-}" ] && { kill \$load 2>/dev/null; wait \$load 2>/dev/null; load=; }
 	kill9 \$srv >/dev/null
 done
@@ -120,7 +132,7 @@ done < "$work/kills.out"
 [ "$(grep -c . "$work/kills.out")" -ge 13 ] || fail "only $(grep -c . "$work/kills.out") kills recorded"
 while read -r moment res; do
 	if [ "$res" = ok ]; then ok "restart after kill at '$moment': both clients served"
-	else fail "restart after kill at '$moment': $(cat "$work"/serve-*.err 2>/dev/null | head -3 | tr '\n' ' ')"; fi
+	else fail "restart after kill at '$moment': $(grep -l . "$work"/serve-*.err | head -1 | xargs cat | head -5 | tr '\n' ' ')"; fi
 done < "$work/restarts.out"
 [ "$(grep -c . "$work/restarts.out")" = 10 ] || fail "only $(grep -c . "$work/restarts.out") restarts recorded"
 
