@@ -520,6 +520,10 @@ int main(int argc, char **argv)
 	log_set_level(quiet ? LOG_QUIET : LOG_WARN + verbose);
 	if (!do_list && state_dir_make(&cfg))
 		return 1;
+	/* A stop asked for while the controllers come up is acted on once
+	 * everything can be taken down in order. */
+	if (!do_list)
+		evloop_block_signals();
 	if (cfg.svr && resolve_socket_dir(&cfg))
 		return 1;
 

@@ -91,20 +91,33 @@ static void on_signal(void *arg, uint32_t events)
 		l->sig_cb(l->sig_arg, si.ssi_signo);
 }
 
+/* SIGHUP (the terminal went away) and SIGQUIT (the quit key) stop as
+ * cleanly as SIGTERM: their default actions would leave sockets and VDUSE
+ * devices behind. */
+static void loop_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGHUP);
+	sigaddset(set, SIGQUIT);
+	sigaddset(set, SIGUSR2);
+}
+
+int evloop_block_signals(void)
+{
+	sigset_t set;
+
+	loop_signals(&set);
+	return sigprocmask(SIG_BLOCK, &set, NULL) == 0 ? 0 : -errno;
+}
+
 int evloop_catch_signals(struct evloop *l, evloop_cb cb, void *arg)
 {
 	sigset_t set;
 	int rc;
 
-	/* SIGHUP (the terminal went away) and SIGQUIT (the quit key) stop as cleanly as
-	 * SIGTERM: their default actions would leave sockets and VDUSE
-	 * devices behind. */
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGQUIT);
-	sigaddset(&set, SIGUSR2);
+	loop_signals(&set);
 	if (sigprocmask(SIG_BLOCK, &set, NULL) != 0)
 		return -errno;
 	l->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);

@@ -29,6 +29,10 @@ int evloop_del(struct evloop *l, int fd);
 /* Blocks SIGINT, SIGTERM, SIGHUP, SIGQUIT and SIGUSR2 and reports them through
  * cb(arg, signo). */
 int evloop_catch_signals(struct evloop *l, evloop_cb cb, void *arg);
+/* Blocks the same signals now, before any loop exists: one that comes
+ * during start-up waits for evloop_catch_signals() instead of killing the
+ * process half set up (the loop then stops at once). */
+int evloop_block_signals(void);
 /* Runs until evloop_stop(); timeout_ms < 0 waits forever per round.
  * Returns 0 or a negative errno from epoll. */
 int evloop_run(struct evloop *l);

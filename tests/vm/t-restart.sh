@@ -23,7 +23,7 @@ mkwork restart
 [ -n "${NVD_KEEP_WORK:-}" ] && { trap - EXIT; echo "# work directory: $work"; }
 
 mkimg "$work/a.img" 64
-sgdisk -Z -n 1:2048:+24M -c 1:one "$work/a.img" >/dev/null
+sgdisk -Z -n 1:2048:+24M -c 1:one -n 2:51200:+16M -c 2:two "$work/a.img" >/dev/null
 mkimg "$work/b.img" 16
 cp "$work/a.img" "$work/a.orig"
 cp "$work/b.img" "$work/b.orig"
@@ -32,7 +32,8 @@ asan=${ASAN_BUILD:-$top/build-asan}
 D=$asan/src/daemon/nvme-drv
 [ -x "$D" ] || D=$build/src/daemon/nvme-drv
 IO=$build/tools/nvme-drv-io
-ARGS="--state-dir /run/nvd-state --client vduse:rs0 --device partlabel:one --client /tmp/v0.sock --device RS:n2"
+CTL="$build/tools/nvme-drv-ctl --svr /tmp/ctl.sock"
+ARGS="--state-dir /run/nvd-state --client vduse:rs0 --device partlabel:one --client /tmp/v0.sock --device RS:n2 --svr /tmp/ctl.sock"
 cat > "$work/guest.sh" <<GUEST
 W=$work
 $guest_steps_prelude
@@ -80,6 +81,24 @@ for moment in 0 40 120 250 400 700 1000 served fio io; do
 	kill9 \$srv >/dev/null
 done
 
+# 1b. A dynamic client is back after a kill, with its claim; once
+# destroyed, it stays gone.
+start
+serves >/dev/null 2>&1
+step dyn-create $CTL create 0 device=partlabel:two vduse=rs1
+kill9 \$srv >/dev/null
+start
+serves >/dev/null 2>&1
+B=\$(waitblk rs1) && readblk \$B 30 >"\$W/dyn-back.out" 2>&1; echo \$? >"\$W/dyn-back.rc"
+step dyn-list $CTL list
+step dyn-claim $CTL create 0 device=partlabel:two vduse=rs2
+step dyn-destroy $CTL destroy rs1
+kill9 \$srv >/dev/null
+start
+serves >/dev/null 2>&1
+ls -d /sys/bus/vdpa/devices/rs1 >"\$W/dyn-gone.out" 2>&1
+kill9 \$srv >/dev/null
+
 # 2. ext4 and fio verify across three kills.
 start
 A=\$(waitblk rs0)
@@ -99,14 +118,17 @@ step fsck fsck.ext4 -fn /dev/\$A
 
 # 3. Hand-over under load: SIGUSR2, then the successor.
 fio --name=h --filename=/dev/\$A --size=8M --offset=16M --bs=4k --iodepth=8 --rw=randwrite \\
-	--verify=crc32c --verify_state_save=0 --ioengine=libaio --direct=1 --verify_fatal=1 >"\$W/fio-usr2.out" 2>&1 & fio=\$!
-sleep 2
+	--verify=crc32c --verify_state_save=0 --ioengine=libaio --direct=1 --verify_fatal=1 \\
+	--loops=4 >"\$W/fio-usr2.out" 2>&1 & fio=\$!
+sleep 1
 t=\$(ms); kill -USR2 \$srv
 for i in \$(seq 300); do [ -d /proc/\$srv ] || break; sleep 0.1; done
 wait \$srv; echo "\$? \$((\$(ms) - t))" >"\$W/usr2.out"
+kill -0 \$fio 2>/dev/null && echo "fio still running" >"\$W/usr2-load.out"
 start
 for i in \$(seq 300); do kill -0 \$fio 2>/dev/null || break; sleep 1; done
 wait \$fio; echo \$? >"\$W/fio-usr2.rc"
+serves >/dev/null 2>&1
 
 # 4. The end: SIGTERM takes the device off the bus.
 kill -TERM \$srv; wait \$srv; echo \$? >"\$W/sigterm.rc"
@@ -136,6 +158,18 @@ while read -r moment res; do
 done < "$work/restarts.out"
 [ "$(grep -c . "$work/restarts.out")" = 10 ] || fail "only $(grep -c . "$work/restarts.out") restarts recorded"
 
+# 1b.
+expect_ok dyn-create
+[ "$(cat "$work/dyn-back.rc")" = 0 ] && ok "a dynamic VDUSE client is back after kill -9 and a restart" ||
+	fail "dynamic client not back: $(cat "$work/dyn-back.out" | head -3 | tr '\n' ' ')"
+grep -q 'client vduse:rs1 .*dynamic' "$work/dyn-list.out" && ok "list shows it as dynamic again" ||
+	fail "list: $(cat "$work/dyn-list.out")"
+if [ "$(rc_of dyn-claim)" = 1 ] && grep -q 'EBUSY' "$work/dyn-claim.err"; then ok "its claim is back: a second client of it is refused (EBUSY)"
+else fail "claim after restart: exit $(rc_of dyn-claim): $(cat "$work/dyn-claim.err")"; fi
+expect_ok dyn-destroy
+grep -q 'No such file' "$work/dyn-gone.out" && ok "a destroyed dynamic client does not come back" ||
+	fail "destroyed client came back: $(cat "$work/dyn-gone.out")"
+
 # 2.
 expect_ok mkfs
 expect_ok mount
@@ -155,6 +189,8 @@ grep -q 'left in flight by an earlier server' "$work/server.err" &&
 read -r usr2rc usr2ms < "$work/usr2.out"
 [ "$usr2rc" = 0 ] && ok "SIGUSR2 under load: the old server handed over and exited 0 after $usr2ms ms" ||
 	fail "SIGUSR2: exit $usr2rc"
+[ -s "$work/usr2-load.out" ] && ok "fio was still running when the successor started" ||
+	fail "fio had finished before the hand-over: no load across it"
 if [ "$(cat "$work/fio-usr2.rc")" = 0 ] && grep -q 'err= 0' "$work/fio-usr2.out"; then
 	ok "fio verify=crc32c across the hand-over: no error"
 else fail "fio across SIGUSR2: $(grep -i 'err\|verify\|bad' "$work/fio-usr2.out" | head -3 | tr '\n' ' ')"; fi
@@ -171,6 +207,6 @@ if grep -q -e 'WARNING:' -e 'BUG:' -e 'Call Trace' -e 'blocked for more than' "$
 else ok "kernel log: no warning, oops or hung task"; fi
 
 ic=$here/imgcheck.py
-if out=$(python3 "$ic" "$work/a.orig" "$work/a.img" 512 --any 2048:49152); then ok "host check a: only partition one changed"
+if out=$(python3 "$ic" "$work/a.orig" "$work/a.img" 512 --any 2048:49152); then ok "host check a: only partition one changed (GPT and partition two unchanged)"
 else fail "host check a: $(echo "$out" | head -3 | tr '\n' ' ')"; fi
 exit $failed
