@@ -918,7 +918,6 @@ static int reattach(struct vduse_ep *ep, char *why, size_t whylen)
 			notify(ep, q);
 			vblk_vq_kick(ep->dev, q);
 		}
-	ep->bus = BUS_ON;
 	log_info(ep->label, "took over VDUSE device %s from an earlier server", ep->name);
 	evloop_defer(ep->loop, &ep->announce);
 	return 0;
@@ -998,6 +997,8 @@ int vduse_ep_create(struct evloop *loop, const char *name, const struct vblk_con
 		goto fail;
 	ep->created = true;
 	ep->reattached = rc == 1;
+	if (ep->reattached)
+		ep->bus = BUS_ON;	/* whatever happens next, it stays there */
 	snprintf(path, sizeof(path), VDUSE_DEV_DIR "%s", ep->name);
 	ep->dev_fd = open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK);
 	if (ep->dev_fd < 0) {
