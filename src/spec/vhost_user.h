@@ -139,15 +139,18 @@ struct vhost_user_vring_area {
 
 _Static_assert(sizeof(struct vhost_user_vring_area) == 24, "vring area is 24 bytes");
 
-/* Payload "Inflight description": GET/SET_INFLIGHT_FD. */
+/* Payload "Inflight description": GET/SET_INFLIGHT_FD. The table lists 20
+ * bytes of fields, but QEMU and libvhost-user send their C struct, padded
+ * to 24: that is the size on the wire. */
 struct vhost_user_inflight {
 	uint64_t mmap_size;
 	uint64_t mmap_offset;
 	uint16_t num_queues;
 	uint16_t queue_size;
+	uint8_t padding[4];
 } __attribute__((packed));
 
-_Static_assert(sizeof(struct vhost_user_inflight) == 20, "inflight description is 20 bytes");
+_Static_assert(sizeof(struct vhost_user_inflight) == 24, "inflight description is 24 bytes");
 
 /* "Inflight I/O tracking", split virtqueues: the shared region
  * GET_INFLIGHT_FD hands out holds one of these per queue, each padded to

@@ -58,6 +58,12 @@ static void check_accepted(const struct vhost_user_msg *m, size_t len, unsigned 
 		FUZZ_ASSERT(m->payload.config.size <= VHOST_USER_CONFIG_SIZE_MAX);
 		FUZZ_ASSERT(len == VHOST_USER_CONFIG_HDR_SIZE + m->payload.config.size);
 		break;
+	case VHOST_USER_GET_INFLIGHT_FD:
+		FUZZ_ASSERT(len == sizeof(struct vhost_user_inflight) && nfds == 0);
+		break;
+	case VHOST_USER_SET_INFLIGHT_FD:
+		FUZZ_ASSERT(len == sizeof(struct vhost_user_inflight) && nfds == 1);
+		break;
 	default:
 		/* Requests with a u64 or nothing, and never a descriptor. */
 		FUZZ_ASSERT(len <= sizeof(uint64_t) && nfds == 0);

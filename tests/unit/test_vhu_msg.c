@@ -55,6 +55,13 @@ static void test_sizes(void)
 	CHECK_EQ_INT(v(VHOST_USER_SET_VRING_ADDR, 32, 0), -EPROTO);
 	CHECK_EQ_INT(v(VHOST_USER_SET_STATUS, 8, 0), 0);
 	CHECK_EQ_INT(v(VHOST_USER_GET_MAX_MEM_SLOTS, 0, 0), 0);
+	/* The inflight description as QEMU sends it: its C struct, padded to
+	 * 24 bytes (t-qemu-frontend.sh once failed on 20). */
+	CHECK_EQ_INT(v(VHOST_USER_GET_INFLIGHT_FD, 24, 0), 0);
+	CHECK_EQ_INT(v(VHOST_USER_GET_INFLIGHT_FD, 20, 0), -EPROTO);
+	CHECK_EQ_INT(v(VHOST_USER_SET_INFLIGHT_FD, 24, 1), 0);
+	CHECK_EQ_INT(v(VHOST_USER_SET_INFLIGHT_FD, 24, 0), -EPROTO);
+	CHECK_STREQ(vhu_request_name(VHOST_USER_GET_INFLIGHT_FD), "GET_INFLIGHT_FD");
 }
 
 static void test_vring_fds(void)
