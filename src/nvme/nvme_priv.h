@@ -27,6 +27,13 @@ struct nvme_tracker {
 	struct nvme_sqe sqe;	/* kept for a retry */
 	uint8_t retries;
 	bool busy;
+	/* Bytes of the request's data this command moves through the bounce
+	 * page (list page 0) instead of in place, and where in the request's
+	 * segments they start; 0: no bounce. A read copies them out on
+	 * success. */
+	uint32_t bounce_len;
+	unsigned bounce_seg;
+	size_t bounce_off;
 	/* preallocated list memory (PRP lists, SGL segments, DSM ranges) */
 	uint64_t **list_va;
 	uint64_t *list_iova;

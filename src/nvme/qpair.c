@@ -91,6 +91,7 @@ static struct nvme_tracker *trk_get(struct nvme_qpair *qp, uint16_t *cid)
 	t = &qp->trk[*cid];
 	t->busy = true;
 	t->retries = 0;
+	t->bounce_len = 0;
 	t->req = NULL;
 	t->wait = NULL;
 	return t;
@@ -129,6 +130,70 @@ static void seg_advance(struct nvme_req *r, size_t bytes)
 		r->seg_idx++;
 		r->seg_off = 0;
 	}
+}
+
+/* Copies `len` bytes between `buf` and the request's data starting at
+ * (segs[idx], off), reaching the data through the platform's record of
+ * what is mapped where. -EFAULT when a piece is not mapped (it was: the
+ * caller translated it; only a mapping torn down under I/O gets here). */
+static int bounce_copy(struct nvme_qpair *qp, const struct nvme_req *r, unsigned idx, size_t off,
+		       void *buf, size_t len, bool to_buf)
+{
+	char *b = buf;
+
+	while (len) {
+		size_t n;
+		void *va;
+
+		if (idx >= r->nseg)
+			return -EFAULT;
+		if (off >= r->segs[idx].len) {
+			off -= r->segs[idx].len;
+			idx++;
+			continue;
+		}
+		n = r->segs[idx].len - off;
+		if (n > len)
+			n = len;
+		va = vfio_iova_to_va(qp->ctrl->vdev, r->segs[idx].iova + off, n);
+		if (!va)
+			return -EFAULT;
+		if (to_buf)
+			memcpy(b, va, n);
+		else
+			memcpy(va, b, n);
+		b += n;
+		len -= n;
+		off += n;
+	}
+	return 0;
+}
+
+/* The last resort for data a PRP cannot describe even one block of (a
+ * block spread over pieces that break mid-page, or a piece not dword
+ * aligned): up to one page of whole blocks goes through the tracker's
+ * first list page, which a command of at most one page does not need for
+ * a list. Returns the bytes bounced, or a negative errno. */
+static long bounce_start(struct nvme_qpair *qp, struct nvme_req *r, struct nvme_tracker *t,
+			 struct nvme_sqe *cmd, size_t bytes, uint32_t lbs)
+{
+	size_t n = bytes < qp->ctrl->info.page_size ? bytes : qp->ctrl->info.page_size;
+	int rc;
+
+	n = n / lbs * lbs;
+	if (!n)
+		return -EINVAL;
+	if (r->opc == NVME_CMD_WRITE) {
+		rc = bounce_copy(qp, r, r->seg_idx, r->seg_off, t->list_va[0], n, true);
+		if (rc)
+			return rc;
+	}
+	t->bounce_len = (uint32_t)n;
+	t->bounce_seg = r->seg_idx;
+	t->bounce_off = r->seg_off;
+	cmd->dptr.prp.prp1 = t->list_iova[0];
+	cmd->dptr.prp.prp2 = 0;
+	return (long)n;
 }
 
 /* Fills `cmd` with the next command of `r` and advances the request's
@@ -213,10 +278,26 @@ static int build_next(struct nvme_qpair *qp, struct nvme_req *r, struct nvme_tra
 			struct nvme_list_pages lp = {
 				.va = t->list_va, .iova = t->list_iova, .npages = qp->list_pages,
 			};
-			rc = nvme_build_prp(segs, nseg, r->seg_off, bytes, ci->page_size, &lp,
-					    &cmd->dptr.prp.prp1, &cmd->dptr.prp.prp2);
-			if (rc)
-				return rc;
+			/* A PRP describes only runs of whole pages; a request
+			 * whose pieces break mid-page (512-byte iovecs in
+			 * different pages) becomes one command per run, cut on
+			 * a block boundary, as Linux's virt_boundary_mask and
+			 * SPDK's PRP splitting do. */
+			size_t pbytes = nvme_prp_span(segs, nseg, r->seg_off, bytes, ci->page_size) / lbs * lbs;
+
+			if (pbytes) {
+				rc = nvme_build_prp(segs, nseg, r->seg_off, pbytes, ci->page_size, &lp,
+						    &cmd->dptr.prp.prp1, &cmd->dptr.prp.prp2);
+				if (rc)
+					return rc;
+				bytes = pbytes;
+			} else {
+				long b = bounce_start(qp, r, t, cmd, bytes, lbs);
+
+				if (b < 0)
+					return (int)b;
+				bytes = (size_t)b;
+			}
 		}
 		n = bytes / lbs;
 		cmd->cdw10 = (uint32_t)r->next_lba;
@@ -373,6 +454,12 @@ static void complete_one(struct nvme_qpair *qp, const struct nvme_cqe *cqe)
 		return;
 	}
 	r = t->req;
+	if (r && t->bounce_len && r->opc == NVME_CMD_READ && !(status & 0x7ff)) {
+		int rc = bounce_copy(qp, r, t->bounce_seg, t->bounce_off, t->list_va[0], t->bounce_len,
+				     false);
+		if (rc && r->result == 0)
+			r->result = rc;
+	}
 	trk_put(qp, cid);
 	qp->inflight--;
 	if (!r) /* a sync command that timed out earlier */
@@ -426,7 +513,7 @@ unsigned nvme_qpair_busy(const struct nvme_qpair *qp)
 void nvme_qpair_abort_all(struct nvme_qpair *qp, int err)
 {
 	qp->dead = true;
-	while (qp->pend_head) {
+	while (qp->pend_head && qp->nfree) {
 		struct nvme_req *r = qp->pend_head;
 		pend_pop(qp);
 		if (!r->result)

@@ -26,6 +26,14 @@ struct iova_ext {
 	uint64_t len;
 };
 
+/* One live DMA mapping, kept so that the CPU can reach the bytes behind an
+ * IOVA (a bounce buffer's copy) without the caller passing addresses. */
+struct dma_map {
+	uint64_t iova;
+	size_t len;
+	void *va;
+};
+
 struct vfio_dev {
 	char bdf[16];
 	int container;
@@ -34,6 +42,8 @@ struct vfio_dev {
 	uint64_t cfg_off;
 	struct iova_ext *free;
 	size_t nfree, capfree;
+	struct dma_map *maps;
+	size_t nmaps, capmaps;
 	struct {
 		void *addr;
 		size_t len;
@@ -411,6 +421,7 @@ void vfio_close(struct vfio_dev *d)
 		close(d->group);
 	if (d->container >= 0)
 		close(d->container);
+	free(d->maps);
 	free(d->free);
 	free(d);
 }
@@ -560,13 +571,46 @@ int vfio_dma_map(struct vfio_dev *d, void *vaddr, size_t len, int prot, uint64_t
 	m.vaddr = (uintptr_t)vaddr;
 	m.iova = *iova;
 	m.size = len;
+	if (d->nmaps == d->capmaps) {
+		size_t cap = d->capmaps ? d->capmaps * 2 : 16;
+		struct dma_map *nm = realloc(d->maps, cap * sizeof(*nm));
+
+		if (!nm) {
+			iova_add_free(d, *iova, len);
+			return -ENOMEM;
+		}
+		d->maps = nm;
+		d->capmaps = cap;
+	}
 	if (ioctl(d->container, VFIO_IOMMU_MAP_DMA, &m) != 0) {
 		rc = -errno;
 		explain_pin_failure(d, len, errno);
 		iova_add_free(d, *iova, len);
 		return rc;
 	}
+	d->maps[d->nmaps++] = (struct dma_map){ .iova = *iova, .len = len, .va = vaddr };
 	return 0;
+}
+
+static void maps_forget(struct vfio_dev *d, uint64_t iova, size_t len)
+{
+	for (size_t i = 0; i < d->nmaps;) {
+		if (d->maps[i].iova >= iova && d->maps[i].iova - iova < len)
+			d->maps[i] = d->maps[--d->nmaps];
+		else
+			i++;
+	}
+}
+
+void *vfio_iova_to_va(const struct vfio_dev *d, uint64_t iova, size_t len)
+{
+	for (size_t i = 0; i < d->nmaps; i++) {
+		const struct dma_map *m = &d->maps[i];
+
+		if (iova >= m->iova && iova - m->iova < m->len && len <= m->len - (iova - m->iova))
+			return (char *)m->va + (iova - m->iova);
+	}
+	return NULL;
 }
 
 int vfio_dma_unmap(struct vfio_dev *d, uint64_t iova, size_t len)
@@ -579,6 +623,7 @@ int vfio_dma_unmap(struct vfio_dev *d, uint64_t iova, size_t len)
 			strerror(errno));
 		return rc;
 	}
+	maps_forget(d, iova, len);
 	return iova_add_free(d, iova, len);
 }
 

@@ -51,6 +51,10 @@ int vfio_enable_bus_master(struct vfio_dev *dev);
 enum { VFIO_DMA_READ = 1, VFIO_DMA_WRITE = 2 };
 int vfio_dma_map(struct vfio_dev *dev, void *vaddr, size_t len, int prot, uint64_t *iova);
 int vfio_dma_unmap(struct vfio_dev *dev, uint64_t iova, size_t len);
+/* The process address of [iova, iova+len) when that range lies inside one
+ * live mapping, else NULL. A linear search: for bounce buffers, the slow
+ * path, not for every request. */
+void *vfio_iova_to_va(const struct vfio_dev *dev, uint64_t iova, size_t len);
 
 /* DMA-able memory owned by the driver: zeroed, page-aligned, mapped
  * read-write at buf->iova. */

@@ -1,0 +1,396 @@
+/* qpair.c against a fake controller in this process: BAR memory is a heap
+ * buffer, DMA addresses are process addresses (the vfio_* functions
+ * qpair.c needs are stubbed below, at link time), and the fake fetches
+ * SQEs up to the tail doorbell, moves data by walking PRPs on its own
+ * (an independent reading of 4.1.1), and posts CQEs when the test says. */
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "nvme/nvme_priv.h"
+
+#define PS 4096u
+
+/* ---- link-time stubs for the platform and the rest of the NVMe layer ---- */
+
+int vfio_dma_alloc(struct vfio_dev *dev, size_t len, struct dma_buf *buf)
+{
+	(void)dev;
+	len = (len + PS - 1) & ~(size_t)(PS - 1);
+	buf->va = aligned_alloc(PS, len);
+	if (!buf->va)
+		return -ENOMEM;
+	memset(buf->va, 0, len);
+	buf->iova = (uintptr_t)buf->va;
+	buf->len = len;
+	return 0;
+}
+
+void vfio_dma_free(struct vfio_dev *dev, struct dma_buf *buf)
+{
+	(void)dev;
+	free(buf->va);
+	buf->va = NULL;
+}
+
+void *vfio_iova_to_va(const struct vfio_dev *dev, uint64_t iova, size_t len)
+{
+	(void)dev;
+	(void)len;
+	return (void *)(uintptr_t)iova;
+}
+
+int nvme_ctrl_vector_fd(const struct nvme_ctrl *c, unsigned vec)
+{
+	(void)c;
+	(void)vec;
+	return -1;
+}
+
+void nvme_ctrl_service_vector(struct nvme_ctrl *c, unsigned vec)
+{
+	(void)c;
+	(void)vec;
+}
+
+/* ---- the fake controller ---- */
+
+#define DISK_BYTES (1u << 20)
+#define MAX_HELD 64
+
+struct fake {
+	struct nvme_ctrl c;
+	struct nvme_ns ns;
+	struct nvme_qpair *qp;
+	uint8_t *bar;
+	uint8_t disk[DISK_BYTES];
+	uint16_t sq_head, cq_tail;
+	uint8_t phase;
+	/* fetched, not yet completed: CID and the status to post */
+	struct { uint16_t cid; uint16_t status; } held[MAX_HELD];
+	unsigned nheld;
+	unsigned fetched;		/* commands seen, retries included */
+	unsigned reads, writes;
+	uint64_t bad_lba;		/* a command covering it fails ... */
+	uint16_t bad_status;		/* ... with this status (0: none) */
+	unsigned bad_times;		/* ... this many times (0: always) */
+};
+
+static struct fake *fk;
+
+/* Copies `len` bytes between the disk at `pos` and the PRP-described
+ * memory: PRP1 may carry an offset; PRP2 is the second page or, when more
+ * than two pages are touched, a list whose last slot chains onward. */
+static int prp_xfer(struct fake *f, const struct nvme_sqe *sqe, size_t pos, size_t len, bool to_mem)
+{
+	uint64_t e = sqe->dptr.prp.prp1;
+	size_t pages = ((e & (PS - 1)) + len + PS - 1) / PS;
+	const uint64_t *list = NULL;
+	unsigned slot = 0;
+
+	if (e & 3)
+		return -1;
+	for (size_t p = 0; p < pages; p++) {
+		size_t n = PS - (e & (PS - 1));
+		if (n > len)
+			n = len;
+		if (p > 0 && (e & (PS - 1)))
+			return -1;
+		if (to_mem)
+			memcpy((void *)(uintptr_t)e, f->disk + pos, n);
+		else
+			memcpy(f->disk + pos, (void *)(uintptr_t)e, n);
+		pos += n;
+		len -= n;
+		if (p + 1 == pages)
+			break;
+		if (pages == 2) {
+			e = sqe->dptr.prp.prp2;
+			continue;
+		}
+		if (!list)
+			list = (const uint64_t *)(uintptr_t)sqe->dptr.prp.prp2;
+		if (slot == PS / 8 - 1 && p + 2 < pages) {
+			list = (const uint64_t *)(uintptr_t)list[slot];
+			slot = 0;
+		}
+		e = list[slot++];
+	}
+	return 0;
+}
+
+/* Takes every SQE up to the tail doorbell and executes it; the completion
+ * waits in `held` until fake_post. */
+static void fake_fetch(struct fake *f)
+{
+	uint16_t tail = (uint16_t)*f->qp->sq_db;
+
+	while (f->sq_head != tail) {
+		const struct nvme_sqe *sqe = &f->qp->sq[f->sq_head];
+		uint64_t slba = sqe->cdw10 | ((uint64_t)sqe->cdw11 << 32);
+		uint32_t nlb = (sqe->cdw12 & NVME_RW_NLB_MASK) + 1;
+		uint32_t lbs = f->ns.info.lba_size;
+		uint16_t st = 0;
+
+		if (++f->sq_head == f->qp->depth)
+			f->sq_head = 0;
+		f->fetched++;
+		if ((sqe->opc == NVME_CMD_READ || sqe->opc == NVME_CMD_WRITE) &&
+		    (slba + nlb) * lbs > DISK_BYTES) {
+			st = NVME_STATUS(NVME_SCT_GENERIC, NVME_SC_LBA_RANGE);
+		} else if (f->bad_status && sqe->opc != NVME_CMD_FLUSH && slba <= f->bad_lba &&
+			   f->bad_lba < slba + nlb) {
+			st = f->bad_status;
+			if (f->bad_times && !--f->bad_times)
+				f->bad_status = 0;
+		} else if (sqe->opc == NVME_CMD_READ || sqe->opc == NVME_CMD_WRITE) {
+			if (prp_xfer(f, sqe, slba * lbs, (size_t)nlb * lbs, sqe->opc == NVME_CMD_READ))
+				st = NVME_STATUS(NVME_SCT_GENERIC, NVME_SC_INVALID_FIELD);
+			if (sqe->opc == NVME_CMD_READ)
+				f->reads++;
+			else
+				f->writes++;
+		}
+		CHECK(f->nheld < MAX_HELD);
+		f->held[f->nheld].cid = sqe->cid;
+		f->held[f->nheld].status = st;
+		f->nheld++;
+	}
+}
+
+/* Posts the first `n` held completions (all of them for n == 0). */
+static void fake_post(struct fake *f, unsigned n)
+{
+	if (!n || n > f->nheld)
+		n = f->nheld;
+	for (unsigned i = 0; i < n; i++) {
+		volatile struct nvme_cqe *e = &f->qp->cq[f->cq_tail];
+
+		e->cid = f->held[i].cid;
+		e->sqid = f->qp->qid;
+		e->sqhd = f->sq_head;
+		e->dw0 = 0;
+		e->status = (uint16_t)(f->held[i].status << 1) | f->phase;
+		if (++f->cq_tail == f->qp->depth) {
+			f->cq_tail = 0;
+			f->phase ^= 1;
+		}
+	}
+	memmove(f->held, f->held + n, (f->nheld - n) * sizeof(f->held[0]));
+	f->nheld -= n;
+}
+
+/* Runs the controller and the driver until nothing is left to do. */
+static void fake_run(struct fake *f)
+{
+	for (unsigned guard = 0; guard < 10000; guard++) {
+		fake_fetch(f);
+		if (!f->nheld)
+			return;
+		fake_post(f, 0);
+		nvme_qpair_process(f->qp);
+	}
+	CHECK(!"fake_run did not settle");
+}
+
+static struct fake *fake_new(uint32_t lba_size, uint16_t depth, uint32_t max_xfer)
+{
+	struct fake *f = calloc(1, sizeof(*f));
+	unsigned list_pages = 3;
+
+	f->bar = calloc(1, 0x2000);
+	f->c.bar = f->bar;
+	f->c.bar_len = 0x2000;
+	f->c.db_stride = 4;
+	f->c.info.page_size = PS;
+	f->c.info.max_xfer = max_xfer;
+	snprintf(f->c.info.bdf, sizeof(f->c.info.bdf), "fake");
+	f->ns.ctrl = &f->c;
+	f->ns.info.nsid = 1;
+	f->ns.info.lba_size = lba_size;
+	f->ns.info.nlba = DISK_BYTES / lba_size;
+	f->ns.info.usable = true;
+	snprintf(f->ns.info.name, sizeof(f->ns.info.name), "FAKE:n1");
+	f->phase = 1;
+	CHECK_EQ_INT(nvme_qpair_create(&f->c, 1, depth, 0, list_pages, &f->qp), 0);
+	fk = f;
+	return f;
+}
+
+static void fake_free(struct fake *f)
+{
+	nvme_qpair_destroy(f->qp);
+	free(f->bar);
+	free(f);
+	fk = NULL;
+}
+
+/* ---- requests ---- */
+
+struct done_rec {
+	unsigned calls;
+	int result;
+};
+
+static void on_done(struct nvme_req *r)
+{
+	struct done_rec *d = r->priv;
+
+	d->calls++;
+	d->result = r->result;
+}
+
+static void req_init(struct nvme_req *r, struct fake *f, uint8_t opc, uint64_t slba, uint64_t nlb,
+		     const struct nvme_seg *segs, unsigned nseg, struct done_rec *rec)
+{
+	memset(r, 0, sizeof(*r));
+	memset(rec, 0, sizeof(*rec));
+	r->opc = opc;
+	r->ns = &f->ns;
+	r->slba = slba;
+	r->nlb = nlb;
+	r->segs = segs;
+	r->nseg = nseg;
+	r->done = on_done;
+	r->priv = rec;
+}
+
+static uint8_t *page_buf(size_t pages)
+{
+	uint8_t *b = aligned_alloc(PS, pages * PS);
+
+	memset(b, 0, pages * PS);
+	return b;
+}
+
+static void fill(uint8_t *p, size_t n, unsigned seed)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = (uint8_t)(seed * 131 + i * 7 + (i >> 9));
+}
+
+/* issue 8, item 1: 512-byte iovecs at odd offsets of different pages on a
+ * PRP-only controller. Every one is its own PRP run, so the request is
+ * split into one command per piece; the bytes land where they belong. */
+static void test_prp_split_odd_iovecs(void)
+{
+	struct fake *f = fake_new(512, 64, 4u << 20);
+	uint8_t *mem = page_buf(16), *back = page_buf(16), *want = malloc(8 * 512);
+	struct nvme_seg w[8], rd[8];
+	struct nvme_req r;
+	struct done_rec rec;
+
+	fill(want, 8 * 512, 1);
+	for (unsigned i = 0; i < 8; i++) {
+		w[i].iova = (uintptr_t)(mem + i * 2 * PS + 512 * (1 + i % 7));
+		w[i].len = 512;
+		memcpy((void *)(uintptr_t)w[i].iova, want + i * 512, 512);
+		/* read back through a different odd layout */
+		rd[i].iova = (uintptr_t)(back + (15 - i) * PS + 512 * (7 - i % 7));
+		rd[i].len = 512;
+	}
+	req_init(&r, f, NVME_CMD_WRITE, 100, 8, w, 8, &rec);
+	CHECK_EQ_INT(nvme_submit(f->qp, &r), 0);
+	fake_run(f);
+	CHECK_EQ_INT(rec.calls, 1);
+	CHECK_EQ_INT(rec.result, 0);
+	CHECK_EQ_INT(f->writes, 8);
+	CHECK(memcmp(f->disk + 100 * 512, want, 8 * 512) == 0);
+
+	req_init(&r, f, NVME_CMD_READ, 100, 8, rd, 8, &rec);
+	CHECK_EQ_INT(nvme_submit(f->qp, &r), 0);
+	fake_run(f);
+	CHECK_EQ_INT(rec.calls, 1);
+	CHECK_EQ_INT(rec.result, 0);
+	CHECK_EQ_INT(f->reads, 8);
+	for (unsigned i = 0; i < 8; i++)
+		CHECK(memcmp((void *)(uintptr_t)rd[i].iova, want + i * 512, 512) == 0);
+
+	/* pieces that join into runs: a tail, whole pages, a head: one command */
+	{
+		struct nvme_seg s[3] = {
+			{ (uintptr_t)(mem + PS - 1024), 1024 },
+			{ (uintptr_t)(mem + 4 * PS), 2 * PS },
+			{ (uintptr_t)(mem + 8 * PS), 1024 },
+		};
+		unsigned before = f->writes;
+
+		req_init(&r, f, NVME_CMD_WRITE, 0, (1024 + 2 * PS + 1024) / 512, s, 3, &rec);
+		CHECK_EQ_INT(nvme_submit(f->qp, &r), 0);
+		fake_run(f);
+		CHECK_EQ_INT(rec.result, 0);
+		CHECK_EQ_INT(f->writes - before, 1);
+	}
+	free(want);
+	free(back);
+	free(mem);
+	fake_free(f);
+}
+
+/* A block no PRP can describe: 4 KiB blocks made of 512-byte pieces in
+ * different pages, and pieces not dword aligned. They go through the
+ * bounce page; reads are copied out on completion. */
+static void test_prp_bounce(void)
+{
+	struct fake *f = fake_new(4096, 64, 4u << 20);
+	uint8_t *mem = page_buf(32), *want = malloc(2 * 4096);
+	struct nvme_seg s[16];
+	struct nvme_req r;
+	struct done_rec rec;
+
+	fill(want, 2 * 4096, 2);
+	for (unsigned i = 0; i < 16; i++) {
+		s[i].iova = (uintptr_t)(mem + i * 2 * PS + 512 * (i % 8));
+		s[i].len = 512;
+		memcpy((void *)(uintptr_t)s[i].iova, want + i * 512, 512);
+	}
+	req_init(&r, f, NVME_CMD_WRITE, 3, 2, s, 16, &rec);
+	CHECK_EQ_INT(nvme_submit(f->qp, &r), 0);
+	fake_run(f);
+	CHECK_EQ_INT(rec.calls, 1);
+	CHECK_EQ_INT(rec.result, 0);
+	CHECK_EQ_INT(f->writes, 2);
+	CHECK(memcmp(f->disk + 3 * 4096, want, 2 * 4096) == 0);
+
+	for (unsigned i = 0; i < 16; i++)
+		memset((void *)(uintptr_t)s[i].iova, 0xee, 512);
+	req_init(&r, f, NVME_CMD_READ, 3, 2, s, 16, &rec);
+	CHECK_EQ_INT(nvme_submit(f->qp, &r), 0);
+	fake_run(f);
+	CHECK_EQ_INT(rec.calls, 1);
+	CHECK_EQ_INT(rec.result, 0);
+	for (unsigned i = 0; i < 16; i++)
+		CHECK(memcmp((void *)(uintptr_t)s[i].iova, want + i * 512, 512) == 0);
+	fake_free(f);
+
+	/* 512-byte blocks at an odd byte address: not dword aligned */
+	f = fake_new(512, 64, 4u << 20);
+	{
+		struct nvme_seg odd = { (uintptr_t)(mem + 1), 3 * 512 };
+
+		memcpy(mem + 1, want, 3 * 512);
+		req_init(&r, f, NVME_CMD_WRITE, 7, 3, &odd, 1, &rec);
+		CHECK_EQ_INT(nvme_submit(f->qp, &r), 0);
+		fake_run(f);
+		CHECK_EQ_INT(rec.result, 0);
+		CHECK(memcmp(f->disk + 7 * 512, want, 3 * 512) == 0);
+		odd.iova = (uintptr_t)(mem + 4 * PS + 3);
+		req_init(&r, f, NVME_CMD_READ, 7, 3, &odd, 1, &rec);
+		CHECK_EQ_INT(nvme_submit(f->qp, &r), 0);
+		fake_run(f);
+		CHECK_EQ_INT(rec.result, 0);
+		CHECK(memcmp(mem + 4 * PS + 3, want, 3 * 512) == 0);
+	}
+	free(want);
+	free(mem);
+	fake_free(f);
+}
+
+int main(void)
+{
+	test_prp_split_odd_iovecs();
+	test_prp_bounce();
+	return check_report("test_qpair");
+}
