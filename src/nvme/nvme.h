@@ -116,6 +116,7 @@ struct nvme_req {
 	unsigned seg_idx;	/* data cursor of next_lba */
 	size_t seg_off;
 	unsigned inflight;
+	bool queued;		/* on the queue pair's pending list */
 };
 
 /* Queues the request. Returns 0 (done() will run) or -EINVAL for a request

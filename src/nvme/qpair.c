@@ -319,25 +319,34 @@ static bool req_fully_issued(const struct nvme_req *r)
 
 static void pend_pop(struct nvme_qpair *qp)
 {
+	qp->pend_head->queued = false;
 	qp->pend_head = qp->pend_head->next;
 	if (!qp->pend_head)
 		qp->pend_tail = NULL;
 }
 
+/* The one place a request completes: nothing of it in flight, nothing
+ * left to issue, and off the pending list. A request that failed while
+ * parts of it still waited for a slot stays queued until the issue path
+ * pops it, so the completion path and the issue path cannot both see it
+ * finished (issue 8: a split request completed twice when its error came
+ * back while the SQ was full). */
 static void req_maybe_done(struct nvme_req *r)
 {
-	if (r->inflight == 0 && req_fully_issued(r))
+	if (r->inflight == 0 && !r->queued && req_fully_issued(r))
 		r->done(r);
 }
 
-/* Issues commands for queued requests while trackers are free. */
+/* Issues commands for queued requests while trackers are free, and
+ * retires requests at the head that need no more commands (a failure
+ * ended them early) even when none is free. */
 static void qpair_issue(struct nvme_qpair *qp)
 {
 	/* done() may submit again; the outer call picks that up. */
 	if (qp->issuing)
 		return;
 	qp->issuing = true;
-	while (qp->pend_head && qp->nfree) {
+	while (qp->pend_head) {
 		struct nvme_req *r = qp->pend_head;
 		struct nvme_tracker *t;
 		uint16_t cid;
@@ -348,6 +357,8 @@ static void qpair_issue(struct nvme_qpair *qp)
 			req_maybe_done(r);
 			continue;
 		}
+		if (!qp->nfree)
+			break;
 		t = trk_get(qp, &cid);
 		rc = build_next(qp, r, t, &t->sqe);
 		if (rc) {
@@ -410,6 +421,7 @@ int nvme_submit(struct nvme_qpair *qp, struct nvme_req *r)
 	r->seg_idx = 0;
 	r->seg_off = 0;
 	r->inflight = 0;
+	r->queued = true;
 	/* Flush covers nothing, so mark it by one pseudo-LBA to issue. */
 	if (r->opc == NVME_CMD_FLUSH)
 		r->nlb = 1;
@@ -513,7 +525,7 @@ unsigned nvme_qpair_busy(const struct nvme_qpair *qp)
 void nvme_qpair_abort_all(struct nvme_qpair *qp, int err)
 {
 	qp->dead = true;
-	while (qp->pend_head && qp->nfree) {
+	while (qp->pend_head) {
 		struct nvme_req *r = qp->pend_head;
 		pend_pop(qp);
 		if (!r->result)

@@ -388,9 +388,111 @@ static void test_prp_bounce(void)
 	fake_free(f);
 }
 
+/* issue 8, item 2: a request split into more commands than the queue has
+ * slots; one issued part fails with Do Not Retry while the rest wait for a
+ * slot. The request must complete once, failed, after its last issued
+ * command, never again from the issue path; the request queued behind it
+ * must run and succeed; no slot may leak. */
+static void test_split_full_queue_dnr_once(void)
+{
+	struct fake *f = fake_new(512, 4, 4u << 20);	/* 3 command slots */
+	uint8_t *mem = page_buf(32);
+	struct nvme_seg a[8], b = { (uintptr_t)(mem + 20 * PS), 4096 };
+	struct nvme_req ra, rb;
+	struct done_rec da, db;
+
+	for (unsigned i = 0; i < 8; i++) {
+		a[i].iova = (uintptr_t)(mem + i * 2 * PS + 1536);
+		a[i].len = 512;
+	}
+	/* A: 8 commands of one block each, LBAs 200..207; B: one command */
+	req_init(&ra, f, NVME_CMD_WRITE, 200, 8, a, 8, &da);
+	req_init(&rb, f, NVME_CMD_WRITE, 300, 8, &b, 1, &db);
+	CHECK_EQ_INT(nvme_submit(f->qp, &ra), 0);
+	CHECK_EQ_INT(nvme_submit(f->qp, &rb), 0);
+	fake_fetch(f);
+	CHECK_EQ_INT(f->nheld, 3);
+	CHECK_EQ_INT(nvme_qpair_busy(f->qp), 3 + 2);
+	/* the first issued part hits a media error the controller says not
+	 * to retry; the other two succeed */
+	f->held[0].status = NVME_STATUS(NVME_SCT_MEDIA, 0x81) | (1u << 14);
+	fake_post(f, 1);
+	nvme_qpair_process(f->qp);
+	CHECK_EQ_INT(da.calls, 0);	/* two parts still in flight */
+	fake_run(f);
+	CHECK_EQ_INT(da.calls, 1);
+	CHECK_EQ_INT(da.result, -EIO);
+	CHECK_EQ_INT(ra.status, NVME_STATUS(NVME_SCT_MEDIA, 0x81));	/* DNR is not kept */
+	CHECK_EQ_INT(db.calls, 1);
+	CHECK_EQ_INT(db.result, 0);
+	CHECK_EQ_INT(nvme_qpair_busy(f->qp), 0);
+	CHECK_EQ_INT(f->qp->nfree, 3);
+	/* no more commands of A went out after its failure was known */
+	CHECK_EQ_INT(f->fetched, 3 + 1);
+
+	/* the same with the failure on the last issued part and a full queue
+	 * at the moment it completes: nothing is freed before the post */
+	memset(&f->held, 0, sizeof(f->held));
+	f->fetched = 0;
+	req_init(&ra, f, NVME_CMD_READ, 200, 8, a, 8, &da);
+	req_init(&rb, f, NVME_CMD_READ, 300, 8, &b, 1, &db);
+	CHECK_EQ_INT(nvme_submit(f->qp, &ra), 0);
+	CHECK_EQ_INT(nvme_submit(f->qp, &rb), 0);
+	fake_fetch(f);
+	CHECK_EQ_INT(f->nheld, 3);
+	for (unsigned i = 0; i < 3; i++)
+		f->held[i].status = NVME_STATUS(NVME_SCT_MEDIA, 0x81) | (1u << 14);
+	fake_post(f, 0);
+	nvme_qpair_process(f->qp);
+	fake_run(f);
+	CHECK_EQ_INT(da.calls, 1);
+	CHECK_EQ_INT(da.result, -EIO);
+	CHECK_EQ_INT(db.calls, 1);
+	CHECK_EQ_INT(db.result, 0);
+	CHECK_EQ_INT(nvme_qpair_busy(f->qp), 0);
+	CHECK_EQ_INT(f->qp->nfree, 3);
+	free(mem);
+	fake_free(f);
+}
+
+/* A retriable status without DNR is retried (same command again); with
+ * DNR it is final at once. */
+static void test_retry_and_dnr(void)
+{
+	struct fake *f = fake_new(512, 8, 4u << 20);
+	uint8_t *mem = page_buf(2);
+	struct nvme_seg s = { (uintptr_t)mem, 4096 };
+	struct nvme_req r;
+	struct done_rec d;
+
+	f->bad_lba = 10;
+	f->bad_status = NVME_STATUS(NVME_SCT_GENERIC, NVME_SC_INTERNAL);
+	f->bad_times = 2;
+	req_init(&r, f, NVME_CMD_READ, 8, 8, &s, 1, &d);
+	CHECK_EQ_INT(nvme_submit(f->qp, &r), 0);
+	fake_run(f);
+	CHECK_EQ_INT(d.calls, 1);
+	CHECK_EQ_INT(d.result, 0);
+	CHECK_EQ_INT(f->fetched, 3);
+
+	f->fetched = 0;
+	f->bad_status = NVME_STATUS(NVME_SCT_GENERIC, NVME_SC_INTERNAL) | (1u << 14);
+	f->bad_times = 0;
+	req_init(&r, f, NVME_CMD_READ, 8, 8, &s, 1, &d);
+	CHECK_EQ_INT(nvme_submit(f->qp, &r), 0);
+	fake_run(f);
+	CHECK_EQ_INT(d.calls, 1);
+	CHECK_EQ_INT(d.result, -EIO);
+	CHECK_EQ_INT(f->fetched, 1);
+	free(mem);
+	fake_free(f);
+}
+
 int main(void)
 {
 	test_prp_split_odd_iovecs();
 	test_prp_bounce();
+	test_split_full_queue_dnr_once();
+	test_retry_and_dnr();
 	return check_report("test_qpair");
 }
