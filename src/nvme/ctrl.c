@@ -402,6 +402,14 @@ int nvme_ctrl_open(const char *bdf, const struct nvme_ctrl_opts *opts, struct nv
 	}
 	c->info.page_size = 4096;
 	c->db_stride = 4u << NVME_CAP_FIELD(c->cap, DSTRD);
+	/* The admin queue's doorbells, at least, must be inside the BAR; I/O
+	 * queues whose doorbells are not are never created (below). */
+	if ((c->bar_len - NVME_REG_DBS - 4) / c->db_stride < 1) {
+		log_err(bdf, "BAR0 (%zu bytes) too small for doorbells of stride %u", c->bar_len,
+			c->db_stride);
+		rc = -EINVAL;
+		goto fail;
+	}
 	c->timeout_ms = (unsigned)NVME_CAP_FIELD(c->cap, TO) * 500;
 	if (c->timeout_ms < 500)
 		c->timeout_ms = 500;
@@ -422,10 +430,25 @@ int nvme_ctrl_open(const char *bdf, const struct nvme_ctrl_opts *opts, struct nv
 	if (rc)
 		goto fail;
 
-	/* One I/O queue per vector beyond the admin one where vectors allow. */
+	/* One I/O queue per vector beyond the admin one where vectors allow,
+	 * and no more than BAR0 holds doorbells for: queue q's CQ doorbell is
+	 * at DBS + (2q + 1) * stride. */
 	want = c->opts.io_queues;
 	if (c->info.nvec > 1 && want > c->info.nvec - 1)
 		want = c->info.nvec - 1;
+	{
+		size_t by_bar = ((c->bar_len - NVME_REG_DBS - 4) / c->db_stride - 1) / 2;
+
+		if (by_bar < 1) {
+			log_err(bdf, "BAR0 (%zu bytes) has no room for an I/O queue's doorbells", c->bar_len);
+			rc = -EINVAL;
+			goto fail;
+		}
+		if (want > by_bar) {
+			log_info(bdf, "%zu I/O queues at most: BAR0 holds no more doorbells", by_bar);
+			want = (unsigned)by_bar;
+		}
+	}
 	rc = set_num_queues(c, want, &got);
 	if (rc)
 		goto fail;

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "nvme/nvme_priv.h"
+#include "platform/dma_barrier.h"
 #include "util/log.h"
 
 int nvme_qpair_create(struct nvme_ctrl *c, uint16_t qid, uint16_t depth, unsigned vector,
@@ -19,6 +20,13 @@ int nvme_qpair_create(struct nvme_ctrl *c, uint16_t qid, uint16_t depth, unsigne
 
 	if (depth < 2)
 		return -EINVAL;
+	/* Both doorbells of the queue must lie inside the mapped BAR: with a
+	 * large CAP.DSTRD or many queues they may not (3.1.4.21). */
+	if ((uint64_t)NVME_REG_DBS + (2ull * qid + 1) * c->db_stride + 4 > c->bar_len) {
+		log_err(c->info.bdf, "queue %u: doorbells (stride %u) lie beyond BAR0's %zu bytes", qid,
+			c->db_stride, c->bar_len);
+		return -EINVAL;
+	}
 	qp = calloc(1, sizeof(*qp));
 	if (!qp)
 		return -ENOMEM;
@@ -112,7 +120,9 @@ static void sq_push(struct nvme_qpair *qp, const struct nvme_sqe *cmd)
 	qp->sq[qp->sq_tail] = *cmd;
 	if (++qp->sq_tail == qp->depth)
 		qp->sq_tail = 0;
-	__atomic_thread_fence(__ATOMIC_RELEASE);
+	/* The SQE (and any PRP list or bounced data written before it) must
+	 * be visible to the device before the doorbell lets it fetch. */
+	mmio_wmb();
 	*qp->sq_db = qp->sq_tail;
 }
 
@@ -443,7 +453,13 @@ static void complete_one(struct nvme_qpair *qp, const struct nvme_cqe *cqe)
 	struct nvme_tracker *t;
 	struct nvme_req *r;
 
-	/* The controller is a peer too: a CID we did not hand out is dropped. */
+	/* The controller is a peer too: a completion for another SQ, or for
+	 * a CID we did not hand out, is dropped. */
+	if (cqe->sqid != qp->qid) {
+		log_warn(qp->ctrl->info.bdf, "queue %u: completion naming SQ %u ignored", qp->qid,
+			 cqe->sqid);
+		return;
+	}
 	if (cid >= qp->depth - 1u || !qp->trk[cid].busy) {
 		log_warn(qp->ctrl->info.bdf, "queue %u: completion for unknown command id %u ignored",
 			 qp->qid, cid);
@@ -496,8 +512,9 @@ unsigned nvme_qpair_process(struct nvme_qpair *qp)
 
 		if ((e->status & NVME_CQE_PHASE) != qp->phase)
 			break;
-		/* Read the entry only after its phase bit says it is new. */
-		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		/* Read the entry, and the data the command moved, only after
+		 * its phase bit says it is new. */
+		dma_rmb();
 		cqe = *(struct nvme_cqe *)e;
 		if (++qp->cq_head == qp->depth) {
 			qp->cq_head = 0;
@@ -507,6 +524,9 @@ unsigned nvme_qpair_process(struct nvme_qpair *qp)
 		n++;
 	}
 	if (n) {
+		/* Every entry consumed was copied out above before this store
+		 * lets the controller reuse its slot. */
+		mmio_wmb();
 		*qp->cq_db = qp->cq_head;
 		qpair_issue(qp);
 	}

@@ -488,11 +488,64 @@ static void test_retry_and_dnr(void)
 	fake_free(f);
 }
 
+/* Doorbells beyond the mapped BAR (a large CAP.DSTRD, many queues) are
+ * refused before anything is written there. */
+static void test_doorbells_inside_bar(void)
+{
+	struct fake *f = fake_new(512, 8, 4u << 20);
+	struct nvme_qpair *qp = NULL;
+
+	/* 0x2000 bytes of BAR, doorbells from 0x1000, stride 4 << 6 = 256:
+	 * queue 7's CQ doorbell ends at 0x1000 + 15 * 256 + 4 > 0x2000 */
+	f->c.db_stride = 256;
+	CHECK_EQ_INT(nvme_qpair_create(&f->c, 7, 8, 0, 1, &qp), 0);
+	nvme_qpair_destroy(qp);
+	qp = NULL;
+	CHECK_EQ_INT(nvme_qpair_create(&f->c, 8, 8, 0, 1, &qp), -EINVAL);
+	CHECK(qp == NULL);
+	/* stride 4: 1024 doorbells, 512 queue pairs (0..511) */
+	f->c.db_stride = 4;
+	CHECK_EQ_INT(nvme_qpair_create(&f->c, 511, 8, 0, 1, &qp), 0);
+	nvme_qpair_destroy(qp);
+	qp = NULL;
+	CHECK_EQ_INT(nvme_qpair_create(&f->c, 512, 8, 0, 1, &qp), -EINVAL);
+	CHECK(qp == NULL);
+	fake_free(f);
+}
+
+/* A completion that names another SQ is not taken for ours. */
+static void test_cqe_sqid_checked(void)
+{
+	struct fake *f = fake_new(512, 8, 4u << 20);
+	uint8_t *mem = page_buf(1);
+	struct nvme_seg s = { (uintptr_t)mem, 4096 };
+	struct nvme_req r;
+	struct done_rec d;
+
+	req_init(&r, f, NVME_CMD_READ, 0, 8, &s, 1, &d);
+	CHECK_EQ_INT(nvme_submit(f->qp, &r), 0);
+	fake_fetch(f);
+	f->held[1] = f->held[0];
+	f->nheld = 2;
+	fake_post(f, 1);
+	f->qp->cq[0].sqid = 5;
+	CHECK_EQ_INT(nvme_qpair_process(f->qp), 1);
+	CHECK_EQ_INT(d.calls, 0);
+	fake_post(f, 1);
+	CHECK_EQ_INT(nvme_qpair_process(f->qp), 1);
+	CHECK_EQ_INT(d.calls, 1);
+	CHECK_EQ_INT(d.result, 0);
+	free(mem);
+	fake_free(f);
+}
+
 int main(void)
 {
 	test_prp_split_odd_iovecs();
 	test_prp_bounce();
 	test_split_full_queue_dnr_once();
 	test_retry_and_dnr();
+	test_doorbells_inside_bar();
+	test_cqe_sqid_checked();
 	return check_report("test_qpair");
 }
