@@ -74,7 +74,7 @@ static int admin_identify(struct nvme_ctrl *c, uint8_t cns, uint32_t nsid, struc
 	memset(buf->va, 0, NVME_IDENTIFY_SIZE);
 	cmd.dptr.prp.prp1 = buf->iova;
 	cmd.cdw10 = cns;
-	return nvme_qpair_exec_sync(c->admin, &cmd, c->timeout_ms, NULL, NULL);
+	return nvme_qpair_exec_sync(c->admin, &cmd, c->admin_timeout_ms, NULL, NULL);
 }
 
 static int identify_ctrl(struct nvme_ctrl *c, struct dma_buf *buf)
@@ -139,7 +139,7 @@ static int set_num_queues(struct nvme_ctrl *c, unsigned want, unsigned *got)
 
 	cmd.cdw10 = NVME_FEAT_NUM_QUEUES;
 	cmd.cdw11 = (want - 1) | ((want - 1) << 16);	/* both 0-based */
-	rc = nvme_qpair_exec_sync(c->admin, &cmd, c->timeout_ms, NULL, &dw0);
+	rc = nvme_qpair_exec_sync(c->admin, &cmd, c->admin_timeout_ms, NULL, &dw0);
 	if (rc) {
 		log_err(c->info.bdf, "Set Features (Number of Queues) failed: %s", strerror(-rc));
 		return rc;
@@ -167,7 +167,7 @@ static int create_io_queue(struct nvme_ctrl *c, uint16_t qid, uint16_t depth, un
 	cmd.dptr.prp.prp1 = qp->cq_mem.iova;
 	cmd.cdw10 = qid | ((uint32_t)(depth - 1) << 16);
 	cmd.cdw11 = NVME_CREATE_Q_PC | NVME_CREATE_CQ_IEN | ((uint32_t)vector << NVME_CREATE_CQ_IV_SHIFT);
-	rc = nvme_qpair_exec_sync(c->admin, &cmd, c->timeout_ms, NULL, NULL);
+	rc = nvme_qpair_exec_sync(c->admin, &cmd, c->admin_timeout_ms, NULL, NULL);
 	if (rc) {
 		log_err(c->info.bdf, "Create I/O CQ %u failed: %s", qid, strerror(-rc));
 		nvme_qpair_destroy(qp);
@@ -178,13 +178,13 @@ static int create_io_queue(struct nvme_ctrl *c, uint16_t qid, uint16_t depth, un
 	cmd.dptr.prp.prp1 = qp->sq_mem.iova;
 	cmd.cdw10 = qid | ((uint32_t)(depth - 1) << 16);
 	cmd.cdw11 = NVME_CREATE_Q_PC | ((uint32_t)qid << NVME_CREATE_SQ_CQID_SHIFT);
-	rc = nvme_qpair_exec_sync(c->admin, &cmd, c->timeout_ms, NULL, NULL);
+	rc = nvme_qpair_exec_sync(c->admin, &cmd, c->admin_timeout_ms, NULL, NULL);
 	if (rc) {
 		log_err(c->info.bdf, "Create I/O SQ %u failed: %s", qid, strerror(-rc));
 		memset(&cmd, 0, sizeof(cmd));
 		cmd.opc = NVME_ADM_DELETE_CQ;
 		cmd.cdw10 = qid;
-		nvme_qpair_exec_sync(c->admin, &cmd, c->timeout_ms, NULL, NULL);
+		nvme_qpair_exec_sync(c->admin, &cmd, c->admin_timeout_ms, NULL, NULL);
 		nvme_qpair_destroy(qp);
 		return rc;
 	}
@@ -362,6 +362,14 @@ int nvme_ctrl_open(const char *bdf, const struct nvme_ctrl_opts *opts, struct nv
 		c->opts.io_queues = NVME_DEFAULT_IO_QUEUES;
 	if (!c->opts.io_queue_depth)
 		c->opts.io_queue_depth = NVME_DEFAULT_IO_DEPTH;
+	/* CAP.TO bounds how long CSTS.RDY may take to follow CC.EN; it says
+	 * nothing of commands, which get deadlines of their own (Linux's
+	 * admin_timeout and io_timeout). */
+	if (!c->opts.admin_timeout_ms)
+		c->opts.admin_timeout_ms = NVME_DEFAULT_ADMIN_TIMEOUT_MS;
+	if (!c->opts.io_timeout_ms)
+		c->opts.io_timeout_ms = NVME_DEFAULT_IO_TIMEOUT_MS;
+	c->admin_timeout_ms = c->opts.admin_timeout_ms;
 	snprintf(c->info.bdf, sizeof(c->info.bdf), "%s", bdf);
 
 	rc = vfio_open(bdf, &c->vdev);
@@ -507,14 +515,14 @@ static void delete_io_queue(struct nvme_ctrl *c, struct nvme_qpair *qp)
 {
 	struct nvme_sqe cmd = { .opc = NVME_ADM_DELETE_SQ, .cdw10 = qp->qid };
 
-	if (!c->failed && nvme_qpair_exec_sync(c->admin, &cmd, c->timeout_ms, NULL, NULL) == -ETIMEDOUT)
+	if (!c->failed && nvme_qpair_exec_sync(c->admin, &cmd, c->admin_timeout_ms, NULL, NULL) == -ETIMEDOUT)
 		c->failed = true;
 	/* Commands the SQ deletion aborted have posted their completions. */
 	nvme_qpair_process(qp);
 	memset(&cmd, 0, sizeof(cmd));
 	cmd.opc = NVME_ADM_DELETE_CQ;
 	cmd.cdw10 = qp->qid;
-	if (!c->failed && nvme_qpair_exec_sync(c->admin, &cmd, c->timeout_ms, NULL, NULL) == -ETIMEDOUT)
+	if (!c->failed && nvme_qpair_exec_sync(c->admin, &cmd, c->admin_timeout_ms, NULL, NULL) == -ETIMEDOUT)
 		c->failed = true;
 	nvme_qpair_abort_all(qp, -ECANCELED);
 }
@@ -658,7 +666,7 @@ int nvme_ns_rw_sync(struct nvme_ns *ns, bool write, uint64_t slba, uint32_t nlb,
 	rc = nvme_submit(qp, &r);
 	if (rc)
 		goto out;
-	deadline = mono_ms() + 10u * c->timeout_ms;
+	deadline = mono_ms() + c->opts.io_timeout_ms;
 	while (!ctx.done) {
 		if (mono_ms() >= deadline) {
 			log_err(ns->info.name, "synchronous %s of LBA %llu timed out", write ? "write" : "read",

@@ -24,6 +24,8 @@ struct nvme_ctrl_opts {
 	unsigned irq_modes;		/* VFIO_IRQ_ALLOW bits: less --nomsix/--nomsi */
 	unsigned io_queues;		/* wanted I/O queue pairs; 0: default */
 	unsigned io_queue_depth;	/* entries per I/O queue; 0: default */
+	unsigned admin_timeout_ms;	/* an admin command's deadline; 0: 60 s as Linux */
+	unsigned io_timeout_ms;		/* an I/O command's deadline; 0: 30 s as Linux */
 };
 
 struct nvme_ctrl_info {

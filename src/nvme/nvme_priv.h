@@ -9,6 +9,8 @@
 #define NVME_ADMIN_DEPTH 32
 #define NVME_DEFAULT_IO_QUEUES 2
 #define NVME_DEFAULT_IO_DEPTH 256
+#define NVME_DEFAULT_ADMIN_TIMEOUT_MS 60000
+#define NVME_DEFAULT_IO_TIMEOUT_MS 30000
 /* Largest transfer per command the driver builds, whatever MDTS allows;
  * it sizes the preallocated PRP list pages of every tracker. */
 #define NVME_MAX_XFER (4u << 20)
@@ -75,7 +77,8 @@ struct nvme_ctrl {
 	size_t bar_len;
 	uint64_t cap;
 	uint32_t db_stride;	/* bytes between doorbells */
-	unsigned timeout_ms;	/* CAP.TO */
+	unsigned timeout_ms;	/* CAP.TO: how long enabling or disabling may take */
+	unsigned admin_timeout_ms;	/* how long one admin command may take */
 	unsigned shutdown_ms;	/* RTD3E */
 	struct nvme_qpair *admin;
 	struct nvme_qpair **io;
