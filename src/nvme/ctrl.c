@@ -111,6 +111,8 @@ static int identify_ctrl(struct nvme_ctrl *c, struct dma_buf *buf)
 			ci->max_xfer = (uint32_t)m;
 	}
 	ci->nn = id->nn;
+	for (unsigned i = 0; i < 3; i++)
+		ci->crdt[i] = id->crdt[i];
 	c->shutdown_ms = id->rtd3e / 1000;
 	ci->vwc = id->vwc & NVME_VWC_PRESENT;
 	ci->dsm = id->oncs & NVME_ONCS_DSM;
@@ -128,6 +130,25 @@ static int identify_ctrl(struct nvme_ctrl *c, struct dma_buf *buf)
 	}
 	ci->sgl = ci->sgl_supported && !c->opts.nosgl;
 	return 0;
+}
+
+/* With retry delay times to offer, ask the controller to use them: it sets
+ * CQE.CRD only once the host enables ACRE (Host Behavior Support). Older
+ * controllers lack the feature; then retries simply carry no delay. */
+static void enable_acre(struct nvme_ctrl *c, struct dma_buf *buf)
+{
+	struct nvme_sqe cmd = { .opc = NVME_ADM_SET_FEATURES };
+	int rc;
+
+	if (!c->info.crdt[0] && !c->info.crdt[1] && !c->info.crdt[2])
+		return;
+	memset(buf->va, 0, NVME_HOST_BEHAVIOR_SIZE);
+	((uint8_t *)buf->va)[0] = NVME_HOST_BEHAVIOR_ACRE;
+	cmd.dptr.prp.prp1 = buf->iova;
+	cmd.cdw10 = NVME_FEAT_HOST_BEHAVIOR;
+	rc = nvme_qpair_exec_sync(c->admin, &cmd, c->admin_timeout_ms, NULL, NULL);
+	if (rc)
+		log_debug(c->info.bdf, "Set Features (Host Behavior Support, ACRE) failed: %s", strerror(-rc));
 }
 
 static int set_num_queues(struct nvme_ctrl *c, unsigned want, unsigned *got)
@@ -437,6 +458,7 @@ int nvme_ctrl_open(const char *bdf, const struct nvme_ctrl_opts *opts, struct nv
 	rc = identify_ctrl(c, &idbuf);
 	if (rc)
 		goto fail;
+	enable_acre(c, &idbuf);
 
 	/* One I/O queue per vector beyond the admin one where vectors allow,
 	 * and no more than BAR0 holds doorbells for: queue q's CQ doorbell is
@@ -590,8 +612,14 @@ int nvme_ctrl_check(struct nvme_ctrl *c)
 	if (c->failed)
 		return -EIO;
 	csts = nvme_reg_read32(c, NVME_REG_CSTS);
-	if (csts != 0xffffffffu && !(csts & NVME_CSTS_CFS))
+	if (csts != 0xffffffffu && !(csts & NVME_CSTS_CFS)) {
+		/* A delayed retry must go out even if nothing else wakes its
+		 * queue: this runs every second or so. */
+		nvme_qpair_retry_due(c->admin);
+		for (unsigned i = 0; i < c->nr_io; i++)
+			nvme_qpair_retry_due(c->io[i]);
 		return 0;
+	}
 	log_err(c->info.bdf, "%s; failing its I/O", csts == 0xffffffffu ?
 		"controller gone (CSTS reads all ones)" : "controller fatal status (CSTS.CFS)");
 	c->failed = true;

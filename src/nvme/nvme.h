@@ -42,6 +42,7 @@ struct nvme_ctrl_info {
 	bool vwc;		/* volatile write cache: Flush is meaningful */
 	bool dsm;		/* Dataset Management (deallocate) */
 	bool write_zeroes;
+	uint16_t crdt[3];	/* retry delays a CQE's CRD selects, 100 ms units */
 	enum vfio_irq_mode irq_mode;
 	unsigned nvec;
 	unsigned nr_io_queues;

@@ -6,6 +6,12 @@
 #include "spec/nvme_spec.h"
 
 #define NVME_MAX_RETRIES 3
+/* Namespace Not Ready without a Command Retry Delay: wait this long
+ * rather than spin on a namespace that is, say, still formatting. */
+#define NVME_NNR_RETRY_DELAY_MS 1000
+/* A controller may ask (CRDT) for delays of up to 6553 s; a retry that
+ * far off would outlive any command deadline, so it is capped. */
+#define NVME_MAX_RETRY_DELAY_MS 10000
 #define NVME_ADMIN_DEPTH 32
 #define NVME_DEFAULT_IO_QUEUES 2
 #define NVME_DEFAULT_IO_DEPTH 256
@@ -29,6 +35,7 @@ struct nvme_tracker {
 	struct nvme_sqe sqe;	/* kept for a retry */
 	uint8_t retries;
 	bool busy;
+	uint64_t retry_at;	/* monotonic ms of a delayed retry; 0: none */
 	/* Bytes of the request's data this command moves through the bounce
 	 * page (list page 0) instead of in place, and where in the request's
 	 * segments they start; 0: no bounce. A read copies them out on
@@ -60,6 +67,7 @@ struct nvme_qpair {
 	uint64_t *list_iova_all;
 	struct nvme_req *pend_head, *pend_tail;
 	unsigned inflight;
+	unsigned ndelayed;	/* trackers waiting for retry_at */
 	bool issuing;
 	bool dead;
 };
@@ -92,6 +100,10 @@ struct nvme_ctrl {
 int nvme_qpair_create(struct nvme_ctrl *c, uint16_t qid, uint16_t depth, unsigned vector,
 		      unsigned list_pages, struct nvme_qpair **out);
 void nvme_qpair_destroy(struct nvme_qpair *qp);
+/* Resubmits delayed retries whose time has come. Called from
+ * nvme_qpair_process and from the controller's periodic check, so a retry
+ * goes out even when no completion wakes the queue. */
+void nvme_qpair_retry_due(struct nvme_qpair *qp);
 /* Fails every queued and in-flight request with `err` (controller gone). */
 void nvme_qpair_abort_all(struct nvme_qpair *qp, int err);
 /* Submits one prepared command (CID filled in here) and waits for it,

@@ -99,6 +99,7 @@ static struct nvme_tracker *trk_get(struct nvme_qpair *qp, uint16_t *cid)
 	t = &qp->trk[*cid];
 	t->busy = true;
 	t->retries = 0;
+	t->retry_at = 0;
 	t->bounce_len = 0;
 	t->req = NULL;
 	t->wait = NULL;
@@ -107,6 +108,10 @@ static struct nvme_tracker *trk_get(struct nvme_qpair *qp, uint16_t *cid)
 
 static void trk_put(struct nvme_qpair *qp, uint16_t cid)
 {
+	if (qp->trk[cid].retry_at) {
+		qp->trk[cid].retry_at = 0;
+		qp->ndelayed--;
+	}
 	qp->trk[cid].busy = false;
 	qp->trk[cid].req = NULL;
 	qp->trk[cid].wait = NULL;
@@ -446,6 +451,48 @@ int nvme_submit(struct nvme_qpair *qp, struct nvme_req *r)
 
 /* ---- completions ---- */
 
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* How long to wait before retrying a command that ended with `status`:
+ * the Command Retry Delay the controller chose (CRD selects one of the
+ * CRDT values from Identify), else a pause for Namespace Not Ready, else
+ * none. */
+static unsigned retry_delay_ms(const struct nvme_qpair *qp, uint16_t status)
+{
+	unsigned crd = NVME_STATUS_CRD(status), ms = 0;
+
+	if (crd)
+		ms = qp->ctrl->info.crdt[crd - 1] * 100u;
+	else if (NVME_STATUS_SCT(status) == NVME_SCT_GENERIC &&
+		 NVME_STATUS_SC(status) == NVME_SC_NS_NOT_READY)
+		ms = NVME_NNR_RETRY_DELAY_MS;
+	return ms < NVME_MAX_RETRY_DELAY_MS ? ms : NVME_MAX_RETRY_DELAY_MS;
+}
+
+void nvme_qpair_retry_due(struct nvme_qpair *qp)
+{
+	uint64_t now;
+
+	if (!qp->ndelayed || qp->dead)
+		return;
+	now = now_ms();
+	for (unsigned cid = 0; cid + 1u < qp->depth && qp->ndelayed; cid++) {
+		struct nvme_tracker *t = &qp->trk[cid];
+
+		if (t->busy && t->retry_at && now >= t->retry_at) {
+			t->retry_at = 0;
+			qp->ndelayed--;
+			sq_push(qp, &t->sqe);
+		}
+	}
+}
+
 static void complete_one(struct nvme_qpair *qp, const struct nvme_cqe *cqe)
 {
 	uint16_t status = (uint16_t)(cqe->status >> 1);
@@ -467,10 +514,17 @@ static void complete_one(struct nvme_qpair *qp, const struct nvme_cqe *cqe)
 	}
 	t = &qp->trk[cid];
 	if ((status & 0x7ff) && nvme_status_is_retry(status) && t->retries < NVME_MAX_RETRIES) {
+		unsigned delay = retry_delay_ms(qp, status);
+
 		t->retries++;
-		log_debug(qp->ctrl->info.bdf, "queue %u cid %u: %s, retry %u", qp->qid, cid,
-			  nvme_status_str(status), t->retries);
-		sq_push(qp, &t->sqe);
+		log_debug(qp->ctrl->info.bdf, "queue %u cid %u: %s, retry %u in %u ms", qp->qid, cid,
+			  nvme_status_str(status), t->retries, delay);
+		if (!delay) {
+			sq_push(qp, &t->sqe);
+			return;
+		}
+		t->retry_at = now_ms() + delay;
+		qp->ndelayed++;
 		return;
 	}
 	if (t->wait) {
@@ -506,6 +560,7 @@ unsigned nvme_qpair_process(struct nvme_qpair *qp)
 {
 	unsigned n = 0;
 
+	nvme_qpair_retry_due(qp);
 	for (;;) {
 		volatile struct nvme_cqe *e = &qp->cq[qp->cq_head];
 		struct nvme_cqe cqe;
@@ -576,14 +631,6 @@ void nvme_qpair_abort_all(struct nvme_qpair *qp, int err)
 			r->result = err;
 		req_maybe_done(r);
 	}
-}
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 int nvme_qpair_exec_sync(struct nvme_qpair *qp, struct nvme_sqe *cmd, unsigned timeout_ms,

@@ -125,6 +125,7 @@ _Static_assert(offsetof(struct nvme_cqe, status) == 14, "status at byte 14");
  * so SC is bits [7:0], SCT [10:8], DNR bit 14. */
 #define NVME_STATUS_SC(s) ((s) & 0xffu)
 #define NVME_STATUS_SCT(s) (((s) >> 8) & 0x7u)
+#define NVME_STATUS_CRD(s) (((s) >> 11) & 0x3u)	/* 0, or which CRDT to wait */
 #define NVME_STATUS_DNR(s) (((s) >> 14) & 0x1u)
 #define NVME_STATUS(sct, sc) ((uint16_t)(((sct) << 8) | (sc)))
 
@@ -201,7 +202,14 @@ enum nvme_identify_cns {
 #define NVME_NSID_BROADCAST 0xffffffffu
 
 /* Feature identifiers. */
-enum { NVME_FEAT_NUM_QUEUES = 0x07 };
+enum {
+	NVME_FEAT_NUM_QUEUES = 0x07,
+	NVME_FEAT_HOST_BEHAVIOR = 0x16,
+};
+/* Host Behavior Support (5.27.1.18): a 512-byte structure; byte 0 ACRE
+ * lets the controller ask for retry delays through CQE.CRD. */
+#define NVME_HOST_BEHAVIOR_SIZE 512
+#define NVME_HOST_BEHAVIOR_ACRE 0x1u
 
 /* Create I/O CQ / SQ: CDW10 QID [15:0], QSIZE [31:16] (0-based). */
 #define NVME_CREATE_Q_PC (1u << 0)
@@ -238,7 +246,12 @@ struct nvme_id_ctrl {
 	uint32_t rtd3e;		/* microseconds; bounds the shutdown wait */
 	uint32_t oaes;
 	uint32_t ctratt;
-	uint8_t rsvd100[156];
+	uint16_t rrls;
+	uint8_t rsvd102[9];
+	uint8_t cntrltype;
+	uint8_t fguid[16];
+	uint16_t crdt[3];	/* Command Retry Delay Times 1-3, 100 ms units */
+	uint8_t rsvd134[122];
 	uint16_t oacs;
 	uint8_t acl;
 	uint8_t aerl;
@@ -270,6 +283,7 @@ _Static_assert(offsetof(struct nvme_id_ctrl, mn) == 24, "MN at byte 24");
 _Static_assert(offsetof(struct nvme_id_ctrl, fr) == 64, "FR at byte 64");
 _Static_assert(offsetof(struct nvme_id_ctrl, mdts) == 77, "MDTS at byte 77");
 _Static_assert(offsetof(struct nvme_id_ctrl, rtd3e) == 88, "RTD3E at byte 88");
+_Static_assert(offsetof(struct nvme_id_ctrl, crdt) == 128, "CRDT1 at byte 128");
 _Static_assert(offsetof(struct nvme_id_ctrl, oacs) == 256, "OACS at byte 256");
 _Static_assert(offsetof(struct nvme_id_ctrl, sqes) == 512, "SQES at byte 512");
 _Static_assert(offsetof(struct nvme_id_ctrl, nn) == 516, "NN at byte 516");

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "check.h"
 #include "nvme/nvme_priv.h"
@@ -539,6 +540,67 @@ static void test_cqe_sqid_checked(void)
 	fake_free(f);
 }
 
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/* A retriable status with CRD = 1 waits CRDT1 (100 ms units) before the
+ * retry goes out; Namespace Not Ready without CRD waits too, and a queue
+ * torn down meanwhile fails the request once. */
+static void test_retry_delays(void)
+{
+	struct fake *f = fake_new(512, 8, 4u << 20);
+	uint8_t *mem = page_buf(1);
+	struct nvme_seg s = { (uintptr_t)mem, 4096 };
+	struct nvme_req r;
+	struct done_rec d;
+
+	f->c.info.crdt[0] = 2;	/* 200 ms */
+	req_init(&r, f, NVME_CMD_READ, 0, 8, &s, 1, &d);
+	CHECK_EQ_INT(nvme_submit(f->qp, &r), 0);
+	fake_fetch(f);
+	f->held[0].status = NVME_STATUS(NVME_SCT_GENERIC, NVME_SC_INTERNAL) | (1u << 11);
+	fake_post(f, 0);
+	nvme_qpair_process(f->qp);
+	fake_fetch(f);
+	CHECK_EQ_INT(f->fetched, 1);	/* not yet */
+	CHECK_EQ_INT(f->qp->ndelayed, 1);
+	sleep_ms(100);
+	nvme_qpair_retry_due(f->qp);
+	fake_fetch(f);
+	CHECK_EQ_INT(f->fetched, 1);	/* still not */
+	sleep_ms(120);
+	nvme_qpair_retry_due(f->qp);
+	fake_run(f);
+	CHECK_EQ_INT(f->fetched, 2);
+	CHECK_EQ_INT(d.calls, 1);
+	CHECK_EQ_INT(d.result, 0);
+	CHECK_EQ_INT(f->qp->ndelayed, 0);
+
+	/* Namespace Not Ready, no CRD: not retried at once */
+	f->fetched = 0;
+	req_init(&r, f, NVME_CMD_READ, 0, 8, &s, 1, &d);
+	CHECK_EQ_INT(nvme_submit(f->qp, &r), 0);
+	fake_fetch(f);
+	f->held[0].status = NVME_STATUS(NVME_SCT_GENERIC, NVME_SC_NS_NOT_READY);
+	fake_post(f, 0);
+	nvme_qpair_process(f->qp);
+	nvme_qpair_process(f->qp);
+	fake_fetch(f);
+	CHECK_EQ_INT(f->fetched, 1);
+	CHECK_EQ_INT(d.calls, 0);
+	nvme_qpair_abort_all(f->qp, -EIO);
+	CHECK_EQ_INT(d.calls, 1);
+	CHECK_EQ_INT(d.result, -EIO);
+	CHECK_EQ_INT(f->qp->ndelayed, 0);
+	CHECK_EQ_INT(nvme_qpair_busy(f->qp), 0);
+	free(mem);
+	fake_free(f);
+}
+
 int main(void)
 {
 	test_prp_split_odd_iovecs();
@@ -547,5 +609,6 @@ int main(void)
 	test_retry_and_dnr();
 	test_doorbells_inside_bar();
 	test_cqe_sqid_checked();
+	test_retry_delays();
 	return check_report("test_qpair");
 }
