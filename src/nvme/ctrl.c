@@ -132,6 +132,45 @@ static int identify_ctrl(struct nvme_ctrl *c, struct dma_buf *buf)
 	return 0;
 }
 
+/* Write Zeroes and Dataset Management limits (NVM Command Set spec
+ * 4.1.5.2). Controllers before 1.4 know no CNS 06h and may misbehave on
+ * it (Linux asks only from 1.4 on too); then, and when it fails, DSM has
+ * no limits beyond the command's own, and Write Zeroes is held to MDTS as
+ * Linux holds it. Every value is the controller's: each is bounded before
+ * use. */
+static void identify_ctrl_nvm(struct nvme_ctrl *c, struct dma_buf *buf)
+{
+	const struct nvme_id_ctrl_nvm *id = buf->va;
+	struct nvme_ctrl_info *ci = &c->info;
+	struct nvme_sqe cmd = { .opc = NVME_ADM_IDENTIFY };
+	uint32_t vs = nvme_reg_read32(c, NVME_REG_VS);
+	int rc;
+
+	ci->wz_max_bytes = ci->mdts_bytes;
+	if (vs < NVME_VS(1, 4))
+		return;
+	memset(buf->va, 0, NVME_IDENTIFY_SIZE);
+	cmd.dptr.prp.prp1 = buf->iova;
+	cmd.cdw10 = NVME_ID_CNS_CTRL_CSI;
+	cmd.cdw11 = NVME_CSI_NVM << NVME_ID_CSI_SHIFT;
+	rc = nvme_qpair_exec_sync(c->admin, &cmd, c->admin_timeout_ms, NULL, NULL);
+	if (rc) {
+		log_debug(ci->bdf, "Identify (CNS 06h, NVM) failed: %s; no DSM or Write Zeroes limits",
+			  strerror(-rc));
+		return;
+	}
+	if (id->wzsl) {
+		/* 2^WZSL units of the minimum page size, 4 KiB here */
+		uint64_t m = id->wzsl >= 20 ? UINT32_MAX : 4096ull << id->wzsl;
+		ci->wz_max_bytes = m > UINT32_MAX ? UINT32_MAX : (uint32_t)m;
+	}
+	ci->dsm_max_ranges = id->dmrl;
+	ci->dsm_max_range_nlb = id->dmrsl;
+	ci->dsm_max_nlb = id->dmsl;
+	log_debug(ci->bdf, "WZSL %u DMRL %u DMRSL %u DMSL %llu", id->wzsl, id->dmrl, id->dmrsl,
+		  (unsigned long long)id->dmsl);
+}
+
 /* With retry delay times to offer, ask the controller to use them: it sets
  * CQE.CRD only once the host enables ACRE (Host Behavior Support). Older
  * controllers lack the feature; then retries simply carry no delay. */
@@ -459,6 +498,7 @@ int nvme_ctrl_open(const char *bdf, const struct nvme_ctrl_opts *opts, struct nv
 	if (rc)
 		goto fail;
 	enable_acre(c, &idbuf);
+	identify_ctrl_nvm(c, &idbuf);
 
 	/* One I/O queue per vector beyond the admin one where vectors allow,
 	 * and no more than BAR0 holds doorbells for: queue q's CQ doorbell is

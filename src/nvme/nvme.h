@@ -43,6 +43,12 @@ struct nvme_ctrl_info {
 	bool dsm;		/* Dataset Management (deallocate) */
 	bool write_zeroes;
 	uint16_t crdt[3];	/* retry delays a CQE's CRD selects, 100 ms units */
+	/* Limits of Write Zeroes and Dataset Management (Identify CNS 06h;
+	 * 0: none). Write Zeroes without WZSL is held to MDTS, as Linux does. */
+	uint32_t wz_max_bytes;
+	unsigned dsm_max_ranges;	/* DMRL */
+	uint32_t dsm_max_range_nlb;	/* DMRSL */
+	uint64_t dsm_max_nlb;		/* DMSL */
 	enum vfio_irq_mode irq_mode;
 	unsigned nvec;
 	unsigned nr_io_queues;
@@ -96,8 +102,24 @@ enum {
 	NVME_REQ_DEALLOCATE = 1u << 1,	/* Write Zeroes: deallocate too */
 };
 
+/* One LBA range of a Dataset Management or Write Zeroes request. flags:
+ * NVME_REQ_DEALLOCATE for Write Zeroes. */
+struct nvme_range {
+	uint64_t slba;
+	uint64_t nlb;
+	uint32_t flags;
+};
+
 /* One block request. The driver splits it into as many commands as MDTS,
- * NLB widths and list sizes require; `done` runs once, after the last. */
+ * NLB widths, list sizes and the DSM/Write Zeroes limits require; `done`
+ * runs once, after the last.
+ *
+ * Dataset Management (deallocate) and Write Zeroes take either one range
+ * (slba, nlb; ranges NULL) or `nranges` ranges (slba and nlb ignored):
+ * Dataset Management packs as many ranges into each command as DMRL,
+ * DMRSL and DMSL allow (one command for a typical multi-range discard);
+ * Write Zeroes issues one command per range piece. Either way the request
+ * is one done() with the first failure's result. */
 struct nvme_req {
 	/* set by the caller */
 	uint8_t opc;		/* NVME_CMD_READ/WRITE/FLUSH/WRITE_ZEROES/DSM (deallocate) */
@@ -107,6 +129,8 @@ struct nvme_req {
 	uint64_t nlb;		/* LBAs; ignored for Flush */
 	const struct nvme_seg *segs;	/* Read/Write data: nlb * lba_size bytes */
 	unsigned nseg;
+	const struct nvme_range *ranges;	/* DSM / Write Zeroes: see above */
+	unsigned nranges;
 	void (*done)(struct nvme_req *req);
 	void *priv;
 	/* set by the driver before done(): 0 or negative errno, and the NVMe
@@ -116,15 +140,19 @@ struct nvme_req {
 	/* private to the driver */
 	struct nvme_req *next;
 	uint64_t next_lba;	/* first LBA not yet issued */
-	unsigned seg_idx;	/* data cursor of next_lba */
+	unsigned seg_idx;	/* data cursor of next_lba; for ranges, the range */
 	size_t seg_off;
+	const struct nvme_range *rg;	/* the ranges in use: `ranges` or `one` */
+	unsigned nrg;
+	struct nvme_range one;
 	unsigned inflight;
 	bool queued;		/* on the queue pair's pending list */
 };
 
 /* Queues the request. Returns 0 (done() will run) or -EINVAL for a request
- * the driver cannot express (done() will not run): out-of-range LBAs,
- * unsupported opcode, data that does not cover nlb blocks. */
+ * the driver cannot express (done() will not run): out-of-range LBAs (of
+ * any range), an empty range, unsupported opcode, data that does not cover
+ * nlb blocks; -ENODEV once the queue is dead. */
 int nvme_submit(struct nvme_qpair *qp, struct nvme_req *req);
 /* Reaps completions without waiting; returns how many commands ended. */
 unsigned nvme_qpair_process(struct nvme_qpair *qp);

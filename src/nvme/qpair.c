@@ -211,6 +211,15 @@ static long bounce_start(struct nvme_qpair *qp, struct nvme_req *r, struct nvme_
 	return (long)n;
 }
 
+/* Moves a range request's cursor `n` blocks on, to the next range when
+ * the current one is done. */
+static void range_advance(struct nvme_req *r, uint64_t n)
+{
+	r->next_lba += n;
+	if (r->next_lba >= r->rg[r->seg_idx].slba + r->rg[r->seg_idx].nlb && ++r->seg_idx < r->nrg)
+		r->next_lba = r->rg[r->seg_idx].slba;
+}
+
 /* Fills `cmd` with the next command of `r` and advances the request's
  * cursor. Returns 0 or a negative errno for a request that cannot be
  * expressed. */
@@ -230,30 +239,47 @@ static int build_next(struct nvme_qpair *qp, struct nvme_req *r, struct nvme_tra
 	case NVME_CMD_FLUSH:
 		r->next_lba = r->slba + r->nlb;
 		return 0;
-	case NVME_CMD_WRITE_ZEROES:
+	case NVME_CMD_WRITE_ZEROES: {
+		const struct nvme_range *x = &r->rg[r->seg_idx];
+
+		left = x->slba + x->nlb - r->next_lba;
 		n = left < 0x10000 ? left : 0x10000;
+		if (ci->wz_max_bytes && n > ci->wz_max_bytes / lbs)
+			n = ci->wz_max_bytes / lbs ? ci->wz_max_bytes / lbs : 1;
 		cmd->cdw10 = (uint32_t)r->next_lba;
 		cmd->cdw11 = (uint32_t)(r->next_lba >> 32);
 		cmd->cdw12 = (uint32_t)(n - 1);
-		if ((r->flags & NVME_REQ_DEALLOCATE) && ni->wz_deallocate)
+		if ((x->flags & NVME_REQ_DEALLOCATE) && ni->wz_deallocate)
 			cmd->cdw12 |= NVME_WZ_DEAC;
-		r->next_lba += n;
+		range_advance(r, n);
 		return 0;
+	}
 	case NVME_CMD_DSM: {
-		/* Ranges go into the tracker's first list page (256 fit in 4 KiB). */
+		/* Ranges go into the tracker's first list page (256 fit in 4 KiB),
+		 * as many per command as DMRL allows, each at most DMRSL blocks
+		 * and all together at most DMSL. */
 		struct nvme_dsm_range *rg = (struct nvme_dsm_range *)t->list_va[0];
 		unsigned nr = 0, max_nr = ci->page_size / sizeof(*rg);
+		uint64_t total = 0, max_total = ci->dsm_max_nlb ? ci->dsm_max_nlb : UINT64_MAX;
+		uint64_t max_rl = ci->dsm_max_range_nlb ? ci->dsm_max_range_nlb : 0xffffffffu;
 
 		if (max_nr > NVME_DSM_MAX_RANGES)
 			max_nr = NVME_DSM_MAX_RANGES;
-		while (left && nr < max_nr) {
-			n = left < 0xffffffffu ? left : 0xffffffffu;
+		if (ci->dsm_max_ranges && max_nr > ci->dsm_max_ranges)
+			max_nr = ci->dsm_max_ranges;
+		while (r->seg_idx < r->nrg && nr < max_nr && total < max_total) {
+			const struct nvme_range *x = &r->rg[r->seg_idx];
+
+			left = x->slba + x->nlb - r->next_lba;
+			n = left < max_rl ? left : max_rl;
+			if (n > max_total - total)
+				n = max_total - total;
 			rg[nr].cattr = 0;
 			rg[nr].nlb = (uint32_t)n;
 			rg[nr].slba = r->next_lba;
 			nr++;
-			r->next_lba += n;
-			left -= n;
+			total += n;
+			range_advance(r, n);
 		}
 		cmd->dptr.prp.prp1 = t->list_iova[0];
 		cmd->cdw10 = nr - 1;
@@ -329,7 +355,11 @@ static int build_next(struct nvme_qpair *qp, struct nvme_req *r, struct nvme_tra
 
 static bool req_fully_issued(const struct nvme_req *r)
 {
-	return r->result != 0 || r->next_lba >= r->slba + r->nlb;
+	if (r->result != 0)
+		return true;
+	if (r->opc == NVME_CMD_DSM || r->opc == NVME_CMD_WRITE_ZEROES)
+		return r->seg_idx >= r->nrg;
+	return r->next_lba >= r->slba + r->nlb;
 }
 
 static void pend_pop(struct nvme_qpair *qp)
@@ -418,11 +448,27 @@ int nvme_submit(struct nvme_qpair *qp, struct nvme_req *r)
 			bytes += r->segs[i].len;
 		if (bytes < need)
 			return -EINVAL;
-		/* fall through */
-	case NVME_CMD_WRITE_ZEROES:
-	case NVME_CMD_DSM:
 		if (!r->nlb || r->slba > ni->nlba || r->nlb > ni->nlba - r->slba)
 			return -EINVAL;
+		break;
+	case NVME_CMD_WRITE_ZEROES:
+	case NVME_CMD_DSM:
+		if (r->ranges) {
+			if (!r->nranges)
+				return -EINVAL;
+			r->rg = r->ranges;
+			r->nrg = r->nranges;
+		} else {
+			r->one = (struct nvme_range){ .slba = r->slba, .nlb = r->nlb, .flags = r->flags };
+			r->rg = &r->one;
+			r->nrg = 1;
+		}
+		for (unsigned i = 0; i < r->nrg; i++) {
+			const struct nvme_range *x = &r->rg[i];
+
+			if (!x->nlb || x->slba > ni->nlba || x->nlb > ni->nlba - x->slba)
+				return -EINVAL;
+		}
 		break;
 	default:
 		return -EOPNOTSUPP;
@@ -435,6 +481,8 @@ int nvme_submit(struct nvme_qpair *qp, struct nvme_req *r)
 	r->next_lba = r->slba;
 	r->seg_idx = 0;
 	r->seg_off = 0;
+	if (r->opc == NVME_CMD_DSM || r->opc == NVME_CMD_WRITE_ZEROES)
+		r->next_lba = r->rg[0].slba;
 	r->inflight = 0;
 	r->queued = true;
 	/* Flush covers nothing, so mark it by one pseudo-LBA to issue. */

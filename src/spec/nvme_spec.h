@@ -196,7 +196,10 @@ enum nvme_identify_cns {
 	NVME_ID_CNS_NS = 0x00,
 	NVME_ID_CNS_CTRL = 0x01,
 	NVME_ID_CNS_NS_ACTIVE_LIST = 0x02,
+	NVME_ID_CNS_CTRL_CSI = 0x06,	/* I/O Command Set specific, CDW11 CSI */
 };
+#define NVME_ID_CSI_SHIFT 24
+#define NVME_CSI_NVM 0x0u
 #define NVME_IDENTIFY_SIZE 4096
 #define NVME_NS_LIST_MAX 1024	/* NSIDs per active namespace list */
 #define NVME_NSID_BROADCAST 0xffffffffu
@@ -290,6 +293,25 @@ _Static_assert(offsetof(struct nvme_id_ctrl, nn) == 516, "NN at byte 516");
 _Static_assert(offsetof(struct nvme_id_ctrl, oncs) == 520, "ONCS at byte 520");
 _Static_assert(offsetof(struct nvme_id_ctrl, vwc) == 525, "VWC at byte 525");
 _Static_assert(offsetof(struct nvme_id_ctrl, sgls) == 536, "SGLS at byte 536");
+
+/* NVM Command Set specific Identify Controller (NVM Command Set spec
+ * 4.1.5.2, CNS 06h CSI 00h). */
+struct nvme_id_ctrl_nvm {
+	uint8_t vsl;
+	uint8_t wzsl;		/* Write Zeroes size limit: 2^n units of CAP.MPSMIN; 0: none reported */
+	uint8_t wusl;
+	uint8_t dmrl;		/* DSM ranges per command; 0: no limit */
+	uint32_t dmrsl;		/* LBAs per DSM range; 0: no limit */
+	uint64_t dmsl;		/* LBAs per DSM command, all ranges; 0: no limit */
+	uint8_t rsvd16[4080];
+};
+_Static_assert(sizeof(struct nvme_id_ctrl_nvm) == NVME_IDENTIFY_SIZE, "NVM Identify Controller is 4 KiB");
+_Static_assert(offsetof(struct nvme_id_ctrl_nvm, dmrl) == 3, "DMRL at byte 3");
+_Static_assert(offsetof(struct nvme_id_ctrl_nvm, dmrsl) == 4, "DMRSL at byte 4");
+_Static_assert(offsetof(struct nvme_id_ctrl_nvm, dmsl) == 8, "DMSL at byte 8");
+
+/* VS: major [31:16], minor [15:8]. */
+#define NVME_VS(major, minor) (((uint32_t)(major) << 16) | ((uint32_t)(minor) << 8))
 
 #define NVME_ONCS_DSM (1u << 2)
 #define NVME_ONCS_WRITE_ZEROES (1u << 3)

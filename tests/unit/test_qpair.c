@@ -77,6 +77,12 @@ struct fake {
 	uint64_t bad_lba;		/* a command covering it fails ... */
 	uint16_t bad_status;		/* ... with this status (0: none) */
 	unsigned bad_times;		/* ... this many times (0: always) */
+	/* every Write Zeroes / DSM command seen: opcode, NLB or range count,
+	 * CDW12; the DSM ranges in order */
+	struct { uint8_t opc; uint32_t n; uint32_t cdw12; } cmds[64];
+	unsigned ncmds;
+	struct nvme_dsm_range ranges[256];
+	unsigned nranges;
 };
 
 static struct fake *fk;
@@ -138,6 +144,26 @@ static void fake_fetch(struct fake *f)
 		if (++f->sq_head == f->qp->depth)
 			f->sq_head = 0;
 		f->fetched++;
+		if ((sqe->opc == NVME_CMD_DSM || sqe->opc == NVME_CMD_WRITE_ZEROES) && f->ncmds < 64) {
+			uint32_t n = sqe->opc == NVME_CMD_DSM ? (sqe->cdw10 & NVME_DSM_NR_MASK) + 1 : nlb;
+
+			f->cmds[f->ncmds].opc = sqe->opc;
+			f->cmds[f->ncmds].n = n;
+			f->cmds[f->ncmds].cdw12 = sqe->cdw12;
+			f->ncmds++;
+			if (sqe->opc == NVME_CMD_DSM) {
+				const struct nvme_dsm_range *rg = (const void *)(uintptr_t)sqe->dptr.prp.prp1;
+
+				CHECK_EQ_INT(sqe->cdw11, NVME_DSM_AD);
+				for (uint32_t i = 0; i < n && f->nranges < 256; i++)
+					f->ranges[f->nranges++] = rg[i];
+			}
+			CHECK(f->nheld < MAX_HELD);
+			f->held[f->nheld].cid = sqe->cid;
+			f->held[f->nheld].status = 0;
+			f->nheld++;
+			continue;
+		}
 		if ((sqe->opc == NVME_CMD_READ || sqe->opc == NVME_CMD_WRITE) &&
 		    (slba + nlb) * lbs > DISK_BYTES) {
 			st = NVME_STATUS(NVME_SCT_GENERIC, NVME_SC_LBA_RANGE);
@@ -540,6 +566,111 @@ static void test_cqe_sqid_checked(void)
 	fake_free(f);
 }
 
+static void ranges_req(struct nvme_req *r, struct fake *f, uint8_t opc, const struct nvme_range *rg,
+		       unsigned n, struct done_rec *rec)
+{
+	req_init(r, f, opc, 0, 0, NULL, 0, rec);
+	r->ranges = rg;
+	r->nranges = n;
+}
+
+/* Discard ranges share DSM commands up to DMRL ranges, each range cut at
+ * DMRSL blocks and each command at DMSL; Write Zeroes is cut at WZSL. */
+static void test_dsm_and_wz_limits(void)
+{
+	struct fake *f = fake_new(512, 16, 4u << 20);
+	struct nvme_range five[5] = { { 10, 5, 0 }, { 100, 1, 0 }, { 200, 30, 0 }, { 300, 7, 0 }, { 400, 2, 0 } };
+	struct nvme_range big[2] = { { 1000, 250, 0 }, { 1500, 100, 0 } };
+	struct nvme_req r;
+	struct done_rec d;
+
+	/* no limits: five ranges, one command */
+	ranges_req(&r, f, NVME_CMD_DSM, five, 5, &d);
+	CHECK_EQ_INT(nvme_submit(f->qp, &r), 0);
+	fake_run(f);
+	CHECK_EQ_INT(d.calls, 1);
+	CHECK_EQ_INT(d.result, 0);
+	CHECK_EQ_INT(f->ncmds, 1);
+	CHECK_EQ_INT(f->cmds[0].n, 5);
+	for (unsigned i = 0; i < 5; i++) {
+		CHECK_EQ_INT(f->ranges[i].slba, five[i].slba);
+		CHECK_EQ_INT(f->ranges[i].nlb, five[i].nlb);
+	}
+
+	/* DMRL 2: 2 + 2 + 1 */
+	f->ncmds = f->nranges = 0;
+	f->c.info.dsm_max_ranges = 2;
+	ranges_req(&r, f, NVME_CMD_DSM, five, 5, &d);
+	CHECK_EQ_INT(nvme_submit(f->qp, &r), 0);
+	fake_run(f);
+	CHECK_EQ_INT(d.calls, 1);
+	CHECK_EQ_INT(f->ncmds, 3);
+	CHECK_EQ_INT(f->cmds[0].n, 2);
+	CHECK_EQ_INT(f->cmds[2].n, 1);
+	CHECK_EQ_INT(f->ranges[4].slba, 400);
+
+	/* DMRSL 100: 250 becomes 100 + 100 + 50; DMSL 320 per command */
+	f->ncmds = f->nranges = 0;
+	f->c.info.dsm_max_ranges = 0;
+	f->c.info.dsm_max_range_nlb = 100;
+	f->c.info.dsm_max_nlb = 320;
+	ranges_req(&r, f, NVME_CMD_DSM, big, 2, &d);
+	CHECK_EQ_INT(nvme_submit(f->qp, &r), 0);
+	fake_run(f);
+	CHECK_EQ_INT(d.calls, 1);
+	CHECK_EQ_INT(f->ncmds, 2);
+	CHECK_EQ_INT(f->cmds[0].n, 4);	/* 100 + 100 + 50 + 70 = 320 */
+	CHECK_EQ_INT(f->ranges[2].nlb, 50);
+	CHECK_EQ_INT(f->ranges[3].slba, 1500);
+	CHECK_EQ_INT(f->ranges[3].nlb, 70);
+	CHECK_EQ_INT(f->cmds[1].n, 1);
+	CHECK_EQ_INT(f->ranges[4].slba, 1570);
+	CHECK_EQ_INT(f->ranges[4].nlb, 30);
+
+	/* one range the old way still works */
+	f->ncmds = f->nranges = 0;
+	f->c.info.dsm_max_range_nlb = 0;
+	f->c.info.dsm_max_nlb = 0;
+	req_init(&r, f, NVME_CMD_DSM, 50, 9, NULL, 0, &d);
+	CHECK_EQ_INT(nvme_submit(f->qp, &r), 0);
+	fake_run(f);
+	CHECK_EQ_INT(f->ncmds, 1);
+	CHECK_EQ_INT(f->ranges[0].slba, 50);
+	CHECK_EQ_INT(f->ranges[0].nlb, 9);
+
+	/* Write Zeroes, WZSL of 8 KiB: 16 blocks per command; DEAC per range
+	 * where the namespace supports it */
+	f->ncmds = 0;
+	f->c.info.wz_max_bytes = 8192;
+	f->ns.info.wz_deallocate = true;
+	big[0].nlb = 40;
+	big[1].flags = NVME_REQ_DEALLOCATE;
+	big[1].nlb = 3;
+	ranges_req(&r, f, NVME_CMD_WRITE_ZEROES, big, 2, &d);
+	CHECK_EQ_INT(nvme_submit(f->qp, &r), 0);
+	fake_run(f);
+	CHECK_EQ_INT(d.calls, 1);
+	CHECK_EQ_INT(d.result, 0);
+	CHECK_EQ_INT(f->ncmds, 4);
+	CHECK_EQ_INT(f->cmds[0].n, 16);
+	CHECK_EQ_INT(f->cmds[2].n, 8);
+	CHECK_EQ_INT(f->cmds[0].cdw12 & NVME_WZ_DEAC, 0);
+	CHECK_EQ_INT(f->cmds[3].n, 3);
+	CHECK_EQ_INT(f->cmds[3].cdw12 & NVME_WZ_DEAC, NVME_WZ_DEAC);
+
+	/* refused: an empty range, one past the end, an empty list */
+	big[1].nlb = 0;
+	ranges_req(&r, f, NVME_CMD_DSM, big, 2, &d);
+	CHECK_EQ_INT(nvme_submit(f->qp, &r), -EINVAL);
+	big[1].nlb = 1;
+	big[1].slba = f->ns.info.nlba;
+	CHECK_EQ_INT(nvme_submit(f->qp, &r), -EINVAL);
+	ranges_req(&r, f, NVME_CMD_WRITE_ZEROES, big, 0, &d);
+	CHECK_EQ_INT(nvme_submit(f->qp, &r), -EINVAL);
+	CHECK_EQ_INT(d.calls, 0);
+	fake_free(f);
+}
+
 static void sleep_ms(unsigned ms)
 {
 	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
@@ -610,5 +741,6 @@ int main(void)
 	test_doorbells_inside_bar();
 	test_cqe_sqid_checked();
 	test_retry_delays();
+	test_dsm_and_wz_limits();
 	return check_report("test_qpair");
 }
