@@ -53,6 +53,8 @@ static int wait_csts(struct nvme_ctrl *c, uint32_t mask, uint32_t want, unsigned
 	}
 }
 
+static void ctrl_fail(struct nvme_ctrl *c, const char *why);
+
 static int ctrl_disable(struct nvme_ctrl *c)
 {
 	uint32_t cc = nvme_reg_read32(c, NVME_REG_CC);
@@ -214,15 +216,14 @@ static int set_num_queues(struct nvme_ctrl *c, unsigned want, unsigned *got)
 	return 0;
 }
 
-static int create_io_queue(struct nvme_ctrl *c, uint16_t qid, uint16_t depth, unsigned vector,
-			   unsigned list_pages, struct nvme_qpair **out)
+/* Creates an allocated queue pair's CQ and SQ on the controller. */
+static int create_io_queue_hw(struct nvme_ctrl *c, struct nvme_qpair *qp)
 {
 	struct nvme_sqe cmd = { 0 };
-	struct nvme_qpair *qp;
-	int rc = nvme_qpair_create(c, qid, depth, vector, list_pages, &qp);
+	uint16_t qid = qp->qid, depth = qp->depth;
+	unsigned vector = qp->vector;
+	int rc;
 
-	if (rc)
-		return rc;
 	cmd.opc = NVME_ADM_CREATE_CQ;
 	cmd.dptr.prp.prp1 = qp->cq_mem.iova;
 	cmd.cdw10 = qid | ((uint32_t)(depth - 1) << 16);
@@ -230,7 +231,6 @@ static int create_io_queue(struct nvme_ctrl *c, uint16_t qid, uint16_t depth, un
 	rc = nvme_qpair_exec_sync(c->admin, &cmd, c->admin_timeout_ms, NULL, NULL);
 	if (rc) {
 		log_err(c->info.bdf, "Create I/O CQ %u failed: %s", qid, strerror(-rc));
-		nvme_qpair_destroy(qp);
 		return rc;
 	}
 	memset(&cmd, 0, sizeof(cmd));
@@ -245,6 +245,21 @@ static int create_io_queue(struct nvme_ctrl *c, uint16_t qid, uint16_t depth, un
 		cmd.opc = NVME_ADM_DELETE_CQ;
 		cmd.cdw10 = qid;
 		nvme_qpair_exec_sync(c->admin, &cmd, c->admin_timeout_ms, NULL, NULL);
+		return rc;
+	}
+	return 0;
+}
+
+static int create_io_queue(struct nvme_ctrl *c, uint16_t qid, uint16_t depth, unsigned vector,
+			   unsigned list_pages, struct nvme_qpair **out)
+{
+	struct nvme_qpair *qp;
+	int rc = nvme_qpair_create(c, qid, depth, vector, list_pages, &qp);
+
+	if (rc)
+		return rc;
+	rc = create_io_queue_hw(c, qp);
+	if (rc) {
 		nvme_qpair_destroy(qp);
 		return rc;
 	}
@@ -376,9 +391,25 @@ static int scan_namespaces(struct nvme_ctrl *c, struct dma_buf *buf, struct dma_
 	return rc;
 }
 
-static int ctrl_enable(struct nvme_ctrl *c)
+/* Programs the admin queue and sets CC.EN (7.6.1 steps 3-5); the
+ * controller must be disabled. Used at bring-up and after a reset. */
+static int ctrl_start(struct nvme_ctrl *c)
 {
 	uint32_t cc, aqa;
+
+	aqa = (NVME_ADMIN_DEPTH - 1) << NVME_AQA_ASQS_SHIFT | (NVME_ADMIN_DEPTH - 1) << NVME_AQA_ACQS_SHIFT;
+	nvme_reg_write32(c, NVME_REG_AQA, aqa);
+	nvme_reg_write64(c, NVME_REG_ASQ, c->admin->sq_mem.iova);
+	nvme_reg_write64(c, NVME_REG_ACQ, c->admin->cq_mem.iova);
+	cc = NVME_CC_CSS_NVM | (0u << NVME_CC_MPS_SHIFT) | (NVME_SQE_SIZE_LOG2 << NVME_CC_IOSQES_SHIFT) |
+	     (NVME_CQE_SIZE_LOG2 << NVME_CC_IOCQES_SHIFT);
+	nvme_reg_write32(c, NVME_REG_CC, cc);
+	nvme_reg_write32(c, NVME_REG_CC, cc | NVME_CC_EN);
+	return wait_csts(c, NVME_CSTS_RDY, NVME_CSTS_RDY, c->timeout_ms, true, "enabling the controller");
+}
+
+static int ctrl_enable(struct nvme_ctrl *c)
+{
 	struct nvme_qpair *aq;
 	int rc;
 
@@ -386,24 +417,15 @@ static int ctrl_enable(struct nvme_ctrl *c)
 	if (rc)
 		return rc;
 	c->admin = aq;
-	aqa = (NVME_ADMIN_DEPTH - 1) << NVME_AQA_ASQS_SHIFT | (NVME_ADMIN_DEPTH - 1) << NVME_AQA_ACQS_SHIFT;
-	nvme_reg_write32(c, NVME_REG_AQA, aqa);
-	nvme_reg_write64(c, NVME_REG_ASQ, aq->sq_mem.iova);
-	nvme_reg_write64(c, NVME_REG_ACQ, aq->cq_mem.iova);
-
 	/* Interrupts must be on before CC.EN: QEMU's NVMe model (7.2) marks a
 	 * CQ's MSI-X vector in use only if MSI-X was enabled when the CQ was
-	 * created, and the admin CQ is created by CC.EN. */
+	 * created, and the admin CQ is created by CC.EN. They stay on across
+	 * resets for the same reason. */
 	rc = vfio_irq_enable(c->vdev, c->opts.irq_modes, 1 + c->opts.io_queues, &c->info.irq_mode,
 			     &c->info.nvec);
 	if (rc)
 		return rc;
-
-	cc = NVME_CC_CSS_NVM | (0u << NVME_CC_MPS_SHIFT) | (NVME_SQE_SIZE_LOG2 << NVME_CC_IOSQES_SHIFT) |
-	     (NVME_CQE_SIZE_LOG2 << NVME_CC_IOCQES_SHIFT);
-	nvme_reg_write32(c, NVME_REG_CC, cc);
-	nvme_reg_write32(c, NVME_REG_CC, cc | NVME_CC_EN);
-	return wait_csts(c, NVME_CSTS_RDY, NVME_CSTS_RDY, c->timeout_ms, true, "enabling the controller");
+	return ctrl_start(c);
 }
 
 int nvme_ctrl_open(const char *bdf, const struct nvme_ctrl_opts *opts, struct nvme_ctrl **out)
@@ -497,7 +519,10 @@ int nvme_ctrl_open(const char *bdf, const struct nvme_ctrl_opts *opts, struct nv
 	rc = identify_ctrl(c, &idbuf);
 	if (rc)
 		goto fail;
-	enable_acre(c, &idbuf);
+	rc = vfio_dma_alloc(c->vdev, NVME_IDENTIFY_SIZE, &c->scratch);
+	if (rc)
+		goto fail;
+	enable_acre(c, &c->scratch);
 	identify_ctrl_nvm(c, &idbuf);
 
 	/* One I/O queue per vector beyond the admin one where vectors allow,
@@ -578,14 +603,14 @@ static void delete_io_queue(struct nvme_ctrl *c, struct nvme_qpair *qp)
 	struct nvme_sqe cmd = { .opc = NVME_ADM_DELETE_SQ, .cdw10 = qp->qid };
 
 	if (!c->failed && nvme_qpair_exec_sync(c->admin, &cmd, c->admin_timeout_ms, NULL, NULL) == -ETIMEDOUT)
-		c->failed = true;
+		ctrl_fail(c, "Delete I/O SQ timed out");
 	/* Commands the SQ deletion aborted have posted their completions. */
 	nvme_qpair_process(qp);
 	memset(&cmd, 0, sizeof(cmd));
 	cmd.opc = NVME_ADM_DELETE_CQ;
 	cmd.cdw10 = qp->qid;
 	if (!c->failed && nvme_qpair_exec_sync(c->admin, &cmd, c->admin_timeout_ms, NULL, NULL) == -ETIMEDOUT)
-		c->failed = true;
+		ctrl_fail(c, "Delete I/O CQ timed out");
 	nvme_qpair_abort_all(qp, -ECANCELED);
 }
 
@@ -629,6 +654,8 @@ void nvme_ctrl_close(struct nvme_ctrl *c)
 	for (unsigned i = 0; i < c->nr_io; i++)
 		nvme_qpair_destroy(c->io[i]);
 	nvme_qpair_destroy(c->admin);
+	if (c->vdev)
+		vfio_dma_free(c->vdev, &c->scratch);
 	free(c->io);
 	free(c->ns);
 	vfio_close(c->vdev);
@@ -645,27 +672,109 @@ const struct nvme_ns_info *nvme_ns_info(const struct nvme_ns *ns) { return &ns->
 struct nvme_ctrl *nvme_ns_ctrl(struct nvme_ns *ns) { return ns->ctrl; }
 unsigned nvme_ctrl_nr_vectors(const struct nvme_ctrl *c) { return c->info.nvec; }
 
+/* The end for a controller that cannot be brought back: it is stopped
+ * from touching memory first (CC.EN = 0, and bus mastering off, since a
+ * controller in this state may not honour EN), then every request of
+ * every queue fails once with -EIO, and it says so once. */
+static void ctrl_fail(struct nvme_ctrl *c, const char *why)
+{
+	uint32_t csts = nvme_reg_read32(c, NVME_REG_CSTS);
+
+	if (c->failed)
+		return;
+	c->failed = true;
+	log_err(c->info.bdf, "%s; failing all I/O on its %u queues", why, c->nr_io);
+	if (csts != 0xffffffffu) {
+		uint32_t cc = nvme_reg_read32(c, NVME_REG_CC);
+
+		nvme_reg_write32(c, NVME_REG_CC, cc & ~NVME_CC_EN);
+		(void)wait_csts(c, NVME_CSTS_RDY, 0, c->timeout_ms, false, "disabling a failed controller");
+	}
+	vfio_disable_bus_master(c->vdev);
+	for (unsigned i = 0; i < c->nr_io; i++)
+		nvme_qpair_abort_all(c->io[i], -EIO);
+	nvme_qpair_abort_all(c->admin, -EIO);
+}
+
+/* Controller reset (Linux's nvme_reset_work, SPDK's
+ * nvme_ctrlr_reset): disable, and only then settle what was in flight,
+ * since until CSTS.RDY reads 0 the controller may still DMA into request
+ * memory; re-enable; re-create the I/O queues in their old memory; send
+ * again what was caught in flight, fail what expired. Runs synchronously
+ * from the periodic check: the loop serves nothing else meanwhile, which
+ * is what a reset wants. */
+static int ctrl_reset(struct nvme_ctrl *c, const char *why)
+{
+	unsigned kept = 0, got = 0;
+	int rc;
+
+	if (nvme_reg_read32(c, NVME_REG_CSTS) == 0xffffffffu) {
+		ctrl_fail(c, "controller gone (CSTS reads all ones)");
+		return -ENODEV;
+	}
+	c->resets++;
+	log_warn(c->info.bdf, "%s: resetting the controller (reset %u)", why, c->resets);
+	/* Nothing may be sent from done() callbacks while queues are torn
+	 * down, whichever queue they submit to. */
+	c->admin->resetting = true;
+	for (unsigned i = 0; i < c->nr_io; i++)
+		c->io[i]->resetting = true;
+	rc = ctrl_disable(c);
+	if (rc) {
+		ctrl_fail(c, "controller does not disable");
+		return rc;
+	}
+	nvme_qpair_reset_begin(c->admin, false, -EIO);
+	for (unsigned i = 0; i < c->nr_io; i++)
+		kept += nvme_qpair_reset_begin(c->io[i], true, -EIO);
+	rc = ctrl_start(c);
+	if (!rc) {
+		nvme_qpair_reset_end(c->admin);
+		rc = set_num_queues(c, c->nr_io, &got);
+		if (!rc && got < c->nr_io)
+			rc = -ENOSPC;
+	}
+	if (!rc)
+		enable_acre(c, &c->scratch);
+	for (unsigned i = 0; !rc && i < c->nr_io; i++)
+		rc = create_io_queue_hw(c, c->io[i]);
+	if (rc) {
+		ctrl_fail(c, "controller did not come back after a reset");
+		return rc;
+	}
+	for (unsigned i = 0; i < c->nr_io; i++)
+		nvme_qpair_reset_end(c->io[i]);
+	log_info(c->info.bdf, "controller reset done; %u commands sent again", kept);
+	return 0;
+}
+
 int nvme_ctrl_check(struct nvme_ctrl *c)
 {
 	uint32_t csts;
+	uint64_t now;
+	bool reset = false;
 
 	if (c->failed)
 		return -EIO;
 	csts = nvme_reg_read32(c, NVME_REG_CSTS);
-	if (csts != 0xffffffffu && !(csts & NVME_CSTS_CFS)) {
-		/* A delayed retry must go out even if nothing else wakes its
-		 * queue: this runs every second or so. */
-		nvme_qpair_retry_due(c->admin);
-		for (unsigned i = 0; i < c->nr_io; i++)
-			nvme_qpair_retry_due(c->io[i]);
-		return 0;
+	if (csts == 0xffffffffu) {
+		ctrl_fail(c, "controller gone (CSTS reads all ones)");
+		return -EIO;
 	}
-	log_err(c->info.bdf, "%s; failing its I/O", csts == 0xffffffffu ?
-		"controller gone (CSTS reads all ones)" : "controller fatal status (CSTS.CFS)");
-	c->failed = true;
+	if (csts & NVME_CSTS_CFS)
+		return ctrl_reset(c, "controller fatal status (CSTS.CFS)") ? -EIO : 0;
+	/* A delayed retry must go out even if nothing else wakes its queue:
+	 * this runs every second or so. */
+	nvme_qpair_retry_due(c->admin);
 	for (unsigned i = 0; i < c->nr_io; i++)
-		nvme_qpair_abort_all(c->io[i], -EIO);
-	return -EIO;
+		nvme_qpair_retry_due(c->io[i]);
+	now = nvme_now_ms();
+	reset = nvme_qpair_check_deadlines(c->admin, c->admin, now);
+	for (unsigned i = 0; i < c->nr_io; i++)
+		reset |= nvme_qpair_check_deadlines(c->io[i], c->admin, now);
+	if (reset)
+		return ctrl_reset(c, "command timeout") ? -EIO : 0;
+	return 0;
 }
 
 int nvme_ctrl_vector_fd(const struct nvme_ctrl *c, unsigned vec)
@@ -739,8 +848,9 @@ int nvme_ns_rw_sync(struct nvme_ns *ns, bool write, uint64_t slba, uint32_t nlb,
 		if (mono_ms() >= deadline) {
 			log_err(ns->info.name, "synchronous %s of LBA %llu timed out", write ? "write" : "read",
 				(unsigned long long)slba);
-			c->failed = true;
-			nvme_qpair_abort_all(qp, -ETIMEDOUT);
+			/* Stop the controller before the bounce buffer is
+			 * freed: it may still write there. */
+			ctrl_fail(c, "a start-up read or write did not complete");
 			break;
 		}
 		if (!nvme_qpair_process(qp))

@@ -9,6 +9,14 @@
 #include "platform/dma_barrier.h"
 #include "util/log.h"
 
+uint64_t nvme_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 int nvme_qpair_create(struct nvme_ctrl *c, uint16_t qid, uint16_t depth, unsigned vector,
 		      unsigned list_pages, struct nvme_qpair **out)
 {
@@ -36,6 +44,9 @@ int nvme_qpair_create(struct nvme_ctrl *c, uint16_t qid, uint16_t depth, unsigne
 	qp->vector = vector;
 	qp->phase = 1;
 	qp->list_pages = list_pages;
+	qp->timeout_ms = qid ? c->opts.io_timeout_ms : c->opts.admin_timeout_ms;
+	if (!qp->timeout_ms)
+		qp->timeout_ms = qid ? NVME_DEFAULT_IO_TIMEOUT_MS : NVME_DEFAULT_ADMIN_TIMEOUT_MS;
 	qp->trk = calloc(ntrk, sizeof(*qp->trk));
 	qp->free_ids = calloc(ntrk, sizeof(*qp->free_ids));
 	qp->list_va_all = calloc((size_t)ntrk * list_pages, sizeof(*qp->list_va_all));
@@ -100,6 +111,8 @@ static struct nvme_tracker *trk_get(struct nvme_qpair *qp, uint16_t *cid)
 	t->busy = true;
 	t->retries = 0;
 	t->retry_at = 0;
+	t->aborted = false;
+	t->expired = false;
 	t->bounce_len = 0;
 	t->req = NULL;
 	t->wait = NULL;
@@ -129,6 +142,13 @@ static void sq_push(struct nvme_qpair *qp, const struct nvme_sqe *cmd)
 	 * be visible to the device before the doorbell lets it fetch. */
 	mmio_wmb();
 	*qp->sq_db = qp->sq_tail;
+}
+
+/* Sends a tracker's command (again) and starts its deadline. */
+static void trk_push(struct nvme_qpair *qp, struct nvme_tracker *t)
+{
+	t->deadline = nvme_now_ms() + qp->timeout_ms;
+	sq_push(qp, &t->sqe);
 }
 
 /* ---- building commands for a request ---- */
@@ -387,8 +407,9 @@ static void req_maybe_done(struct nvme_req *r)
  * ended them early) even when none is free. */
 static void qpair_issue(struct nvme_qpair *qp)
 {
-	/* done() may submit again; the outer call picks that up. */
-	if (qp->issuing)
+	/* done() may submit again; the outer call picks that up. While the
+	 * controller is reset, requests wait here. */
+	if (qp->issuing || qp->resetting)
 		return;
 	qp->issuing = true;
 	while (qp->pend_head) {
@@ -421,7 +442,7 @@ static void qpair_issue(struct nvme_qpair *qp)
 		qp->inflight++;
 		if (req_fully_issued(r))
 			pend_pop(qp);
-		sq_push(qp, &t->sqe);
+		trk_push(qp, t);
 	}
 	qp->issuing = false;
 }
@@ -499,14 +520,6 @@ int nvme_submit(struct nvme_qpair *qp, struct nvme_req *r)
 
 /* ---- completions ---- */
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* How long to wait before retrying a command that ended with `status`:
  * the Command Retry Delay the controller chose (CRD selects one of the
  * CRDT values from Identify), else a pause for Namespace Not Ready, else
@@ -527,16 +540,16 @@ void nvme_qpair_retry_due(struct nvme_qpair *qp)
 {
 	uint64_t now;
 
-	if (!qp->ndelayed || qp->dead)
+	if (!qp->ndelayed || qp->dead || qp->resetting)
 		return;
-	now = now_ms();
+	now = nvme_now_ms();
 	for (unsigned cid = 0; cid + 1u < qp->depth && qp->ndelayed; cid++) {
 		struct nvme_tracker *t = &qp->trk[cid];
 
 		if (t->busy && t->retry_at && now >= t->retry_at) {
 			t->retry_at = 0;
 			qp->ndelayed--;
-			sq_push(qp, &t->sqe);
+			trk_push(qp, t);
 		}
 	}
 }
@@ -568,10 +581,10 @@ static void complete_one(struct nvme_qpair *qp, const struct nvme_cqe *cqe)
 		log_debug(qp->ctrl->info.bdf, "queue %u cid %u: %s, retry %u in %u ms", qp->qid, cid,
 			  nvme_status_str(status), t->retries, delay);
 		if (!delay) {
-			sq_push(qp, &t->sqe);
+			trk_push(qp, t);
 			return;
 		}
-		t->retry_at = now_ms() + delay;
+		t->retry_at = nvme_now_ms() + delay;
 		qp->ndelayed++;
 		return;
 	}
@@ -645,6 +658,120 @@ unsigned nvme_qpair_busy(const struct nvme_qpair *qp)
 	return n;
 }
 
+static int send_abort(struct nvme_qpair *admin, uint16_t sqid, uint16_t cid)
+{
+	struct nvme_tracker *t;
+	uint16_t acid;
+
+	if (admin->dead || admin->resetting)
+		return -ENODEV;
+	t = trk_get(admin, &acid);
+	if (!t)
+		return -EBUSY;
+	/* No req and no waiter: the completion only frees the tracker. The
+	 * Abort's own answer does not matter; the aborted command's does. */
+	memset(&t->sqe, 0, sizeof(t->sqe));
+	t->sqe.opc = NVME_ADM_ABORT;
+	t->sqe.cid = acid;
+	t->sqe.cdw10 = sqid | ((uint32_t)cid << 16);
+	admin->inflight++;
+	trk_push(admin, t);
+	return 0;
+}
+
+bool nvme_qpair_check_deadlines(struct nvme_qpair *qp, struct nvme_qpair *admin, uint64_t now)
+{
+	bool reset = false;
+
+	if (qp->dead || qp->resetting || !qp->inflight)
+		return false;
+	nvme_qpair_process(qp);
+	for (unsigned cid = 0; cid + 1u < qp->depth; cid++) {
+		struct nvme_tracker *t = &qp->trk[cid];
+		const char *what;
+
+		if (!t->busy || t->retry_at || now < t->deadline)
+			continue;
+		if (t->expired) {
+			reset = true;
+			continue;
+		}
+		if (qp->qid && !t->aborted && send_abort(admin, qp->qid, (uint16_t)cid) == 0) {
+			t->aborted = true;
+			t->deadline = now + (qp->timeout_ms < NVME_ABORT_GRACE_MS ? qp->timeout_ms
+										  : NVME_ABORT_GRACE_MS);
+			log_warn(qp->ctrl->info.bdf, "queue %u: command %#x (cid %u) timed out after %u ms; aborting",
+				 qp->qid, t->sqe.opc, cid, qp->timeout_ms);
+			continue;
+		}
+		what = t->aborted ? "did not end after an Abort" : "timed out";
+		log_warn(qp->ctrl->info.bdf, "queue %u: command %#x (cid %u) %s", qp->qid, t->sqe.opc, cid,
+			 what);
+		t->expired = true;
+		reset = true;
+	}
+	return reset;
+}
+
+unsigned nvme_qpair_reset_begin(struct nvme_qpair *qp, bool keep, int err)
+{
+	unsigned kept = 0;
+
+	qp->resetting = true;
+	/* The controller is disabled: the rings start over empty. */
+	qp->sq_tail = 0;
+	qp->cq_head = 0;
+	qp->phase = 1;
+	memset(qp->cq_mem.va, 0, qp->cq_mem.len);
+	for (unsigned cid = 0; cid + 1u < qp->depth; cid++) {
+		struct nvme_tracker *t = &qp->trk[cid];
+		struct nvme_req *r;
+
+		if (!t->busy)
+			continue;
+		if (t->wait) {
+			t->wait->done = true;
+			t->wait->status = NVME_STATUS(NVME_SCT_GENERIC, NVME_SC_ABORT_SQ_DELETED);
+			trk_put(qp, (uint16_t)cid);
+			qp->inflight--;
+			continue;
+		}
+		r = t->req;
+		/* A command that expired may be what made the controller hang;
+		 * it fails rather than hang it again. Others in flight were
+		 * only caught by the reset and are sent again, as Linux and
+		 * SPDK retry them, within the retry budget. */
+		if (r && keep && !t->expired && t->retries < NVME_MAX_RETRIES) {
+			if (!t->retry_at)
+				t->retries++;
+			t->aborted = false;
+			kept++;
+			continue;
+		}
+		trk_put(qp, (uint16_t)cid);
+		qp->inflight--;
+		if (!r)
+			continue;
+		r->inflight--;
+		if (!r->result)
+			r->result = err;
+		req_maybe_done(r);
+	}
+	return kept;
+}
+
+void nvme_qpair_reset_end(struct nvme_qpair *qp)
+{
+	qp->resetting = false;
+	for (unsigned cid = 0; cid + 1u < qp->depth; cid++) {
+		struct nvme_tracker *t = &qp->trk[cid];
+
+		if (t->busy && !t->retry_at)
+			trk_push(qp, t);
+	}
+	qpair_issue(qp);
+}
+
 void nvme_qpair_abort_all(struct nvme_qpair *qp, int err)
 {
 	qp->dead = true;
@@ -686,7 +813,7 @@ int nvme_qpair_exec_sync(struct nvme_qpair *qp, struct nvme_sqe *cmd, unsigned t
 {
 	struct nvme_waiter w = { 0 };
 	struct nvme_tracker *t;
-	uint64_t deadline = now_ms() + timeout_ms;
+	uint64_t deadline = nvme_now_ms() + timeout_ms;
 	uint16_t cid;
 	int fd;
 
@@ -700,11 +827,14 @@ int nvme_qpair_exec_sync(struct nvme_qpair *qp, struct nvme_sqe *cmd, unsigned t
 	t->sqe = *cmd;
 	qp->inflight++;
 	sq_push(qp, &t->sqe);
+	/* Past this, a command left behind by a timeout gets the controller
+	 * reset by the periodic check. */
+	t->deadline = deadline;
 
 	fd = nvme_ctrl_vector_fd(qp->ctrl, qp->vector);
 	while (!w.done) {
 		struct pollfd pfd = { .fd = fd, .events = POLLIN };
-		uint64_t now = now_ms();
+		uint64_t now = nvme_now_ms();
 
 		if (now >= deadline) {
 			/* The tracker stays busy: the controller may still

@@ -540,6 +540,17 @@ int vfio_enable_bus_master(struct vfio_dev *d)
 	return vfio_cfg_write(d, PCI_COMMAND, &cmd, sizeof(cmd));
 }
 
+int vfio_disable_bus_master(struct vfio_dev *d)
+{
+	uint16_t cmd;
+	int rc = vfio_cfg_read(d, PCI_COMMAND, &cmd, sizeof(cmd));
+
+	if (rc)
+		return rc;
+	cmd &= (uint16_t)~PCI_COMMAND_MASTER;
+	return vfio_cfg_write(d, PCI_COMMAND, &cmd, sizeof(cmd));
+}
+
 /* ---- DMA ---- */
 
 static void explain_pin_failure(struct vfio_dev *d, size_t len, int err)

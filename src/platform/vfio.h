@@ -44,6 +44,9 @@ int vfio_cfg_read(struct vfio_dev *dev, uint32_t off, void *buf, size_t len);
 int vfio_cfg_write(struct vfio_dev *dev, uint32_t off, const void *buf, size_t len);
 /* Sets Memory Space and Bus Master Enable in the command register. */
 int vfio_enable_bus_master(struct vfio_dev *dev);
+/* Clears Bus Master Enable: the function can start no more DMA. The last
+ * resort for a device that cannot otherwise be stopped. */
+int vfio_disable_bus_master(struct vfio_dev *dev);
 
 /* DMA: maps [vaddr, vaddr+len) (page-aligned) for the device at an IOVA
  * of the layer's choosing. prot is VFIO_DMA_READ|VFIO_DMA_WRITE: READ lets

@@ -222,11 +222,14 @@ static void fake_run(struct fake *f)
 	CHECK(!"fake_run did not settle");
 }
 
-static struct fake *fake_new(uint32_t lba_size, uint16_t depth, uint32_t max_xfer)
+static struct fake *fake_new_timeout(uint32_t lba_size, uint16_t depth, uint32_t max_xfer,
+				     unsigned io_timeout_ms)
 {
 	struct fake *f = calloc(1, sizeof(*f));
 	unsigned list_pages = 3;
 
+	f->c.opts.io_timeout_ms = io_timeout_ms;
+	f->c.opts.admin_timeout_ms = io_timeout_ms;
 	f->bar = calloc(1, 0x2000);
 	f->c.bar = f->bar;
 	f->c.bar_len = 0x2000;
@@ -244,6 +247,21 @@ static struct fake *fake_new(uint32_t lba_size, uint16_t depth, uint32_t max_xfe
 	CHECK_EQ_INT(nvme_qpair_create(&f->c, 1, depth, 0, list_pages, &f->qp), 0);
 	fk = f;
 	return f;
+}
+
+static struct fake *fake_new(uint32_t lba_size, uint16_t depth, uint32_t max_xfer)
+{
+	return fake_new_timeout(lba_size, depth, max_xfer, 0);
+}
+
+/* What a controller reset does to the fake's side: CC.EN = 0 forgets
+ * every command and starts the rings over. */
+static void fake_disable(struct fake *f)
+{
+	f->sq_head = 0;
+	f->cq_tail = 0;
+	f->phase = 1;
+	f->nheld = 0;
 }
 
 static void fake_free(struct fake *f)
@@ -732,6 +750,102 @@ static void test_retry_delays(void)
 	fake_free(f);
 }
 
+/* issue 8, item 3: a command that never completes. Past its deadline it
+ * gets an Abort (on the admin queue, naming its SQ and CID); past the
+ * grace after that, a reset. At the reset, and only after the controller
+ * is disabled, the expired command fails once, a command merely caught in
+ * flight is sent again, and a request submitted meanwhile waits for the
+ * queue to come back. A completion whose interrupt was lost is reaped by
+ * the check instead of being aborted. */
+static void test_timeout_abort_reset(void)
+{
+	struct fake *f = fake_new_timeout(512, 8, 4u << 20, 100);
+	struct nvme_qpair *admin = NULL;
+	uint8_t *mem = page_buf(4);
+	struct nvme_seg s[4] = {
+		{ (uintptr_t)mem, 4096 }, { (uintptr_t)(mem + PS), 4096 },
+		{ (uintptr_t)(mem + 2 * PS), 4096 }, { (uintptr_t)(mem + 3 * PS), 4096 },
+	};
+	struct nvme_req a, b, c, d;
+	struct done_rec da, db, dc, dd;
+	uint16_t cid_a;
+
+	CHECK_EQ_INT(nvme_qpair_create(&f->c, 0, 8, 0, 1, &admin), 0);
+	req_init(&a, f, NVME_CMD_WRITE, 0, 8, &s[0], 1, &da);
+	req_init(&b, f, NVME_CMD_WRITE, 8, 8, &s[1], 1, &db);
+	CHECK_EQ_INT(nvme_submit(f->qp, &a), 0);
+	CHECK_EQ_INT(nvme_submit(f->qp, &b), 0);
+	fake_fetch(f);
+	cid_a = f->held[0].cid;
+	/* B completes, its interrupt lost: nobody calls process */
+	f->held[0] = f->held[1];
+	f->nheld = 1;
+	f->held[1].cid = cid_a;
+	fake_post(f, 1);
+	f->held[0].cid = cid_a;
+	f->nheld = 1;
+	CHECK(!nvme_qpair_check_deadlines(f->qp, admin, nvme_now_ms()));
+	CHECK_EQ_INT(db.calls, 1);	/* reaped by the check */
+	CHECK_EQ_INT(admin->sq_tail, 0);
+	sleep_ms(110);
+	CHECK(!nvme_qpair_check_deadlines(f->qp, admin, nvme_now_ms()));
+	CHECK_EQ_INT(admin->sq_tail, 1);
+	CHECK_EQ_INT(admin->sq[0].opc, NVME_ADM_ABORT);
+	CHECK_EQ_INT(admin->sq[0].cdw10, 1u | ((uint32_t)cid_a << 16));
+	CHECK_EQ_INT(da.calls, 0);
+	/* C goes out now and is in flight when the reset comes */
+	req_init(&c, f, NVME_CMD_WRITE, 16, 8, &s[2], 1, &dc);
+	CHECK_EQ_INT(nvme_submit(f->qp, &c), 0);
+	fake_fetch(f);
+	sleep_ms(110);
+	CHECK(nvme_qpair_check_deadlines(f->qp, admin, nvme_now_ms()));
+	CHECK_EQ_INT(da.calls, 0);	/* nothing ends before the disable */
+
+	/* the reset, as ctrl_reset runs it */
+	admin->resetting = f->qp->resetting = true;
+	fake_disable(f);
+	CHECK_EQ_INT(nvme_qpair_reset_begin(admin, false, -EIO), 0);
+	CHECK_EQ_INT(admin->nfree, 7);
+	CHECK_EQ_INT(nvme_qpair_reset_begin(f->qp, true, -EIO), 1);
+	CHECK_EQ_INT(da.calls, 1);
+	CHECK_EQ_INT(da.result, -EIO);
+	CHECK_EQ_INT(dc.calls, 0);
+	req_init(&d, f, NVME_CMD_WRITE, 24, 8, &s[3], 1, &dd);
+	CHECK_EQ_INT(nvme_submit(f->qp, &d), 0);
+	CHECK_EQ_INT(f->qp->sq_tail, 0);	/* waits */
+	nvme_qpair_reset_end(admin);
+	nvme_qpair_reset_end(f->qp);
+	CHECK_EQ_INT(f->qp->sq_tail, 2);	/* C again, then D */
+	fake_run(f);
+	CHECK_EQ_INT(da.calls, 1);
+	CHECK_EQ_INT(db.calls, 1);
+	CHECK_EQ_INT(db.result, 0);
+	CHECK_EQ_INT(dc.calls, 1);
+	CHECK_EQ_INT(dc.result, 0);
+	CHECK_EQ_INT(dd.calls, 1);
+	CHECK_EQ_INT(dd.result, 0);
+	CHECK_EQ_INT(nvme_qpair_busy(f->qp), 0);
+	CHECK_EQ_INT(f->qp->nfree, 7);
+
+	/* a command caught by one reset after another uses up its retries
+	 * and then fails instead of going round for ever */
+	req_init(&c, f, NVME_CMD_READ, 16, 8, &s[2], 1, &dc);
+	CHECK_EQ_INT(nvme_submit(f->qp, &c), 0);
+	for (unsigned i = 0; i <= NVME_MAX_RETRIES; i++) {
+		fake_fetch(f);
+		f->qp->resetting = true;
+		fake_disable(f);
+		CHECK_EQ_INT(nvme_qpair_reset_begin(f->qp, true, -EIO), i < NVME_MAX_RETRIES ? 1 : 0);
+		nvme_qpair_reset_end(f->qp);
+	}
+	CHECK_EQ_INT(dc.calls, 1);
+	CHECK_EQ_INT(dc.result, -EIO);
+	CHECK_EQ_INT(nvme_qpair_busy(f->qp), 0);
+	nvme_qpair_destroy(admin);
+	free(mem);
+	fake_free(f);
+}
+
 int main(void)
 {
 	test_prp_split_odd_iovecs();
@@ -742,5 +856,6 @@ int main(void)
 	test_cqe_sqid_checked();
 	test_retry_delays();
 	test_dsm_and_wz_limits();
+	test_timeout_abort_reset();
 	return check_report("test_qpair");
 }
