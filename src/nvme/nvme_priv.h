@@ -42,7 +42,7 @@ struct nvme_tracker {
 	uint64_t retry_at;	/* monotonic ms of a delayed retry; 0: none */
 	uint64_t deadline;	/* monotonic ms by which the controller must answer */
 	bool aborted;		/* past its deadline once; an Abort was sent */
-	bool expired;		/* past its deadline for good: fails at the reset */
+	bool expired;		/* past its deadline for good: the reset is due */
 	/* Bytes of the request's data this command moves through the bounce
 	 * page (list page 0) instead of in place, and where in the request's
 	 * segments they start; 0: no bounce. A read copies them out on
@@ -126,9 +126,9 @@ bool nvme_qpair_check_deadlines(struct nvme_qpair *qp, struct nvme_qpair *admin,
 /* A controller reset, in two steps around re-creating the queue. Call
  * begin only once the controller can touch nothing it was given (CC.EN=0
  * and CSTS.RDY=0, or bus mastering off): sync waiters end with an abort
- * status, commands that expired or have used their retries fail their
- * requests with `err` (done() may run), the rest stay in their trackers;
- * with `keep` false none stays. The queue issues nothing until end, which
+ * status, commands that have used their retries fail their requests with
+ * `err` (done() may run), the rest stay in their trackers to be sent
+ * again; with `keep` false none stays. The queue issues nothing until end, which
  * starts the rings over, sends the kept commands again and then what is
  * pending. begin returns how many commands it kept. */
 unsigned nvme_qpair_reset_begin(struct nvme_qpair *qp, bool keep, int err);

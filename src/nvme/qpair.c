@@ -737,14 +737,15 @@ unsigned nvme_qpair_reset_begin(struct nvme_qpair *qp, bool keep, int err)
 			continue;
 		}
 		r = t->req;
-		/* A command that expired may be what made the controller hang;
-		 * it fails rather than hang it again. Others in flight were
-		 * only caught by the reset and are sent again, as Linux and
-		 * SPDK retry them, within the retry budget. */
-		if (r && keep && !t->expired && t->retries < NVME_MAX_RETRIES) {
+		/* Every request command the reset caught, the one that timed
+		 * out included, is sent again within its retry budget, as
+		 * Linux retries requests cancelled by a reset; a command that
+		 * hangs the controller every time fails after its retries. */
+		if (r && keep && t->retries < NVME_MAX_RETRIES) {
 			if (!t->retry_at)
 				t->retries++;
 			t->aborted = false;
+			t->expired = false;
 			kept++;
 			continue;
 		}
