@@ -425,6 +425,12 @@ static int ctrl_enable(struct nvme_ctrl *c)
 			     &c->info.nvec);
 	if (rc)
 		return rc;
+	/* Without it, unbinding or hot-removing the function blocks in the
+	 * kernel until the process exits. */
+	rc = vfio_req_enable(c->vdev);
+	if (rc)
+		log_info(c->info.bdf, "no device request notification (%s): removing the device "
+			 "waits for nvme-drv to exit", strerror(-rc));
 	return ctrl_start(c);
 }
 
@@ -670,7 +676,10 @@ unsigned nvme_ctrl_nr_qpairs(const struct nvme_ctrl *c) { return c->nr_io; }
 struct nvme_qpair *nvme_ctrl_qpair(struct nvme_ctrl *c, unsigned i) { return i < c->nr_io ? c->io[i] : NULL; }
 const struct nvme_ns_info *nvme_ns_info(const struct nvme_ns *ns) { return &ns->info; }
 struct nvme_ctrl *nvme_ns_ctrl(struct nvme_ns *ns) { return ns->ctrl; }
-unsigned nvme_ctrl_nr_vectors(const struct nvme_ctrl *c) { return c->info.nvec; }
+unsigned nvme_ctrl_nr_vectors(const struct nvme_ctrl *c)
+{
+	return c->info.nvec + (c->vdev && vfio_req_fd(c->vdev) >= 0);
+}
 
 /* The end for a controller that cannot be brought back: it is stopped
  * from touching memory first (CC.EN = 0, and bus mastering off, since a
@@ -779,6 +788,8 @@ int nvme_ctrl_check(struct nvme_ctrl *c)
 
 int nvme_ctrl_vector_fd(const struct nvme_ctrl *c, unsigned vec)
 {
+	if (vec == c->info.nvec)
+		return vfio_req_fd(c->vdev);
 	return vfio_irq_fd(c->vdev, vec);
 }
 
@@ -787,6 +798,19 @@ void nvme_ctrl_service_vector(struct nvme_ctrl *c, unsigned vec)
 	uint64_t cnt;
 	int fd = vfio_irq_fd(c->vdev, vec);
 
+	if (vec == c->info.nvec) {
+		/* The kernel wants the function back (unbind, hot removal):
+		 * stop it, fail its I/O, and let go of it, or the removal
+		 * blocks in the kernel. */
+		fd = vfio_req_fd(c->vdev);
+		if (fd >= 0 && read(fd, &cnt, sizeof(cnt)) < 0) {
+			/* EAGAIN: spurious wake */
+		}
+		ctrl_fail(c, "the kernel asks for the device back (removal or unbind)");
+		vfio_release(c->vdev);
+		log_warn(c->info.bdf, "device released to the kernel");
+		return;
+	}
 	if (fd >= 0 && read(fd, &cnt, sizeof(cnt)) < 0) {
 		/* EAGAIN: spurious wake; nothing to drain */
 	}

@@ -92,7 +92,9 @@ struct nvme_ctrl *nvme_ns_ctrl(struct nvme_ns *ns);
 int nvme_ctrl_check(struct nvme_ctrl *ctrl);
 
 /* Interrupts: each vector is an fd to poll for readability; service it
- * when readable. */
+ * when readable. Where the kernel offers it, the last "vector" is the
+ * device request notification: serviced, it fails the controller's I/O
+ * and releases the function (removal or unbind is under way). */
 unsigned nvme_ctrl_nr_vectors(const struct nvme_ctrl *ctrl);
 int nvme_ctrl_vector_fd(const struct nvme_ctrl *ctrl, unsigned vec);
 void nvme_ctrl_service_vector(struct nvme_ctrl *ctrl, unsigned vec);

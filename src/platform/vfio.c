@@ -51,7 +51,11 @@ struct vfio_dev {
 	enum vfio_irq_mode irq_mode;
 	unsigned nvec;
 	int irq_fds[MAX_VECTORS];
+	int req_fd;		/* device request eventfd, -1 if none */
+	bool released;
 };
+
+static int irq_set_fds(struct vfio_dev *d, int index, unsigned n, const int *fds);
 
 /* ---- sysfs ---- */
 
@@ -336,7 +340,7 @@ int vfio_open(const char *bdf, struct vfio_dev **out)
 	if (!d)
 		return -ENOMEM;
 	memcpy(d->bdf, bdf, strlen(bdf) + 1);
-	d->container = d->group = d->device = -1;
+	d->container = d->group = d->device = d->req_fd = -1;
 	for (unsigned i = 0; i < MAX_VECTORS; i++)
 		d->irq_fds[i] = -1;
 
@@ -412,6 +416,11 @@ void vfio_close(struct vfio_dev *d)
 	if (!d)
 		return;
 	vfio_irq_disable(d);
+	if (d->req_fd >= 0) {
+		if (!d->released)
+			irq_set_fds(d, VFIO_PCI_REQ_IRQ_INDEX, 0, NULL);
+		close(d->req_fd);
+	}
 	for (unsigned i = 0; i < VFIO_PCI_ROM_REGION_INDEX; i++)
 		if (d->bars[i].addr)
 			munmap(d->bars[i].addr, d->bars[i].len);
@@ -763,7 +772,7 @@ int vfio_irq_enable(struct vfio_dev *d, unsigned allowed, unsigned want,
 
 void vfio_irq_disable(struct vfio_dev *d)
 {
-	if (d->irq_mode != VFIO_IRQ_NONE)
+	if (d->irq_mode != VFIO_IRQ_NONE && !d->released)
 		irq_set_fds(d, irq_index(d->irq_mode), 0, NULL);
 	for (unsigned i = 0; i < d->nvec; i++) {
 		close(d->irq_fds[i]);
@@ -771,6 +780,64 @@ void vfio_irq_disable(struct vfio_dev *d)
 	}
 	d->irq_mode = VFIO_IRQ_NONE;
 	d->nvec = 0;
+}
+
+int vfio_req_enable(struct vfio_dev *d)
+{
+	struct vfio_irq_info ii = { .argsz = sizeof(ii), .index = VFIO_PCI_REQ_IRQ_INDEX };
+	int rc;
+
+	if (d->req_fd >= 0)
+		return 0;
+	if (ioctl(d->device, VFIO_DEVICE_GET_IRQ_INFO, &ii) != 0 || ii.count < 1)
+		return -ENOTSUP;
+	d->req_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (d->req_fd < 0)
+		return -errno;
+	rc = irq_set_fds(d, VFIO_PCI_REQ_IRQ_INDEX, 1, &d->req_fd);
+	if (rc) {
+		close(d->req_fd);
+		d->req_fd = -1;
+	}
+	return rc;
+}
+
+int vfio_req_fd(const struct vfio_dev *d)
+{
+	return d->req_fd;
+}
+
+void vfio_release(struct vfio_dev *d)
+{
+	if (d->released)
+		return;
+	/* Interrupts off, their eventfds kept: an event loop may still be
+	 * watching them, and they close with the rest in vfio_close. */
+	if (d->irq_mode != VFIO_IRQ_NONE)
+		irq_set_fds(d, irq_index(d->irq_mode), 0, NULL);
+	if (d->req_fd >= 0)
+		irq_set_fds(d, VFIO_PCI_REQ_IRQ_INDEX, 0, NULL);
+	/* A BAR mapping holds the device open. Put anonymous memory reading
+	 * all ones (what a device gone from the bus answers) at the same
+	 * address, so a register access that still comes is harmless. */
+	for (unsigned i = 0; i < VFIO_PCI_ROM_REGION_INDEX; i++) {
+		void *p;
+
+		if (!d->bars[i].addr)
+			continue;
+		p = mmap(d->bars[i].addr, d->bars[i].len, PROT_READ | PROT_WRITE,
+			 MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED) {
+			log_err(d->bdf, "cannot replace BAR%u's mapping: %s; the device stays held", i,
+				strerror(errno));
+			return;
+		}
+		memset(p, 0xff, d->bars[i].len);
+	}
+	if (d->device >= 0)
+		close(d->device);
+	d->device = -1;
+	d->released = true;
 }
 
 int vfio_irq_fd(const struct vfio_dev *d, unsigned vec)

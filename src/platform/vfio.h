@@ -82,6 +82,17 @@ int vfio_irq_enable(struct vfio_dev *dev, unsigned allowed, unsigned want,
 		    enum vfio_irq_mode *mode, unsigned *nvec);
 void vfio_irq_disable(struct vfio_dev *dev);
 int vfio_irq_fd(const struct vfio_dev *dev, unsigned vec);
+/* The device request notification (VFIO_PCI_REQ_IRQ_INDEX): the kernel
+ * signals this eventfd when it wants the device back (unbind, hot
+ * removal) and waits until the device is released. -ENOTSUP if the
+ * kernel offers none. */
+int vfio_req_enable(struct vfio_dev *dev);
+int vfio_req_fd(const struct vfio_dev *dev);
+/* Gives the device back to the kernel at once: interrupts off, BAR
+ * mappings replaced by memory reading all ones (at the same addresses),
+ * the device fd closed. DMA mappings and eventfds stay until vfio_close;
+ * config space access fails from here on. */
+void vfio_release(struct vfio_dev *dev);
 /* INTx is masked by VFIO when it fires; unmask after servicing. A no-op
  * for MSI and MSI-X. */
 int vfio_irq_unmask(struct vfio_dev *dev);
