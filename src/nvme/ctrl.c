@@ -757,6 +757,11 @@ static int ctrl_reset(struct nvme_ctrl *c, const char *why)
 	return 0;
 }
 
+bool nvme_ctrl_is_failed(const struct nvme_ctrl *c)
+{
+	return c->failed;
+}
+
 int nvme_ctrl_check(struct nvme_ctrl *c)
 {
 	uint32_t csts;

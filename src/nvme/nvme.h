@@ -85,11 +85,18 @@ struct nvme_qpair *nvme_ctrl_qpair(struct nvme_ctrl *ctrl, unsigned i);
 const struct nvme_ns_info *nvme_ns_info(const struct nvme_ns *ns);
 struct nvme_ctrl *nvme_ns_ctrl(struct nvme_ns *ns);
 
-/* Health: reads CSTS. A controller that reads all ones (gone from the
- * bus) or reports Controller Fatal Status has every request failed with
- * -EIO and takes no more. Returns 0, or -EIO once it has failed. Call it
- * every second or so: a dead controller raises no interrupt to say so. */
+/* Health and deadlines; call it every second or so: a dead controller
+ * raises no interrupt to say so, and nothing else times commands out.
+ * Reads CSTS: Controller Fatal Status resets the controller; all ones
+ * (gone from the bus) fails it. Sends delayed retries that are due. A
+ * command past its deadline (io_timeout_ms / admin_timeout_ms) is reaped,
+ * then aborted, then the controller reset (see ctrl.c). A controller that
+ * cannot be brought back has every request on every queue failed once
+ * with -EIO and takes no more. Returns 0, or -EIO once it has failed. */
 int nvme_ctrl_check(struct nvme_ctrl *ctrl);
+/* True once the controller has been given up (gone, removed, or not
+ * recoverable by a reset): every request on it fails; for listings. */
+bool nvme_ctrl_is_failed(const struct nvme_ctrl *ctrl);
 
 /* Interrupts: each vector is an fd to poll for readability; service it
  * when readable. Where the kernel offers it, the last "vector" is the
