@@ -605,7 +605,7 @@ static void complete_one(struct nvme_qpair *qp, const struct nvme_cqe *cqe)
 	}
 	trk_put(qp, cid);
 	qp->inflight--;
-	if (!r) /* a sync command that timed out earlier */
+	if (!r) /* an Abort, or a sync command that timed out earlier */
 		return;
 	r->inflight--;
 	if ((status & 0x7ff) && r->result == 0) {
