@@ -55,6 +55,7 @@ struct clients {
 	int ctl_fd;
 	char ctl_path[CTL_SOCKET_PATH_SIZE];
 	struct ctl_conn *conns;
+	const char *state_dir;	/* NULL: nothing survives us */
 };
 
 int clients_new(struct host *host, struct evloop *loop, const struct vblk_trusted *trusted,
@@ -353,7 +354,8 @@ static int client_new(struct clients *cs, bool is_static, const struct client_sp
 	conf.num_queues = CLIENT_QUEUES;
 	conf.qp_first = cs->next_qp++;
 	if (spec->vduse) {
-		rc = vduse_ep_create(cs->loop, spec->vduse, &conf, &vduse_ops, c, &c->vep, why, whylen);
+		rc = vduse_ep_create(cs->loop, spec->vduse, &conf, cs->state_dir, &vduse_ops, c, &c->vep,
+				     why, whylen);
 		if (rc)
 			goto fail;
 	} else {
@@ -633,4 +635,9 @@ int clients_listen_ctl(struct clients *cs, const char *path)
 	memcpy(cs->ctl_path, path, strlen(path) + 1);
 	rc = evloop_add(cs->loop, cs->ctl_fd, EPOLLIN, on_ctl_listen, cs);
 	return rc;
+}
+
+void clients_set_state_dir(struct clients *cs, const char *dir)
+{
+	cs->state_dir = dir;
 }

@@ -47,6 +47,10 @@ void clients_shutdown(struct clients *cs, int timeout_ms);
 /* One line per client into buf (NUL-terminated, truncated to cap). */
 void clients_list(const struct clients *cs, char *buf, size_t cap);
 
+/* Where state that outlives the process is kept (VDUSE inflight logs);
+ * dir must stay valid. */
+void clients_set_state_dir(struct clients *cs, const char *dir);
+
 /* Opens the control socket at path (removed again by clients_free). */
 int clients_listen_ctl(struct clients *cs, const char *path);
 

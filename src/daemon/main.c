@@ -13,6 +13,7 @@
 #include "blk/host.h"
 #include "ctl/args.h"
 #include "daemon/clients.h"
+#include "transport/vduse.h"
 #include "util/evloop.h"
 #include "util/log.h"
 
@@ -22,6 +23,8 @@
  * devices: VDUSE's own bound on one answer (VDUSE_MSG_DEFAULT_TIMEOUT). */
 #define VDUSE_STOP_TIMEOUT_MS 30000
 #define VDUSE_PREFIX "vduse:"
+#define STATE_DIR_DEFAULT "/run/nvme-drv"
+#define STATE_DIR_MAX 200
 
 /* One --client context: the options after it, until the next --client. */
 struct static_client {
@@ -60,6 +63,9 @@ static void usage(FILE *f)
 		"  --readonly         read-only access\n"
 		"Dynamic clients:\n"
 		"  --svr PATH         control socket for create()/destroy/list (see nvme-drv-ctl)\n"
+		"  --state-dir DIR    where what outlives a crash is kept (default\n"
+		"                     " STATE_DIR_DEFAULT "; a tmpfs): VDUSE inflight logs, so\n"
+		"                     that a restarted server takes its VDUSE devices over\n"
 		"  -d, --register-ds FILE\n"
 		"                     trusted shared-memory file (repeatable); once given, only\n"
 		"                     memory backed by these files may be used for DMA (by\n"
@@ -141,7 +147,33 @@ struct config {
 	struct vblk_trusted trusted[MAX_TRUSTED];
 	unsigned ntrusted;
 	const char *svr;
+	const char *state_dir;
 };
+
+/* The state directory, made if need be (mode 0700: what is in it says
+ * which devices a successor may take over). Without --state-dir a default
+ * that cannot be made only costs the take-over. Returns 0 or -1 (said). */
+static int state_dir_make(struct config *cfg)
+{
+	const char *dir = cfg->state_dir ? cfg->state_dir : STATE_DIR_DEFAULT;
+	struct stat st;
+
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+		if (!cfg->state_dir) {
+			log_warn(NULL, "%s: %s; a restarted server cannot take VDUSE devices over "
+				 "(--state-dir)", dir, strerror(errno));
+			return 0;
+		}
+		log_err(NULL, "--state-dir %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		log_err(NULL, "--state-dir %s: not a directory", dir);
+		return -1;
+	}
+	cfg->state_dir = dir;
+	return 0;
+}
 
 static int start_clients(struct host *h, struct evloop *loop, const struct config *cfg,
 			 struct clients **out)
@@ -151,6 +183,7 @@ static int start_clients(struct host *h, struct evloop *loop, const struct confi
 
 	if (rc)
 		return rc;
+	clients_set_state_dir(cs, cfg->state_dir);
 	/* Static clients claim their devices before anyone else can. */
 	for (unsigned i = 0; i < cfg->nsc; i++) {
 		const struct static_client *sc = &cfg->sc[i];
@@ -249,7 +282,7 @@ static int serve(struct host *h, const struct config *cfg)
 
 int main(int argc, char **argv)
 {
-	enum { OPT_CLIENT = 0x200, OPT_DEVICE, OPT_DS_MAX, OPT_READONLY, OPT_SVR };
+	enum { OPT_CLIENT = 0x200, OPT_DEVICE, OPT_DS_MAX, OPT_READONLY, OPT_SVR, OPT_STATE_DIR };
 	static const struct option longopts[] = {
 		{ "list", no_argument, NULL, 'l' },
 		{ "client", required_argument, NULL, OPT_CLIENT },
@@ -257,6 +290,7 @@ int main(int argc, char **argv)
 		{ "ds-max", required_argument, NULL, OPT_DS_MAX },
 		{ "readonly", no_argument, NULL, OPT_READONLY },
 		{ "svr", required_argument, NULL, OPT_SVR },
+		{ "state-dir", required_argument, NULL, OPT_STATE_DIR },
 		{ "register-ds", required_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -272,6 +306,9 @@ int main(int argc, char **argv)
 	struct stat st;
 	int verbose = 0, quiet = 0, opt, rc;
 
+	/* A child of ours that puts a VDUSE device on the vdpa bus (vduse.h). */
+	if (argc > 1 && strcmp(argv[1], VDUSE_HELPER_ARG) == 0)
+		return vduse_helper_main(argc, argv);
 	log_set_prog(argv[0]);
 	host_opts_init(&opts);
 	opterr = 0;
@@ -334,6 +371,14 @@ int main(int argc, char **argv)
 			}
 			cfg.svr = optarg;
 			break;
+		case OPT_STATE_DIR:
+			if (optarg[0] != '/' || strlen(optarg) > STATE_DIR_MAX) {
+				log_err(NULL, "--state-dir %s: an absolute path of at most %d bytes is needed",
+					optarg, STATE_DIR_MAX);
+				return 1;
+			}
+			cfg.state_dir = optarg;
+			break;
 		case 'd':
 			if (cfg.ntrusted == MAX_TRUSTED) {
 				log_err(NULL, "--register-ds: at most %d files", MAX_TRUSTED);
@@ -373,6 +418,8 @@ int main(int argc, char **argv)
 	if (verbose > 3)
 		verbose = 3;
 	log_set_level(quiet ? LOG_QUIET : LOG_WARN + verbose);
+	if (!do_list && state_dir_make(&cfg))
+		return 1;
 
 	rc = host_open(&opts, &host);
 	if (rc)

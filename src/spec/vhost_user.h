@@ -149,6 +149,44 @@ struct vhost_user_inflight {
 
 _Static_assert(sizeof(struct vhost_user_inflight) == 20, "inflight description is 20 bytes");
 
+/* "Inflight I/O tracking", split virtqueues: the shared region
+ * GET_INFLIGHT_FD hands out holds one of these per queue, each padded to
+ * VHOST_USER_INFLIGHT_ALIGN. A back end marks a head in flight when it
+ * takes it (counter: the order taken) and clears it once it is in the
+ * used ring; last_batch_head and used_idx let a successor tell whether
+ * the last completion reached the ring before the crash. (libvduse keeps
+ * the same layout in a file for VDUSE devices.) */
+struct vhost_user_inflight_desc {
+	uint8_t inflight;
+	uint8_t padding[5];
+	uint16_t next;
+	uint64_t counter;
+} __attribute__((packed));
+
+struct vhost_user_inflight_split {
+	uint64_t features;
+	uint16_t version;		/* 1 once initialised */
+	uint16_t desc_num;		/* the queue size */
+	uint16_t last_batch_head;
+	uint16_t used_idx;
+	struct vhost_user_inflight_desc desc[];
+} __attribute__((packed));
+
+#define VHOST_USER_INFLIGHT_VERSION 1
+#define VHOST_USER_INFLIGHT_ALIGN 64
+#define VHOST_USER_INFLIGHT_QUEUE_SIZE(n)                                                   \
+	(((uint64_t)sizeof(struct vhost_user_inflight_split) +                                 \
+	  (uint64_t)sizeof(struct vhost_user_inflight_desc) * (n) + VHOST_USER_INFLIGHT_ALIGN - 1) & \
+	 ~(uint64_t)(VHOST_USER_INFLIGHT_ALIGN - 1))
+
+_Static_assert(sizeof(struct vhost_user_inflight_desc) == 16, "inflight desc is 16 bytes");
+_Static_assert(offsetof(struct vhost_user_inflight_desc, next) == 6, "next at 6");
+_Static_assert(offsetof(struct vhost_user_inflight_desc, counter) == 8, "counter at 8");
+_Static_assert(sizeof(struct vhost_user_inflight_split) == 16, "inflight queue header is 16 bytes");
+_Static_assert(offsetof(struct vhost_user_inflight_split, version) == 8, "version at 8");
+_Static_assert(offsetof(struct vhost_user_inflight_split, used_idx) == 14, "used_idx at 14");
+_Static_assert(VHOST_USER_INFLIGHT_QUEUE_SIZE(128) == 2112, "QEMU's size for 128 entries");
+
 /* "C structure": the header and the largest payload in one buffer. The
  * IOTLB payload (only with VIRTIO_F_IOMMU_PLATFORM) is not modelled. */
 union vhost_user_payload {

@@ -5,9 +5,8 @@
 #include <linux/vduse.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_ids.h>
-#include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
+#include <spawn.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -18,8 +17,12 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include "spec/vhost_user.h"
 #include "transport/vdpa_nl.h"
 #include "util/log.h"
 
@@ -61,23 +64,23 @@ struct tlb_region {
 	uint64_t start, last;	/* IOVAs, inclusive, as VDUSE gives them */
 };
 
-/* One vdpa netlink request, run on a helper thread. Every generic netlink
- * request of this process goes there, the family lookup included: while
- * one device's DEV_NEW or DEV_DEL waits for the loop's answers it may hold
- * the kernel's genetlink lock, and a request from the loop's thread would
- * wait for that lock until VDUSE times the answers out.
- * The thread and the endpoint each hold a reference; the last one frees
- * the job, so an endpoint destroyed mid-request leaves the thread nothing
- * dangling. */
+/* One vdpa netlink request (DEV_NEW or DEV_DEL), run in a child process:
+ * `nvme-drv --vdpa-helper add|del NAME` (vduse_helper_main). The kernel's
+ * virtio driver probes or removes the device inside that request and waits
+ * for this process's answers meanwhile: the request cannot run on the
+ * loop's thread. Nor on another of our threads: a process killed while one
+ * of its threads waits there can never exit (the probe's partition scan
+ * waits for a read only the dead loop could answer), and its VFIO group
+ * stays busy until a reboot. A child that waits there keeps nothing of
+ * ours (it execs: no mappings, no fds but its stdout) and finishes once a
+ * successor serves the device. Its exit status is 0 or an errno; its
+ * stdout, the kernel's reason. */
 struct bus_job {
-	atomic_int refs;
-	atomic_bool done;	/* publishes result and why */
-	int result;
-	char why[128];
-	int efd;		/* the thread writes to it when done */
-	int nl_fd;
+	pid_t pid;
+	int pidfd;		/* readable once the child has exited */
+	int out_fd;		/* its stdout */
 	bool add;
-	char name[VDUSE_NAME_MAX];
+	struct bus_job *next_orphan;
 };
 
 enum bus_state { BUS_OFF, BUS_ATTACHING, BUS_ON, BUS_DETACHING };
@@ -107,7 +110,17 @@ struct vduse_ep {
 	int bounce_fd;
 	void *bounce_va;
 	uint64_t bounce_size;
+	/* The inflight log: one vhost-user split inflight region per queue
+	 * (as libvduse keeps it), in a file of the state directory, so that
+	 * a successor re-attaching to the device finishes what we took. */
+	char log_path[256];
+	uint8_t *log;
+	size_t log_len;
+	bool reattached;	/* took over a device a predecessor served */
+	struct evloop_defer announce;	/* attached() of a re-attached device */
 };
+
+#define LOG_QUEUE_LEN VHOST_USER_INFLIGHT_QUEUE_SIZE(QUEUE_SIZE)
 
 static void close_fd(int *fd)
 {
@@ -379,6 +392,8 @@ static int queue_start(struct vduse_ep *ep, unsigned q)
 	}
 	vblk_vq_set_addr(ep->dev, q, vi.desc_addr, vi.driver_addr, vi.device_addr);
 	vblk_vq_set_base(ep->dev, q, vi.split.avail_index);
+	if (ep->log)
+		vblk_vq_set_inflight(ep->dev, q, ep->log + q * LOG_QUEUE_LEN, LOG_QUEUE_LEN);
 	k->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (k->fd < 0)
 		return -errno;
@@ -431,6 +446,9 @@ static void device_reset(struct vduse_ep *ep)
 	for (unsigned q = 0; q < ep->nq; q++)
 		queue_stop(ep, q);
 	vblk_reset(ep->dev);
+	/* A reset driver waits for nothing: nothing to finish after us. */
+	if (ep->log)
+		memset(ep->log, 0, ep->log_len);
 	ep->nregs = 0;
 	ep->status = 0;
 	ep->tlb_failed = false;
@@ -560,34 +578,58 @@ static void on_dev(void *arg, uint32_t events)
 	}
 }
 
-static void job_put(struct bus_job *j)
+/* Jobs whose endpoint went first: reaped when their child exits. Kept
+ * in a list so that nothing of them is lost to a leak checker. */
+static struct bus_job *orphans;
+
+static void job_free(struct bus_job *j)
 {
-	if (atomic_fetch_sub(&j->refs, 1) != 1)
-		return;
-	close(j->efd);
-	close(j->nl_fd);
+	close(j->pidfd);
+	close(j->out_fd);
 	free(j);
 }
 
-static void *job_main(void *arg)
+/* The child's exit status as 0 or a negative errno, its reason in why;
+ * 1 while it still runs. */
+static int job_result(struct bus_job *j, char *why, size_t whylen)
+{
+	siginfo_t si = { 0 };
+	ssize_t n;
+
+	if (waitid(P_PID, (id_t)j->pid, &si, WEXITED | WNOHANG) != 0)
+		return -errno;
+	if (si.si_pid == 0)
+		return 1;
+	n = read(j->out_fd, why, whylen - 1);
+	why[n > 0 ? n : 0] = '\0';
+	why[strcspn(why, "\n")] = '\0';
+	if (si.si_code != CLD_EXITED) {
+		snprintf(why, whylen, "the vdpa helper was killed (signal %d)", si.si_status);
+		return -EINTR;
+	}
+	if (si.si_status && !why[0])
+		snprintf(why, whylen, "vdpa: %s", strerror(si.si_status));
+	return -si.si_status;
+}
+
+static void on_orphan(void *arg, uint32_t events)
 {
 	struct bus_job *j = arg;
-	uint64_t one = 1;
-	uint16_t family;
+	char why[128];
 
-	j->result = vdpa_nl_family(j->nl_fd, &family, j->why, sizeof(j->why));
-	if (!j->result)
-		j->result = vdpa_nl_dev(j->nl_fd, family, j->name, j->add ? VDUSE_MGMTDEV : NULL,
-					j->why, sizeof(j->why));
-	atomic_store(&j->done, true);
-	if (write(j->efd, &one, sizeof(one)) < 0) {
-		/* an eventfd counter far from overflow: cannot fail */
-	}
-	job_put(j);
-	return NULL;
+	(void)events;
+	if (job_result(j, why, sizeof(why)) == 1)
+		return;
+	for (struct bus_job **p = &orphans; *p; p = &(*p)->next_orphan)
+		if (*p == j) {
+			*p = j->next_orphan;
+			break;
+		}
+	job_free(j);
 }
 
 static bool job_start(struct vduse_ep *ep, bool add);
+static bool name_ok(const char *name);
 
 /* A bus request finished: the device is on the bus, off it, or stays
  * where it was. */
@@ -595,18 +637,16 @@ static void on_job(void *arg, uint32_t events)
 {
 	struct vduse_ep *ep = arg;
 	struct bus_job *j = ep->job;
-	char why[sizeof(j->why)];
-	uint64_t cnt;
+	char why[128];
 	int rc;
 
 	(void)events;
-	if (read(j->efd, &cnt, sizeof(cnt)) < 0 || !atomic_load(&j->done))
+	rc = job_result(j, why, sizeof(why));
+	if (rc == 1)
 		return;
-	evloop_del(ep->loop, j->efd);
-	rc = j->result;
-	memcpy(why, j->why, sizeof(why));
+	evloop_del(ep->loop, j->pidfd);
 	ep->job = NULL;
-	job_put(j);
+	job_free(j);
 	if (ep->bus == BUS_ATTACHING) {
 		if (rc) {
 			ep->bus = BUS_OFF;
@@ -638,48 +678,88 @@ static void on_job(void *arg, uint32_t events)
 
 static bool job_start(struct vduse_ep *ep, bool add)
 {
+	char *argv[] = { "nvme-drv", VDUSE_HELPER_ARG, add ? "add" : "del", ep->name, NULL };
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
 	struct bus_job *j = calloc(1, sizeof(*j));
-	pthread_attr_t attr;
-	sigset_t all, old;
-	pthread_t t;
+	sigset_t none, dfl;
+	int out[2] = { -1, -1 };
 	int rc;
 
 	if (!j)
 		return false;
-	atomic_init(&j->refs, 2);
-	atomic_init(&j->done, false);
+	j->pidfd = j->out_fd = -1;
 	j->add = add;
-	memcpy(j->name, ep->name, sizeof(j->name));
-	j->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	j->nl_fd = vdpa_nl_socket();
-	if (j->efd < 0 || j->nl_fd < 0 || evloop_add(ep->loop, j->efd, EPOLLIN, on_job, ep) != 0)
-		goto fail;
-	/* SIGTERM and SIGINT stay blocked in the thread: they are the loop's
-	 * (signalfd). */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	rc = pthread_attr_init(&attr);
-	if (!rc) {
-		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-		rc = pthread_create(&t, &attr, job_main, j);
-		pthread_attr_destroy(&attr);
+	if (pipe2(out, O_CLOEXEC) != 0) {
+		log_err(ep->label, "cannot start the vdpa helper: %s", strerror(errno));
+		free(j);
+		return false;
 	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	/* The child starts with no signal blocked and the usual actions: the
+	 * loop blocks SIGTERM and SIGINT for its signalfd. */
+	sigemptyset(&none);
+	sigemptyset(&dfl);
+	sigaddset(&dfl, SIGTERM);
+	sigaddset(&dfl, SIGINT);
+	sigaddset(&dfl, SIGHUP);
+	sigaddset(&dfl, SIGQUIT);
+	sigaddset(&dfl, SIGPIPE);
+	posix_spawnattr_init(&attr);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	posix_spawnattr_setsigmask(&attr, &none);
+	posix_spawnattr_setsigdefault(&attr, &dfl);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, out[1], STDOUT_FILENO);
+	rc = posix_spawn(&j->pid, "/proc/self/exe", &fa, &attr, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	close(out[1]);
+	j->out_fd = out[0];
 	if (rc) {
-		log_err(ep->label, "cannot start a thread: %s", strerror(rc));
-		evloop_del(ep->loop, j->efd);
-		goto fail;
+		log_err(ep->label, "cannot start the vdpa helper: %s", strerror(rc));
+		close(j->out_fd);
+		free(j);
+		return false;
+	}
+	j->pidfd = (int)syscall(SYS_pidfd_open, j->pid, 0);
+	if (j->pidfd < 0 || evloop_add(ep->loop, j->pidfd, EPOLLIN, on_job, ep) != 0) {
+		log_err(ep->label, "cannot watch the vdpa helper: %s", strerror(errno));
+		if (j->pidfd >= 0)
+			close(j->pidfd);
+		close(j->out_fd);
+		free(j);	/* the child is left to init once we exit */
+		return false;
 	}
 	ep->job = j;
 	return true;
-fail:
-	if (j->efd >= 0)
-		close(j->efd);
-	if (j->nl_fd >= 0)
-		close(j->nl_fd);
-	free(j);
-	return false;
 }
+
+int vduse_helper_main(int argc, char **argv)
+{
+	char why[128] = "";
+	uint16_t family;
+	int fd, rc;
+	bool add = argc == 4 && strcmp(argv[2], "add") == 0;
+
+	if (argc != 4 || (!add && strcmp(argv[2], "del") != 0) || !name_ok(argv[3])) {
+		printf("usage: nvme-drv %s add|del NAME (run by nvme-drv itself)\n", VDUSE_HELPER_ARG);
+		return EINVAL;
+	}
+	fd = vdpa_nl_socket();
+	if (fd < 0) {
+		printf("vdpa netlink socket: %s\n", strerror(-fd));
+		return -fd;
+	}
+	rc = vdpa_nl_family(fd, &family, why, sizeof(why));
+	if (!rc)
+		rc = vdpa_nl_dev(fd, family, argv[3], add ? VDUSE_MGMTDEV : NULL, why, sizeof(why));
+	close(fd);
+	if (rc)
+		printf("%s\n", why[0] ? why : strerror(-rc));
+	return rc ? -rc : 0;
+}
+
+static bool on_bus(const char *name);
 
 static bool name_ok(const char *name)
 {
@@ -722,18 +802,126 @@ static int create_dev(struct vduse_ep *ep, char *why, size_t whylen)
 			snprintf(why, whylen, "VDUSE refused the device %s: %s", ep->name, strerror(errno));
 			return rc;
 		}
+		/* On the vdpa bus, the kernel uses it: a server of ours that died
+		 * left it (its inflight log is in our state directory), and we
+		 * take over; anybody else's we leave alone. */
+		if (on_bus(ep->name)) {
+			if (ep->log && ep->reattached)
+				return 1;
+			snprintf(why, whylen, "a VDUSE device named %s is on the vdpa bus and was not made "
+				 "with this state directory: remove it ('vdpa dev del %s') or choose "
+				 "another name", ep->name, ep->name);
+			return -EEXIST;
+		}
+		/* Off the bus and not open: a leftover nobody serves. */
 		memcpy(n, ep->name, strlen(ep->name));
 		if (attempt || ioctl(ep->ctl_fd, VDUSE_DESTROY_DEV, n) != 0) {
-			snprintf(why, whylen, "a VDUSE device named %s exists and is in use", ep->name);
+			snprintf(why, whylen, "a VDUSE device named %s exists and is in use by another "
+				 "process", ep->name);
 			return -EEXIST;
 		}
 		log_info(ep->label, "removed a stale VDUSE device %s", ep->name);
+		ep->reattached = false;
 	}
 }
 
+static bool on_bus(const char *name)
+{
+	char path[64 + VDUSE_NAME_MAX];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "/sys/bus/vdpa/devices/%s", name);
+	return stat(path, &st) == 0;
+}
+
+/* Opens (or makes) the inflight log of the device in state_dir. A log
+ * that exists already is a predecessor's: kept, and ep->reattached says
+ * so. Returns 0 or -errno (why says). */
+static int log_open(struct vduse_ep *ep, const char *state_dir, char *why, size_t whylen)
+{
+	size_t len = (size_t)ep->nq * LOG_QUEUE_LEN;
+	struct stat st;
+	int fd, rc;
+
+	if ((size_t)snprintf(ep->log_path, sizeof(ep->log_path), "%s/vduse-%s.inflight", state_dir,
+			     ep->name) >= sizeof(ep->log_path)) {
+		snprintf(why, whylen, "state directory path too long");
+		ep->log_path[0] = '\0';
+		return -ENAMETOOLONG;
+	}
+	fd = open(ep->log_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0 || fstat(fd, &st) != 0) {
+		rc = -errno;
+		snprintf(why, whylen, "%s: %s", ep->log_path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		ep->log_path[0] = '\0';
+		return rc;
+	}
+	ep->reattached = st.st_size == (off_t)len;
+	if ((!ep->reattached && ftruncate(fd, 0) != 0) || ftruncate(fd, (off_t)len) != 0) {
+		rc = -errno;
+		snprintf(why, whylen, "%s: %s", ep->log_path, strerror(errno));
+		close(fd);
+		return rc;
+	}
+	ep->log = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (ep->log == MAP_FAILED) {
+		rc = -errno;
+		ep->log = NULL;
+		snprintf(why, whylen, "%s: %s", ep->log_path, strerror(-rc));
+		return rc;
+	}
+	ep->log_len = len;
+	return 0;
+}
+
+static void announce(void *arg)
+{
+	struct vduse_ep *ep = arg;
+
+	if (ep->ops->attached)
+		ep->ops->attached(ep->ctx, ep);
+}
+
+/* Serves a device a predecessor left on the bus: the driver set it up
+ * long ago, and VDUSE says how (features, rings); requests it had taken
+ * are taken again from the log. VDUSE re-sends what it had asked the
+ * predecessor and got no answer to. */
+static int reattach(struct vduse_ep *ep, char *why, size_t whylen)
+{
+	uint64_t f;
+	int rc;
+
+	if (ioctl(ep->dev_fd, VDUSE_DEV_GET_FEATURES, &f) != 0) {
+		rc = -errno;
+		snprintf(why, whylen, "VDUSE_DEV_GET_FEATURES: %s", strerror(errno));
+		return rc;
+	}
+	rc = vblk_set_features(ep->dev, f & ~VIRTIO_BIT(VIRTIO_F_ACCESS_PLATFORM));
+	if (!rc)
+		rc = device_start(ep);
+	if (rc) {
+		snprintf(why, whylen, "cannot take the device over: %s", strerror(-rc));
+		return rc;
+	}
+	ep->status = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+		     VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK;
+	/* A completion the predecessor put in the ring may not have been
+	 * signalled. */
+	for (unsigned q = 0; q < ep->nq; q++)
+		if (ep->kicks[q].fd >= 0)
+			notify(ep, q);
+	ep->bus = BUS_ON;
+	log_info(ep->label, "took over VDUSE device %s from an earlier server", ep->name);
+	evloop_defer(ep->loop, &ep->announce);
+	return 0;
+}
+
 int vduse_ep_create(struct evloop *loop, const char *name, const struct vblk_conf *conf,
-		    const struct vduse_ep_ops *ops, void *ctx, struct vduse_ep **out, char *why,
-		    size_t whylen)
+		    const char *state_dir, const struct vduse_ep_ops *ops, void *ctx,
+		    struct vduse_ep **out, char *why, size_t whylen)
 {
 	char path[sizeof(VDUSE_DEV_DIR) + VDUSE_NAME_MAX];
 	struct vblk_conf c = *conf;
@@ -757,6 +945,7 @@ int vduse_ep_create(struct evloop *loop, const char *name, const struct vblk_con
 	ep->ops = ops;
 	ep->ctx = ctx;
 	ep->ctl_fd = ep->dev_fd = ep->bounce_fd = -1;
+	ep->announce = (struct evloop_defer){ .cb = announce, .arg = ep };
 	snprintf(ep->name, sizeof(ep->name), "%s", name);
 	snprintf(ep->label, sizeof(ep->label), "%s", conf->name);
 	for (unsigned q = 0; q < VBLK_MAX_QUEUES; q++)
@@ -794,20 +983,32 @@ int vduse_ep_create(struct evloop *loop, const char *name, const struct vblk_con
 			 strerror(errno));
 		goto fail;
 	}
+	if (state_dir) {
+		rc = log_open(ep, state_dir, why, whylen);
+		if (rc)
+			goto fail;
+	}
 	rc = create_dev(ep, why, whylen);
-	if (rc)
+	if (rc < 0)
 		goto fail;
 	ep->created = true;
+	ep->reattached = rc == 1;
 	snprintf(path, sizeof(path), VDUSE_DEV_DIR "%s", ep->name);
 	ep->dev_fd = open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK);
 	if (ep->dev_fd < 0) {
 		rc = -errno;
-		snprintf(why, whylen, "%s: %s", path, strerror(errno));
+		snprintf(why, whylen, "%s: %s", path,
+			 errno == EBUSY ? "in use by another process (is another nvme-drv serving it?)"
+					: strerror(errno));
+		if (ep->reattached)
+			ep->created = false;	/* not ours to destroy */
 		goto fail;
 	}
+	if (!ep->reattached && ep->log)
+		memset(ep->log, 0, ep->log_len);
 	/* Every queue must be set up before the device goes on the bus
-	 * (vduse_dev_is_ready). */
-	for (unsigned q = 0; q < ep->nq; q++) {
+	 * (vduse_dev_is_ready); one that is on it keeps its set-up. */
+	for (unsigned q = 0; q < ep->nq && !ep->reattached; q++) {
 		struct vduse_vq_config vc = { .index = q, .max_size = QUEUE_SIZE };
 
 		if (ioctl(ep->dev_fd, VDUSE_VQ_SETUP, &vc) != 0) {
@@ -822,6 +1023,13 @@ int vduse_ep_create(struct evloop *loop, const char *name, const struct vblk_con
 		goto fail;
 	}
 	ep->dev_watched = true;
+	if (ep->reattached) {
+		rc = reattach(ep, why, whylen);
+		if (rc)
+			goto fail;
+		*out = ep;
+		return 0;
+	}
 	if (!job_start(ep, true)) {
 		rc = -EAGAIN;
 		snprintf(why, whylen, "cannot start putting the device on the vdpa bus");
@@ -862,9 +1070,15 @@ void vduse_ep_destroy(struct vduse_ep *ep)
 	if (!ep)
 		return;
 	if (ep->job) {
-		evloop_del(ep->loop, ep->job->efd);
-		job_put(ep->job);
+		/* The child finishes on its own; it is reaped from the loop. */
+		struct bus_job *j = ep->job;
+
+		evloop_del(ep->loop, j->pidfd);
 		ep->job = NULL;
+		j->next_orphan = orphans;
+		orphans = j;
+		if (evloop_add(ep->loop, j->pidfd, EPOLLIN, on_orphan, j) != 0)
+			log_debug(ep->label, "the vdpa helper %d is left to init", (int)j->pid);
 	}
 	if (ep->bus != BUS_OFF)
 		log_warn(ep->label, "%s stays on the vdpa bus, without a back end: 'vdpa dev del %s' "
@@ -886,6 +1100,13 @@ void vduse_ep_destroy(struct vduse_ep *ep)
 			log_warn(ep->label, "cannot destroy VDUSE device %s: %s", ep->name, strerror(errno));
 	}
 	close_fd(&ep->ctl_fd);
+	evloop_defer_cancel(ep->loop, &ep->announce);
+	if (ep->log)
+		munmap(ep->log, ep->log_len);
+	/* Off the bus (or never on it) the device is gone, and nothing is
+	 * left to finish; still on it, a successor may take it over. */
+	if (ep->log_path[0] && ep->bus == BUS_OFF)
+		unlink(ep->log_path);
 	free(ep->regs);
 	free(ep);
 }

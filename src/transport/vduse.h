@@ -6,9 +6,11 @@
  * An endpoint creates the VDUSE device NAME (/dev/vduse/NAME), puts it on
  * the vdpa bus as the vdpa device NAME (what `vdpa dev add name NAME
  * mgmtdev vduse` does), and answers the kernel on the caller's event loop.
- * Putting it on the bus and taking it off again run on a helper thread:
- * the kernel's virtio driver probes (or removes) the device inside that
- * netlink request and waits for this process's answers meanwhile.
+ * Putting it on the bus and taking it off again run in a child process
+ * (this program again, with VDUSE_HELPER_ARG): the kernel's virtio driver
+ * probes (or removes) the device inside that netlink request and waits
+ * for this process's answers meanwhile, so that no thread of ours may
+ * wait there (a process killed then could never exit).
  *
  * Memory. The kernel's virtio driver reaches the device through VDUSE's
  * DMA layer: each ring is a coherent allocation of its own, and every data
@@ -36,6 +38,12 @@
 
 #define VDUSE_EP_MIN_DS_MAX 2
 
+/* argv[1] of the child that runs a vdpa bus request: a program that
+ * serves VDUSE devices returns vduse_helper_main(argc, argv) first thing
+ * when it sees it. */
+#define VDUSE_HELPER_ARG "--vdpa-helper"
+int vduse_helper_main(int argc, char **argv);
+
 struct vduse_ep;
 
 struct vduse_ep_ops {
@@ -52,13 +60,20 @@ struct vduse_ep_ops {
 /* Creates the VDUSE device `name` (1..31 of [A-Za-z0-9._-]) serving
  * conf->target with min(conf->num_queues, conf->ds_max - 1) queues, and
  * starts putting it on the vdpa bus (ops->attached or ops->ended follows).
+ *
+ * With a state_dir, the device's inflight log lives there
+ * (vduse-NAME.inflight). A device of that name still on the vdpa bus
+ * with a log there was left by a server of ours that died: it is taken
+ * over instead (re-attached), every request the kernel still waits for is
+ * answered once, and ops->attached follows from the loop. A device on the
+ * bus without our log is refused (-EEXIST).
  * Errors, with a one-line reason in why: -ENOENT (no VDUSE: the module is
  * not loaded), -EEXIST (a VDUSE device of that name is in use), -EINVAL
  * (ds-max below VDUSE_EP_MIN_DS_MAX, or the kernel refused the device),
  * others from the kernel or vblk. */
 int vduse_ep_create(struct evloop *loop, const char *name, const struct vblk_conf *conf,
-		    const struct vduse_ep_ops *ops, void *ctx, struct vduse_ep **out, char *why,
-		    size_t whylen);
+		    const char *state_dir, const struct vduse_ep_ops *ops, void *ctx,
+		    struct vduse_ep **out, char *why, size_t whylen);
 /* Starts taking the device off the vdpa bus: the kernel's driver removes
  * the block device, waiting for the I/O in flight, which keeps being
  * served. Returns true when ops->ended will follow, false when the device

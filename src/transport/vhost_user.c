@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -13,13 +15,15 @@
 #include "spec/vhost_user.h"
 #include "transport/vhu_msg.h"
 #include "util/log.h"
+#include "util/peerfd.h"
 
 #define PROTOCOL_FEATURES                                                                  \
 	(VIRTIO_BIT(VHOST_USER_PROTOCOL_F_MQ) | VIRTIO_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK) | \
 	 VIRTIO_BIT(VHOST_USER_PROTOCOL_F_CONFIG) |                                         \
 	 VIRTIO_BIT(VHOST_USER_PROTOCOL_F_RESET_DEVICE) |                                   \
 	 VIRTIO_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) |                            \
-	 VIRTIO_BIT(VHOST_USER_PROTOCOL_F_STATUS))
+	 VIRTIO_BIT(VHOST_USER_PROTOCOL_F_STATUS) |                                         \
+	 VIRTIO_BIT(VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD))
 
 struct kick {
 	struct vhu_ep *ep;
@@ -45,6 +49,17 @@ struct vhu_ep {
 	bool features_set;
 	uint8_t status;
 	bool paused;		/* reading nothing until a queue drains */
+	/* The connection failed inside a callback of the device (a reply or a
+	 * notification that could not be sent): it ends from the loop, when
+	 * nothing of the device is on the stack (issue 7.1). */
+	struct evloop_defer fail;
+	const char *fail_why;
+	/* The inflight region (GET/SET_INFLIGHT_FD): the front end keeps it
+	 * across our restarts, so that a successor finishes what we took. */
+	uint8_t *inflight;
+	size_t inflight_len;
+	unsigned inflight_nq;
+	uint64_t inflight_qlen;	/* bytes per queue */
 	/* receive state: one message, possibly in pieces */
 	struct vhost_user_msg msg;
 	size_t have;
@@ -76,9 +91,24 @@ static void queue_fds_close(struct vhu_ep *ep, unsigned q)
 	close_fd(&ep->err_fd[q]);
 }
 
+static void inflight_unmap(struct vhu_ep *ep)
+{
+	if (!ep->inflight)
+		return;
+	/* Running queues stop tracking into it; a new region takes effect
+	 * when a queue starts. */
+	for (unsigned q = 0; q < ep->inflight_nq; q++)
+		vblk_vq_set_inflight(ep->dev, q, NULL, 0);
+	munmap(ep->inflight, ep->inflight_len);
+	ep->inflight = NULL;
+	ep->inflight_len = 0;
+	ep->inflight_nq = 0;
+}
+
 /* The front end is gone: stop the device, forget its memory and rings. */
 static void disconnect(struct vhu_ep *ep, const char *why)
 {
+	evloop_defer_cancel(ep->loop, &ep->fail);
 	if (ep->conn_fd < 0)
 		return;
 	if (why)
@@ -93,6 +123,7 @@ static void disconnect(struct vhu_ep *ep, const char *why)
 	for (unsigned q = 0; q < VBLK_MAX_QUEUES; q++)
 		queue_fds_close(ep, q);
 	vblk_reset(ep->dev);
+	inflight_unmap(ep);
 	ep->features = ep->protocol = 0;
 	ep->features_set = false;
 	ep->status = 0;
@@ -100,14 +131,44 @@ static void disconnect(struct vhu_ep *ep, const char *why)
 		ep->ops->ended(ep->ctx, ep);
 }
 
+static void on_fail(void *arg)
+{
+	struct vhu_ep *ep = arg;
+
+	disconnect(ep, ep->fail_why);
+}
+
+/* Ends the connection from the loop (see vhu_ep.fail). */
+static void fail_later(struct vhu_ep *ep, const char *why)
+{
+	if (ep->conn_fd < 0 || ep->fail.queued)
+		return;
+	ep->fail_why = why;
+	evloop_defer(ep->loop, &ep->fail);
+}
+
+/* Signals one of the front end's eventfds. A counter that cannot take
+ * more (the front end never reads it) or a write that blocked (it made
+ * the fd blocking again) is the front end's fault: it loses the
+ * connection, nobody else waits (issue 7.3). */
+static void signal_fd(struct vhu_ep *ep, unsigned q, int fd, const char *what)
+{
+	int rc = peerfd_signal(fd);
+
+	if (rc == 0)
+		return;
+	log_err(ep->name, "queue %u: %s eventfd: %s", q, what,
+		rc == -EAGAIN ? "counter full, the front end does not read it"
+		: rc == -EINTR ? "write blocked (fd made blocking again); cut off" : strerror(-rc));
+	fail_later(ep, "unusable eventfd");
+}
+
 static void notify(void *ctx, unsigned q)
 {
 	struct vhu_ep *ep = ctx;
-	uint64_t one = 1;
 
-	if (q < VBLK_MAX_QUEUES && ep->call_fd[q] >= 0 &&
-	    write(ep->call_fd[q], &one, sizeof(one)) < 0 && errno != EAGAIN)
-		log_debug(ep->name, "queue %u: call eventfd: %s", q, strerror(errno));
+	if (q < VBLK_MAX_QUEUES && ep->call_fd[q] >= 0)
+		signal_fd(ep, q, ep->call_fd[q], "call");
 }
 
 static void broken(void *ctx)
@@ -118,12 +179,8 @@ static void broken(void *ctx)
 	 * byte is what GET_STATUS reports. */
 	ep->status |= 0x40;
 	for (unsigned q = 0; q < VBLK_MAX_QUEUES; q++)
-		if (ep->err_fd[q] >= 0) {
-			uint64_t one = 1;
-			if (write(ep->err_fd[q], &one, sizeof(one)) < 0) {
-				/* nothing more to tell */
-			}
-		}
+		if (ep->err_fd[q] >= 0)
+			signal_fd(ep, q, ep->err_fd[q], "error");
 }
 
 static void on_conn(void *arg, uint32_t events);
@@ -141,16 +198,23 @@ static void drained(void *ctx, unsigned q)
 	ep->paused = false;
 	if (send_reply(ep, VHOST_USER_GET_VRING_BASE, &st, sizeof(st)) < 0 ||
 	    evloop_add(ep->loop, ep->conn_fd, EPOLLIN | EPOLLRDHUP, on_conn, ep) != 0)
-		disconnect(ep, "cannot send a reply");
+		fail_later(ep, "cannot send a reply");
 }
 
 static const struct vblk_ops vblk_ops = { .notify = notify, .broken = broken, .drained = drained };
 
-/* Returns 1 (sent: handle() has answered) or -ECONNRESET. */
-static int send_reply(struct vhu_ep *ep, uint32_t request, const void *payload, uint32_t size)
+/* Returns 1 (sent: handle() has answered) or -ECONNRESET. fd (or -1)
+ * goes along. */
+static int send_reply_fd(struct vhu_ep *ep, uint32_t request, const void *payload, uint32_t size,
+			 int fd)
 {
 	struct vhost_user_msg r;
-	size_t len = sizeof(r.hdr) + size;
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} ctl;
+	struct iovec iov = { &r, sizeof(r.hdr) + size };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 	ssize_t n;
 
 	memset(&r, 0, sizeof(r));
@@ -159,10 +223,93 @@ static int send_reply(struct vhu_ep *ep, uint32_t request, const void *payload, 
 	r.hdr.size = size;
 	if (size)
 		memcpy(&r.payload, payload, size);
+	if (fd >= 0) {
+		struct cmsghdr *c;
+
+		memset(&ctl, 0, sizeof(ctl));
+		mh.msg_control = ctl.buf;
+		mh.msg_controllen = sizeof(ctl.buf);
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	}
 	/* A front end that does not read its replies loses the connection
 	 * rather than block the server. */
-	n = send(ep->conn_fd, &r, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-	return n == (ssize_t)len ? 1 : -ECONNRESET;
+	n = sendmsg(ep->conn_fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+	return n == (ssize_t)iov.iov_len ? 1 : -ECONNRESET;
+}
+
+static int send_reply(struct vhu_ep *ep, uint32_t request, const void *payload, uint32_t size)
+{
+	return send_reply_fd(ep, request, payload, size, -1);
+}
+
+/* Maps an inflight region of nq queues of qsize entries from fd at
+ * offset, `len` bytes, replacing the one we had. Takes fd. Errors:
+ * -EINVAL (sizes that do not fit), or the mapping's. */
+static int inflight_map(struct vhu_ep *ep, int fd, uint64_t offset, uint64_t len, unsigned nq,
+			unsigned qsize)
+{
+	uint64_t qlen = VHOST_USER_INFLIGHT_QUEUE_SIZE(qsize);
+	struct stat st;
+	void *p;
+
+	if (!nq || nq > VBLK_MAX_QUEUES || !qsize || qsize > VBLK_MAX_QUEUE_SIZE ||
+	    len < nq * qlen || len > VBLK_MAX_QUEUES * VHOST_USER_INFLIGHT_QUEUE_SIZE(VBLK_MAX_QUEUE_SIZE) ||
+	    offset & 4095 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < 0 ||
+	    offset > (uint64_t)st.st_size || len > (uint64_t)st.st_size - offset) {
+		log_err(ep->name, "inflight region: %u queues of %u, %llu bytes at %llu: does not fit",
+			nq, qsize, (unsigned long long)len, (unsigned long long)offset);
+		close(fd);
+		return -EINVAL;
+	}
+	/* As with client memory: no shrinking under us where seals allow. */
+	if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) != 0)
+		log_debug(ep->name, "inflight region: not sealed against shrinking");
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)offset);
+	close(fd);
+	if (p == MAP_FAILED)
+		return -errno;
+	inflight_unmap(ep);
+	ep->inflight = p;
+	ep->inflight_len = len;
+	ep->inflight_nq = nq;
+	ep->inflight_qlen = qlen;
+	return 0;
+}
+
+/* GET_INFLIGHT_FD: a fresh, zeroed region for the front end to keep. */
+static int get_inflight(struct vhu_ep *ep, const struct vhost_user_inflight *in)
+{
+	struct vhost_user_inflight out = *in;
+	uint64_t len;
+	int fd, fd2, rc;
+
+	if (!in->num_queues || in->num_queues > VBLK_MAX_QUEUES || !in->queue_size ||
+	    in->queue_size > VBLK_MAX_QUEUE_SIZE)
+		return send_reply(ep, VHOST_USER_GET_INFLIGHT_FD, NULL, 0) < 0 ? -ECONNRESET : 1;
+	len = in->num_queues * VHOST_USER_INFLIGHT_QUEUE_SIZE(in->queue_size);
+	fd = memfd_create("nvme-drv-inflight", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0 || ftruncate(fd, (off_t)len) != 0 ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
+		rc = -errno;
+		if (fd >= 0)
+			close(fd);
+		log_err(ep->name, "inflight region: %s", strerror(-rc));
+		return send_reply(ep, VHOST_USER_GET_INFLIGHT_FD, NULL, 0) < 0 ? -ECONNRESET : 1;
+	}
+	fd2 = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (fd2 < 0 || inflight_map(ep, fd2, 0, len, in->num_queues, in->queue_size) != 0) {
+		close(fd);
+		return send_reply(ep, VHOST_USER_GET_INFLIGHT_FD, NULL, 0) < 0 ? -ECONNRESET : 1;
+	}
+	out.mmap_size = len;
+	out.mmap_offset = 0;
+	rc = send_reply_fd(ep, VHOST_USER_GET_INFLIGHT_FD, &out, sizeof(out), fd);
+	close(fd);
+	return rc;
 }
 
 static int reply_u64(struct vhu_ep *ep, uint32_t request, uint64_t v)
@@ -170,14 +317,15 @@ static int reply_u64(struct vhu_ep *ep, uint32_t request, uint64_t v)
 	return send_reply(ep, request, &v, sizeof(v));
 }
 
+/* Kick eventfds are watched edge-triggered and never read: every write
+ * of the front end is an edge, and a read is a system call per kick that
+ * could block, should the front end clear O_NONBLOCK on the description
+ * it shares with us and race us to the counter. */
 static void on_kick(void *arg, uint32_t events)
 {
 	struct kick *k = arg;
-	uint64_t cnt;
 
 	(void)events;
-	if (read(k->fd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
-		return;
 	vblk_vq_kick(k->ep->dev, k->q);
 }
 
@@ -241,6 +389,7 @@ static int handle(struct vhu_ep *ep)
 		for (unsigned q = 0; q < VBLK_MAX_QUEUES; q++)
 			queue_fds_close(ep, q);
 		vblk_reset(d);
+		inflight_unmap(ep);
 		ep->status = 0;
 		return 0;
 	case VHOST_USER_GET_QUEUE_NUM:
@@ -313,6 +462,15 @@ static int handle(struct vhu_ep *ep)
 		if (!check_queue(ep, q))
 			return -EINVAL;
 		ep->nfds = 0;
+		if (m->hdr.request != VHOST_USER_SET_VRING_KICK && fd >= 0) {
+			rc = peerfd_prepare(fd);
+			if (rc) {
+				log_err(ep->name, "queue %u: %s: %s", q, vhu_request_name(m->hdr.request),
+					rc == -EINVAL ? "not an eventfd" : strerror(-rc));
+				close(fd);
+				return rc;
+			}
+		}
 		if (m->hdr.request == VHOST_USER_SET_VRING_CALL) {
 			close_fd(&ep->call_fd[q]);
 			ep->call_fd[q] = fd;
@@ -333,13 +491,17 @@ static int handle(struct vhu_ep *ep)
 		}
 		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 		ep->kicks[q].fd = fd;
+		if (ep->inflight && q < ep->inflight_nq)
+			vblk_vq_set_inflight(d, q, ep->inflight + q * ep->inflight_qlen, ep->inflight_qlen);
+		else
+			vblk_vq_set_inflight(d, q, NULL, 0);
 		rc = vblk_vq_start(d, q);
 		if (rc)
 			return rc;
 		/* Without protocol features a ring starts enabled. */
 		if (!(ep->features & VIRTIO_BIT(VHOST_USER_F_PROTOCOL_FEATURES)))
 			vblk_vq_enable(d, q, true);
-		rc = evloop_add(ep->loop, fd, EPOLLIN, on_kick, &ep->kicks[q]);
+		rc = evloop_add(ep->loop, fd, EPOLLIN | EPOLLET, on_kick, &ep->kicks[q]);
 		if (rc)
 			return rc;
 		vq_maybe_run(ep, q);
@@ -373,6 +535,15 @@ static int handle(struct vhu_ep *ep)
 		return 0;
 	case VHOST_USER_GET_STATUS:
 		return reply_u64(ep, m->hdr.request, ep->status);
+	case VHOST_USER_GET_INFLIGHT_FD:
+		return get_inflight(ep, &p->inflight);
+	case VHOST_USER_SET_INFLIGHT_FD: {
+		int fd = ep->fds[0];
+
+		ep->nfds = 0;
+		return inflight_map(ep, fd, p->inflight.mmap_offset, p->inflight.mmap_size,
+				    p->inflight.num_queues, p->inflight.queue_size);
+	}
 	default:
 		return -ENOSYS;
 	}
@@ -520,6 +691,7 @@ static int ep_new(struct evloop *loop, const struct vblk_conf *conf, const struc
 		return -ENOMEM;
 	ep->loop = loop;
 	ep->listen_fd = ep->conn_fd = -1;
+	ep->fail = (struct evloop_defer){ .cb = on_fail, .arg = ep };
 	ep->ops = ops;
 	ep->ctx = ctx;
 	snprintf(ep->name, sizeof(ep->name), "%s", conf->name);
@@ -528,7 +700,9 @@ static int ep_new(struct evloop *loop, const struct vblk_conf *conf, const struc
 		ep->call_fd[q] = ep->err_fd[q] = -1;
 	}
 	c.name = ep->name;
-	rc = vblk_new(&c, &vblk_ops, ep, &ep->dev);
+	rc = peerfd_watchdog_start(0);
+	if (!rc)
+		rc = vblk_new(&c, &vblk_ops, ep, &ep->dev);
 	if (rc) {
 		free(ep);
 		return rc;

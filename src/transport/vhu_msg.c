@@ -110,6 +110,13 @@ int vhu_msg_validate(const struct vhost_user_msg *m, size_t len, unsigned nfds, 
 		want = sizeof(struct vhost_user_mem_region_msg);
 		fds_optional = true;	/* QEMU sends the region's fd along */
 		break;
+	case VHOST_USER_GET_INFLIGHT_FD:
+		want = sizeof(struct vhost_user_inflight);
+		break;
+	case VHOST_USER_SET_INFLIGHT_FD:
+		want = sizeof(struct vhost_user_inflight);
+		want_fds = 1;
+		break;
 	case VHOST_USER_GET_CONFIG:
 	case VHOST_USER_SET_CONFIG:
 		if (len < VHOST_USER_CONFIG_HDR_SIZE)

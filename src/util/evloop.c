@@ -22,6 +22,7 @@ struct evloop {
 	evloop_cb sig_cb;
 	void *sig_arg;
 	bool stop;
+	struct evloop_defer *deferred;	/* in queueing order */
 	struct watch w[MAX_WATCH];
 };
 
@@ -109,11 +110,47 @@ int evloop_catch_signals(struct evloop *l, evloop_cb cb, void *arg)
 	return rc;
 }
 
+void evloop_defer(struct evloop *l, struct evloop_defer *d)
+{
+	struct evloop_defer **p = &l->deferred;
+
+	if (d->queued)
+		return;
+	while (*p)
+		p = &(*p)->next;
+	d->next = NULL;
+	d->queued = true;
+	*p = d;
+}
+
+void evloop_defer_cancel(struct evloop *l, struct evloop_defer *d)
+{
+	for (struct evloop_defer **p = &l->deferred; *p; p = &(*p)->next)
+		if (*p == d) {
+			*p = d->next;
+			break;
+		}
+	d->queued = false;
+}
+
+static void run_deferred(struct evloop *l)
+{
+	while (l->deferred) {
+		struct evloop_defer *d = l->deferred;
+
+		l->deferred = d->next;
+		d->queued = false;
+		d->cb(d->arg);
+	}
+}
+
 int evloop_once(struct evloop *l, int timeout_ms)
 {
 	struct epoll_event ev[64];
-	int n = epoll_wait(l->epfd, ev, 64, timeout_ms);
+	int n;
 
+	run_deferred(l);
+	n = epoll_wait(l->epfd, ev, 64, timeout_ms);
 	if (n < 0)
 		return errno == EINTR ? 0 : -errno;
 	for (int i = 0; i < n; i++) {
@@ -121,6 +158,7 @@ int evloop_once(struct evloop *l, int timeout_ms)
 		if (w->used)
 			w->cb(w->arg, ev[i].events);
 	}
+	run_deferred(l);
 	return n;
 }
 

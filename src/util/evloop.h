@@ -10,6 +10,17 @@
 struct evloop;
 typedef void (*evloop_cb)(void *arg, uint32_t events);
 
+/* Work deferred to the end of the current round, when no callback of
+ * this loop is on the stack: how an object that a callback must not free
+ * in place (its caller still holds it) ends. The owner embeds the node;
+ * queueing a queued node does nothing; cancel before freeing it. */
+struct evloop_defer {
+	void (*cb)(void *arg);
+	void *arg;
+	struct evloop_defer *next;
+	bool queued;
+};
+
 int evloop_new(struct evloop **out);
 void evloop_free(struct evloop *l);
 /* Watches fd for `events` (EPOLLIN, ...). Returns 0 or negative errno. */
@@ -23,6 +34,8 @@ int evloop_run(struct evloop *l);
 /* One round: waits at most timeout_ms, dispatches, returns events seen. */
 int evloop_once(struct evloop *l, int timeout_ms);
 void evloop_stop(struct evloop *l);
+void evloop_defer(struct evloop *l, struct evloop_defer *d);
+void evloop_defer_cancel(struct evloop *l, struct evloop_defer *d);
 bool evloop_stopped(const struct evloop *l);
 
 #endif

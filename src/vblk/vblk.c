@@ -1,6 +1,7 @@
 #include "vblk/vblk.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -9,7 +10,9 @@
 #include <unistd.h>
 
 #include "nvme/nvme.h"
+#include "spec/vhost_user.h"
 #include "util/log.h"
+#include "util/memguard.h"
 #include "virtio/blk_req.h"
 #include "virtio/vring.h"
 
@@ -27,6 +30,12 @@
 #define VBLK_DISCARD_SEG 16
 #define VBLK_MAX_RANGE_SECTORS (1u << 22)
 
+/* A client memory region, mapped into this process and the IOMMU. A
+ * region the table dropped while I/O in flight still uses it for DMA is
+ * "retired": it stays mapped until the last such I/O has ended (the
+ * controller may write into it until then). Retired regions count against
+ * a bound, or a client holding one request in flight could pile up
+ * mappings by adding and removing regions (issue 7.4). */
 struct region {
 	struct vblk_mem m;
 	void *map;		/* our mmap, page-aligned */
@@ -34,7 +43,12 @@ struct region {
 	uint8_t *va;		/* the region's first byte */
 	uint64_t iova;		/* the mapping's first byte */
 	uint64_t iova_off;	/* va - map */
+	unsigned refs;		/* I/Os in flight with DMA into it */
+	struct region *next_retired;
 };
+
+/* Live plus retired regions at most, per allowed live region. */
+#define VBLK_RETIRED_FACTOR 2
 
 struct vqueue {
 	struct vq vq;
@@ -46,11 +60,22 @@ struct vqueue {
 	bool stopping;		/* taking no more; stops when inflight is 0 */
 	unsigned inflight;	/* requests with NVMe commands outstanding */
 	unsigned taken;		/* popped and not yet in the used ring */
+	/* Inflight tracking (vblk_vq_set_inflight): the log, the order
+	 * counter of the next head taken, and the heads an earlier process
+	 * left in flight, to be taken again first, oldest first. */
+	struct vhost_user_inflight_split *log;
+	size_t log_len;
+	uint64_t counter;
+	uint16_t *resubmit;
+	unsigned nresubmit, resubmit_pos;
 };
 
 struct vblk_io {
 	struct vblk *d;
 	unsigned q;
+	unsigned gen;		/* the session it belongs to (vblk.gen) */
+	struct region *refs[VBLK_MAX_SEGS];	/* distinct regions its buffers lie in */
+	unsigned nrefs;
 	struct vq_elem elem;
 	struct vblk_req req;
 	struct vq_seg segs[VBLK_MAX_SEGS];
@@ -59,12 +84,6 @@ struct vblk_io {
 	unsigned pending;
 	bool failed;
 	struct vblk_io *next_free;
-};
-
-/* Regions replaced while I/O was in flight wait here to be unmapped. */
-struct zombie {
-	struct region r;
-	struct zombie *next;
 };
 
 struct vblk {
@@ -78,12 +97,20 @@ struct vblk {
 	struct vblk_target vt;
 	char id[VIRTIO_BLK_ID_BYTES + 1];
 	uint64_t features;
-	struct region *regions;
+	struct region **regions;
 	unsigned nregions;
-	struct zombie *zombies;
+	struct region *retired;
+	unsigned nretired;
 	struct vqueue vqs[VBLK_MAX_QUEUES];
 	struct vblk_io *free_ios;
 	unsigned inflight;
+	/* A session ends at every reset: requests of an earlier one complete
+	 * into no ring (the driver that posted them is gone; issue 7.5). */
+	unsigned gen;
+	/* Calls into this object on the stack: an ops callback may destroy it
+	 * (a transport ending a connection), which then waits until they
+	 * have returned (issue 7.1). */
+	unsigned busy;
 	bool destroying;
 	bool broken;
 	struct vblk_stats stats;
@@ -93,44 +120,48 @@ struct vblk {
 
 static void rings_refresh(struct vblk *d);
 
-static void region_unmap(struct vblk *d, struct region *r)
+static void region_free(struct vblk *d, struct region *r)
 {
 	if (r->map) {
 		vfio_dma_unmap(d->vdev, r->iova, r->map_len);
 		munmap(r->map, r->map_len);
-		r->map = NULL;
 	}
+	free(r);
 }
 
-static void zombies_reap(struct vblk *d)
-{
-	while (d->zombies && d->inflight == 0) {
-		struct zombie *z = d->zombies;
-		d->zombies = z->next;
-		region_unmap(d, &z->r);
-		free(z);
-	}
-}
-
-/* Retires a region: unmapped now, or once the I/O in flight is done. */
+/* The table no longer has r: unmap it now, or once no I/O uses it. */
 static void region_retire(struct vblk *d, struct region *r)
 {
-	struct zombie *z;
+	if (r->refs == 0) {
+		region_free(d, r);
+		return;
+	}
+	r->next_retired = d->retired;
+	d->retired = r;
+	d->nretired++;
+}
 
-	if (d->inflight == 0 || !r->map) {
-		region_unmap(d, r);
+static void region_put(struct vblk *d, struct region *r)
+{
+	if (--r->refs || d->nretired == 0)
 		return;
-	}
-	z = malloc(sizeof(*z));
-	if (!z) {
-		/* Cannot defer: keep it mapped for the object's lifetime
-		 * rather than pull memory from under the controller. */
-		log_warn(d->name, "out of memory retiring a region; it stays mapped");
-		return;
-	}
-	z->r = *r;
-	z->next = d->zombies;
-	d->zombies = z;
+	for (struct region **p = &d->retired; *p; p = &(*p)->next_retired)
+		if (*p == r) {
+			*p = r->next_retired;
+			d->nretired--;
+			region_free(d, r);
+			return;
+		}
+}
+
+/* Live regions still in use by I/O: each would be retired by a new table. */
+static unsigned busy_regions(const struct vblk *d)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < d->nregions; i++)
+		n += d->regions[i]->refs != 0;
+	return n;
 }
 
 static bool trusted(const struct vblk *d, int fd)
@@ -147,16 +178,47 @@ static bool trusted(const struct vblk *d, int fd)
 	return false;
 }
 
+/* Memory backed by a file must exist for as long as it is mapped: a
+ * region reaching past the end of its file is refused, and a file that
+ * can still take seals gets F_SEAL_SHRINK, so that the client cannot cut
+ * it short later. A file that cannot take seals (a memfd created without
+ * MFD_ALLOW_SEALING, a tmpfs file) can still shrink: every access to
+ * client memory is guarded (memguard.h), so that costs the client its
+ * session, not the server. */
+static int region_check_file(struct vblk *d, const struct vblk_mem *m)
+{
+	struct stat st;
+	int seals;
+
+	if (fstat(m->fd, &st) != 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return 0;	/* a device's memory (VDUSE's bounce buffer) */
+	if (st.st_size < 0 || m->mmap_offset > (uint64_t)st.st_size ||
+	    m->size > (uint64_t)st.st_size - m->mmap_offset) {
+		log_err(d->name, "memory region gpa %#llx: %#llx bytes at offset %#llx, but its file has %#llx",
+			(unsigned long long)m->gpa, (unsigned long long)m->size,
+			(unsigned long long)m->mmap_offset, (unsigned long long)st.st_size);
+		return -EINVAL;
+	}
+	seals = fcntl(m->fd, F_GET_SEALS);
+	if (seals >= 0 && !(seals & F_SEAL_SHRINK) && !(seals & F_SEAL_SEAL) &&
+	    fcntl(m->fd, F_ADD_SEALS, F_SEAL_SHRINK) != 0)
+		log_debug(d->name, "memory region gpa %#llx: cannot seal against shrinking: %s",
+			  (unsigned long long)m->gpa, strerror(errno));
+	return 0;
+}
+
 /* Maps one region into this process and into the controller's IOMMU. A
  * read-only client's memory is only ever written by the device (reads
  * from the disk), so the IOMMU is asked for device-write access alone. */
-static int region_map(struct vblk *d, const struct vblk_mem *m, struct region *r)
+static int region_map(struct vblk *d, const struct vblk_mem *m, struct region **out)
 {
 	uint64_t off_al, lead, len;
+	struct region *r;
 	int prot;
 	int rc;
 
-	memset(r, 0, sizeof(*r));
 	if (!m->size || m->size > (1ull << 46) || m->mmap_offset > (1ull << 52) ||
 	    m->gpa > UINT64_MAX - m->size || m->uva > UINT64_MAX - m->size) {
 		log_err(d->name, "memory region gpa %#llx size %#llx: bad size or address",
@@ -168,6 +230,12 @@ static int region_map(struct vblk *d, const struct vblk_mem *m, struct region *r
 			(unsigned long long)m->gpa);
 		return -EPERM;
 	}
+	rc = region_check_file(d, m);
+	if (rc)
+		return rc;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
 	off_al = m->mmap_offset & ~(PAGE - 1);
 	lead = m->mmap_offset - off_al;
 	len = (lead + m->size + PAGE - 1) & ~(PAGE - 1);
@@ -177,6 +245,7 @@ static int region_map(struct vblk *d, const struct vblk_mem *m, struct region *r
 		r->map = NULL;
 		log_err(d->name, "cannot map memory region gpa %#llx size %#llx: %s",
 			(unsigned long long)m->gpa, (unsigned long long)m->size, strerror(errno));
+		free(r);
 		return rc;
 	}
 	r->map_len = len;
@@ -188,7 +257,7 @@ static int region_map(struct vblk *d, const struct vblk_mem *m, struct region *r
 	}
 	if (rc) {
 		munmap(r->map, len);
-		r->map = NULL;
+		free(r);
 		return rc;
 	}
 	r->m = *m;
@@ -198,6 +267,7 @@ static int region_map(struct vblk *d, const struct vblk_mem *m, struct region *r
 	log_debug(d->name, "region gpa %#llx size %#llx mapped at IOVA %#llx%s",
 		  (unsigned long long)m->gpa, (unsigned long long)m->size,
 		  (unsigned long long)(r->iova + lead), prot == VFIO_DMA_WRITE ? " (device write-only)" : "");
+	*out = r;
 	return 0;
 }
 
@@ -211,7 +281,7 @@ static void close_fds(const struct vblk_mem *regs, unsigned n)
 static void drop_table(struct vblk *d)
 {
 	for (unsigned i = 0; i < d->nregions; i++)
-		region_retire(d, &d->regions[i]);
+		region_retire(d, d->regions[i]);
 	free(d->regions);
 	d->regions = NULL;
 	d->nregions = 0;
@@ -222,19 +292,27 @@ static bool overlaps(const struct vblk_mem *a, const struct vblk_mem *b)
 	return a->gpa < b->gpa + b->size && b->gpa < a->gpa + a->size;
 }
 
-static int check_count(struct vblk *d, unsigned n)
+/* n live regions, with `retired` regions held by I/O in flight beside
+ * them. Errors: -E2BIG (over ds-max), -EBUSY (too many still in use). */
+static int check_count(struct vblk *d, unsigned n, unsigned retired)
 {
 	if (n > d->conf.ds_max) {
 		log_err(d->name, "refused: %u memory regions, ds-max is %u", n, d->conf.ds_max);
 		return -E2BIG;
+	}
+	if (n + retired > VBLK_RETIRED_FACTOR * d->conf.ds_max) {
+		log_err(d->name, "refused: %u removed memory regions are still in use by I/O in flight "
+			"(at most %u mapped at once with ds-max %u); retry once it has completed",
+			retired, VBLK_RETIRED_FACTOR * d->conf.ds_max, d->conf.ds_max);
+		return -EBUSY;
 	}
 	return 0;
 }
 
 int vblk_mem_set(struct vblk *d, const struct vblk_mem *regs, unsigned n)
 {
-	struct region *nr;
-	int rc = check_count(d, n);
+	struct region **nr;
+	int rc = check_count(d, n, d->nretired + busy_regions(d));
 
 	if (rc) {
 		close_fds(regs, n);
@@ -256,7 +334,7 @@ int vblk_mem_set(struct vblk *d, const struct vblk_mem *regs, unsigned n)
 		rc = region_map(d, &regs[i], &nr[i]);
 		if (rc) {
 			while (i-- > 0)
-				region_unmap(d, &nr[i]);
+				region_free(d, nr[i]);
 			free(nr);
 			close_fds(regs, n);
 			return rc;
@@ -272,11 +350,11 @@ int vblk_mem_set(struct vblk *d, const struct vblk_mem *regs, unsigned n)
 
 int vblk_mem_add(struct vblk *d, const struct vblk_mem *reg)
 {
-	struct region r, *nr;
-	int rc = check_count(d, d->nregions + 1);
+	struct region *r, **nr;
+	int rc = check_count(d, d->nregions + 1, d->nretired);
 
 	for (unsigned i = 0; !rc && i < d->nregions; i++)
-		if (overlaps(reg, &d->regions[i].m)) {
+		if (overlaps(reg, &d->regions[i]->m)) {
 			log_err(d->name, "refused: memory region gpa %#llx overlaps another",
 				(unsigned long long)reg->gpa);
 			rc = -EINVAL;
@@ -288,7 +366,7 @@ int vblk_mem_add(struct vblk *d, const struct vblk_mem *reg)
 		return rc;
 	nr = realloc(d->regions, (d->nregions + 1) * sizeof(*nr));
 	if (!nr) {
-		region_unmap(d, &r);
+		region_free(d, r);
 		return -ENOMEM;
 	}
 	d->regions = nr;
@@ -302,7 +380,7 @@ int vblk_mem_remove(struct vblk *d, const struct vblk_mem *reg)
 	if (reg->fd >= 0)
 		close(reg->fd);
 	for (unsigned i = 0; i < d->nregions; i++) {
-		struct region *r = &d->regions[i];
+		struct region *r = d->regions[i];
 		if (r->m.gpa == reg->gpa && r->m.size == reg->size) {
 			region_retire(d, r);
 			d->regions[i] = d->regions[--d->nregions];
@@ -318,7 +396,7 @@ int vblk_mem_remove(struct vblk *d, const struct vblk_mem *reg)
 static struct region *find_gpa(struct vblk *d, uint64_t gpa, uint64_t len)
 {
 	for (unsigned i = 0; i < d->nregions; i++) {
-		struct region *r = &d->regions[i];
+		struct region *r = d->regions[i];
 		if (gpa >= r->m.gpa && len <= r->m.size && gpa - r->m.gpa <= r->m.size - len)
 			return r;
 	}
@@ -339,7 +417,7 @@ static const struct vq_mem_ops mem_ops = { .translate = translate };
 static int uva_to_gpa(struct vblk *d, uint64_t uva, uint64_t *gpa)
 {
 	for (unsigned i = 0; i < d->nregions; i++) {
-		struct region *r = &d->regions[i];
+		struct region *r = d->regions[i];
 		if (uva >= r->m.uva && uva - r->m.uva < r->m.size) {
 			*gpa = r->m.gpa + (uva - r->m.uva);
 			return 0;
@@ -427,14 +505,15 @@ int vblk_new(const struct vblk_conf *conf, const struct vblk_ops *ops, void *ctx
 		d->features |= VIRTIO_BIT(VIRTIO_BLK_F_WRITE_ZEROES);
 	for (unsigned q = 0; q < VBLK_MAX_QUEUES; q++)
 		vq_init(&d->vqs[q].vq, &mem_ops, d);
+	memguard_install();
 	*out = d;
 	return 0;
 }
 
+/* Called with nothing in flight: every retired region is gone already. */
 static void vblk_free(struct vblk *d)
 {
 	drop_table(d);
-	zombies_reap(d);
 	while (d->free_ios) {
 		struct vblk_io *io = d->free_ios;
 		d->free_ios = io->next_free;
@@ -444,8 +523,25 @@ static void vblk_free(struct vblk *d)
 	free(d);
 }
 
+/* A call into this object that may run ops callbacks holds it; the last
+ * one out frees an object destroyed meanwhile, once no I/O is in flight. */
+static void hold(struct vblk *d)
+{
+	d->busy++;
+}
+
+static void release(struct vblk *d)
+{
+	if (!--d->busy && d->destroying && d->inflight == 0)
+		vblk_free(d);
+}
+
 void vblk_reset(struct vblk *d)
 {
+	/* Requests still with the controller belong to the session that ends
+	 * here: they complete into nothing (the regions they use stay mapped
+	 * until then). The counters below are the new session's. */
+	d->gen++;
 	for (unsigned q = 0; q < VBLK_MAX_QUEUES; q++) {
 		struct vqueue *v = &d->vqs[q];
 		v->started = v->enabled = v->stopping = false;
@@ -453,6 +549,10 @@ void vblk_reset(struct vblk *d)
 		v->taken = 0;
 		v->num = 0;
 		v->base = 0;
+		v->log = NULL;
+		free(v->resubmit);
+		v->resubmit = NULL;
+		v->nresubmit = v->resubmit_pos = 0;
 		vq_init(&v->vq, &mem_ops, d);
 	}
 	drop_table(d);
@@ -465,7 +565,7 @@ void vblk_destroy(struct vblk *d)
 		return;
 	vblk_reset(d);
 	d->destroying = true;
-	if (d->inflight == 0)
+	if (d->inflight == 0 && d->busy == 0)
 		vblk_free(d);
 }
 
@@ -548,6 +648,95 @@ int vblk_vq_set_base(struct vblk *d, unsigned q, uint16_t base)
 	return 0;
 }
 
+static int cmp_counter(const void *a, const void *b, void *arg)
+{
+	const struct vhost_user_inflight_split *log = arg;
+	uint64_t ca = log->desc[*(const uint16_t *)a].counter;
+	uint64_t cb = log->desc[*(const uint16_t *)b].counter;
+
+	return ca < cb ? -1 : ca > cb;
+}
+
+/* Reads the inflight log and the used ring (under a memguard: the log and
+ * the ring are the client's) and fills the resubmit list. A log of another
+ * geometry, or a fresh one, is (re)initialised: nothing to recover. */
+static int inflight_read(struct vblk *d, struct vqueue *v, uint16_t *used_out, uint16_t *heads,
+			 unsigned *nheads)
+{
+	struct vhost_user_inflight_split *log = v->log;
+	struct memguard g;
+	uint16_t used;
+	unsigned n = 0;
+
+	if (!MEMGUARD_TRY(g))
+		return -EFAULT;
+	used = vq_ring_used_idx(&v->vq);
+	if (log->version != VHOST_USER_INFLIGHT_VERSION || log->desc_num != v->num) {
+		memset(log->desc, 0, v->num * sizeof(log->desc[0]));
+		log->desc_num = (uint16_t)v->num;
+		log->last_batch_head = 0;
+		log->used_idx = v->base;
+		__atomic_signal_fence(__ATOMIC_SEQ_CST);
+		log->version = VHOST_USER_INFLIGHT_VERSION;
+		*used_out = v->base;
+		*nheads = 0;
+		memguard_pop(&g);
+		return 1;
+	}
+	/* The last completion reached the used ring, its log entry not: it
+	 * is done. */
+	if (log->used_idx != used) {
+		if (log->last_batch_head < v->num)
+			log->desc[log->last_batch_head].inflight = 0;
+		__atomic_signal_fence(__ATOMIC_SEQ_CST);
+		log->used_idx = used;
+	}
+	for (unsigned i = 0; i < v->num; i++)
+		if (log->desc[i].inflight == 1)
+			heads[n++] = (uint16_t)i;
+	if (n)
+		qsort_r(heads, n, sizeof(heads[0]), cmp_counter, log);
+	v->counter = n ? log->desc[heads[n - 1]].counter + 1 : 0;
+	memguard_pop(&g);
+	*used_out = used;
+	*nheads = n;
+	return 0;
+}
+
+/* Picks up where an earlier process left queue v: every head taken and
+ * not in the used ring is taken again (and answered exactly once), and
+ * the next available entry to take is the used index plus those, as
+ * every head taken is either used or still in flight. */
+static int inflight_recover(struct vblk *d, struct vqueue *v)
+{
+	uint16_t *heads, used;
+	unsigned n;
+	int rc;
+
+	if (v->log_len < VHOST_USER_INFLIGHT_QUEUE_SIZE(v->num)) {
+		log_err(d->name, "inflight log of %zu bytes is too small for %u entries", v->log_len,
+			v->num);
+		return -EINVAL;
+	}
+	heads = calloc(v->num, sizeof(*heads));
+	if (!heads)
+		return -ENOMEM;
+	rc = inflight_read(d, v, &used, heads, &n);
+	if (rc < 0) {
+		free(heads);
+		return rc;
+	}
+	free(v->resubmit);
+	v->resubmit = heads;
+	v->nresubmit = n;
+	v->resubmit_pos = 0;
+	vq_set_base(&v->vq, (uint16_t)(used + n), used);
+	if (n)
+		log_info(d->name, "%u request%s left in flight by an earlier server: serving them again",
+			 n, n == 1 ? "" : "s");
+	return 0;
+}
+
 int vblk_vq_start(struct vblk *d, unsigned q)
 {
 	struct vqueue *v = vqueue(d, q);
@@ -566,10 +755,31 @@ int vblk_vq_start(struct vblk *d, unsigned q)
 		log_err(d->name, "queue %u: %s", q, err.why ? err.why : strerror(-rc));
 		return rc;
 	}
-	/* Completions of requests still in flight land in the new ring at the
-	 * index the front end handed back (GET_VRING_BASE only stops taking). */
-	vq_set_base(&v->vq, v->base, v->base);
+	if (v->log) {
+		rc = inflight_recover(d, v);
+		if (rc) {
+			log_err(d->name, "queue %u: %s", q,
+				rc == -EFAULT ? "client memory vanished" : "cannot recover the inflight log");
+			return rc;
+		}
+	} else {
+		/* Completions of requests still in flight land in the new ring at
+		 * the index the front end handed back (GET_VRING_BASE only stops
+		 * taking). */
+		vq_set_base(&v->vq, v->base, v->base);
+	}
 	v->started = true;
+	return 0;
+}
+
+int vblk_vq_set_inflight(struct vblk *d, unsigned q, void *log, size_t len)
+{
+	struct vqueue *v = vqueue(d, q);
+
+	if (!v || (log && len < VHOST_USER_INFLIGHT_QUEUE_SIZE(1)))
+		return -EINVAL;
+	v->log = log;
+	v->log_len = log ? len : 0;
 	return 0;
 }
 
@@ -622,21 +832,91 @@ static void io_put(struct vblk *d, struct vblk_io *io)
 	d->free_ios = io;
 }
 
+/* Pins the regions of every buffer of the request (header, data, status)
+ * until it ends: the controller writes into the data, and we write the
+ * status, into memory that a new table may have dropped meanwhile. */
+static void io_ref(struct vblk *d, struct vblk_io *io)
+{
+	for (unsigned i = 0; i < io->elem.nout + io->elem.nin; i++) {
+		struct region *r = find_gpa(d, io->segs[i].gpa, io->segs[i].len);
+		bool have = false;
+
+		for (unsigned k = io->nrefs; k-- > 0 && !have;)
+			have = io->refs[k] == r;
+		if (r && !have) {
+			r->refs++;
+			io->refs[io->nrefs++] = r;
+		}
+	}
+}
+
+static void io_unref(struct vblk *d, struct vblk_io *io)
+{
+	for (unsigned i = 0; i < io->nrefs; i++)
+		region_put(d, io->refs[i]);
+	io->nrefs = 0;
+}
+
+/* The driver's memory is gone under us (its file was cut short): the
+ * device is broken, the front end must reset it. */
+static void vanished(struct vblk *d, unsigned q)
+{
+	log_err(d->name, "queue %u: client memory vanished (file truncated?); device needs reset", q);
+	d->vqs[q].started = false;
+	if (!d->broken) {
+		d->broken = true;
+		d->ops->broken(d->ctx);
+	}
+}
+
+/* Writes the status and puts the chain in the used ring. Returns 1 when
+ * the driver wants a notification, 0 when not, -EFAULT when its memory
+ * vanished. */
+static int push_used(struct vblk *d, struct vblk_io *io, uint8_t status, uint32_t data_written)
+{
+	struct vqueue *v = &d->vqs[io->q];
+	struct memguard g;
+	int rc;
+
+	if (!MEMGUARD_TRY(g))
+		return -EFAULT;
+	rc = 0;
+	/* The log says which head may have reached the ring before its entry
+	 * was cleared (inflight_read() settles it with the used index). */
+	if (v->log)
+		v->log->last_batch_head = io->elem.head;
+	if (vq_push(&v->vq, io->elem.head, vblk_req_complete(&io->req, status, data_written)) == 0) {
+		if (v->log) {
+			v->log->desc[io->elem.head].inflight = 0;
+			__atomic_signal_fence(__ATOMIC_SEQ_CST);
+			v->log->used_idx = v->vq.used_idx;
+		}
+		rc = vq_should_notify(&v->vq);
+	}
+	memguard_pop(&g);
+	return rc;
+}
+
 static void io_finish(struct vblk_io *io, uint8_t status, uint32_t data_written)
 {
 	struct vblk *d = io->d;
 	struct vqueue *v = &d->vqs[io->q];
-	uint32_t used = vblk_req_complete(&io->req, status, data_written);
 
 	if (status != VIRTIO_BLK_S_OK)
 		d->stats.errors++;
-	/* A queue stopped or reset since: the front end has taken the ring
-	 * back, the completion has nowhere to go. */
-	if (v->started && !d->destroying) {
+	/* A request of an earlier session, or of a queue stopped since: the
+	 * driver that posted it has taken the ring back; the completion has
+	 * nowhere to go. */
+	if (io->gen == d->gen && v->started && !d->destroying) {
+		int rc = push_used(d, io, status, data_written);
+
 		v->taken--;
-		if (vq_push(&v->vq, io->elem.head, used) == 0 && vq_should_notify(&v->vq))
+		if (rc < 0)
+			vanished(d, io->q);
+		else if (rc)
 			d->ops->notify(d->ctx, io->q);
 	}
+	io_unref(d, io);	/* after the status byte is written */
 	io_put(d, io);
 }
 
@@ -646,6 +926,7 @@ static void nvme_done(struct nvme_req *r)
 	struct vblk *d = io->d;
 	struct vqueue *v = &d->vqs[io->q];
 	unsigned q = io->q;
+	bool same_session = io->gen == d->gen;
 
 	if (r->result) {
 		io->failed = true;
@@ -654,17 +935,16 @@ static void nvme_done(struct nvme_req *r)
 	}
 	if (--io->pending)
 		return;
+	hold(d);
 	io_finish(io, io->failed ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK,
 		  io->failed || io->req.type != VIRTIO_BLK_T_IN ? 0 : io->req.in_data_len);
 	d->inflight--;
-	if (v->inflight && !--v->inflight && v->stopping) {
+	if (same_session && v->inflight && !--v->inflight && v->stopping) {
 		v->stopping = false;
 		v->started = false;
 		d->ops->drained(d->ctx, q);
 	}
-	zombies_reap(d);
-	if (d->destroying && d->inflight == 0)
-		vblk_free(d);
+	release(d);
 }
 
 static struct nvme_qpair *pick_qp(struct vblk *d, unsigned q)
@@ -683,10 +963,19 @@ static void io_start(struct vblk *d, struct vblk_io *io)
 	unsigned n = 0;
 
 	switch (rq->type) {
-	case VIRTIO_BLK_T_GET_ID:
+	case VIRTIO_BLK_T_GET_ID: {
+		struct memguard g;
+		volatile uint32_t id_len = 0;	/* read after a fault jump */
+
 		d->stats.get_ids++;
-		io_finish(io, VIRTIO_BLK_S_OK, vblk_req_fill_id(rq, d->id));
+		if (MEMGUARD_TRY(g)) {
+			id_len = vblk_req_fill_id(rq, d->id);
+			memguard_pop(&g);
+		}
+		/* Had the memory vanished, pushing the answer finds out too. */
+		io_finish(io, VIRTIO_BLK_S_OK, id_len);
 		return;
+	}
 	case VIRTIO_BLK_T_FLUSH:
 		d->stats.flushes++;
 		if (!ci->vwc) {	/* no volatile cache: every write is durable */
@@ -764,53 +1053,90 @@ static void io_start(struct vblk *d, struct vblk_io *io)
 	}
 }
 
+/* Takes the next request off the ring and parses it. Returns 1 (a
+ * request in io), 0 (the ring is empty), a negative errno for a driver
+ * that broke the rules (why in *err or io->req.why), or -EFAULT when its
+ * memory vanished. */
+static int take(struct vblk *d, struct vqueue *v, struct vblk_io *io, struct vq_err *err)
+{
+	struct memguard g;
+	int rc;
+
+	if (!MEMGUARD_TRY(g))
+		return -EFAULT;
+	if (v->resubmit_pos < v->nresubmit) {
+		rc = vq_pop_head(&v->vq, v->resubmit[v->resubmit_pos++], &io->elem, err);
+	} else {
+		rc = vq_pop(&v->vq, &io->elem, err);
+		/* In the log before anything of it happens: a successor takes
+		 * it again. Counter first: an entry is whole once it is marked. */
+		if (rc > 0 && v->log) {
+			v->log->desc[io->elem.head].counter = v->counter++;
+			__atomic_signal_fence(__ATOMIC_SEQ_CST);
+			v->log->desc[io->elem.head].inflight = 1;
+		}
+	}
+	if (rc > 0) {
+		v->taken++;
+		rc = vblk_req_parse(&d->vt, &io->elem, &io->req);
+		rc = rc ? rc : 1;
+		if (rc < 0)
+			err->why = io->req.why;
+	}
+	memguard_pop(&g);
+	return rc;
+}
+
+static void break_device(struct vblk *d)
+{
+	d->broken = true;
+	d->ops->broken(d->ctx);
+}
+
+
 void vblk_vq_kick(struct vblk *d, unsigned q)
 {
 	struct vqueue *v = vqueue(d, q);
 
-	while (v && v->started && v->enabled && !v->stopping && !d->broken) {
+	if (!v)
+		return;
+	hold(d);
+	while (v->started && v->enabled && !v->stopping && !d->broken && !d->destroying) {
 		struct vq_err err = { 0 };
 		struct vblk_io *io = io_get(d);
 		int rc;
 
 		if (!io)
-			return;	/* retried on the next kick or completion */
+			break;	/* retried on the next kick or completion */
 		if (v->taken >= v->num) {
 			/* More requests than the ring has room for: the driver made
 			 * a head available again before it was used (2.7.13). */
 			io_put(d, io);
 			log_err(d->name, "queue %u: more requests outstanding than the queue size %u; "
 				"device needs reset", q, v->num);
-			d->broken = true;
-			d->ops->broken(d->ctx);
-			return;
+			break_device(d);
+			break;
 		}
 		memset(&io->elem, 0, sizeof(io->elem));
 		io->d = d;
 		io->q = q;
+		io->gen = d->gen;
+		io->nrefs = 0;
 		io->elem.segs = io->segs;
 		io->elem.max_segs = VBLK_MAX_SEGS;
-		rc = vq_pop(&v->vq, &io->elem, &err);
+		rc = take(d, v, io, &err);
 		if (rc <= 0) {
 			io_put(d, io);
-			if (rc < 0) {
+			if (rc == -EFAULT && !err.why) {
+				vanished(d, q);
+			} else if (rc < 0) {
 				log_err(d->name, "queue %u: %s (descriptor %d%s); device needs reset", q,
 					err.why ? err.why : strerror(-rc), err.desc, err.indirect ? ", indirect" : "");
-				d->broken = true;
-				d->ops->broken(d->ctx);
+				break_device(d);
 			}
-			return;
+			break;
 		}
-		v->taken++;
-		rc = vblk_req_parse(&d->vt, &io->elem, &io->req);
-		if (rc) {
-			log_err(d->name, "queue %u: %s; device needs reset", q,
-				io->req.why ? io->req.why : strerror(-rc));
-			io_put(d, io);
-			d->broken = true;
-			d->ops->broken(d->ctx);
-			return;
-		}
+		io_ref(d, io);
 		if (io->req.status != VIRTIO_BLK_S_OK) {
 			log_debug(d->name, "queue %u: request type %u refused: %s", q, io->req.type,
 				  io->req.why ? io->req.why : "");
@@ -819,4 +1145,5 @@ void vblk_vq_kick(struct vblk *d, unsigned q)
 		}
 		io_start(d, io);
 	}
+	release(d);
 }

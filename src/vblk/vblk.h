@@ -93,6 +93,14 @@ int vblk_mem_remove(struct vblk *d, const struct vblk_mem *reg);
 int vblk_vq_set_num(struct vblk *d, unsigned q, unsigned num);
 int vblk_vq_set_addr(struct vblk *d, unsigned q, uint64_t desc, uint64_t avail, uint64_t used);
 int vblk_vq_set_base(struct vblk *d, unsigned q, uint16_t base);
+/* Inflight tracking for queue q (vhost-user.rst "Inflight I/O tracking",
+ * split layout): `log` is `len` bytes the transport keeps mapped for the
+ * session, set before vblk_vq_start(), which then takes again what an
+ * earlier process left in flight there (each answered once) and goes on
+ * from the used index plus those. A fresh log (version 0) is initialised.
+ * The log is client memory: accessed under memguard. NULL: no tracking.
+ * Errors: -EINVAL (no such queue, or too small for any queue). */
+int vblk_vq_set_inflight(struct vblk *d, unsigned q, void *log, size_t len);
 /* Starts processing (the kick fd is set and the ring enabled). */
 int vblk_vq_start(struct vblk *d, unsigned q);
 /* Stops taking requests from queue q (GET_VRING_BASE). Returns 1 when

@@ -253,6 +253,29 @@ int vq_pop(struct vq *vq, struct vq_elem *elem, struct vq_err *err)
 	return 1;
 }
 
+int vq_pop_head(struct vq *vq, uint16_t head, struct vq_elem *elem, struct vq_err *err)
+{
+	int rc;
+
+	if (!vq->size)
+		return fail(err, -EIO, "queue not set up", -1, false);
+	if (vq->broken)
+		return fail(err, -EIO, "queue broken by an earlier error", -1, false);
+	if (head >= vq->size)
+		return fail(err, -EINVAL, "head index beyond the descriptor table", head, false);
+	rc = walk_chain(vq, head, elem, err);
+	if (rc) {
+		vq->broken = true;
+		return rc;
+	}
+	return 1;
+}
+
+uint16_t vq_ring_used_idx(const struct vq *vq)
+{
+	return vq->size ? le16toh(__atomic_load_n(&vq->used->idx, __ATOMIC_ACQUIRE)) : 0;
+}
+
 int vq_push(struct vq *vq, uint16_t head, uint32_t len)
 {
 	struct vring_used_elem *u;

@@ -109,6 +109,14 @@ uint16_t vq_get_base(const struct vq *vq);
  * next buffer (avail_event), so a caller pops until 0 before it waits. */
 int vq_pop(struct vq *vq, struct vq_elem *elem, struct vq_err *err);
 
+/* Takes chain `head` again without consuming an available entry: one a
+ * previous process took and did not complete (inflight tracking). Returns
+ * 1, or vq_pop's errors for the chain (-EINVAL: head beyond the table). */
+int vq_pop_head(struct vq *vq, uint16_t head, struct vq_elem *elem, struct vq_err *err);
+
+/* The used index as the ring shows it to the driver (0 before set-up). */
+uint16_t vq_ring_used_idx(const struct vq *vq);
+
 /* Returns chain `head` with `len` bytes written to its device-writable
  * buffers (2.7.8.2: a prefix of them, starting at the first). Errors:
  * -EIO (not set up), -EINVAL (head beyond the table), -EOVERFLOW (more

@@ -5,11 +5,6 @@
  *                   mutations reach the checks that come after the CRCs
  *   byte 1   extra zero blocks past the image (x16), to move the last LBA
  *   rest     the image; blocks past it read as zeros
- *
- * Build outside meson (clang only):
- *   clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
- *     -Isrc src/blk/part.c tests/fuzz/fuzz_part.c -lz -o fuzz_part
- *   ./fuzz_part -max_len=65536 -max_total_time=60 CORPUS_DIR
  */
 #include <endian.h>
 #include <stddef.h>
@@ -19,9 +14,8 @@
 #include <zlib.h>
 
 #include "blk/part.h"
+#include "fuzz.h"
 #include "spec/gpt.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 struct image {
 	uint8_t *buf;
@@ -36,8 +30,7 @@ static int image_read(void *ctx, uint64_t lba, uint32_t nlb, void *buf)
 	uint8_t *out = buf;
 
 	/* The parser must never read off the disk. */
-	if (nlb == 0 || lba >= im->nlba || nlb > im->nlba - lba)
-		__builtin_trap();
+	FUZZ_ASSERT(nlb != 0 && lba < im->nlba && nlb <= im->nlba - lba);
 	for (uint32_t i = 0; i < nlb; i++, out += im->lba_size) {
 		uint64_t off = (lba + i) * im->lba_size;
 
@@ -102,20 +95,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	r.nlba = im.nlba;
 
 	rc = part_read_table(&r, &t);
-	if (rc != 0 && (t.count != 0 || t.parts != NULL))
-		__builtin_trap();
+	FUZZ_ASSERT(rc == 0 || (t.count == 0 && t.parts == NULL));
 	for (unsigned i = 0; i < t.count; i++) {
 		const struct part_entry *p = &t.parts[i];
 
 		/* Every partition lies on the disk, and the table is sorted. */
-		if (p->nlba == 0 || p->first_lba >= im.nlba || p->nlba > im.nlba - p->first_lba)
-			__builtin_trap();
-		if (i > 0 && p->number <= t.parts[i - 1].number)
-			__builtin_trap();
-		if (strnlen(p->label, PART_LABEL_MAX) == PART_LABEL_MAX ||
-		    strnlen(p->uuid, sizeof(p->uuid)) == sizeof(p->uuid) ||
-		    strnlen(p->type, sizeof(p->type)) == sizeof(p->type))
-			__builtin_trap();
+		FUZZ_ASSERT(p->nlba != 0 && p->first_lba < im.nlba &&
+			    p->nlba <= im.nlba - p->first_lba);
+		FUZZ_ASSERT(i == 0 || p->number > t.parts[i - 1].number);
+		FUZZ_ASSERT(strnlen(p->label, PART_LABEL_MAX) < PART_LABEL_MAX);
+		FUZZ_ASSERT(strnlen(p->uuid, sizeof(p->uuid)) < sizeof(p->uuid));
+		FUZZ_ASSERT(strnlen(p->type, sizeof(p->type)) < sizeof(p->type));
 	}
 	part_table_free(&t);
 	free(im.buf);

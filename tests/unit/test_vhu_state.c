@@ -1,0 +1,415 @@
+/* The vhost-user server's state machine under hostile front ends: the real
+ * vhost_user.c, vblk.c and vring.c in process, over socket pairs, with the
+ * NVMe layer faked (fake_nvme.c) so that a test decides when and how each
+ * command completes. Each case is a bug that once took the whole server
+ * down (issue 7), named after it; each must fail on the code before its
+ * fix. Run under ASan/UBSan: a use-after-free is a failure too. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "fake_nvme.h"
+#include "spec/virtio_blk.h"
+#include "util/log.h"
+#include "util/peerfd.h"
+#include "vhu_fe.h"
+
+static struct evloop *loop;
+
+static void reset_fake(void)
+{
+	fake_nvme_complete_all(-ECANCELED);
+	memset(&fake_nvme, 0, sizeof(fake_nvme));
+}
+
+/* The server still serves a well-behaved front end: a read of 4 KiB gets
+ * through to the controller and back into the used ring, status OK. */
+static void check_serves(const char *who)
+{
+	struct fe g;
+	uint32_t id = 0, len = 0;
+	uint16_t head;
+	unsigned before = fake_nvme.npending;
+
+	CHECK_EQ_INT(fe_new(&g, loop, "good"), 0);
+	CHECK_EQ_INT(fe_setup(&g, 1), 0);
+	head = fe_post(&g, 0, VIRTIO_BLK_T_IN, 8, 4096);
+	fe_kick(&g, 0);
+	fe_run(&g, 5);
+	CHECK_EQ_INT(fake_nvme.npending, before + 1);
+	fake_nvme_complete(fake_nvme.npending - 1, 0);
+	if (!fe_used(&g, 0, &id, &len)) {
+		printf("%s: the good front end got no completion\n", who);
+		CHECK(0);
+	} else {
+		CHECK_EQ_INT(id, head);
+		CHECK_EQ_INT(fe_status(&g, 0, head, len), VIRTIO_BLK_S_OK);
+	}
+	fe_free(&g);
+}
+
+/* Issue 7.1: GET_VRING_BASE with a read in flight, then the front end
+ * closes its socket. The read completes; the held reply cannot be sent;
+ * the adopted endpoint ends and frees the device from inside the
+ * completion, which then went on using (and freeing) it. */
+static void test_get_vring_base_then_close(void)
+{
+	struct fe f;
+	struct vhost_user_msg m;
+
+	reset_fake();
+	CHECK_EQ_INT(fe_new(&f, loop, "uaf"), 0);
+	CHECK_EQ_INT(fe_setup(&f, 1), 0);
+	fe_post(&f, 0, VIRTIO_BLK_T_IN, 0, 4096);
+	fe_kick(&f, 0);
+	fe_run(&f, 5);
+	CHECK_EQ_INT(fake_nvme.npending, 1);
+	fe_send_state(&f, VHOST_USER_GET_VRING_BASE, 0, 0);
+	CHECK_EQ_INT(fe_recv(&f, &m, 5), 0);	/* held: a read is in flight */
+	close(f.sock);
+	f.sock = -1;
+	fake_nvme_complete(0, 0);
+	fe_run(&f, 5);
+	CHECK(f.ended);
+	fe_free(&f);
+	check_serves("get_vring_base_then_close");
+}
+
+/* Issue 7.2: the front end shrinks its memory after SET_MEM_TABLE. A
+ * sealable memfd gets F_SEAL_SHRINK from the server, so the shrink fails;
+ * one that cannot be sealed is truncated, and the next kick touches
+ * memory that is gone: that front end is cut off, the server lives. */
+static void test_truncated_memfd(void)
+{
+	struct fe f;
+
+	reset_fake();
+	CHECK_EQ_INT(fe_new(&f, loop, "seal"), 0);
+	CHECK_EQ_INT(fe_setup(&f, 1), 0);
+	CHECK(ftruncate(f.memfd, 0) != 0 && errno == EPERM);
+	fe_free(&f);
+
+	CHECK_EQ_INT(fe_new(&f, loop, "sigbus"), 0);
+	/* Swap in a memfd that cannot carry seals (F_SEAL_SEAL from birth). */
+	munmap(f.mem, FE_MEM_SIZE);
+	close(f.memfd);
+	f.memfd = memfd_create("fe-nosealing", MFD_CLOEXEC);
+	CHECK(f.memfd >= 0 && ftruncate(f.memfd, FE_MEM_SIZE) == 0);
+	f.mem = mmap(NULL, FE_MEM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, f.memfd, 0);
+	CHECK(f.mem != MAP_FAILED);
+	CHECK_EQ_INT(fe_setup(&f, 1), 0);
+	fe_post(&f, 0, VIRTIO_BLK_T_IN, 0, 4096);
+	CHECK_EQ_INT(ftruncate(f.memfd, 0), 0);
+	fe_kick(&f, 0);
+	fe_run(&f, 5);
+	CHECK_EQ_INT(fake_nvme.npending, 0);
+	munmap(f.mem, FE_MEM_SIZE);
+	f.mem = NULL;
+	fe_free(&f);
+	check_serves("truncated_memfd");
+
+	/* A region larger than its file is refused before it is mapped. */
+	CHECK_EQ_INT(fe_new(&f, loop, "short"), 0);
+	CHECK_EQ_INT(ftruncate(f.memfd, FE_MEM_SIZE / 2), 0);
+	fe_setup(&f, 1);
+	CHECK_EQ_INT(fake_nvme.maps, 0);
+	fe_free(&f);
+}
+
+/* Issue 7.3: a call eventfd whose counter is one short of the maximum
+ * blocks a write, and the server's only thread with it. First with the
+ * fd as sent (blocking); then with O_NONBLOCK cleared again by the front
+ * end after the server set it, which only the watchdog can end. */
+static void test_blocking_call_fd(bool clear_nonblock)
+{
+	struct fe f;
+	uint64_t max = 0xfffffffffffffffeull;
+	uint64_t idx = 0;
+	int call;
+
+	reset_fake();
+	CHECK_EQ_INT(fe_new(&f, loop, "callfd"), 0);
+	CHECK_EQ_INT(fe_setup(&f, 1), 0);
+	call = eventfd(0, EFD_CLOEXEC);	/* blocking */
+	CHECK(call >= 0 && write(call, &max, sizeof(max)) == sizeof(max));
+	CHECK_EQ_INT(fe_send(&f, VHOST_USER_SET_VRING_CALL, 0, &idx, sizeof(idx), &call, 1), 0);
+	fe_run(&f, 5);
+	if (clear_nonblock)
+		fcntl(call, F_SETFL, fcntl(call, F_GETFL) & ~O_NONBLOCK);
+	fe_post(&f, 0, VIRTIO_BLK_T_IN, 0, 4096);
+	fe_kick(&f, 0);
+	fe_run(&f, 5);
+	CHECK_EQ_INT(fake_nvme.npending, 1);
+	alarm(20);	/* the old code never comes back from this */
+	fake_nvme_complete(0, 0);
+	alarm(0);
+	fe_run(&f, 5);
+	CHECK(f.ended);
+	close(call);
+	fe_free(&f);
+	check_serves(clear_nonblock ? "blocking_call_fd (cleared)" : "blocking_call_fd");
+}
+
+static void test_blocking_call_fd_sent(void) { test_blocking_call_fd(false); }
+static void test_blocking_call_fd_cleared(void) { test_blocking_call_fd(true); }
+
+/* Issue 7.4: with a request in flight, regions removed are kept mapped
+ * until it ends; alternating ADD_MEM_REG and REM_MEM_REG piled up one DMA
+ * mapping per round, far past ds-max. */
+static void test_mem_reg_churn(void)
+{
+	struct fe f;
+	int fd = memfd_create("churn", MFD_CLOEXEC);
+	struct vhost_user_mem_region_msg r = {
+		.region = { .guest_phys_addr = 0x10000000, .memory_size = 0x10000,
+			    .userspace_addr = 0x7e0000000000ull },
+	};
+
+	reset_fake();
+	CHECK(fd >= 0 && ftruncate(fd, 0x10000) == 0);
+	CHECK_EQ_INT(fe_new(&f, loop, "churn"), 0);
+	CHECK_EQ_INT(fe_setup(&f, 1), 0);
+	fe_post(&f, 0, VIRTIO_BLK_T_IN, 0, 4096);
+	fe_kick(&f, 0);
+	fe_run(&f, 5);
+	CHECK_EQ_INT(fake_nvme.npending, 1);
+	for (int i = 0; i < 100; i++) {
+		fe_send(&f, VHOST_USER_ADD_MEM_REG, 0, &r, sizeof(r), &fd, 1);
+		fe_send(&f, VHOST_USER_REM_MEM_REG, 0, &r, sizeof(r), NULL, 0);
+		fe_run(&f, 3);
+	}
+	/* ds-max 2: two live regions, and as many retired ones held for I/O. */
+	if (fake_nvme.max_maps > 4)
+		printf("mem_reg_churn: %ld DMA mappings at once\n", fake_nvme.max_maps);
+	CHECK(fake_nvme.max_maps <= 4);
+	fake_nvme_complete(0, 0);
+	fe_run(&f, 3);
+	CHECK_EQ_INT(fake_nvme.maps, 1);	/* the table's one region */
+
+	/* Now each round leaves a read in flight INTO the region it removes:
+	 * every retired region is pinned, and the bound must refuse more. */
+	fake_nvme.max_maps = 0;
+	for (int i = 0; i < 20; i++) {
+		struct vring_desc *d = (struct vring_desc *)(f.mem + FE_RING(0));
+		uint16_t head;
+
+		fe_send(&f, VHOST_USER_ADD_MEM_REG, 0, &r, sizeof(r), &fd, 1);
+		fe_run(&f, 3);
+		head = fe_post(&f, 0, VIRTIO_BLK_T_IN, 0, 4096);
+		d[head + 1].addr = r.region.guest_phys_addr;
+		fe_kick(&f, 0);
+		fe_run(&f, 3);
+		fe_send(&f, VHOST_USER_REM_MEM_REG, 0, &r, sizeof(r), NULL, 0);
+		fe_run(&f, 3);
+		if (fake_nvme.npending >= 4)
+			fake_nvme_complete(0, 0);	/* keep the ring from filling */
+	}
+	CHECK(fake_nvme.max_maps <= 4);
+	fake_nvme_complete_all(0);
+	fe_run(&f, 3);
+	CHECK_EQ_INT(fake_nvme.maps, 1);
+	close(fd);
+	fe_free(&f);
+	CHECK_EQ_INT(fake_nvme.maps, 0);
+}
+
+/* A new memory table while a request is in flight: its status byte still
+ * has to be written into the table it was posted in, which stays mapped
+ * until then (found by fuzz_vhu_state: the region was unmapped as soon as
+ * the data's DMA had ended, before the status write). */
+static void test_table_change_in_flight(void)
+{
+	struct fe f;
+	struct vhost_user_mem_table t = { .nregions = 1 };
+	uint32_t id, len;
+	uint16_t head;
+
+	reset_fake();
+	CHECK_EQ_INT(fe_new(&f, loop, "table"), 0);
+	CHECK_EQ_INT(fe_setup(&f, 1), 0);
+	head = fe_post(&f, 0, VIRTIO_BLK_T_OUT, 0, 4096);
+	fe_kick(&f, 0);
+	fe_run(&f, 5);
+	CHECK_EQ_INT(fake_nvme.npending, 1);
+	t.regions[0] = (struct vhost_user_mem_region){
+		.guest_phys_addr = 0, .memory_size = FE_MEM_SIZE, .userspace_addr = FE_UVA,
+	};
+	fe_send(&f, VHOST_USER_SET_MEM_TABLE, 0, &t,
+		(uint32_t)(offsetof(struct vhost_user_mem_table, regions) + sizeof(t.regions[0])),
+		&f.memfd, 1);
+	fe_run(&f, 3);
+	CHECK_EQ_INT(fake_nvme.maps, 2);	/* the old one is held by the request */
+	fake_nvme_complete(0, 0);
+	fe_run(&f, 3);
+	CHECK_EQ_INT(fake_nvme.maps, 1);
+	CHECK_EQ_INT(fe_used(&f, 0, &id, &len), 1);
+	CHECK_EQ_INT(id, head);
+	CHECK_EQ_INT(fe_status(&f, 0, head, len), VIRTIO_BLK_S_OK);
+	fe_free(&f);
+}
+
+/* Issue 7.5: a request in flight across RESET_DEVICE completed into the
+ * next session's used ring: the new driver saw a head it never posted. */
+static void test_completion_after_reset(void)
+{
+	struct fe f;
+	uint32_t id, len;
+	uint16_t head;
+
+	reset_fake();
+	CHECK_EQ_INT(fe_new(&f, loop, "reset"), 0);
+	CHECK_EQ_INT(fe_setup(&f, 1), 0);
+	fe_post(&f, 0, VIRTIO_BLK_T_IN, 0, 4096);
+	fe_post(&f, 0, VIRTIO_BLK_T_IN, 8, 4096);
+	fe_kick(&f, 0);
+	fe_run(&f, 5);
+	CHECK_EQ_INT(fake_nvme.npending, 2);
+	fe_send(&f, VHOST_USER_RESET_DEVICE, 0, NULL, 0, NULL, 0);
+	fe_run(&f, 3);
+	/* A new session: fresh rings at the same place. */
+	memset(f.mem, 0, 0x4000);
+	f.avail_idx[0] = f.used_seen[0] = 0;
+	for (unsigned q = 0; q < FE_NQ; q++) {
+		if (f.kick[q] >= 0)
+			close(f.kick[q]);
+		if (f.call[q] >= 0)
+			close(f.call[q]);
+		f.kick[q] = f.call[q] = -1;
+	}
+	CHECK_EQ_INT(fe_setup(&f, 1), 0);
+	head = fe_post(&f, 0, VIRTIO_BLK_T_IN, 16, 4096);
+	fe_kick(&f, 0);
+	fe_run(&f, 5);
+	CHECK_EQ_INT(fake_nvme.npending, 3);
+	fake_nvme_complete(0, 0);	/* the old session's */
+	fake_nvme_complete(0, 0);
+	fe_run(&f, 3);
+	CHECK_EQ_INT(fe_used(&f, 0, &id, &len), 0);
+	fake_nvme_complete(0, 0);	/* the new one */
+	fe_run(&f, 3);
+	CHECK_EQ_INT(fe_used(&f, 0, &id, &len), 1);
+	CHECK_EQ_INT(id, head);
+	CHECK_EQ_INT(fe_used(&f, 0, &id, &len), 0);
+	fe_free(&f);
+	check_serves("completion_after_reset");
+}
+
+/* Inflight tracking: a server dies with requests in flight, one of them
+ * completed out of order; its successor, given the front end's inflight
+ * region, serves exactly the ones the driver still waits for, once each,
+ * then goes on with new ones (issue 9). */
+static void test_inflight_restart(void)
+{
+	struct fe f;
+	uint16_t heads[4], fresh;
+	uint32_t id, len;
+	unsigned seen[FE_QSIZE] = { 0 };
+
+	reset_fake();
+	CHECK_EQ_INT(fe_new(&f, loop, "inflight"), 0);
+	CHECK_EQ_INT(fe_get_inflight(&f, 1), 0);
+	CHECK_EQ_INT(fe_setup(&f, 1), 0);
+	for (int i = 0; i < 4; i++)
+		heads[i] = fe_post(&f, 0, VIRTIO_BLK_T_IN, 8 * (uint64_t)i, 4096);
+	fe_kick(&f, 0);
+	fe_run(&f, 5);
+	CHECK_EQ_INT(fake_nvme.npending, 4);
+	fake_nvme_complete(1, 0);	/* heads[1], out of order */
+	fe_run(&f, 3);
+	CHECK_EQ_INT(fe_used(&f, 0, &id, &len), 1);
+	CHECK_EQ_INT(id, heads[1]);
+
+	/* The server dies: its endpoint goes, and what it had in flight
+	 * never reaches the ring. */
+	vhu_ep_destroy(f.ep);
+	f.ep = NULL;
+	fake_nvme_complete_all(0);
+	fe_run(&f, 3);
+	CHECK_EQ_INT(fe_used(&f, 0, &id, &len), 0);
+
+	/* Its successor; the front end sets the base to the used index, as
+	 * QEMU does when the back end could not report one. */
+	CHECK_EQ_INT(fe_reconnect(&f, "inflight2"), 0);
+	f.base[0] = 1;
+	CHECK_EQ_INT(fe_setup(&f, 1), 0);
+	fe_run(&f, 3);
+	CHECK_EQ_INT(fake_nvme.npending, 3);
+	fresh = fe_post(&f, 0, VIRTIO_BLK_T_IN, 64, 4096);
+	fe_kick(&f, 0);
+	fe_run(&f, 3);
+	CHECK_EQ_INT(fake_nvme.npending, 4);
+	fake_nvme_complete_all(0);
+	fe_run(&f, 3);
+	while (fe_used(&f, 0, &id, &len) == 1)
+		if (id < FE_QSIZE)
+			seen[id]++;
+	CHECK_EQ_INT(seen[heads[0]], 1);
+	CHECK_EQ_INT(seen[heads[1]], 0);
+	CHECK_EQ_INT(seen[heads[2]], 1);
+	CHECK_EQ_INT(seen[heads[3]], 1);
+	CHECK_EQ_INT(seen[fresh], 1);
+	fe_free(&f);
+}
+
+/* A second GET_INFLIGHT_FD while a queue runs with requests in flight:
+ * the old region is unmapped, and the queue must stop logging into it
+ * (found by fuzz_vhu_state: the completion wrote into the unmapped log). */
+static void test_inflight_replaced(void)
+{
+	struct fe f;
+	uint32_t id, len;
+
+	reset_fake();
+	CHECK_EQ_INT(fe_new(&f, loop, "inflight-replaced"), 0);
+	CHECK_EQ_INT(fe_get_inflight(&f, 1), 0);
+	CHECK_EQ_INT(fe_setup(&f, 1), 0);
+	fe_post(&f, 0, VIRTIO_BLK_T_IN, 0, 4096);
+	fe_kick(&f, 0);
+	fe_run(&f, 3);
+	CHECK_EQ_INT(fake_nvme.npending, 1);
+	close(f.inflight_fd);
+	f.inflight_fd = -1;
+	CHECK_EQ_INT(fe_get_inflight(&f, 1), 0);
+	fake_nvme_complete_all(0);
+	fe_run(&f, 3);
+	CHECK_EQ_INT(fe_used(&f, 0, &id, &len), 1);
+	fe_free(&f);
+}
+
+/* With an argument, runs only the cases whose name contains it. */
+int main(int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		void (*fn)(void);
+	} cases[] = {
+		{ "get_vring_base_then_close", test_get_vring_base_then_close },
+		{ "truncated_memfd", test_truncated_memfd },
+		{ "blocking_call_fd_sent", test_blocking_call_fd_sent },
+		{ "blocking_call_fd_cleared", test_blocking_call_fd_cleared },
+		{ "mem_reg_churn", test_mem_reg_churn },
+		{ "completion_after_reset", test_completion_after_reset },
+		{ "table_change_in_flight", test_table_change_in_flight },
+		{ "inflight_restart", test_inflight_restart },
+		{ "inflight_replaced", test_inflight_replaced },
+	};
+
+	log_set_level(getenv("NVD_TEST_VERBOSE") ? LOG_DEBUG : LOG_QUIET);
+	signal(SIGPIPE, SIG_IGN);
+	peerfd_watchdog_start(100);
+	if (evloop_new(&loop))
+		return 1;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		if (argc < 2 || strstr(cases[i].name, argv[1]))
+			cases[i].fn();
+	reset_fake();
+	evloop_free(loop);
+	return check_report("vhu_state");
+}
