@@ -83,6 +83,15 @@ wait \$srv; echo \$? >"\$W/sigterm.rc"
 dmesg >"\$W/dmesg.out"
 GUEST
 
+# The deadline options, on the host: a bad value is one error line, exit 1.
+for a in "--io-timeout 0" "--admin-timeout 3601" "--io-timeout 5x"; do
+	# shellcheck disable=SC2086  # (option and value, split on purpose)
+	out=$("$build/src/daemon/nvme-drv" $a --list 2>&1); rc=$?
+	if [ $rc = 1 ] && [ "$(echo "$out" | wc -l)" = 1 ] && echo "$out" | grep -q "^nvme-drv: error: ${a%% *}: "; then
+		ok "nvme-drv $a: $out"
+	else fail "nvme-drv $a: exit $rc: $out"; fi
+done
+
 start=$SECONDS
 qmp=$work/qmp.sock
 "$run" --timeout 900 --qmp "$qmp" --nvme serial=FT --ns file="$work/a.img" --ns file="$work/b.img",lbs=4096 \
