@@ -193,7 +193,7 @@ static void on_signal(void *arg, uint32_t signo)
 
 static int run_phase(struct perf *p, struct io *ios, const char *phase)
 {
-	uint64_t t0;
+	uint64_t t0, next_check;
 
 	p->issued = p->completed = 0;
 	p->seq = 0;
@@ -201,10 +201,17 @@ static int run_phase(struct perf *p, struct io *ios, const char *phase)
 	p->deadline_ns = t0 + (uint64_t)(p->time_s * 1e9);
 	for (unsigned i = 0; i < p->qd; i++)
 		io_start(p, &ios[i]);
+	next_check = now_ns() + 1000000000ull;
 	while (p->completed < p->issued) {
 		int rc = evloop_once(p->loop, 1000);
 		if (rc < 0)
 			return rc;
+		/* Command deadlines (--io-timeout), delayed retries and a dead
+		 * controller are noticed only by the periodic check. */
+		if (now_ns() >= next_check) {
+			nvme_ctrl_check(nvme_ns_ctrl(p->tgt.ns));
+			next_check = now_ns() + 1000000000ull;
+		}
 	}
 	report_phase(phase, p->completed, p->bs, t0, now_ns(), &p->lat);
 	return 0;

@@ -64,6 +64,21 @@ int host_opts_parse(struct host_opts *o, int opt, const char *arg)
 		}
 		o->ctrl.io_queue_depth = (unsigned)v;
 		return 1;
+	case HOST_OPT_IO_TIMEOUT:
+	case HOST_OPT_ADMIN_TIMEOUT:
+		/* Deadlines of commands, as Linux's nvme_core io_timeout and
+		 * admin_timeout: past one, the command is aborted, then the
+		 * controller reset. */
+		if (parse_u64(arg, 1, 3600, &v)) {
+			log_err(NULL, "--%s: '%s' is not a number of seconds from 1 to 3600",
+				opt == HOST_OPT_IO_TIMEOUT ? "io-timeout" : "admin-timeout", arg);
+			return -EINVAL;
+		}
+		if (opt == HOST_OPT_IO_TIMEOUT)
+			o->ctrl.io_timeout_ms = (unsigned)v * 1000;
+		else
+			o->ctrl.admin_timeout_ms = (unsigned)v * 1000;
+		return 1;
 	default:
 		return 0;
 	}

@@ -31,6 +31,8 @@ enum {
 	HOST_OPT_NOMSIX,
 	HOST_OPT_IO_QUEUES,
 	HOST_OPT_QUEUE_DEPTH,
+	HOST_OPT_IO_TIMEOUT,
+	HOST_OPT_ADMIN_TIMEOUT,
 };
 #define HOST_LONG_OPTIONS \
 	{ "pci", required_argument, NULL, HOST_OPT_PCI }, \
@@ -38,7 +40,9 @@ enum {
 	{ "nomsi", no_argument, NULL, HOST_OPT_NOMSI }, \
 	{ "nomsix", no_argument, NULL, HOST_OPT_NOMSIX }, \
 	{ "io-queues", required_argument, NULL, HOST_OPT_IO_QUEUES }, \
-	{ "queue-depth", required_argument, NULL, HOST_OPT_QUEUE_DEPTH }
+	{ "queue-depth", required_argument, NULL, HOST_OPT_QUEUE_DEPTH }, \
+	{ "io-timeout", required_argument, NULL, HOST_OPT_IO_TIMEOUT }, \
+	{ "admin-timeout", required_argument, NULL, HOST_OPT_ADMIN_TIMEOUT }
 
 #define HOST_OPTIONS_HELP \
 	"  --pci BDF          use this NVMe function (repeatable; default: every\n" \
@@ -48,7 +52,10 @@ enum {
 	"  --nomsi            do not use MSI interrupts (with --nomsix: INTx)\n" \
 	"  --io-queues N      I/O queue pairs per controller (1-64, default 2)\n" \
 	"  --queue-depth N    entries per I/O queue (2-65536, default 256,\n" \
-	"                     capped by the controller's CAP.MQES)\n"
+	"                     capped by the controller's CAP.MQES)\n" \
+	"  --io-timeout S     seconds an I/O command may take before it is aborted\n" \
+	"                     and then the controller reset (1-3600, default 30)\n" \
+	"  --admin-timeout S  seconds an admin command may take (1-3600, default 60)\n"
 
 void host_opts_init(struct host_opts *o);
 /* Handles one getopt_long result if it is a HOST_OPT_*: returns 1 when

@@ -53,6 +53,8 @@ static int wait_csts(struct nvme_ctrl *c, uint32_t mask, uint32_t want, unsigned
 	}
 }
 
+static void ctrl_fail(struct nvme_ctrl *c, const char *why);
+
 static int ctrl_disable(struct nvme_ctrl *c)
 {
 	uint32_t cc = nvme_reg_read32(c, NVME_REG_CC);
@@ -74,7 +76,7 @@ static int admin_identify(struct nvme_ctrl *c, uint8_t cns, uint32_t nsid, struc
 	memset(buf->va, 0, NVME_IDENTIFY_SIZE);
 	cmd.dptr.prp.prp1 = buf->iova;
 	cmd.cdw10 = cns;
-	return nvme_qpair_exec_sync(c->admin, &cmd, c->timeout_ms, NULL, NULL);
+	return nvme_qpair_exec_sync(c->admin, &cmd, c->admin_timeout_ms, NULL, NULL);
 }
 
 static int identify_ctrl(struct nvme_ctrl *c, struct dma_buf *buf)
@@ -111,6 +113,8 @@ static int identify_ctrl(struct nvme_ctrl *c, struct dma_buf *buf)
 			ci->max_xfer = (uint32_t)m;
 	}
 	ci->nn = id->nn;
+	for (unsigned i = 0; i < 3; i++)
+		ci->crdt[i] = id->crdt[i];
 	c->shutdown_ms = id->rtd3e / 1000;
 	ci->vwc = id->vwc & NVME_VWC_PRESENT;
 	ci->dsm = id->oncs & NVME_ONCS_DSM;
@@ -130,6 +134,64 @@ static int identify_ctrl(struct nvme_ctrl *c, struct dma_buf *buf)
 	return 0;
 }
 
+/* Write Zeroes and Dataset Management limits (NVM Command Set spec
+ * 4.1.5.2). Controllers before 1.4 know no CNS 06h and may misbehave on
+ * it (Linux asks only from 1.4 on too); then, and when it fails, DSM has
+ * no limits beyond the command's own, and Write Zeroes is held to MDTS as
+ * Linux holds it. Every value is the controller's: each is bounded before
+ * use. */
+static void identify_ctrl_nvm(struct nvme_ctrl *c, struct dma_buf *buf)
+{
+	const struct nvme_id_ctrl_nvm *id = buf->va;
+	struct nvme_ctrl_info *ci = &c->info;
+	struct nvme_sqe cmd = { .opc = NVME_ADM_IDENTIFY };
+	uint32_t vs = nvme_reg_read32(c, NVME_REG_VS);
+	int rc;
+
+	ci->wz_max_bytes = ci->mdts_bytes;
+	if (vs < NVME_VS(1, 4))
+		return;
+	memset(buf->va, 0, NVME_IDENTIFY_SIZE);
+	cmd.dptr.prp.prp1 = buf->iova;
+	cmd.cdw10 = NVME_ID_CNS_CTRL_CSI;
+	cmd.cdw11 = NVME_CSI_NVM << NVME_ID_CSI_SHIFT;
+	rc = nvme_qpair_exec_sync(c->admin, &cmd, c->admin_timeout_ms, NULL, NULL);
+	if (rc) {
+		log_debug(ci->bdf, "Identify (CNS 06h, NVM) failed: %s; no DSM or Write Zeroes limits",
+			  strerror(-rc));
+		return;
+	}
+	if (id->wzsl) {
+		/* 2^WZSL units of the minimum page size, 4 KiB here */
+		uint64_t m = id->wzsl >= 20 ? UINT32_MAX : 4096ull << id->wzsl;
+		ci->wz_max_bytes = m > UINT32_MAX ? UINT32_MAX : (uint32_t)m;
+	}
+	ci->dsm_max_ranges = id->dmrl;
+	ci->dsm_max_range_nlb = id->dmrsl;
+	ci->dsm_max_nlb = id->dmsl;
+	log_debug(ci->bdf, "WZSL %u DMRL %u DMRSL %u DMSL %llu", id->wzsl, id->dmrl, id->dmrsl,
+		  (unsigned long long)id->dmsl);
+}
+
+/* With retry delay times to offer, ask the controller to use them: it sets
+ * CQE.CRD only once the host enables ACRE (Host Behavior Support). Older
+ * controllers lack the feature; then retries simply carry no delay. */
+static void enable_acre(struct nvme_ctrl *c, struct dma_buf *buf)
+{
+	struct nvme_sqe cmd = { .opc = NVME_ADM_SET_FEATURES };
+	int rc;
+
+	if (!c->info.crdt[0] && !c->info.crdt[1] && !c->info.crdt[2])
+		return;
+	memset(buf->va, 0, NVME_HOST_BEHAVIOR_SIZE);
+	((uint8_t *)buf->va)[0] = NVME_HOST_BEHAVIOR_ACRE;
+	cmd.dptr.prp.prp1 = buf->iova;
+	cmd.cdw10 = NVME_FEAT_HOST_BEHAVIOR;
+	rc = nvme_qpair_exec_sync(c->admin, &cmd, c->admin_timeout_ms, NULL, NULL);
+	if (rc)
+		log_debug(c->info.bdf, "Set Features (Host Behavior Support, ACRE) failed: %s", strerror(-rc));
+}
+
 static int set_num_queues(struct nvme_ctrl *c, unsigned want, unsigned *got)
 {
 	struct nvme_sqe cmd = { .opc = NVME_ADM_SET_FEATURES };
@@ -139,7 +201,7 @@ static int set_num_queues(struct nvme_ctrl *c, unsigned want, unsigned *got)
 
 	cmd.cdw10 = NVME_FEAT_NUM_QUEUES;
 	cmd.cdw11 = (want - 1) | ((want - 1) << 16);	/* both 0-based */
-	rc = nvme_qpair_exec_sync(c->admin, &cmd, c->timeout_ms, NULL, &dw0);
+	rc = nvme_qpair_exec_sync(c->admin, &cmd, c->admin_timeout_ms, NULL, &dw0);
 	if (rc) {
 		log_err(c->info.bdf, "Set Features (Number of Queues) failed: %s", strerror(-rc));
 		return rc;
@@ -154,23 +216,21 @@ static int set_num_queues(struct nvme_ctrl *c, unsigned want, unsigned *got)
 	return 0;
 }
 
-static int create_io_queue(struct nvme_ctrl *c, uint16_t qid, uint16_t depth, unsigned vector,
-			   unsigned list_pages, struct nvme_qpair **out)
+/* Creates an allocated queue pair's CQ and SQ on the controller. */
+static int create_io_queue_hw(struct nvme_ctrl *c, struct nvme_qpair *qp)
 {
 	struct nvme_sqe cmd = { 0 };
-	struct nvme_qpair *qp;
-	int rc = nvme_qpair_create(c, qid, depth, vector, list_pages, &qp);
+	uint16_t qid = qp->qid, depth = qp->depth;
+	unsigned vector = qp->vector;
+	int rc;
 
-	if (rc)
-		return rc;
 	cmd.opc = NVME_ADM_CREATE_CQ;
 	cmd.dptr.prp.prp1 = qp->cq_mem.iova;
 	cmd.cdw10 = qid | ((uint32_t)(depth - 1) << 16);
 	cmd.cdw11 = NVME_CREATE_Q_PC | NVME_CREATE_CQ_IEN | ((uint32_t)vector << NVME_CREATE_CQ_IV_SHIFT);
-	rc = nvme_qpair_exec_sync(c->admin, &cmd, c->timeout_ms, NULL, NULL);
+	rc = nvme_qpair_exec_sync(c->admin, &cmd, c->admin_timeout_ms, NULL, NULL);
 	if (rc) {
 		log_err(c->info.bdf, "Create I/O CQ %u failed: %s", qid, strerror(-rc));
-		nvme_qpair_destroy(qp);
 		return rc;
 	}
 	memset(&cmd, 0, sizeof(cmd));
@@ -178,13 +238,28 @@ static int create_io_queue(struct nvme_ctrl *c, uint16_t qid, uint16_t depth, un
 	cmd.dptr.prp.prp1 = qp->sq_mem.iova;
 	cmd.cdw10 = qid | ((uint32_t)(depth - 1) << 16);
 	cmd.cdw11 = NVME_CREATE_Q_PC | ((uint32_t)qid << NVME_CREATE_SQ_CQID_SHIFT);
-	rc = nvme_qpair_exec_sync(c->admin, &cmd, c->timeout_ms, NULL, NULL);
+	rc = nvme_qpair_exec_sync(c->admin, &cmd, c->admin_timeout_ms, NULL, NULL);
 	if (rc) {
 		log_err(c->info.bdf, "Create I/O SQ %u failed: %s", qid, strerror(-rc));
 		memset(&cmd, 0, sizeof(cmd));
 		cmd.opc = NVME_ADM_DELETE_CQ;
 		cmd.cdw10 = qid;
-		nvme_qpair_exec_sync(c->admin, &cmd, c->timeout_ms, NULL, NULL);
+		nvme_qpair_exec_sync(c->admin, &cmd, c->admin_timeout_ms, NULL, NULL);
+		return rc;
+	}
+	return 0;
+}
+
+static int create_io_queue(struct nvme_ctrl *c, uint16_t qid, uint16_t depth, unsigned vector,
+			   unsigned list_pages, struct nvme_qpair **out)
+{
+	struct nvme_qpair *qp;
+	int rc = nvme_qpair_create(c, qid, depth, vector, list_pages, &qp);
+
+	if (rc)
+		return rc;
+	rc = create_io_queue_hw(c, qp);
+	if (rc) {
 		nvme_qpair_destroy(qp);
 		return rc;
 	}
@@ -316,9 +391,25 @@ static int scan_namespaces(struct nvme_ctrl *c, struct dma_buf *buf, struct dma_
 	return rc;
 }
 
-static int ctrl_enable(struct nvme_ctrl *c)
+/* Programs the admin queue and sets CC.EN (7.6.1 steps 3-5); the
+ * controller must be disabled. Used at bring-up and after a reset. */
+static int ctrl_start(struct nvme_ctrl *c)
 {
 	uint32_t cc, aqa;
+
+	aqa = (NVME_ADMIN_DEPTH - 1) << NVME_AQA_ASQS_SHIFT | (NVME_ADMIN_DEPTH - 1) << NVME_AQA_ACQS_SHIFT;
+	nvme_reg_write32(c, NVME_REG_AQA, aqa);
+	nvme_reg_write64(c, NVME_REG_ASQ, c->admin->sq_mem.iova);
+	nvme_reg_write64(c, NVME_REG_ACQ, c->admin->cq_mem.iova);
+	cc = NVME_CC_CSS_NVM | (0u << NVME_CC_MPS_SHIFT) | (NVME_SQE_SIZE_LOG2 << NVME_CC_IOSQES_SHIFT) |
+	     (NVME_CQE_SIZE_LOG2 << NVME_CC_IOCQES_SHIFT);
+	nvme_reg_write32(c, NVME_REG_CC, cc);
+	nvme_reg_write32(c, NVME_REG_CC, cc | NVME_CC_EN);
+	return wait_csts(c, NVME_CSTS_RDY, NVME_CSTS_RDY, c->timeout_ms, true, "enabling the controller");
+}
+
+static int ctrl_enable(struct nvme_ctrl *c)
+{
 	struct nvme_qpair *aq;
 	int rc;
 
@@ -326,24 +417,21 @@ static int ctrl_enable(struct nvme_ctrl *c)
 	if (rc)
 		return rc;
 	c->admin = aq;
-	aqa = (NVME_ADMIN_DEPTH - 1) << NVME_AQA_ASQS_SHIFT | (NVME_ADMIN_DEPTH - 1) << NVME_AQA_ACQS_SHIFT;
-	nvme_reg_write32(c, NVME_REG_AQA, aqa);
-	nvme_reg_write64(c, NVME_REG_ASQ, aq->sq_mem.iova);
-	nvme_reg_write64(c, NVME_REG_ACQ, aq->cq_mem.iova);
-
 	/* Interrupts must be on before CC.EN: QEMU's NVMe model (7.2) marks a
 	 * CQ's MSI-X vector in use only if MSI-X was enabled when the CQ was
-	 * created, and the admin CQ is created by CC.EN. */
+	 * created, and the admin CQ is created by CC.EN. They stay on across
+	 * resets for the same reason. */
 	rc = vfio_irq_enable(c->vdev, c->opts.irq_modes, 1 + c->opts.io_queues, &c->info.irq_mode,
 			     &c->info.nvec);
 	if (rc)
 		return rc;
-
-	cc = NVME_CC_CSS_NVM | (0u << NVME_CC_MPS_SHIFT) | (NVME_SQE_SIZE_LOG2 << NVME_CC_IOSQES_SHIFT) |
-	     (NVME_CQE_SIZE_LOG2 << NVME_CC_IOCQES_SHIFT);
-	nvme_reg_write32(c, NVME_REG_CC, cc);
-	nvme_reg_write32(c, NVME_REG_CC, cc | NVME_CC_EN);
-	return wait_csts(c, NVME_CSTS_RDY, NVME_CSTS_RDY, c->timeout_ms, true, "enabling the controller");
+	/* Without it, unbinding or hot-removing the function blocks in the
+	 * kernel until the process exits. */
+	rc = vfio_req_enable(c->vdev);
+	if (rc)
+		log_info(c->info.bdf, "no device request notification (%s): removing the device "
+			 "waits for nvme-drv to exit", strerror(-rc));
+	return ctrl_start(c);
 }
 
 int nvme_ctrl_open(const char *bdf, const struct nvme_ctrl_opts *opts, struct nvme_ctrl **out)
@@ -362,6 +450,14 @@ int nvme_ctrl_open(const char *bdf, const struct nvme_ctrl_opts *opts, struct nv
 		c->opts.io_queues = NVME_DEFAULT_IO_QUEUES;
 	if (!c->opts.io_queue_depth)
 		c->opts.io_queue_depth = NVME_DEFAULT_IO_DEPTH;
+	/* CAP.TO bounds how long CSTS.RDY may take to follow CC.EN; it says
+	 * nothing of commands, which get deadlines of their own (Linux's
+	 * admin_timeout and io_timeout). */
+	if (!c->opts.admin_timeout_ms)
+		c->opts.admin_timeout_ms = NVME_DEFAULT_ADMIN_TIMEOUT_MS;
+	if (!c->opts.io_timeout_ms)
+		c->opts.io_timeout_ms = NVME_DEFAULT_IO_TIMEOUT_MS;
+	c->admin_timeout_ms = c->opts.admin_timeout_ms;
 	snprintf(c->info.bdf, sizeof(c->info.bdf), "%s", bdf);
 
 	rc = vfio_open(bdf, &c->vdev);
@@ -402,6 +498,14 @@ int nvme_ctrl_open(const char *bdf, const struct nvme_ctrl_opts *opts, struct nv
 	}
 	c->info.page_size = 4096;
 	c->db_stride = 4u << NVME_CAP_FIELD(c->cap, DSTRD);
+	/* The admin queue's doorbells, at least, must be inside the BAR; I/O
+	 * queues whose doorbells are not are never created (below). */
+	if ((c->bar_len - NVME_REG_DBS - 4) / c->db_stride < 1) {
+		log_err(bdf, "BAR0 (%zu bytes) too small for doorbells of stride %u", c->bar_len,
+			c->db_stride);
+		rc = -EINVAL;
+		goto fail;
+	}
 	c->timeout_ms = (unsigned)NVME_CAP_FIELD(c->cap, TO) * 500;
 	if (c->timeout_ms < 500)
 		c->timeout_ms = 500;
@@ -421,11 +525,31 @@ int nvme_ctrl_open(const char *bdf, const struct nvme_ctrl_opts *opts, struct nv
 	rc = identify_ctrl(c, &idbuf);
 	if (rc)
 		goto fail;
+	rc = vfio_dma_alloc(c->vdev, NVME_IDENTIFY_SIZE, &c->scratch);
+	if (rc)
+		goto fail;
+	enable_acre(c, &c->scratch);
+	identify_ctrl_nvm(c, &idbuf);
 
-	/* One I/O queue per vector beyond the admin one where vectors allow. */
+	/* One I/O queue per vector beyond the admin one where vectors allow,
+	 * and no more than BAR0 holds doorbells for: queue q's CQ doorbell is
+	 * at DBS + (2q + 1) * stride. */
 	want = c->opts.io_queues;
 	if (c->info.nvec > 1 && want > c->info.nvec - 1)
 		want = c->info.nvec - 1;
+	{
+		size_t by_bar = ((c->bar_len - NVME_REG_DBS - 4) / c->db_stride - 1) / 2;
+
+		if (by_bar < 1) {
+			log_err(bdf, "BAR0 (%zu bytes) has no room for an I/O queue's doorbells", c->bar_len);
+			rc = -EINVAL;
+			goto fail;
+		}
+		if (want > by_bar) {
+			log_info(bdf, "%zu I/O queues at most: BAR0 holds no more doorbells", by_bar);
+			want = (unsigned)by_bar;
+		}
+	}
 	rc = set_num_queues(c, want, &got);
 	if (rc)
 		goto fail;
@@ -484,15 +608,15 @@ static void delete_io_queue(struct nvme_ctrl *c, struct nvme_qpair *qp)
 {
 	struct nvme_sqe cmd = { .opc = NVME_ADM_DELETE_SQ, .cdw10 = qp->qid };
 
-	if (!c->failed && nvme_qpair_exec_sync(c->admin, &cmd, c->timeout_ms, NULL, NULL) == -ETIMEDOUT)
-		c->failed = true;
+	if (!c->failed && nvme_qpair_exec_sync(c->admin, &cmd, c->admin_timeout_ms, NULL, NULL) == -ETIMEDOUT)
+		ctrl_fail(c, "Delete I/O SQ timed out");
 	/* Commands the SQ deletion aborted have posted their completions. */
 	nvme_qpair_process(qp);
 	memset(&cmd, 0, sizeof(cmd));
 	cmd.opc = NVME_ADM_DELETE_CQ;
 	cmd.cdw10 = qp->qid;
-	if (!c->failed && nvme_qpair_exec_sync(c->admin, &cmd, c->timeout_ms, NULL, NULL) == -ETIMEDOUT)
-		c->failed = true;
+	if (!c->failed && nvme_qpair_exec_sync(c->admin, &cmd, c->admin_timeout_ms, NULL, NULL) == -ETIMEDOUT)
+		ctrl_fail(c, "Delete I/O CQ timed out");
 	nvme_qpair_abort_all(qp, -ECANCELED);
 }
 
@@ -536,6 +660,8 @@ void nvme_ctrl_close(struct nvme_ctrl *c)
 	for (unsigned i = 0; i < c->nr_io; i++)
 		nvme_qpair_destroy(c->io[i]);
 	nvme_qpair_destroy(c->admin);
+	if (c->vdev)
+		vfio_dma_free(c->vdev, &c->scratch);
 	free(c->io);
 	free(c->ns);
 	vfio_close(c->vdev);
@@ -550,27 +676,125 @@ unsigned nvme_ctrl_nr_qpairs(const struct nvme_ctrl *c) { return c->nr_io; }
 struct nvme_qpair *nvme_ctrl_qpair(struct nvme_ctrl *c, unsigned i) { return i < c->nr_io ? c->io[i] : NULL; }
 const struct nvme_ns_info *nvme_ns_info(const struct nvme_ns *ns) { return &ns->info; }
 struct nvme_ctrl *nvme_ns_ctrl(struct nvme_ns *ns) { return ns->ctrl; }
-unsigned nvme_ctrl_nr_vectors(const struct nvme_ctrl *c) { return c->info.nvec; }
+unsigned nvme_ctrl_nr_vectors(const struct nvme_ctrl *c)
+{
+	return c->info.nvec + (c->vdev && vfio_req_fd(c->vdev) >= 0);
+}
+
+/* The end for a controller that cannot be brought back: it is stopped
+ * from touching memory first (CC.EN = 0, and bus mastering off, since a
+ * controller in this state may not honour EN), then every request of
+ * every queue fails once with -EIO, and it says so once. */
+static void ctrl_fail(struct nvme_ctrl *c, const char *why)
+{
+	uint32_t csts = nvme_reg_read32(c, NVME_REG_CSTS);
+
+	if (c->failed)
+		return;
+	c->failed = true;
+	log_err(c->info.bdf, "%s; failing all I/O on its %u queues", why, c->nr_io);
+	if (csts != 0xffffffffu) {
+		uint32_t cc = nvme_reg_read32(c, NVME_REG_CC);
+
+		nvme_reg_write32(c, NVME_REG_CC, cc & ~NVME_CC_EN);
+		(void)wait_csts(c, NVME_CSTS_RDY, 0, c->timeout_ms, false, "disabling a failed controller");
+	}
+	vfio_disable_bus_master(c->vdev);
+	for (unsigned i = 0; i < c->nr_io; i++)
+		nvme_qpair_abort_all(c->io[i], -EIO);
+	nvme_qpair_abort_all(c->admin, -EIO);
+}
+
+/* Controller reset (Linux's nvme_reset_work, SPDK's
+ * nvme_ctrlr_reset): disable, and only then settle what was in flight,
+ * since until CSTS.RDY reads 0 the controller may still DMA into request
+ * memory; re-enable; re-create the I/O queues in their old memory; send
+ * again what was caught in flight, fail what expired. Runs synchronously
+ * from the periodic check: the loop serves nothing else meanwhile, which
+ * is what a reset wants. */
+static int ctrl_reset(struct nvme_ctrl *c, const char *why)
+{
+	unsigned kept = 0, got = 0;
+	int rc;
+
+	if (nvme_reg_read32(c, NVME_REG_CSTS) == 0xffffffffu) {
+		ctrl_fail(c, "controller gone (CSTS reads all ones)");
+		return -ENODEV;
+	}
+	c->resets++;
+	log_warn(c->info.bdf, "%s: resetting the controller (reset %u)", why, c->resets);
+	/* Nothing may be sent from done() callbacks while queues are torn
+	 * down, whichever queue they submit to. */
+	c->admin->resetting = true;
+	for (unsigned i = 0; i < c->nr_io; i++)
+		c->io[i]->resetting = true;
+	rc = ctrl_disable(c);
+	if (rc) {
+		ctrl_fail(c, "controller does not disable");
+		return rc;
+	}
+	nvme_qpair_reset_begin(c->admin, false, -EIO);
+	for (unsigned i = 0; i < c->nr_io; i++)
+		kept += nvme_qpair_reset_begin(c->io[i], true, -EIO);
+	rc = ctrl_start(c);
+	if (!rc) {
+		nvme_qpair_reset_end(c->admin);
+		rc = set_num_queues(c, c->nr_io, &got);
+		if (!rc && got < c->nr_io)
+			rc = -ENOSPC;
+	}
+	if (!rc)
+		enable_acre(c, &c->scratch);
+	for (unsigned i = 0; !rc && i < c->nr_io; i++)
+		rc = create_io_queue_hw(c, c->io[i]);
+	if (rc) {
+		ctrl_fail(c, "controller did not come back after a reset");
+		return rc;
+	}
+	for (unsigned i = 0; i < c->nr_io; i++)
+		nvme_qpair_reset_end(c->io[i]);
+	log_info(c->info.bdf, "controller reset done; %u commands sent again", kept);
+	return 0;
+}
+
+bool nvme_ctrl_is_failed(const struct nvme_ctrl *c)
+{
+	return c->failed;
+}
 
 int nvme_ctrl_check(struct nvme_ctrl *c)
 {
 	uint32_t csts;
+	uint64_t now;
+	bool reset = false;
 
 	if (c->failed)
 		return -EIO;
 	csts = nvme_reg_read32(c, NVME_REG_CSTS);
-	if (csts != 0xffffffffu && !(csts & NVME_CSTS_CFS))
-		return 0;
-	log_err(c->info.bdf, "%s; failing its I/O", csts == 0xffffffffu ?
-		"controller gone (CSTS reads all ones)" : "controller fatal status (CSTS.CFS)");
-	c->failed = true;
+	if (csts == 0xffffffffu) {
+		ctrl_fail(c, "controller gone (CSTS reads all ones)");
+		return -EIO;
+	}
+	if (csts & NVME_CSTS_CFS)
+		return ctrl_reset(c, "controller fatal status (CSTS.CFS)") ? -EIO : 0;
+	/* A delayed retry must go out even if nothing else wakes its queue:
+	 * this runs every second or so. */
+	nvme_qpair_retry_due(c->admin);
 	for (unsigned i = 0; i < c->nr_io; i++)
-		nvme_qpair_abort_all(c->io[i], -EIO);
-	return -EIO;
+		nvme_qpair_retry_due(c->io[i]);
+	now = nvme_now_ms();
+	reset = nvme_qpair_check_deadlines(c->admin, c->admin, now);
+	for (unsigned i = 0; i < c->nr_io; i++)
+		reset |= nvme_qpair_check_deadlines(c->io[i], c->admin, now);
+	if (reset)
+		return ctrl_reset(c, "command timeout") ? -EIO : 0;
+	return 0;
 }
 
 int nvme_ctrl_vector_fd(const struct nvme_ctrl *c, unsigned vec)
 {
+	if (vec == c->info.nvec)
+		return vfio_req_fd(c->vdev);
 	return vfio_irq_fd(c->vdev, vec);
 }
 
@@ -579,6 +803,19 @@ void nvme_ctrl_service_vector(struct nvme_ctrl *c, unsigned vec)
 	uint64_t cnt;
 	int fd = vfio_irq_fd(c->vdev, vec);
 
+	if (vec == c->info.nvec) {
+		/* The kernel wants the function back (unbind, hot removal):
+		 * stop it, fail its I/O, and let go of it, or the removal
+		 * blocks in the kernel. */
+		fd = vfio_req_fd(c->vdev);
+		if (fd >= 0 && read(fd, &cnt, sizeof(cnt)) < 0) {
+			/* EAGAIN: spurious wake */
+		}
+		ctrl_fail(c, "the kernel asks for the device back (removal or unbind)");
+		vfio_release(c->vdev);
+		log_warn(c->info.bdf, "device released to the kernel");
+		return;
+	}
 	if (fd >= 0 && read(fd, &cnt, sizeof(cnt)) < 0) {
 		/* EAGAIN: spurious wake; nothing to drain */
 	}
@@ -635,13 +872,14 @@ int nvme_ns_rw_sync(struct nvme_ns *ns, bool write, uint64_t slba, uint32_t nlb,
 	rc = nvme_submit(qp, &r);
 	if (rc)
 		goto out;
-	deadline = mono_ms() + 10u * c->timeout_ms;
+	deadline = mono_ms() + c->opts.io_timeout_ms;
 	while (!ctx.done) {
 		if (mono_ms() >= deadline) {
 			log_err(ns->info.name, "synchronous %s of LBA %llu timed out", write ? "write" : "read",
 				(unsigned long long)slba);
-			c->failed = true;
-			nvme_qpair_abort_all(qp, -ETIMEDOUT);
+			/* Stop the controller before the bounce buffer is
+			 * freed: it may still write there. */
+			ctrl_fail(c, "a start-up read or write did not complete");
 			break;
 		}
 		if (!nvme_qpair_process(qp))

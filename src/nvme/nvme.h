@@ -24,6 +24,8 @@ struct nvme_ctrl_opts {
 	unsigned irq_modes;		/* VFIO_IRQ_ALLOW bits: less --nomsix/--nomsi */
 	unsigned io_queues;		/* wanted I/O queue pairs; 0: default */
 	unsigned io_queue_depth;	/* entries per I/O queue; 0: default */
+	unsigned admin_timeout_ms;	/* an admin command's deadline; 0: 60 s as Linux */
+	unsigned io_timeout_ms;		/* an I/O command's deadline; 0: 30 s as Linux */
 };
 
 struct nvme_ctrl_info {
@@ -40,6 +42,13 @@ struct nvme_ctrl_info {
 	bool vwc;		/* volatile write cache: Flush is meaningful */
 	bool dsm;		/* Dataset Management (deallocate) */
 	bool write_zeroes;
+	uint16_t crdt[3];	/* retry delays a CQE's CRD selects, 100 ms units */
+	/* Limits of Write Zeroes and Dataset Management (Identify CNS 06h;
+	 * 0: none). Write Zeroes without WZSL is held to MDTS, as Linux does. */
+	uint32_t wz_max_bytes;
+	unsigned dsm_max_ranges;	/* DMRL */
+	uint32_t dsm_max_range_nlb;	/* DMRSL */
+	uint64_t dsm_max_nlb;		/* DMSL */
 	enum vfio_irq_mode irq_mode;
 	unsigned nvec;
 	unsigned nr_io_queues;
@@ -76,14 +85,23 @@ struct nvme_qpair *nvme_ctrl_qpair(struct nvme_ctrl *ctrl, unsigned i);
 const struct nvme_ns_info *nvme_ns_info(const struct nvme_ns *ns);
 struct nvme_ctrl *nvme_ns_ctrl(struct nvme_ns *ns);
 
-/* Health: reads CSTS. A controller that reads all ones (gone from the
- * bus) or reports Controller Fatal Status has every request failed with
- * -EIO and takes no more. Returns 0, or -EIO once it has failed. Call it
- * every second or so: a dead controller raises no interrupt to say so. */
+/* Health and deadlines; call it every second or so: a dead controller
+ * raises no interrupt to say so, and nothing else times commands out.
+ * Reads CSTS: Controller Fatal Status resets the controller; all ones
+ * (gone from the bus) fails it. Sends delayed retries that are due. A
+ * command past its deadline (io_timeout_ms / admin_timeout_ms) is reaped,
+ * then aborted, then the controller reset (see ctrl.c). A controller that
+ * cannot be brought back has every request on every queue failed once
+ * with -EIO and takes no more. Returns 0, or -EIO once it has failed. */
 int nvme_ctrl_check(struct nvme_ctrl *ctrl);
+/* True once the controller has been given up (gone, removed, or not
+ * recoverable by a reset): every request on it fails; for listings. */
+bool nvme_ctrl_is_failed(const struct nvme_ctrl *ctrl);
 
 /* Interrupts: each vector is an fd to poll for readability; service it
- * when readable. */
+ * when readable. Where the kernel offers it, the last "vector" is the
+ * device request notification: serviced, it fails the controller's I/O
+ * and releases the function (removal or unbind is under way). */
 unsigned nvme_ctrl_nr_vectors(const struct nvme_ctrl *ctrl);
 int nvme_ctrl_vector_fd(const struct nvme_ctrl *ctrl, unsigned vec);
 void nvme_ctrl_service_vector(struct nvme_ctrl *ctrl, unsigned vec);
@@ -93,8 +111,24 @@ enum {
 	NVME_REQ_DEALLOCATE = 1u << 1,	/* Write Zeroes: deallocate too */
 };
 
+/* One LBA range of a Dataset Management or Write Zeroes request. flags:
+ * NVME_REQ_DEALLOCATE for Write Zeroes. */
+struct nvme_range {
+	uint64_t slba;
+	uint64_t nlb;
+	uint32_t flags;
+};
+
 /* One block request. The driver splits it into as many commands as MDTS,
- * NLB widths and list sizes require; `done` runs once, after the last. */
+ * NLB widths, list sizes and the DSM/Write Zeroes limits require; `done`
+ * runs once, after the last.
+ *
+ * Dataset Management (deallocate) and Write Zeroes take either one range
+ * (slba, nlb; ranges NULL) or `nranges` ranges (slba and nlb ignored):
+ * Dataset Management packs as many ranges into each command as DMRL,
+ * DMRSL and DMSL allow (one command for a typical multi-range discard);
+ * Write Zeroes issues one command per range piece. Either way the request
+ * is one done() with the first failure's result. */
 struct nvme_req {
 	/* set by the caller */
 	uint8_t opc;		/* NVME_CMD_READ/WRITE/FLUSH/WRITE_ZEROES/DSM (deallocate) */
@@ -104,6 +138,8 @@ struct nvme_req {
 	uint64_t nlb;		/* LBAs; ignored for Flush */
 	const struct nvme_seg *segs;	/* Read/Write data: nlb * lba_size bytes */
 	unsigned nseg;
+	const struct nvme_range *ranges;	/* DSM / Write Zeroes: see above */
+	unsigned nranges;
 	void (*done)(struct nvme_req *req);
 	void *priv;
 	/* set by the driver before done(): 0 or negative errno, and the NVMe
@@ -113,14 +149,19 @@ struct nvme_req {
 	/* private to the driver */
 	struct nvme_req *next;
 	uint64_t next_lba;	/* first LBA not yet issued */
-	unsigned seg_idx;	/* data cursor of next_lba */
+	unsigned seg_idx;	/* data cursor of next_lba; for ranges, the range */
 	size_t seg_off;
+	const struct nvme_range *rg;	/* the ranges in use: `ranges` or `one` */
+	unsigned nrg;
+	struct nvme_range one;
 	unsigned inflight;
+	bool queued;		/* on the queue pair's pending list */
 };
 
 /* Queues the request. Returns 0 (done() will run) or -EINVAL for a request
- * the driver cannot express (done() will not run): out-of-range LBAs,
- * unsupported opcode, data that does not cover nlb blocks. */
+ * the driver cannot express (done() will not run): out-of-range LBAs (of
+ * any range), an empty range, unsupported opcode, data that does not cover
+ * nlb blocks; -ENODEV once the queue is dead. */
 int nvme_submit(struct nvme_qpair *qp, struct nvme_req *req);
 /* Reaps completions without waiting; returns how many commands ended. */
 unsigned nvme_qpair_process(struct nvme_qpair *qp);

@@ -6,9 +6,21 @@
 #include "spec/nvme_spec.h"
 
 #define NVME_MAX_RETRIES 3
+/* Namespace Not Ready without a Command Retry Delay: wait this long
+ * rather than spin on a namespace that is, say, still formatting. */
+#define NVME_NNR_RETRY_DELAY_MS 1000
+/* A controller may ask (CRDT) for delays of up to 6553 s; a retry that
+ * far off would outlive any command deadline, so it is capped. */
+#define NVME_MAX_RETRY_DELAY_MS 10000
+/* After an Abort for a command past its deadline, how long the command
+ * gets to come back before the controller is reset (Linux waits a whole
+ * timeout; a hung command should not cost the client twice that). */
+#define NVME_ABORT_GRACE_MS 5000
 #define NVME_ADMIN_DEPTH 32
 #define NVME_DEFAULT_IO_QUEUES 2
 #define NVME_DEFAULT_IO_DEPTH 256
+#define NVME_DEFAULT_ADMIN_TIMEOUT_MS 60000
+#define NVME_DEFAULT_IO_TIMEOUT_MS 30000
 /* Largest transfer per command the driver builds, whatever MDTS allows;
  * it sizes the preallocated PRP list pages of every tracker. */
 #define NVME_MAX_XFER (4u << 20)
@@ -27,6 +39,17 @@ struct nvme_tracker {
 	struct nvme_sqe sqe;	/* kept for a retry */
 	uint8_t retries;
 	bool busy;
+	uint64_t retry_at;	/* monotonic ms of a delayed retry; 0: none */
+	uint64_t deadline;	/* monotonic ms by which the controller must answer */
+	bool aborted;		/* past its deadline once; an Abort was sent */
+	bool expired;		/* past its deadline for good: the reset is due */
+	/* Bytes of the request's data this command moves through the bounce
+	 * page (list page 0) instead of in place, and where in the request's
+	 * segments they start; 0: no bounce. A read copies them out on
+	 * success. */
+	uint32_t bounce_len;
+	unsigned bounce_seg;
+	size_t bounce_off;
 	/* preallocated list memory (PRP lists, SGL segments, DSM ranges) */
 	uint64_t **list_va;
 	uint64_t *list_iova;
@@ -51,7 +74,10 @@ struct nvme_qpair {
 	uint64_t *list_iova_all;
 	struct nvme_req *pend_head, *pend_tail;
 	unsigned inflight;
+	unsigned ndelayed;	/* trackers waiting for retry_at */
+	unsigned timeout_ms;	/* a command's deadline after it is sent */
 	bool issuing;
+	bool resetting;		/* controller being reset: issue nothing */
 	bool dead;
 };
 
@@ -68,21 +94,48 @@ struct nvme_ctrl {
 	size_t bar_len;
 	uint64_t cap;
 	uint32_t db_stride;	/* bytes between doorbells */
-	unsigned timeout_ms;	/* CAP.TO */
+	unsigned timeout_ms;	/* CAP.TO: how long enabling or disabling may take */
+	unsigned admin_timeout_ms;	/* how long one admin command may take */
 	unsigned shutdown_ms;	/* RTD3E */
 	struct nvme_qpair *admin;
 	struct nvme_qpair **io;
 	unsigned nr_io;
 	struct nvme_ns *ns;
 	unsigned nr_ns;
+	struct dma_buf scratch;	/* one page for Set Features data after a reset */
+	unsigned resets;
 	bool failed;
 };
+
+uint64_t nvme_now_ms(void);
 
 /* qpair.c */
 int nvme_qpair_create(struct nvme_ctrl *c, uint16_t qid, uint16_t depth, unsigned vector,
 		      unsigned list_pages, struct nvme_qpair **out);
 void nvme_qpair_destroy(struct nvme_qpair *qp);
-/* Fails every queued and in-flight request with `err` (controller gone). */
+/* Resubmits delayed retries whose time has come. Called from
+ * nvme_qpair_process and from the controller's periodic check, so a retry
+ * goes out even when no completion wakes the queue. */
+void nvme_qpair_retry_due(struct nvme_qpair *qp);
+/* Deadlines, from the periodic check. Reaps the CQ first (a lost
+ * interrupt costs time, not the command); then an I/O command past its
+ * deadline gets an Abort on `admin` and NVME_ABORT_GRACE_MS more, and one
+ * past that (or any admin command, or one no Abort could be sent for) is
+ * marked expired. Returns true when the controller needs a reset. */
+bool nvme_qpair_check_deadlines(struct nvme_qpair *qp, struct nvme_qpair *admin, uint64_t now);
+/* A controller reset, in two steps around re-creating the queue. Call
+ * begin only once the controller can touch nothing it was given (CC.EN=0
+ * and CSTS.RDY=0, or bus mastering off): sync waiters end with an abort
+ * status, commands that have used their retries fail their requests with
+ * `err` (done() may run), the rest stay in their trackers to be sent
+ * again; with `keep` false none stays. The queue issues nothing until end, which
+ * starts the rings over, sends the kept commands again and then what is
+ * pending. begin returns how many commands it kept. */
+unsigned nvme_qpair_reset_begin(struct nvme_qpair *qp, bool keep, int err);
+void nvme_qpair_reset_end(struct nvme_qpair *qp);
+/* Fails every queued and in-flight request with `err` (controller gone).
+ * The caller must have made sure the controller no longer touches their
+ * memory (disabled, or bus mastering off). */
 void nvme_qpair_abort_all(struct nvme_qpair *qp, int err);
 /* Submits one prepared command (CID filled in here) and waits for it,
  * bounded by timeout_ms. Returns 0, -ETIMEDOUT, -EBUSY, or the status

@@ -116,6 +116,38 @@ int nvme_build_prp(const struct nvme_seg *segs, unsigned nseg, size_t off, size_
 	return 0;
 }
 
+size_t nvme_prp_span(const struct nvme_seg *segs, unsigned nseg, size_t off, size_t want,
+		     uint32_t page_size)
+{
+	const uint64_t mask = (uint64_t)page_size - 1;
+	size_t got = 0;
+	bool first = true;
+
+	for (unsigned i = 0; i < nseg && got < want; i++) {
+		uint64_t a;
+		size_t l;
+
+		if (off >= segs[i].len) {
+			off -= segs[i].len;
+			continue;
+		}
+		a = segs[i].iova + off;
+		l = segs[i].len - off;
+		off = 0;
+		if (l > want - got)
+			l = want - got;
+		/* The same rules nvme_build_prp enforces (4.1.1), read as
+		 * where the run must stop rather than as errors. */
+		if ((a & 3) || (!first && (a & mask)))
+			break;
+		first = false;
+		got += l;
+		if ((a + l) & mask)
+			break;
+	}
+	return got;
+}
+
 size_t nvme_sgl_span(const struct nvme_seg *segs, unsigned nseg, size_t off, size_t want,
 		     unsigned max_desc)
 {

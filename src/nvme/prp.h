@@ -33,6 +33,16 @@ int nvme_build_prp(const struct nvme_seg *segs, unsigned nseg, size_t off, size_
 		   uint32_t page_size, const struct nvme_list_pages *list,
 		   uint64_t *prp1, uint64_t *prp2);
 
+/* How many bytes (at most `want`) starting `off` into segs[0] one PRP
+ * data pointer can describe: the first piece dword aligned, every later
+ * piece starting on a page, every piece but the last ending on one. The
+ * caller splits a request where the run ends; 0 means even the first
+ * piece is unusable (not dword aligned) and only a bounce buffer helps.
+ * List capacity is not checked: bound `want` by the transfer the list
+ * pages were sized for. */
+size_t nvme_prp_span(const struct nvme_seg *segs, unsigned nseg, size_t off, size_t want,
+		     uint32_t page_size);
+
 /* How many bytes (at most `want`) starting `off` into segs[0] fit in at
  * most `max_desc` SGL data block descriptors. */
 size_t nvme_sgl_span(const struct nvme_seg *segs, unsigned nseg, size_t off, size_t want,

@@ -6,7 +6,16 @@
 #include <unistd.h>
 
 #include "nvme/nvme_priv.h"
+#include "platform/dma_barrier.h"
 #include "util/log.h"
+
+uint64_t nvme_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 int nvme_qpair_create(struct nvme_ctrl *c, uint16_t qid, uint16_t depth, unsigned vector,
 		      unsigned list_pages, struct nvme_qpair **out)
@@ -19,6 +28,13 @@ int nvme_qpair_create(struct nvme_ctrl *c, uint16_t qid, uint16_t depth, unsigne
 
 	if (depth < 2)
 		return -EINVAL;
+	/* Both doorbells of the queue must lie inside the mapped BAR: with a
+	 * large CAP.DSTRD or many queues they may not (3.1.4.21). */
+	if ((uint64_t)NVME_REG_DBS + (2ull * qid + 1) * c->db_stride + 4 > c->bar_len) {
+		log_err(c->info.bdf, "queue %u: doorbells (stride %u) lie beyond BAR0's %zu bytes", qid,
+			c->db_stride, c->bar_len);
+		return -EINVAL;
+	}
 	qp = calloc(1, sizeof(*qp));
 	if (!qp)
 		return -ENOMEM;
@@ -28,6 +44,9 @@ int nvme_qpair_create(struct nvme_ctrl *c, uint16_t qid, uint16_t depth, unsigne
 	qp->vector = vector;
 	qp->phase = 1;
 	qp->list_pages = list_pages;
+	qp->timeout_ms = qid ? c->opts.io_timeout_ms : c->opts.admin_timeout_ms;
+	if (!qp->timeout_ms)
+		qp->timeout_ms = qid ? NVME_DEFAULT_IO_TIMEOUT_MS : NVME_DEFAULT_ADMIN_TIMEOUT_MS;
 	qp->trk = calloc(ntrk, sizeof(*qp->trk));
 	qp->free_ids = calloc(ntrk, sizeof(*qp->free_ids));
 	qp->list_va_all = calloc((size_t)ntrk * list_pages, sizeof(*qp->list_va_all));
@@ -91,6 +110,10 @@ static struct nvme_tracker *trk_get(struct nvme_qpair *qp, uint16_t *cid)
 	t = &qp->trk[*cid];
 	t->busy = true;
 	t->retries = 0;
+	t->retry_at = 0;
+	t->aborted = false;
+	t->expired = false;
+	t->bounce_len = 0;
 	t->req = NULL;
 	t->wait = NULL;
 	return t;
@@ -98,6 +121,10 @@ static struct nvme_tracker *trk_get(struct nvme_qpair *qp, uint16_t *cid)
 
 static void trk_put(struct nvme_qpair *qp, uint16_t cid)
 {
+	if (qp->trk[cid].retry_at) {
+		qp->trk[cid].retry_at = 0;
+		qp->ndelayed--;
+	}
 	qp->trk[cid].busy = false;
 	qp->trk[cid].req = NULL;
 	qp->trk[cid].wait = NULL;
@@ -111,8 +138,17 @@ static void sq_push(struct nvme_qpair *qp, const struct nvme_sqe *cmd)
 	qp->sq[qp->sq_tail] = *cmd;
 	if (++qp->sq_tail == qp->depth)
 		qp->sq_tail = 0;
-	__atomic_thread_fence(__ATOMIC_RELEASE);
+	/* The SQE (and any PRP list or bounced data written before it) must
+	 * be visible to the device before the doorbell lets it fetch. */
+	mmio_wmb();
 	*qp->sq_db = qp->sq_tail;
+}
+
+/* Sends a tracker's command (again) and starts its deadline. */
+static void trk_push(struct nvme_qpair *qp, struct nvme_tracker *t)
+{
+	t->deadline = nvme_now_ms() + qp->timeout_ms;
+	sq_push(qp, &t->sqe);
 }
 
 /* ---- building commands for a request ---- */
@@ -129,6 +165,79 @@ static void seg_advance(struct nvme_req *r, size_t bytes)
 		r->seg_idx++;
 		r->seg_off = 0;
 	}
+}
+
+/* Copies `len` bytes between `buf` and the request's data starting at
+ * (segs[idx], off), reaching the data through the platform's record of
+ * what is mapped where. -EFAULT when a piece is not mapped (it was: the
+ * caller translated it; only a mapping torn down under I/O gets here). */
+static int bounce_copy(struct nvme_qpair *qp, const struct nvme_req *r, unsigned idx, size_t off,
+		       void *buf, size_t len, bool to_buf)
+{
+	char *b = buf;
+
+	while (len) {
+		size_t n;
+		void *va;
+
+		if (idx >= r->nseg)
+			return -EFAULT;
+		if (off >= r->segs[idx].len) {
+			off -= r->segs[idx].len;
+			idx++;
+			continue;
+		}
+		n = r->segs[idx].len - off;
+		if (n > len)
+			n = len;
+		va = vfio_iova_to_va(qp->ctrl->vdev, r->segs[idx].iova + off, n);
+		if (!va)
+			return -EFAULT;
+		if (to_buf)
+			memcpy(b, va, n);
+		else
+			memcpy(va, b, n);
+		b += n;
+		len -= n;
+		off += n;
+	}
+	return 0;
+}
+
+/* The last resort for data a PRP cannot describe even one block of (a
+ * block spread over pieces that break mid-page, or a piece not dword
+ * aligned): up to one page of whole blocks goes through the tracker's
+ * first list page, which a command of at most one page does not need for
+ * a list. Returns the bytes bounced, or a negative errno. */
+static long bounce_start(struct nvme_qpair *qp, struct nvme_req *r, struct nvme_tracker *t,
+			 struct nvme_sqe *cmd, size_t bytes, uint32_t lbs)
+{
+	size_t n = bytes < qp->ctrl->info.page_size ? bytes : qp->ctrl->info.page_size;
+	int rc;
+
+	n = n / lbs * lbs;
+	if (!n)
+		return -EINVAL;
+	if (r->opc == NVME_CMD_WRITE) {
+		rc = bounce_copy(qp, r, r->seg_idx, r->seg_off, t->list_va[0], n, true);
+		if (rc)
+			return rc;
+	}
+	t->bounce_len = (uint32_t)n;
+	t->bounce_seg = r->seg_idx;
+	t->bounce_off = r->seg_off;
+	cmd->dptr.prp.prp1 = t->list_iova[0];
+	cmd->dptr.prp.prp2 = 0;
+	return (long)n;
+}
+
+/* Moves a range request's cursor `n` blocks on, to the next range when
+ * the current one is done. */
+static void range_advance(struct nvme_req *r, uint64_t n)
+{
+	r->next_lba += n;
+	if (r->next_lba >= r->rg[r->seg_idx].slba + r->rg[r->seg_idx].nlb && ++r->seg_idx < r->nrg)
+		r->next_lba = r->rg[r->seg_idx].slba;
 }
 
 /* Fills `cmd` with the next command of `r` and advances the request's
@@ -150,30 +259,47 @@ static int build_next(struct nvme_qpair *qp, struct nvme_req *r, struct nvme_tra
 	case NVME_CMD_FLUSH:
 		r->next_lba = r->slba + r->nlb;
 		return 0;
-	case NVME_CMD_WRITE_ZEROES:
+	case NVME_CMD_WRITE_ZEROES: {
+		const struct nvme_range *x = &r->rg[r->seg_idx];
+
+		left = x->slba + x->nlb - r->next_lba;
 		n = left < 0x10000 ? left : 0x10000;
+		if (ci->wz_max_bytes && n > ci->wz_max_bytes / lbs)
+			n = ci->wz_max_bytes / lbs ? ci->wz_max_bytes / lbs : 1;
 		cmd->cdw10 = (uint32_t)r->next_lba;
 		cmd->cdw11 = (uint32_t)(r->next_lba >> 32);
 		cmd->cdw12 = (uint32_t)(n - 1);
-		if ((r->flags & NVME_REQ_DEALLOCATE) && ni->wz_deallocate)
+		if ((x->flags & NVME_REQ_DEALLOCATE) && ni->wz_deallocate)
 			cmd->cdw12 |= NVME_WZ_DEAC;
-		r->next_lba += n;
+		range_advance(r, n);
 		return 0;
+	}
 	case NVME_CMD_DSM: {
-		/* Ranges go into the tracker's first list page (256 fit in 4 KiB). */
+		/* Ranges go into the tracker's first list page (256 fit in 4 KiB),
+		 * as many per command as DMRL allows, each at most DMRSL blocks
+		 * and all together at most DMSL. */
 		struct nvme_dsm_range *rg = (struct nvme_dsm_range *)t->list_va[0];
 		unsigned nr = 0, max_nr = ci->page_size / sizeof(*rg);
+		uint64_t total = 0, max_total = ci->dsm_max_nlb ? ci->dsm_max_nlb : UINT64_MAX;
+		uint64_t max_rl = ci->dsm_max_range_nlb ? ci->dsm_max_range_nlb : 0xffffffffu;
 
 		if (max_nr > NVME_DSM_MAX_RANGES)
 			max_nr = NVME_DSM_MAX_RANGES;
-		while (left && nr < max_nr) {
-			n = left < 0xffffffffu ? left : 0xffffffffu;
+		if (ci->dsm_max_ranges && max_nr > ci->dsm_max_ranges)
+			max_nr = ci->dsm_max_ranges;
+		while (r->seg_idx < r->nrg && nr < max_nr && total < max_total) {
+			const struct nvme_range *x = &r->rg[r->seg_idx];
+
+			left = x->slba + x->nlb - r->next_lba;
+			n = left < max_rl ? left : max_rl;
+			if (n > max_total - total)
+				n = max_total - total;
 			rg[nr].cattr = 0;
 			rg[nr].nlb = (uint32_t)n;
 			rg[nr].slba = r->next_lba;
 			nr++;
-			r->next_lba += n;
-			left -= n;
+			total += n;
+			range_advance(r, n);
 		}
 		cmd->dptr.prp.prp1 = t->list_iova[0];
 		cmd->cdw10 = nr - 1;
@@ -213,10 +339,26 @@ static int build_next(struct nvme_qpair *qp, struct nvme_req *r, struct nvme_tra
 			struct nvme_list_pages lp = {
 				.va = t->list_va, .iova = t->list_iova, .npages = qp->list_pages,
 			};
-			rc = nvme_build_prp(segs, nseg, r->seg_off, bytes, ci->page_size, &lp,
-					    &cmd->dptr.prp.prp1, &cmd->dptr.prp.prp2);
-			if (rc)
-				return rc;
+			/* A PRP describes only runs of whole pages; a request
+			 * whose pieces break mid-page (512-byte iovecs in
+			 * different pages) becomes one command per run, cut on
+			 * a block boundary, as Linux's virt_boundary_mask and
+			 * SPDK's PRP splitting do. */
+			size_t pbytes = nvme_prp_span(segs, nseg, r->seg_off, bytes, ci->page_size) / lbs * lbs;
+
+			if (pbytes) {
+				rc = nvme_build_prp(segs, nseg, r->seg_off, pbytes, ci->page_size, &lp,
+						    &cmd->dptr.prp.prp1, &cmd->dptr.prp.prp2);
+				if (rc)
+					return rc;
+				bytes = pbytes;
+			} else {
+				long b = bounce_start(qp, r, t, cmd, bytes, lbs);
+
+				if (b < 0)
+					return (int)b;
+				bytes = (size_t)b;
+			}
 		}
 		n = bytes / lbs;
 		cmd->cdw10 = (uint32_t)r->next_lba;
@@ -233,30 +375,44 @@ static int build_next(struct nvme_qpair *qp, struct nvme_req *r, struct nvme_tra
 
 static bool req_fully_issued(const struct nvme_req *r)
 {
-	return r->result != 0 || r->next_lba >= r->slba + r->nlb;
+	if (r->result != 0)
+		return true;
+	if (r->opc == NVME_CMD_DSM || r->opc == NVME_CMD_WRITE_ZEROES)
+		return r->seg_idx >= r->nrg;
+	return r->next_lba >= r->slba + r->nlb;
 }
 
 static void pend_pop(struct nvme_qpair *qp)
 {
+	qp->pend_head->queued = false;
 	qp->pend_head = qp->pend_head->next;
 	if (!qp->pend_head)
 		qp->pend_tail = NULL;
 }
 
+/* The one place a request completes: nothing of it in flight, nothing
+ * left to issue, and off the pending list. A request that failed while
+ * parts of it still waited for a slot stays queued until the issue path
+ * pops it, so the completion path and the issue path cannot both see it
+ * finished (issue 8: a split request completed twice when its error came
+ * back while the SQ was full). */
 static void req_maybe_done(struct nvme_req *r)
 {
-	if (r->inflight == 0 && req_fully_issued(r))
+	if (r->inflight == 0 && !r->queued && req_fully_issued(r))
 		r->done(r);
 }
 
-/* Issues commands for queued requests while trackers are free. */
+/* Issues commands for queued requests while trackers are free, and
+ * retires requests at the head that need no more commands (a failure
+ * ended them early) even when none is free. */
 static void qpair_issue(struct nvme_qpair *qp)
 {
-	/* done() may submit again; the outer call picks that up. */
-	if (qp->issuing)
+	/* done() may submit again; the outer call picks that up. While the
+	 * controller is reset, requests wait here. */
+	if (qp->issuing || qp->resetting)
 		return;
 	qp->issuing = true;
-	while (qp->pend_head && qp->nfree) {
+	while (qp->pend_head) {
 		struct nvme_req *r = qp->pend_head;
 		struct nvme_tracker *t;
 		uint16_t cid;
@@ -267,6 +423,8 @@ static void qpair_issue(struct nvme_qpair *qp)
 			req_maybe_done(r);
 			continue;
 		}
+		if (!qp->nfree)
+			break;
 		t = trk_get(qp, &cid);
 		rc = build_next(qp, r, t, &t->sqe);
 		if (rc) {
@@ -284,7 +442,7 @@ static void qpair_issue(struct nvme_qpair *qp)
 		qp->inflight++;
 		if (req_fully_issued(r))
 			pend_pop(qp);
-		sq_push(qp, &t->sqe);
+		trk_push(qp, t);
 	}
 	qp->issuing = false;
 }
@@ -311,11 +469,27 @@ int nvme_submit(struct nvme_qpair *qp, struct nvme_req *r)
 			bytes += r->segs[i].len;
 		if (bytes < need)
 			return -EINVAL;
-		/* fall through */
-	case NVME_CMD_WRITE_ZEROES:
-	case NVME_CMD_DSM:
 		if (!r->nlb || r->slba > ni->nlba || r->nlb > ni->nlba - r->slba)
 			return -EINVAL;
+		break;
+	case NVME_CMD_WRITE_ZEROES:
+	case NVME_CMD_DSM:
+		if (r->ranges) {
+			if (!r->nranges)
+				return -EINVAL;
+			r->rg = r->ranges;
+			r->nrg = r->nranges;
+		} else {
+			r->one = (struct nvme_range){ .slba = r->slba, .nlb = r->nlb, .flags = r->flags };
+			r->rg = &r->one;
+			r->nrg = 1;
+		}
+		for (unsigned i = 0; i < r->nrg; i++) {
+			const struct nvme_range *x = &r->rg[i];
+
+			if (!x->nlb || x->slba > ni->nlba || x->nlb > ni->nlba - x->slba)
+				return -EINVAL;
+		}
 		break;
 	default:
 		return -EOPNOTSUPP;
@@ -328,7 +502,10 @@ int nvme_submit(struct nvme_qpair *qp, struct nvme_req *r)
 	r->next_lba = r->slba;
 	r->seg_idx = 0;
 	r->seg_off = 0;
+	if (r->opc == NVME_CMD_DSM || r->opc == NVME_CMD_WRITE_ZEROES)
+		r->next_lba = r->rg[0].slba;
 	r->inflight = 0;
+	r->queued = true;
 	/* Flush covers nothing, so mark it by one pseudo-LBA to issue. */
 	if (r->opc == NVME_CMD_FLUSH)
 		r->nlb = 1;
@@ -343,6 +520,40 @@ int nvme_submit(struct nvme_qpair *qp, struct nvme_req *r)
 
 /* ---- completions ---- */
 
+/* How long to wait before retrying a command that ended with `status`:
+ * the Command Retry Delay the controller chose (CRD selects one of the
+ * CRDT values from Identify), else a pause for Namespace Not Ready, else
+ * none. */
+static unsigned retry_delay_ms(const struct nvme_qpair *qp, uint16_t status)
+{
+	unsigned crd = NVME_STATUS_CRD(status), ms = 0;
+
+	if (crd)
+		ms = qp->ctrl->info.crdt[crd - 1] * 100u;
+	else if (NVME_STATUS_SCT(status) == NVME_SCT_GENERIC &&
+		 NVME_STATUS_SC(status) == NVME_SC_NS_NOT_READY)
+		ms = NVME_NNR_RETRY_DELAY_MS;
+	return ms < NVME_MAX_RETRY_DELAY_MS ? ms : NVME_MAX_RETRY_DELAY_MS;
+}
+
+void nvme_qpair_retry_due(struct nvme_qpair *qp)
+{
+	uint64_t now;
+
+	if (!qp->ndelayed || qp->dead || qp->resetting)
+		return;
+	now = nvme_now_ms();
+	for (unsigned cid = 0; cid + 1u < qp->depth && qp->ndelayed; cid++) {
+		struct nvme_tracker *t = &qp->trk[cid];
+
+		if (t->busy && t->retry_at && now >= t->retry_at) {
+			t->retry_at = 0;
+			qp->ndelayed--;
+			trk_push(qp, t);
+		}
+	}
+}
+
 static void complete_one(struct nvme_qpair *qp, const struct nvme_cqe *cqe)
 {
 	uint16_t status = (uint16_t)(cqe->status >> 1);
@@ -350,7 +561,13 @@ static void complete_one(struct nvme_qpair *qp, const struct nvme_cqe *cqe)
 	struct nvme_tracker *t;
 	struct nvme_req *r;
 
-	/* The controller is a peer too: a CID we did not hand out is dropped. */
+	/* The controller is a peer too: a completion for another SQ, or for
+	 * a CID we did not hand out, is dropped. */
+	if (cqe->sqid != qp->qid) {
+		log_warn(qp->ctrl->info.bdf, "queue %u: completion naming SQ %u ignored", qp->qid,
+			 cqe->sqid);
+		return;
+	}
 	if (cid >= qp->depth - 1u || !qp->trk[cid].busy) {
 		log_warn(qp->ctrl->info.bdf, "queue %u: completion for unknown command id %u ignored",
 			 qp->qid, cid);
@@ -358,10 +575,17 @@ static void complete_one(struct nvme_qpair *qp, const struct nvme_cqe *cqe)
 	}
 	t = &qp->trk[cid];
 	if ((status & 0x7ff) && nvme_status_is_retry(status) && t->retries < NVME_MAX_RETRIES) {
+		unsigned delay = retry_delay_ms(qp, status);
+
 		t->retries++;
-		log_debug(qp->ctrl->info.bdf, "queue %u cid %u: %s, retry %u", qp->qid, cid,
-			  nvme_status_str(status), t->retries);
-		sq_push(qp, &t->sqe);
+		log_debug(qp->ctrl->info.bdf, "queue %u cid %u: %s, retry %u in %u ms", qp->qid, cid,
+			  nvme_status_str(status), t->retries, delay);
+		if (!delay) {
+			trk_push(qp, t);
+			return;
+		}
+		t->retry_at = nvme_now_ms() + delay;
+		qp->ndelayed++;
 		return;
 	}
 	if (t->wait) {
@@ -373,9 +597,15 @@ static void complete_one(struct nvme_qpair *qp, const struct nvme_cqe *cqe)
 		return;
 	}
 	r = t->req;
+	if (r && t->bounce_len && r->opc == NVME_CMD_READ && !(status & 0x7ff)) {
+		int rc = bounce_copy(qp, r, t->bounce_seg, t->bounce_off, t->list_va[0], t->bounce_len,
+				     false);
+		if (rc && r->result == 0)
+			r->result = rc;
+	}
 	trk_put(qp, cid);
 	qp->inflight--;
-	if (!r) /* a sync command that timed out earlier */
+	if (!r) /* an Abort, or a sync command that timed out earlier */
 		return;
 	r->inflight--;
 	if ((status & 0x7ff) && r->result == 0) {
@@ -391,14 +621,16 @@ unsigned nvme_qpair_process(struct nvme_qpair *qp)
 {
 	unsigned n = 0;
 
+	nvme_qpair_retry_due(qp);
 	for (;;) {
 		volatile struct nvme_cqe *e = &qp->cq[qp->cq_head];
 		struct nvme_cqe cqe;
 
 		if ((e->status & NVME_CQE_PHASE) != qp->phase)
 			break;
-		/* Read the entry only after its phase bit says it is new. */
-		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		/* Read the entry, and the data the command moved, only after
+		 * its phase bit says it is new. */
+		dma_rmb();
 		cqe = *(struct nvme_cqe *)e;
 		if (++qp->cq_head == qp->depth) {
 			qp->cq_head = 0;
@@ -408,6 +640,9 @@ unsigned nvme_qpair_process(struct nvme_qpair *qp)
 		n++;
 	}
 	if (n) {
+		/* Every entry consumed was copied out above before this store
+		 * lets the controller reuse its slot. */
+		mmio_wmb();
 		*qp->cq_db = qp->cq_head;
 		qpair_issue(qp);
 	}
@@ -421,6 +656,121 @@ unsigned nvme_qpair_busy(const struct nvme_qpair *qp)
 	for (const struct nvme_req *r = qp->pend_head; r; r = r->next)
 		n++;
 	return n;
+}
+
+static int send_abort(struct nvme_qpair *admin, uint16_t sqid, uint16_t cid)
+{
+	struct nvme_tracker *t;
+	uint16_t acid;
+
+	if (admin->dead || admin->resetting)
+		return -ENODEV;
+	t = trk_get(admin, &acid);
+	if (!t)
+		return -EBUSY;
+	/* No req and no waiter: the completion only frees the tracker. The
+	 * Abort's own answer does not matter; the aborted command's does. */
+	memset(&t->sqe, 0, sizeof(t->sqe));
+	t->sqe.opc = NVME_ADM_ABORT;
+	t->sqe.cid = acid;
+	t->sqe.cdw10 = sqid | ((uint32_t)cid << 16);
+	admin->inflight++;
+	trk_push(admin, t);
+	return 0;
+}
+
+bool nvme_qpair_check_deadlines(struct nvme_qpair *qp, struct nvme_qpair *admin, uint64_t now)
+{
+	bool reset = false;
+
+	if (qp->dead || qp->resetting || !qp->inflight)
+		return false;
+	nvme_qpair_process(qp);
+	for (unsigned cid = 0; cid + 1u < qp->depth; cid++) {
+		struct nvme_tracker *t = &qp->trk[cid];
+		const char *what;
+
+		if (!t->busy || t->retry_at || now < t->deadline)
+			continue;
+		if (t->expired) {
+			reset = true;
+			continue;
+		}
+		if (qp->qid && !t->aborted && send_abort(admin, qp->qid, (uint16_t)cid) == 0) {
+			t->aborted = true;
+			t->deadline = now + (qp->timeout_ms < NVME_ABORT_GRACE_MS ? qp->timeout_ms
+										  : NVME_ABORT_GRACE_MS);
+			log_warn(qp->ctrl->info.bdf, "queue %u: command %#x (cid %u) timed out after %u ms; aborting",
+				 qp->qid, t->sqe.opc, cid, qp->timeout_ms);
+			continue;
+		}
+		what = t->aborted ? "did not end after an Abort" : "timed out";
+		log_warn(qp->ctrl->info.bdf, "queue %u: command %#x (cid %u) %s", qp->qid, t->sqe.opc, cid,
+			 what);
+		t->expired = true;
+		reset = true;
+	}
+	return reset;
+}
+
+unsigned nvme_qpair_reset_begin(struct nvme_qpair *qp, bool keep, int err)
+{
+	unsigned kept = 0;
+
+	qp->resetting = true;
+	/* The controller is disabled: the rings start over empty. */
+	qp->sq_tail = 0;
+	qp->cq_head = 0;
+	qp->phase = 1;
+	memset(qp->cq_mem.va, 0, qp->cq_mem.len);
+	for (unsigned cid = 0; cid + 1u < qp->depth; cid++) {
+		struct nvme_tracker *t = &qp->trk[cid];
+		struct nvme_req *r;
+
+		if (!t->busy)
+			continue;
+		if (t->wait) {
+			t->wait->done = true;
+			t->wait->status = NVME_STATUS(NVME_SCT_GENERIC, NVME_SC_ABORT_SQ_DELETED);
+			trk_put(qp, (uint16_t)cid);
+			qp->inflight--;
+			continue;
+		}
+		r = t->req;
+		/* Every request command the reset caught, the one that timed
+		 * out included, is sent again within its retry budget, as
+		 * Linux retries requests cancelled by a reset; a command that
+		 * hangs the controller every time fails after its retries. */
+		if (r && keep && t->retries < NVME_MAX_RETRIES) {
+			if (!t->retry_at)
+				t->retries++;
+			t->aborted = false;
+			t->expired = false;
+			kept++;
+			continue;
+		}
+		trk_put(qp, (uint16_t)cid);
+		qp->inflight--;
+		if (!r)
+			continue;
+		r->inflight--;
+		if (!r->result)
+			r->result = err;
+		req_maybe_done(r);
+	}
+	return kept;
+}
+
+void nvme_qpair_reset_end(struct nvme_qpair *qp)
+{
+	qp->resetting = false;
+	for (unsigned cid = 0; cid + 1u < qp->depth; cid++) {
+		struct nvme_tracker *t = &qp->trk[cid];
+
+		if (t->busy && !t->retry_at)
+			trk_push(qp, t);
+	}
+	qpair_issue(qp);
 }
 
 void nvme_qpair_abort_all(struct nvme_qpair *qp, int err)
@@ -459,20 +809,12 @@ void nvme_qpair_abort_all(struct nvme_qpair *qp, int err)
 	}
 }
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 int nvme_qpair_exec_sync(struct nvme_qpair *qp, struct nvme_sqe *cmd, unsigned timeout_ms,
 			 uint16_t *status, uint32_t *dw0)
 {
 	struct nvme_waiter w = { 0 };
 	struct nvme_tracker *t;
-	uint64_t deadline = now_ms() + timeout_ms;
+	uint64_t deadline = nvme_now_ms() + timeout_ms;
 	uint16_t cid;
 	int fd;
 
@@ -486,11 +828,14 @@ int nvme_qpair_exec_sync(struct nvme_qpair *qp, struct nvme_sqe *cmd, unsigned t
 	t->sqe = *cmd;
 	qp->inflight++;
 	sq_push(qp, &t->sqe);
+	/* Past this, a command left behind by a timeout gets the controller
+	 * reset by the periodic check. */
+	t->deadline = deadline;
 
 	fd = nvme_ctrl_vector_fd(qp->ctrl, qp->vector);
 	while (!w.done) {
 		struct pollfd pfd = { .fd = fd, .events = POLLIN };
-		uint64_t now = now_ms();
+		uint64_t now = nvme_now_ms();
 
 		if (now >= deadline) {
 			/* The tracker stays busy: the controller may still

@@ -26,6 +26,14 @@ struct iova_ext {
 	uint64_t len;
 };
 
+/* One live DMA mapping, kept so that the CPU can reach the bytes behind an
+ * IOVA (a bounce buffer's copy) without the caller passing addresses. */
+struct dma_map {
+	uint64_t iova;
+	size_t len;
+	void *va;
+};
+
 struct vfio_dev {
 	char bdf[16];
 	int container;
@@ -34,6 +42,8 @@ struct vfio_dev {
 	uint64_t cfg_off;
 	struct iova_ext *free;
 	size_t nfree, capfree;
+	struct dma_map *maps;
+	size_t nmaps, capmaps;
 	struct {
 		void *addr;
 		size_t len;
@@ -41,7 +51,11 @@ struct vfio_dev {
 	enum vfio_irq_mode irq_mode;
 	unsigned nvec;
 	int irq_fds[MAX_VECTORS];
+	int req_fd;		/* device request eventfd, -1 if none */
+	bool released;
 };
+
+static int irq_set_fds(struct vfio_dev *d, int index, unsigned n, const int *fds);
 
 /* ---- sysfs ---- */
 
@@ -326,7 +340,7 @@ int vfio_open(const char *bdf, struct vfio_dev **out)
 	if (!d)
 		return -ENOMEM;
 	memcpy(d->bdf, bdf, strlen(bdf) + 1);
-	d->container = d->group = d->device = -1;
+	d->container = d->group = d->device = d->req_fd = -1;
 	for (unsigned i = 0; i < MAX_VECTORS; i++)
 		d->irq_fds[i] = -1;
 
@@ -402,6 +416,11 @@ void vfio_close(struct vfio_dev *d)
 	if (!d)
 		return;
 	vfio_irq_disable(d);
+	if (d->req_fd >= 0) {
+		if (!d->released)
+			irq_set_fds(d, VFIO_PCI_REQ_IRQ_INDEX, 0, NULL);
+		close(d->req_fd);
+	}
 	for (unsigned i = 0; i < VFIO_PCI_ROM_REGION_INDEX; i++)
 		if (d->bars[i].addr)
 			munmap(d->bars[i].addr, d->bars[i].len);
@@ -411,6 +430,7 @@ void vfio_close(struct vfio_dev *d)
 		close(d->group);
 	if (d->container >= 0)
 		close(d->container);
+	free(d->maps);
 	free(d->free);
 	free(d);
 }
@@ -529,6 +549,17 @@ int vfio_enable_bus_master(struct vfio_dev *d)
 	return vfio_cfg_write(d, PCI_COMMAND, &cmd, sizeof(cmd));
 }
 
+int vfio_disable_bus_master(struct vfio_dev *d)
+{
+	uint16_t cmd;
+	int rc = vfio_cfg_read(d, PCI_COMMAND, &cmd, sizeof(cmd));
+
+	if (rc)
+		return rc;
+	cmd &= (uint16_t)~PCI_COMMAND_MASTER;
+	return vfio_cfg_write(d, PCI_COMMAND, &cmd, sizeof(cmd));
+}
+
 /* ---- DMA ---- */
 
 static void explain_pin_failure(struct vfio_dev *d, size_t len, int err)
@@ -560,13 +591,46 @@ int vfio_dma_map(struct vfio_dev *d, void *vaddr, size_t len, int prot, uint64_t
 	m.vaddr = (uintptr_t)vaddr;
 	m.iova = *iova;
 	m.size = len;
+	if (d->nmaps == d->capmaps) {
+		size_t cap = d->capmaps ? d->capmaps * 2 : 16;
+		struct dma_map *nm = realloc(d->maps, cap * sizeof(*nm));
+
+		if (!nm) {
+			iova_add_free(d, *iova, len);
+			return -ENOMEM;
+		}
+		d->maps = nm;
+		d->capmaps = cap;
+	}
 	if (ioctl(d->container, VFIO_IOMMU_MAP_DMA, &m) != 0) {
 		rc = -errno;
 		explain_pin_failure(d, len, errno);
 		iova_add_free(d, *iova, len);
 		return rc;
 	}
+	d->maps[d->nmaps++] = (struct dma_map){ .iova = *iova, .len = len, .va = vaddr };
 	return 0;
+}
+
+static void maps_forget(struct vfio_dev *d, uint64_t iova, size_t len)
+{
+	for (size_t i = 0; i < d->nmaps;) {
+		if (d->maps[i].iova >= iova && d->maps[i].iova - iova < len)
+			d->maps[i] = d->maps[--d->nmaps];
+		else
+			i++;
+	}
+}
+
+void *vfio_iova_to_va(const struct vfio_dev *d, uint64_t iova, size_t len)
+{
+	for (size_t i = 0; i < d->nmaps; i++) {
+		const struct dma_map *m = &d->maps[i];
+
+		if (iova >= m->iova && iova - m->iova < m->len && len <= m->len - (iova - m->iova))
+			return (char *)m->va + (iova - m->iova);
+	}
+	return NULL;
 }
 
 int vfio_dma_unmap(struct vfio_dev *d, uint64_t iova, size_t len)
@@ -579,6 +643,7 @@ int vfio_dma_unmap(struct vfio_dev *d, uint64_t iova, size_t len)
 			strerror(errno));
 		return rc;
 	}
+	maps_forget(d, iova, len);
 	return iova_add_free(d, iova, len);
 }
 
@@ -707,7 +772,7 @@ int vfio_irq_enable(struct vfio_dev *d, unsigned allowed, unsigned want,
 
 void vfio_irq_disable(struct vfio_dev *d)
 {
-	if (d->irq_mode != VFIO_IRQ_NONE)
+	if (d->irq_mode != VFIO_IRQ_NONE && !d->released)
 		irq_set_fds(d, irq_index(d->irq_mode), 0, NULL);
 	for (unsigned i = 0; i < d->nvec; i++) {
 		close(d->irq_fds[i]);
@@ -715,6 +780,64 @@ void vfio_irq_disable(struct vfio_dev *d)
 	}
 	d->irq_mode = VFIO_IRQ_NONE;
 	d->nvec = 0;
+}
+
+int vfio_req_enable(struct vfio_dev *d)
+{
+	struct vfio_irq_info ii = { .argsz = sizeof(ii), .index = VFIO_PCI_REQ_IRQ_INDEX };
+	int rc;
+
+	if (d->req_fd >= 0)
+		return 0;
+	if (ioctl(d->device, VFIO_DEVICE_GET_IRQ_INFO, &ii) != 0 || ii.count < 1)
+		return -ENOTSUP;
+	d->req_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (d->req_fd < 0)
+		return -errno;
+	rc = irq_set_fds(d, VFIO_PCI_REQ_IRQ_INDEX, 1, &d->req_fd);
+	if (rc) {
+		close(d->req_fd);
+		d->req_fd = -1;
+	}
+	return rc;
+}
+
+int vfio_req_fd(const struct vfio_dev *d)
+{
+	return d->req_fd;
+}
+
+void vfio_release(struct vfio_dev *d)
+{
+	if (d->released)
+		return;
+	/* Interrupts off, their eventfds kept: an event loop may still be
+	 * watching them, and they close with the rest in vfio_close. */
+	if (d->irq_mode != VFIO_IRQ_NONE)
+		irq_set_fds(d, irq_index(d->irq_mode), 0, NULL);
+	if (d->req_fd >= 0)
+		irq_set_fds(d, VFIO_PCI_REQ_IRQ_INDEX, 0, NULL);
+	/* A BAR mapping holds the device open. Put anonymous memory reading
+	 * all ones (what a device gone from the bus answers) at the same
+	 * address, so a register access that still comes is harmless. */
+	for (unsigned i = 0; i < VFIO_PCI_ROM_REGION_INDEX; i++) {
+		void *p;
+
+		if (!d->bars[i].addr)
+			continue;
+		p = mmap(d->bars[i].addr, d->bars[i].len, PROT_READ | PROT_WRITE,
+			 MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED) {
+			log_err(d->bdf, "cannot replace BAR%u's mapping: %s; the device stays held", i,
+				strerror(errno));
+			return;
+		}
+		memset(p, 0xff, d->bars[i].len);
+	}
+	if (d->device >= 0)
+		close(d->device);
+	d->device = -1;
+	d->released = true;
 }
 
 int vfio_irq_fd(const struct vfio_dev *d, unsigned vec)

@@ -44,6 +44,9 @@ int vfio_cfg_read(struct vfio_dev *dev, uint32_t off, void *buf, size_t len);
 int vfio_cfg_write(struct vfio_dev *dev, uint32_t off, const void *buf, size_t len);
 /* Sets Memory Space and Bus Master Enable in the command register. */
 int vfio_enable_bus_master(struct vfio_dev *dev);
+/* Clears Bus Master Enable: the function can start no more DMA. The last
+ * resort for a device that cannot otherwise be stopped. */
+int vfio_disable_bus_master(struct vfio_dev *dev);
 
 /* DMA: maps [vaddr, vaddr+len) (page-aligned) for the device at an IOVA
  * of the layer's choosing. prot is VFIO_DMA_READ|VFIO_DMA_WRITE: READ lets
@@ -51,6 +54,10 @@ int vfio_enable_bus_master(struct vfio_dev *dev);
 enum { VFIO_DMA_READ = 1, VFIO_DMA_WRITE = 2 };
 int vfio_dma_map(struct vfio_dev *dev, void *vaddr, size_t len, int prot, uint64_t *iova);
 int vfio_dma_unmap(struct vfio_dev *dev, uint64_t iova, size_t len);
+/* The process address of [iova, iova+len) when that range lies inside one
+ * live mapping, else NULL. A linear search: for bounce buffers, the slow
+ * path, not for every request. */
+void *vfio_iova_to_va(const struct vfio_dev *dev, uint64_t iova, size_t len);
 
 /* DMA-able memory owned by the driver: zeroed, page-aligned, mapped
  * read-write at buf->iova. */
@@ -75,6 +82,17 @@ int vfio_irq_enable(struct vfio_dev *dev, unsigned allowed, unsigned want,
 		    enum vfio_irq_mode *mode, unsigned *nvec);
 void vfio_irq_disable(struct vfio_dev *dev);
 int vfio_irq_fd(const struct vfio_dev *dev, unsigned vec);
+/* The device request notification (VFIO_PCI_REQ_IRQ_INDEX): the kernel
+ * signals this eventfd when it wants the device back (unbind, hot
+ * removal) and waits until the device is released. -ENOTSUP if the
+ * kernel offers none. */
+int vfio_req_enable(struct vfio_dev *dev);
+int vfio_req_fd(const struct vfio_dev *dev);
+/* Gives the device back to the kernel at once: interrupts off, BAR
+ * mappings replaced by memory reading all ones (at the same addresses),
+ * the device fd closed. DMA mappings and eventfds stay until vfio_close;
+ * config space access fails from here on. */
+void vfio_release(struct vfio_dev *dev);
 /* INTx is masked by VFIO when it fires; unmask after servicing. A no-op
  * for MSI and MSI-X. */
 int vfio_irq_unmask(struct vfio_dev *dev);

@@ -125,6 +125,7 @@ _Static_assert(offsetof(struct nvme_cqe, status) == 14, "status at byte 14");
  * so SC is bits [7:0], SCT [10:8], DNR bit 14. */
 #define NVME_STATUS_SC(s) ((s) & 0xffu)
 #define NVME_STATUS_SCT(s) (((s) >> 8) & 0x7u)
+#define NVME_STATUS_CRD(s) (((s) >> 11) & 0x3u)	/* 0, or which CRDT to wait */
 #define NVME_STATUS_DNR(s) (((s) >> 14) & 0x1u)
 #define NVME_STATUS(sct, sc) ((uint16_t)(((sct) << 8) | (sc)))
 
@@ -195,13 +196,23 @@ enum nvme_identify_cns {
 	NVME_ID_CNS_NS = 0x00,
 	NVME_ID_CNS_CTRL = 0x01,
 	NVME_ID_CNS_NS_ACTIVE_LIST = 0x02,
+	NVME_ID_CNS_CTRL_CSI = 0x06,	/* I/O Command Set specific, CDW11 CSI */
 };
+#define NVME_ID_CSI_SHIFT 24
+#define NVME_CSI_NVM 0x0u
 #define NVME_IDENTIFY_SIZE 4096
 #define NVME_NS_LIST_MAX 1024	/* NSIDs per active namespace list */
 #define NVME_NSID_BROADCAST 0xffffffffu
 
 /* Feature identifiers. */
-enum { NVME_FEAT_NUM_QUEUES = 0x07 };
+enum {
+	NVME_FEAT_NUM_QUEUES = 0x07,
+	NVME_FEAT_HOST_BEHAVIOR = 0x16,
+};
+/* Host Behavior Support (5.27.1.18): a 512-byte structure; byte 0 ACRE
+ * lets the controller ask for retry delays through CQE.CRD. */
+#define NVME_HOST_BEHAVIOR_SIZE 512
+#define NVME_HOST_BEHAVIOR_ACRE 0x1u
 
 /* Create I/O CQ / SQ: CDW10 QID [15:0], QSIZE [31:16] (0-based). */
 #define NVME_CREATE_Q_PC (1u << 0)
@@ -238,7 +249,12 @@ struct nvme_id_ctrl {
 	uint32_t rtd3e;		/* microseconds; bounds the shutdown wait */
 	uint32_t oaes;
 	uint32_t ctratt;
-	uint8_t rsvd100[156];
+	uint16_t rrls;
+	uint8_t rsvd102[9];
+	uint8_t cntrltype;
+	uint8_t fguid[16];
+	uint16_t crdt[3];	/* Command Retry Delay Times 1-3, 100 ms units */
+	uint8_t rsvd134[122];
 	uint16_t oacs;
 	uint8_t acl;
 	uint8_t aerl;
@@ -270,12 +286,32 @@ _Static_assert(offsetof(struct nvme_id_ctrl, mn) == 24, "MN at byte 24");
 _Static_assert(offsetof(struct nvme_id_ctrl, fr) == 64, "FR at byte 64");
 _Static_assert(offsetof(struct nvme_id_ctrl, mdts) == 77, "MDTS at byte 77");
 _Static_assert(offsetof(struct nvme_id_ctrl, rtd3e) == 88, "RTD3E at byte 88");
+_Static_assert(offsetof(struct nvme_id_ctrl, crdt) == 128, "CRDT1 at byte 128");
 _Static_assert(offsetof(struct nvme_id_ctrl, oacs) == 256, "OACS at byte 256");
 _Static_assert(offsetof(struct nvme_id_ctrl, sqes) == 512, "SQES at byte 512");
 _Static_assert(offsetof(struct nvme_id_ctrl, nn) == 516, "NN at byte 516");
 _Static_assert(offsetof(struct nvme_id_ctrl, oncs) == 520, "ONCS at byte 520");
 _Static_assert(offsetof(struct nvme_id_ctrl, vwc) == 525, "VWC at byte 525");
 _Static_assert(offsetof(struct nvme_id_ctrl, sgls) == 536, "SGLS at byte 536");
+
+/* NVM Command Set specific Identify Controller (NVM Command Set spec
+ * 4.1.5.2, CNS 06h CSI 00h). */
+struct nvme_id_ctrl_nvm {
+	uint8_t vsl;
+	uint8_t wzsl;		/* Write Zeroes size limit: 2^n units of CAP.MPSMIN; 0: none reported */
+	uint8_t wusl;
+	uint8_t dmrl;		/* DSM ranges per command; 0: no limit */
+	uint32_t dmrsl;		/* LBAs per DSM range; 0: no limit */
+	uint64_t dmsl;		/* LBAs per DSM command, all ranges; 0: no limit */
+	uint8_t rsvd16[4080];
+};
+_Static_assert(sizeof(struct nvme_id_ctrl_nvm) == NVME_IDENTIFY_SIZE, "NVM Identify Controller is 4 KiB");
+_Static_assert(offsetof(struct nvme_id_ctrl_nvm, dmrl) == 3, "DMRL at byte 3");
+_Static_assert(offsetof(struct nvme_id_ctrl_nvm, dmrsl) == 4, "DMRSL at byte 4");
+_Static_assert(offsetof(struct nvme_id_ctrl_nvm, dmsl) == 8, "DMSL at byte 8");
+
+/* VS: major [31:16], minor [15:8]. */
+#define NVME_VS(major, minor) (((uint32_t)(major) << 16) | ((uint32_t)(minor) << 8))
 
 #define NVME_ONCS_DSM (1u << 2)
 #define NVME_ONCS_WRITE_ZEROES (1u << 3)

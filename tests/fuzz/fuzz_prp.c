@@ -53,6 +53,30 @@ static bool pieces_of(const struct nvme_seg *s, unsigned nseg, uint64_t off, uin
 	return len == 0;
 }
 
+/* qpair.c splits a PRP-only request where nvme_prp_span says one PRP run
+ * ends: that prefix must follow the rules, and one byte more must not
+ * (the split is at the longest run, not merely at a safe one). */
+static void check_prp_span(const struct nvme_seg *segs, unsigned nseg, uint64_t off, uint64_t len,
+			   uint32_t ps)
+{
+	struct piece p[MAX_PIECES];
+	unsigned np;
+	uint64_t prp1, prp2, span;
+
+	if (!len || !pieces_of(segs, nseg, off, len, p, &np))
+		return;
+	span = nvme_prp_span(segs, nseg, (size_t)off, (size_t)len, ps);
+	FUZZ_ASSERT(span <= len);
+	/* no list pages: -E2BIG says the rules held and only the list was short */
+	if (span) {
+		int rc = nvme_build_prp(segs, nseg, (size_t)off, (size_t)span, ps, NULL, &prp1, &prp2);
+		FUZZ_ASSERT(rc == 0 || rc == -E2BIG);
+	}
+	if (span < len)
+		FUZZ_ASSERT(nvme_build_prp(segs, nseg, (size_t)off, (size_t)span + 1, ps, NULL, &prp1,
+					   &prp2) == -EINVAL);
+}
+
 static void check_prp(const struct nvme_seg *segs, unsigned nseg, uint64_t off, uint64_t len,
 		      uint32_t ps, unsigned npages)
 {
@@ -134,6 +158,7 @@ static void check_prp(const struct nvme_seg *segs, unsigned nseg, uint64_t off, 
 out:
 	for (unsigned i = 0; i < npages; i++)
 		free(pages[i]);
+	check_prp_span(segs, nseg, off, len, ps);
 }
 
 static void check_sgl(const struct nvme_seg *segs, unsigned nseg, uint64_t off, uint64_t len,

@@ -145,6 +145,40 @@ static void test_prp_rules(void)
 	CHECK_EQ_INT(nvme_build_prp(b, 1, 0, 2048, PS, &l, &p1, &p2), 0);
 }
 
+/* Where a PRP run must end: the split points of a request on a PRP-only
+ * controller (issue 8: 512-byte iovecs in different pages got EIO). */
+static void test_prp_span(void)
+{
+	/* 512-byte pieces at odd offsets of different pages: one run each */
+	struct nvme_seg odd[3] = { { 0x10200, 512 }, { 0x20600, 512 }, { 0x30e00, 512 } };
+	/* a tail ending on a page, whole pages, then a head: one run */
+	struct nvme_seg ok[3] = { { 0x10e00, 512 }, { 0x20000, 8192 }, { 0x40000, 1024 } };
+	/* the second piece starts mid-page: the run ends before it */
+	struct nvme_seg late[2] = { { 0x10000, 4096 }, { 0x20200, 4096 } };
+	/* not dword aligned: nothing */
+	struct nvme_seg bad = { 0x10002, 512 };
+	uint64_t p1, p2;
+	struct nvme_list_pages l = lp(1);
+
+	CHECK_EQ_INT(nvme_prp_span(odd, 3, 0, 1536, PS), 512);
+	CHECK_EQ_INT(nvme_prp_span(odd, 3, 512, 1024, PS), 512);
+	CHECK_EQ_INT(nvme_prp_span(odd, 3, 1024, 512, PS), 512);
+	/* from inside a piece */
+	CHECK_EQ_INT(nvme_prp_span(odd, 3, 100, 1436, PS), 412);
+	CHECK_EQ_INT(nvme_prp_span(ok, 3, 0, 512 + 8192 + 1024, PS), 512 + 8192 + 1024);
+	CHECK_EQ_INT(nvme_prp_span(ok, 3, 0, 600, PS), 600);	/* bounded by want */
+	CHECK_EQ_INT(nvme_prp_span(late, 2, 0, 8192, PS), 4096);
+	CHECK_EQ_INT(nvme_prp_span(late, 2, 4096, 4096, PS), 4096);
+	CHECK_EQ_INT(nvme_prp_span(&bad, 1, 0, 512, PS), 0);
+	CHECK_EQ_INT(nvme_prp_span(&bad, 1, 2, 508, PS), 508);
+	CHECK_EQ_INT(nvme_prp_span(odd, 3, 1536, 512, PS), 0);	/* past the data */
+	/* every span it reports, nvme_build_prp accepts */
+	CHECK_EQ_INT(nvme_build_prp(ok, 3, 0, 512 + 8192 + 1024, PS, &l, &p1, &p2), 0);
+	CHECK_EQ_INT(nvme_build_prp(odd, 3, 512, 512, PS, &l, &p1, &p2), 0);
+	CHECK_EQ_INT(p1, 0x20600);
+	CHECK_EQ_INT(nvme_build_prp(late, 2, 0, 4096, PS, &l, &p1, &p2), 0);
+}
+
 static void test_sgl(void)
 {
 	struct nvme_sgl_desc list[4], sgl1;
@@ -188,6 +222,7 @@ int main(void)
 	test_list_from_offset_in_segments();
 	test_chained();
 	test_prp_rules();
+	test_prp_span();
 	test_sgl();
 	return check_report("test_prp");
 }

@@ -1,0 +1,611 @@
+/* ctrl.c and qpair.c against a fake NVMe controller running in a thread
+ * of this process: its registers are a heap "BAR", DMA addresses are
+ * process addresses (the vfio_* functions are stubbed below, at link
+ * time), and it serves the admin and I/O queues it is given the way the
+ * spec says, with faults on demand: Controller Fatal Status, commands it
+ * swallows, a refusal to become ready again, and reading all ones. What
+ * is tested is the recovery: the reset on CFS and on a timeout, and the
+ * end of a controller that cannot come back. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "nvme/nvme_priv.h"
+
+#define PS 4096u
+#define BAR_LEN 0x2000u
+#define DISK_LBAS 2048u
+#define MAXQ 4
+
+/* ---- the fake controller ---- */
+
+struct fq {
+	bool live;
+	struct nvme_sqe *sq;
+	volatile struct nvme_cqe *cq;
+	uint16_t size, head, tail;
+	uint8_t phase;
+};
+
+static struct {
+	uint8_t *bar;
+	pthread_t thread;
+	atomic_bool stop;
+	atomic_bool cfs;		/* raise CSTS.CFS and serve nothing */
+	atomic_bool no_ready;		/* never set RDY again after a disable */
+	atomic_bool gone;		/* every register reads all ones */
+	atomic_uint swallow;		/* I/O commands to take and never answer */
+	atomic_uint enables, aborts, io_cmds;
+	struct fq q[MAXQ];
+	uint8_t disk[DISK_LBAS * 512];
+	int irq_fd;
+	bool ready;
+} dev;
+
+static volatile uint32_t *reg(uint32_t off)
+{
+	return (volatile uint32_t *)(dev.bar + off);
+}
+
+static uint64_t reg64(uint32_t off)
+{
+	return *reg(off) | ((uint64_t)*reg(off + 4) << 32);
+}
+
+static void post(unsigned qid, uint16_t cid, uint16_t status, uint32_t dw0)
+{
+	struct fq *q = &dev.q[qid];
+	volatile struct nvme_cqe *e = &q->cq[q->tail];
+	uint64_t one = 1;
+
+	e->dw0 = dw0;
+	e->sqhd = dev.q[qid].head;
+	e->sqid = (uint16_t)qid;
+	e->cid = cid;
+	atomic_thread_fence(memory_order_release);
+	e->status = (uint16_t)(status << 1) | q->phase;
+	if (++q->tail == q->size) {
+		q->tail = 0;
+		q->phase ^= 1;
+	}
+	if (write(dev.irq_fd, &one, sizeof(one)) < 0) {
+		/* the eventfd counter cannot overflow here */
+	}
+}
+
+static void xfer(const struct nvme_sqe *sqe, size_t pos, size_t len, bool to_mem)
+{
+	uint64_t e = sqe->dptr.prp.prp1;
+	size_t pages = ((e & (PS - 1)) + len + PS - 1) / PS;
+	const uint64_t *list = (const uint64_t *)(uintptr_t)sqe->dptr.prp.prp2;
+
+	for (size_t p = 0; p < pages; p++) {
+		size_t n = PS - (e & (PS - 1));
+		if (n > len)
+			n = len;
+		if (to_mem)
+			memcpy((void *)(uintptr_t)e, dev.disk + pos, n);
+		else
+			memcpy(dev.disk + pos, (void *)(uintptr_t)e, n);
+		pos += n;
+		len -= n;
+		if (p + 1 < pages)
+			e = pages == 2 ? sqe->dptr.prp.prp2 : list[p];
+	}
+}
+
+static void admin_cmd(const struct nvme_sqe *c)
+{
+	void *buf = (void *)(uintptr_t)c->dptr.prp.prp1;
+	uint16_t st = 0;
+	uint32_t dw0 = 0;
+	unsigned qid = c->cdw10 & 0xffff;
+
+	switch (c->opc) {
+	case NVME_ADM_IDENTIFY:
+		memset(buf, 0, NVME_IDENTIFY_SIZE);
+		if (c->cdw10 == NVME_ID_CNS_CTRL) {
+			struct nvme_id_ctrl *id = buf;
+			memset(id->sn, ' ', sizeof(id->sn));
+			memcpy(id->sn, "FAKE", 4);
+			memset(id->mn, ' ', sizeof(id->mn));
+			memset(id->fr, ' ', sizeof(id->fr));
+			id->mdts = 5;
+			id->sqes = 0x66;
+			id->cqes = 0x44;
+			id->nn = 1;
+		} else if (c->cdw10 == NVME_ID_CNS_NS_ACTIVE_LIST) {
+			((uint32_t *)buf)[0] = c->nsid < 1 ? 1 : 0;
+		} else if (c->cdw10 == NVME_ID_CNS_NS && c->nsid == 1) {
+			struct nvme_id_ns *id = buf;
+			id->nsze = id->ncap = DISK_LBAS;
+			id->lbaf[0].lbads = 9;
+		} else {
+			st = NVME_STATUS(NVME_SCT_GENERIC, NVME_SC_INVALID_FIELD);
+		}
+		break;
+	case NVME_ADM_SET_FEATURES:
+		if ((c->cdw10 & 0xff) == NVME_FEAT_NUM_QUEUES)
+			dw0 = (MAXQ - 2) | ((MAXQ - 2) << 16);	/* 2 I/O queues, 0-based */
+		break;
+	case NVME_ADM_CREATE_CQ:
+		if (qid == 0 || qid >= MAXQ) {
+			st = NVME_STATUS(NVME_SCT_CMD_SPECIFIC, 0x01);
+			break;
+		}
+		dev.q[qid].cq = (volatile struct nvme_cqe *)(uintptr_t)c->dptr.prp.prp1;
+		dev.q[qid].size = (uint16_t)((c->cdw10 >> 16) + 1);
+		dev.q[qid].tail = 0;
+		dev.q[qid].phase = 1;
+		break;
+	case NVME_ADM_CREATE_SQ:
+		if (qid == 0 || qid >= MAXQ || !dev.q[qid].cq) {
+			st = NVME_STATUS(NVME_SCT_CMD_SPECIFIC, 0x01);
+			break;
+		}
+		dev.q[qid].sq = (struct nvme_sqe *)(uintptr_t)c->dptr.prp.prp1;
+		dev.q[qid].head = 0;
+		dev.q[qid].live = true;
+		break;
+	case NVME_ADM_DELETE_SQ:
+		if (qid < MAXQ)
+			dev.q[qid].live = false;
+		break;
+	case NVME_ADM_DELETE_CQ:
+		if (qid < MAXQ)
+			dev.q[qid].cq = NULL;
+		break;
+	case NVME_ADM_ABORT:
+		atomic_fetch_add(&dev.aborts, 1);
+		dw0 = 1;	/* not aborted, as QEMU answers */
+		break;
+	default:
+		st = NVME_STATUS(NVME_SCT_GENERIC, NVME_SC_INVALID_OPCODE);
+	}
+	post(0, c->cid, st, dw0);
+}
+
+static void io_cmd(unsigned qid, const struct nvme_sqe *c)
+{
+	uint64_t slba = c->cdw10 | ((uint64_t)c->cdw11 << 32);
+	uint32_t nlb = (c->cdw12 & 0xffff) + 1;
+	uint16_t st = 0;
+
+	atomic_fetch_add(&dev.io_cmds, 1);
+	if (atomic_load(&dev.swallow)) {
+		atomic_fetch_sub(&dev.swallow, 1);
+		return;
+	}
+	if ((c->opc == NVME_CMD_READ || c->opc == NVME_CMD_WRITE) && slba + nlb <= DISK_LBAS)
+		xfer(c, slba * 512, (size_t)nlb * 512, c->opc == NVME_CMD_READ);
+	else if (c->opc != NVME_CMD_FLUSH)
+		st = NVME_STATUS(NVME_SCT_GENERIC, NVME_SC_LBA_RANGE);
+	post(qid, c->cid, st, 0);
+}
+
+/* A controller reset forgets the queues and their doorbells (3.7.2). */
+static void dev_reset(void)
+{
+	memset(dev.q, 0, sizeof(dev.q));
+	memset(dev.bar + NVME_REG_DBS, 0, BAR_LEN - NVME_REG_DBS);
+	dev.ready = false;
+}
+
+static void *dev_main(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&dev.stop)) {
+		uint32_t cc = *reg(NVME_REG_CC);
+
+		if (atomic_load(&dev.gone)) {
+			memset(dev.bar, 0xff, BAR_LEN);
+			usleep(200);
+			continue;
+		}
+		if (!(cc & NVME_CC_EN)) {
+			if (dev.ready || (*reg(NVME_REG_CSTS) & NVME_CSTS_CFS)) {
+				dev_reset();
+				atomic_store(&dev.cfs, false);
+			}
+			*reg(NVME_REG_CSTS) = 0;
+		} else if (!dev.ready && !atomic_load(&dev.no_ready)) {
+			uint32_t aqa = *reg(NVME_REG_AQA);
+
+			dev.q[0].sq = (struct nvme_sqe *)(uintptr_t)reg64(NVME_REG_ASQ);
+			dev.q[0].cq = (volatile struct nvme_cqe *)(uintptr_t)reg64(NVME_REG_ACQ);
+			dev.q[0].size = (uint16_t)((aqa & 0xfff) + 1);
+			dev.q[0].phase = 1;
+			dev.q[0].live = true;
+			dev.ready = true;
+			atomic_fetch_add(&dev.enables, 1);
+			*reg(NVME_REG_CSTS) = NVME_CSTS_RDY;
+		}
+		if (dev.ready && ((cc >> NVME_CC_SHN_SHIFT) & NVME_CC_SHN_MASK))
+			*reg(NVME_REG_CSTS) |= NVME_CSTS_SHST_COMPLETE << NVME_CSTS_SHST_SHIFT;
+		if (atomic_load(&dev.cfs)) {
+			*reg(NVME_REG_CSTS) |= NVME_CSTS_CFS;
+		} else if (dev.ready) {
+			for (unsigned qid = 0; qid < MAXQ; qid++) {
+				struct fq *q = &dev.q[qid];
+				uint16_t tail;
+
+				if (!q->live)
+					continue;
+				tail = (uint16_t)*reg(NVME_REG_DBS + 8 * qid);
+				while (q->head != tail && tail < q->size) {
+					struct nvme_sqe c = q->sq[q->head];
+
+					if (++q->head == q->size)
+						q->head = 0;
+					if (qid == 0)
+						admin_cmd(&c);
+					else
+						io_cmd(qid, &c);
+				}
+			}
+		}
+		usleep(100);
+	}
+	return NULL;
+}
+
+static void dev_start(void)
+{
+	memset(&dev, 0, sizeof(dev));
+	dev.bar = aligned_alloc(PS, BAR_LEN);
+	memset(dev.bar, 0, BAR_LEN);
+	/* CAP: MQES 255, TO 2 (1 s), DSTRD 0, CSS NVM, MPSMIN 0 */
+	*reg(NVME_REG_CAP) = 255 | (2u << 24);
+	*reg(NVME_REG_CAP + 4) = (uint32_t)(NVME_CAP_CSS_NVM << (NVME_CAP_CSS_SHIFT - 32));
+	*reg(NVME_REG_VS) = NVME_VS(1, 4);
+	dev.irq_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	pthread_create(&dev.thread, NULL, dev_main, NULL);
+}
+
+static void dev_stop(void)
+{
+	atomic_store(&dev.stop, true);
+	pthread_join(dev.thread, NULL);
+	close(dev.irq_fd);
+	free(dev.bar);
+}
+
+/* ---- link-time stubs for the platform layer ---- */
+
+struct vfio_dev {
+	int unused;
+};
+static struct vfio_dev the_vdev;
+static unsigned bm_off, released;
+
+int vfio_open(const char *bdf, struct vfio_dev **out)
+{
+	(void)bdf;
+	*out = &the_vdev;
+	return 0;
+}
+void vfio_close(struct vfio_dev *d) { (void)d; }
+int vfio_map_bar(struct vfio_dev *d, unsigned bar, volatile void **addr, size_t *len)
+{
+	(void)d;
+	(void)bar;
+	*addr = dev.bar;
+	*len = BAR_LEN;
+	return 0;
+}
+int vfio_enable_bus_master(struct vfio_dev *d) { (void)d; return 0; }
+int vfio_disable_bus_master(struct vfio_dev *d) { (void)d; bm_off++; return 0; }
+int vfio_dma_alloc(struct vfio_dev *d, size_t len, struct dma_buf *buf)
+{
+	(void)d;
+	len = (len + PS - 1) & ~(size_t)(PS - 1);
+	buf->va = aligned_alloc(PS, len);
+	if (!buf->va)
+		return -ENOMEM;
+	memset(buf->va, 0, len);
+	buf->iova = (uintptr_t)buf->va;
+	buf->len = len;
+	return 0;
+}
+void vfio_dma_free(struct vfio_dev *d, struct dma_buf *buf)
+{
+	(void)d;
+	free(buf->va);
+	buf->va = NULL;
+}
+void *vfio_iova_to_va(const struct vfio_dev *d, uint64_t iova, size_t len)
+{
+	(void)d;
+	(void)len;
+	return (void *)(uintptr_t)iova;
+}
+const char *vfio_irq_mode_name(enum vfio_irq_mode m) { (void)m; return "MSI-X"; }
+int vfio_irq_enable(struct vfio_dev *d, unsigned allowed, unsigned want, enum vfio_irq_mode *mode,
+		    unsigned *nvec)
+{
+	(void)d;
+	(void)allowed;
+	(void)want;
+	*mode = VFIO_IRQ_MSIX;
+	*nvec = 1;
+	return 0;
+}
+void vfio_irq_disable(struct vfio_dev *d) { (void)d; }
+int vfio_irq_fd(const struct vfio_dev *d, unsigned vec) { (void)d; return vec == 0 ? dev.irq_fd : -1; }
+int vfio_irq_unmask(struct vfio_dev *d) { (void)d; return 0; }
+int vfio_req_enable(struct vfio_dev *d) { (void)d; return -ENOTSUP; }
+int vfio_req_fd(const struct vfio_dev *d) { (void)d; return -1; }
+void vfio_release(struct vfio_dev *d) { (void)d; released++; }
+
+/* ---- tests ---- */
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/* Waits (1 s at most) until the fake shows `bits` in CSTS: its thread
+ * may be slow to notice a fault switched on, on a loaded machine. */
+static void await_csts(uint32_t bits)
+{
+	for (unsigned i = 0; i < 1000 && (*reg(NVME_REG_CSTS) & bits) != bits; i++)
+		sleep_ms(1);
+	CHECK_EQ_INT(*reg(NVME_REG_CSTS) & bits, bits);
+}
+
+struct rec {
+	unsigned calls;
+	int result;
+};
+
+static void on_done(struct nvme_req *r)
+{
+	struct rec *x = r->priv;
+
+	x->calls++;
+	x->result = r->result;
+}
+
+/* Runs the controller's vectors and periodic check until `x` is done or
+ * `ms` pass; the check runs every `check_ms`, as the daemon's timer. */
+static void drive(struct nvme_ctrl *c, struct rec *x, unsigned ms, unsigned check_ms)
+{
+	uint64_t end = nvme_now_ms() + ms, next = nvme_now_ms() + check_ms;
+
+	while (!x->calls && nvme_now_ms() < end) {
+		nvme_ctrl_service_vector(c, 0);
+		if (nvme_now_ms() >= next) {
+			nvme_ctrl_check(c);
+			next = nvme_now_ms() + check_ms;
+		}
+		sleep_ms(1);
+	}
+}
+
+static struct nvme_ctrl *open_ctrl(unsigned io_timeout_ms)
+{
+	struct nvme_ctrl_opts o = { .io_queues = 2, .io_queue_depth = 16, .io_timeout_ms = io_timeout_ms,
+				    .admin_timeout_ms = 2000 };
+	struct nvme_ctrl *c = NULL;
+
+	CHECK_EQ_INT(nvme_ctrl_open("0000:00:04.0", &o, &c), 0);
+	return c;
+}
+
+static void rw_req(struct nvme_req *r, struct nvme_ctrl *c, uint8_t opc, uint64_t lba, struct nvme_seg *s,
+		   struct rec *x)
+{
+	memset(r, 0, sizeof(*r));
+	memset(x, 0, sizeof(*x));
+	r->opc = opc;
+	r->ns = nvme_ctrl_ns(c, 0);
+	r->slba = lba;
+	r->nlb = 8;
+	r->segs = s;
+	r->nseg = 1;
+	r->done = on_done;
+	r->priv = x;
+}
+
+/* Bring-up against the fake, and a round trip through the disk. */
+static void test_open_and_io(void)
+{
+	struct nvme_ctrl *c;
+	uint8_t buf[4096], back[4096];
+
+	dev_start();
+	c = open_ctrl(0);
+	if (!c) {
+		dev_stop();
+		return;
+	}
+	CHECK_EQ_INT(nvme_ctrl_nr_qpairs(c), 2);
+	CHECK_EQ_INT(nvme_ctrl_ns_count(c), 1);
+	CHECK_EQ_INT(nvme_ns_info(nvme_ctrl_ns(c, 0))->nlba, DISK_LBAS);
+	for (unsigned i = 0; i < sizeof(buf); i++)
+		buf[i] = (uint8_t)(i * 7);
+	CHECK_EQ_INT(nvme_ns_rw_sync(nvme_ctrl_ns(c, 0), true, 16, 8, buf), 0);
+	CHECK_EQ_INT(nvme_ns_rw_sync(nvme_ctrl_ns(c, 0), false, 16, 8, back), 0);
+	CHECK(memcmp(buf, back, sizeof(buf)) == 0);
+	CHECK_EQ_INT(nvme_ctrl_check(c), 0);
+	nvme_ctrl_close(c);
+	dev_stop();
+}
+
+/* Controller Fatal Status with a command outstanding: the check resets
+ * the controller (it is disabled, then enabled again), the command goes
+ * out again on the re-created queue and completes once, successfully. */
+static void test_cfs_reset(void)
+{
+	struct nvme_ctrl *c;
+	struct dma_buf b;
+	struct nvme_seg s;
+	struct nvme_req r;
+	struct rec x;
+
+	dev_start();
+	c = open_ctrl(0);
+	if (!c) {
+		dev_stop();
+		return;
+	}
+	vfio_dma_alloc(NULL, 4096, &b);
+	s.iova = b.iova;
+	s.len = 4096;
+	memset(dev.disk + 40 * 512, 0x5a, 4096);
+	atomic_store(&dev.cfs, true);
+	await_csts(NVME_CSTS_CFS);
+	rw_req(&r, c, NVME_CMD_READ, 40, &s, &x);
+	CHECK_EQ_INT(nvme_submit(nvme_ctrl_qpair(c, 0), &r), 0);
+	sleep_ms(5);
+	CHECK_EQ_INT(x.calls, 0);
+	CHECK_EQ_INT(atomic_load(&dev.enables), 1);
+	CHECK_EQ_INT(nvme_ctrl_check(c), 0);
+	CHECK_EQ_INT(atomic_load(&dev.enables), 2);
+	drive(c, &x, 2000, 1000);
+	CHECK_EQ_INT(x.calls, 1);
+	CHECK_EQ_INT(x.result, 0);
+	CHECK_EQ_INT(((uint8_t *)b.va)[100], 0x5a);
+	CHECK(!nvme_ctrl_is_failed(c));
+	/* I/O goes on on both queues */
+	rw_req(&r, c, NVME_CMD_WRITE, 48, &s, &x);
+	CHECK_EQ_INT(nvme_submit(nvme_ctrl_qpair(c, 1), &r), 0);
+	drive(c, &x, 2000, 1000);
+	CHECK_EQ_INT(x.calls, 1);
+	CHECK_EQ_INT(x.result, 0);
+	vfio_dma_free(NULL, &b);
+	nvme_ctrl_close(c);
+	dev_stop();
+}
+
+/* A command the controller takes and never answers: the check aborts it
+ * past its deadline, resets the controller past the grace, and the
+ * command, sent again, completes once. */
+static void test_timeout_reset(void)
+{
+	struct nvme_ctrl *c;
+	struct dma_buf b;
+	struct nvme_seg s;
+	struct nvme_req r;
+	struct rec x;
+
+	dev_start();
+	c = open_ctrl(200);
+	if (!c) {
+		dev_stop();
+		return;
+	}
+	vfio_dma_alloc(NULL, 4096, &b);
+	s.iova = b.iova;
+	s.len = 4096;
+	atomic_store(&dev.swallow, 1);
+	rw_req(&r, c, NVME_CMD_WRITE, 8, &s, &x);
+	CHECK_EQ_INT(nvme_submit(nvme_ctrl_qpair(c, 0), &r), 0);
+	drive(c, &x, 3000, 50);
+	CHECK_EQ_INT(x.calls, 1);
+	CHECK_EQ_INT(x.result, 0);
+	CHECK_EQ_INT(atomic_load(&dev.aborts), 1);
+	CHECK_EQ_INT(atomic_load(&dev.enables), 2);
+	CHECK_EQ_INT(atomic_load(&dev.io_cmds), 2);
+	CHECK(!nvme_ctrl_is_failed(c));
+	vfio_dma_free(NULL, &b);
+	nvme_ctrl_close(c);
+	dev_stop();
+}
+
+/* A controller that does not come back from the reset: it is cut off the
+ * bus, every request on every queue fails once with -EIO, new ones are
+ * refused, and the check keeps saying -EIO. */
+static void test_unrecoverable(void)
+{
+	struct nvme_ctrl *c;
+	struct dma_buf b;
+	struct nvme_seg s[2];
+	struct nvme_req r[2];
+	struct rec x[2];
+
+	dev_start();
+	c = open_ctrl(0);
+	if (!c) {
+		dev_stop();
+		return;
+	}
+	bm_off = 0;
+	vfio_dma_alloc(NULL, 8192, &b);
+	s[0].iova = b.iova;
+	s[1].iova = b.iova + 4096;
+	s[0].len = s[1].len = 4096;
+	atomic_store(&dev.no_ready, true);
+	atomic_store(&dev.cfs, true);
+	await_csts(NVME_CSTS_CFS);
+	for (unsigned i = 0; i < 2; i++) {
+		rw_req(&r[i], c, NVME_CMD_READ, 8 * i, &s[i], &x[i]);
+		CHECK_EQ_INT(nvme_submit(nvme_ctrl_qpair(c, i), &r[i]), 0);
+	}
+	CHECK_EQ_INT(nvme_ctrl_check(c), -EIO);
+	for (unsigned i = 0; i < 2; i++) {
+		CHECK_EQ_INT(x[i].calls, 1);
+		CHECK_EQ_INT(x[i].result, -EIO);
+	}
+	CHECK(nvme_ctrl_is_failed(c));
+	CHECK_EQ_INT(bm_off, 1);
+	CHECK_EQ_INT(nvme_submit(nvme_ctrl_qpair(c, 0), &r[0]), -ENODEV);
+	CHECK_EQ_INT(nvme_ctrl_check(c), -EIO);
+	CHECK_EQ_INT(x[0].calls, 1);
+	vfio_dma_free(NULL, &b);
+	nvme_ctrl_close(c);
+	dev_stop();
+}
+
+/* A controller gone from the bus (all ones): failed at once, no reset. */
+static void test_gone(void)
+{
+	struct nvme_ctrl *c;
+	struct dma_buf b;
+	struct nvme_seg s;
+	struct nvme_req r;
+	struct rec x;
+
+	dev_start();
+	c = open_ctrl(0);
+	if (!c) {
+		dev_stop();
+		return;
+	}
+	vfio_dma_alloc(NULL, 4096, &b);
+	s.iova = b.iova;
+	s.len = 4096;
+	atomic_store(&dev.swallow, 1);
+	rw_req(&r, c, NVME_CMD_READ, 0, &s, &x);
+	CHECK_EQ_INT(nvme_submit(nvme_ctrl_qpair(c, 1), &r), 0);
+	sleep_ms(5);
+	atomic_store(&dev.gone, true);
+	await_csts(0xffffffffu);
+	CHECK_EQ_INT(nvme_ctrl_check(c), -EIO);
+	CHECK_EQ_INT(x.calls, 1);
+	CHECK_EQ_INT(x.result, -EIO);
+	CHECK_EQ_INT(atomic_load(&dev.enables), 1);
+	CHECK(nvme_ctrl_is_failed(c));
+	vfio_dma_free(NULL, &b);
+	nvme_ctrl_close(c);
+	dev_stop();
+}
+
+int main(void)
+{
+	test_open_and_io();
+	test_cfs_reset();
+	test_timeout_reset();
+	test_unrecoverable();
+	test_gone();
+	return check_report("test_ctrl");
+}

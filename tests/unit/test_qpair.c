@@ -1,0 +1,861 @@
+/* qpair.c against a fake controller in this process: BAR memory is a heap
+ * buffer, DMA addresses are process addresses (the vfio_* functions
+ * qpair.c needs are stubbed below, at link time), and the fake fetches
+ * SQEs up to the tail doorbell, moves data by walking PRPs on its own
+ * (an independent reading of 4.1.1), and posts CQEs when the test says. */
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "check.h"
+#include "nvme/nvme_priv.h"
+
+#define PS 4096u
+
+/* ---- link-time stubs for the platform and the rest of the NVMe layer ---- */
+
+int vfio_dma_alloc(struct vfio_dev *dev, size_t len, struct dma_buf *buf)
+{
+	(void)dev;
+	len = (len + PS - 1) & ~(size_t)(PS - 1);
+	buf->va = aligned_alloc(PS, len);
+	if (!buf->va)
+		return -ENOMEM;
+	memset(buf->va, 0, len);
+	buf->iova = (uintptr_t)buf->va;
+	buf->len = len;
+	return 0;
+}
+
+void vfio_dma_free(struct vfio_dev *dev, struct dma_buf *buf)
+{
+	(void)dev;
+	free(buf->va);
+	buf->va = NULL;
+}
+
+void *vfio_iova_to_va(const struct vfio_dev *dev, uint64_t iova, size_t len)
+{
+	(void)dev;
+	(void)len;
+	return (void *)(uintptr_t)iova;
+}
+
+int nvme_ctrl_vector_fd(const struct nvme_ctrl *c, unsigned vec)
+{
+	(void)c;
+	(void)vec;
+	return -1;
+}
+
+void nvme_ctrl_service_vector(struct nvme_ctrl *c, unsigned vec)
+{
+	(void)c;
+	(void)vec;
+}
+
+/* ---- the fake controller ---- */
+
+#define DISK_BYTES (1u << 20)
+#define MAX_HELD 64
+
+struct fake {
+	struct nvme_ctrl c;
+	struct nvme_ns ns;
+	struct nvme_qpair *qp;
+	uint8_t *bar;
+	uint8_t disk[DISK_BYTES];
+	uint16_t sq_head, cq_tail;
+	uint8_t phase;
+	/* fetched, not yet completed: CID and the status to post */
+	struct { uint16_t cid; uint16_t status; } held[MAX_HELD];
+	unsigned nheld;
+	unsigned fetched;		/* commands seen, retries included */
+	unsigned reads, writes;
+	uint64_t bad_lba;		/* a command covering it fails ... */
+	uint16_t bad_status;		/* ... with this status (0: none) */
+	unsigned bad_times;		/* ... this many times (0: always) */
+	/* every Write Zeroes / DSM command seen: opcode, NLB or range count,
+	 * CDW12; the DSM ranges in order */
+	struct { uint8_t opc; uint32_t n; uint32_t cdw12; } cmds[64];
+	unsigned ncmds;
+	struct nvme_dsm_range ranges[256];
+	unsigned nranges;
+};
+
+static struct fake *fk;
+
+/* Copies `len` bytes between the disk at `pos` and the PRP-described
+ * memory: PRP1 may carry an offset; PRP2 is the second page or, when more
+ * than two pages are touched, a list whose last slot chains onward. */
+static int prp_xfer(struct fake *f, const struct nvme_sqe *sqe, size_t pos, size_t len, bool to_mem)
+{
+	uint64_t e = sqe->dptr.prp.prp1;
+	size_t pages = ((e & (PS - 1)) + len + PS - 1) / PS;
+	const uint64_t *list = NULL;
+	unsigned slot = 0;
+
+	if (e & 3)
+		return -1;
+	for (size_t p = 0; p < pages; p++) {
+		size_t n = PS - (e & (PS - 1));
+		if (n > len)
+			n = len;
+		if (p > 0 && (e & (PS - 1)))
+			return -1;
+		if (to_mem)
+			memcpy((void *)(uintptr_t)e, f->disk + pos, n);
+		else
+			memcpy(f->disk + pos, (void *)(uintptr_t)e, n);
+		pos += n;
+		len -= n;
+		if (p + 1 == pages)
+			break;
+		if (pages == 2) {
+			e = sqe->dptr.prp.prp2;
+			continue;
+		}
+		if (!list)
+			list = (const uint64_t *)(uintptr_t)sqe->dptr.prp.prp2;
+		if (slot == PS / 8 - 1 && p + 2 < pages) {
+			list = (const uint64_t *)(uintptr_t)list[slot];
+			slot = 0;
+		}
+		e = list[slot++];
+	}
+	return 0;
+}
+
+/* Takes every SQE up to the tail doorbell and executes it; the completion
+ * waits in `held` until fake_post. */
+static void fake_fetch(struct fake *f)
+{
+	uint16_t tail = (uint16_t)*f->qp->sq_db;
+
+	while (f->sq_head != tail) {
+		const struct nvme_sqe *sqe = &f->qp->sq[f->sq_head];
+		uint64_t slba = sqe->cdw10 | ((uint64_t)sqe->cdw11 << 32);
+		uint32_t nlb = (sqe->cdw12 & NVME_RW_NLB_MASK) + 1;
+		uint32_t lbs = f->ns.info.lba_size;
+		uint16_t st = 0;
+
+		if (++f->sq_head == f->qp->depth)
+			f->sq_head = 0;
+		f->fetched++;
+		if ((sqe->opc == NVME_CMD_DSM || sqe->opc == NVME_CMD_WRITE_ZEROES) && f->ncmds < 64) {
+			uint32_t n = sqe->opc == NVME_CMD_DSM ? (sqe->cdw10 & NVME_DSM_NR_MASK) + 1 : nlb;
+
+			f->cmds[f->ncmds].opc = sqe->opc;
+			f->cmds[f->ncmds].n = n;
+			f->cmds[f->ncmds].cdw12 = sqe->cdw12;
+			f->ncmds++;
+			if (sqe->opc == NVME_CMD_DSM) {
+				const struct nvme_dsm_range *rg = (const void *)(uintptr_t)sqe->dptr.prp.prp1;
+
+				CHECK_EQ_INT(sqe->cdw11, NVME_DSM_AD);
+				for (uint32_t i = 0; i < n && f->nranges < 256; i++)
+					f->ranges[f->nranges++] = rg[i];
+			}
+			CHECK(f->nheld < MAX_HELD);
+			f->held[f->nheld].cid = sqe->cid;
+			f->held[f->nheld].status = 0;
+			f->nheld++;
+			continue;
+		}
+		if ((sqe->opc == NVME_CMD_READ || sqe->opc == NVME_CMD_WRITE) &&
+		    (slba + nlb) * lbs > DISK_BYTES) {
+			st = NVME_STATUS(NVME_SCT_GENERIC, NVME_SC_LBA_RANGE);
+		} else if (f->bad_status && sqe->opc != NVME_CMD_FLUSH && slba <= f->bad_lba &&
+			   f->bad_lba < slba + nlb) {
+			st = f->bad_status;
+			if (f->bad_times && !--f->bad_times)
+				f->bad_status = 0;
+		} else if (sqe->opc == NVME_CMD_READ || sqe->opc == NVME_CMD_WRITE) {
+			if (prp_xfer(f, sqe, slba * lbs, (size_t)nlb * lbs, sqe->opc == NVME_CMD_READ))
+				st = NVME_STATUS(NVME_SCT_GENERIC, NVME_SC_INVALID_FIELD);
+			if (sqe->opc == NVME_CMD_READ)
+				f->reads++;
+			else
+				f->writes++;
+		}
+		CHECK(f->nheld < MAX_HELD);
+		f->held[f->nheld].cid = sqe->cid;
+		f->held[f->nheld].status = st;
+		f->nheld++;
+	}
+}
+
+/* Posts the first `n` held completions (all of them for n == 0). */
+static void fake_post(struct fake *f, unsigned n)
+{
+	if (!n || n > f->nheld)
+		n = f->nheld;
+	for (unsigned i = 0; i < n; i++) {
+		volatile struct nvme_cqe *e = &f->qp->cq[f->cq_tail];
+
+		e->cid = f->held[i].cid;
+		e->sqid = f->qp->qid;
+		e->sqhd = f->sq_head;
+		e->dw0 = 0;
+		e->status = (uint16_t)(f->held[i].status << 1) | f->phase;
+		if (++f->cq_tail == f->qp->depth) {
+			f->cq_tail = 0;
+			f->phase ^= 1;
+		}
+	}
+	memmove(f->held, f->held + n, (f->nheld - n) * sizeof(f->held[0]));
+	f->nheld -= n;
+}
+
+/* Runs the controller and the driver until nothing is left to do. */
+static void fake_run(struct fake *f)
+{
+	for (unsigned guard = 0; guard < 10000; guard++) {
+		fake_fetch(f);
+		if (!f->nheld)
+			return;
+		fake_post(f, 0);
+		nvme_qpair_process(f->qp);
+	}
+	CHECK(!"fake_run did not settle");
+}
+
+static struct fake *fake_new_timeout(uint32_t lba_size, uint16_t depth, uint32_t max_xfer,
+				     unsigned io_timeout_ms)
+{
+	struct fake *f = calloc(1, sizeof(*f));
+	unsigned list_pages = 3;
+
+	f->c.opts.io_timeout_ms = io_timeout_ms;
+	f->c.opts.admin_timeout_ms = io_timeout_ms;
+	f->bar = calloc(1, 0x2000);
+	f->c.bar = f->bar;
+	f->c.bar_len = 0x2000;
+	f->c.db_stride = 4;
+	f->c.info.page_size = PS;
+	f->c.info.max_xfer = max_xfer;
+	snprintf(f->c.info.bdf, sizeof(f->c.info.bdf), "fake");
+	f->ns.ctrl = &f->c;
+	f->ns.info.nsid = 1;
+	f->ns.info.lba_size = lba_size;
+	f->ns.info.nlba = DISK_BYTES / lba_size;
+	f->ns.info.usable = true;
+	snprintf(f->ns.info.name, sizeof(f->ns.info.name), "FAKE:n1");
+	f->phase = 1;
+	CHECK_EQ_INT(nvme_qpair_create(&f->c, 1, depth, 0, list_pages, &f->qp), 0);
+	fk = f;
+	return f;
+}
+
+static struct fake *fake_new(uint32_t lba_size, uint16_t depth, uint32_t max_xfer)
+{
+	return fake_new_timeout(lba_size, depth, max_xfer, 0);
+}
+
+/* What a controller reset does to the fake's side: CC.EN = 0 forgets
+ * every command and starts the rings over. */
+static void fake_disable(struct fake *f)
+{
+	f->sq_head = 0;
+	f->cq_tail = 0;
+	f->phase = 1;
+	f->nheld = 0;
+}
+
+static void fake_free(struct fake *f)
+{
+	nvme_qpair_destroy(f->qp);
+	free(f->bar);
+	free(f);
+	fk = NULL;
+}
+
+/* ---- requests ---- */
+
+struct done_rec {
+	unsigned calls;
+	int result;
+};
+
+static void on_done(struct nvme_req *r)
+{
+	struct done_rec *d = r->priv;
+
+	d->calls++;
+	d->result = r->result;
+}
+
+static void req_init(struct nvme_req *r, struct fake *f, uint8_t opc, uint64_t slba, uint64_t nlb,
+		     const struct nvme_seg *segs, unsigned nseg, struct done_rec *rec)
+{
+	memset(r, 0, sizeof(*r));
+	memset(rec, 0, sizeof(*rec));
+	r->opc = opc;
+	r->ns = &f->ns;
+	r->slba = slba;
+	r->nlb = nlb;
+	r->segs = segs;
+	r->nseg = nseg;
+	r->done = on_done;
+	r->priv = rec;
+}
+
+static uint8_t *page_buf(size_t pages)
+{
+	uint8_t *b = aligned_alloc(PS, pages * PS);
+
+	memset(b, 0, pages * PS);
+	return b;
+}
+
+static void fill(uint8_t *p, size_t n, unsigned seed)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = (uint8_t)(seed * 131 + i * 7 + (i >> 9));
+}
+
+/* issue 8, item 1: 512-byte iovecs at odd offsets of different pages on a
+ * PRP-only controller. Every one is its own PRP run, so the request is
+ * split into one command per piece; the bytes land where they belong. */
+static void test_prp_split_odd_iovecs(void)
+{
+	struct fake *f = fake_new(512, 64, 4u << 20);
+	uint8_t *mem = page_buf(16), *back = page_buf(16), *want = malloc(8 * 512);
+	struct nvme_seg w[8], rd[8];
+	struct nvme_req r;
+	struct done_rec rec;
+
+	fill(want, 8 * 512, 1);
+	for (unsigned i = 0; i < 8; i++) {
+		w[i].iova = (uintptr_t)(mem + i * 2 * PS + 512 * (1 + i % 7));
+		w[i].len = 512;
+		memcpy((void *)(uintptr_t)w[i].iova, want + i * 512, 512);
+		/* read back through a different odd layout */
+		rd[i].iova = (uintptr_t)(back + (15 - i) * PS + 512 * (7 - i % 7));
+		rd[i].len = 512;
+	}
+	req_init(&r, f, NVME_CMD_WRITE, 100, 8, w, 8, &rec);
+	CHECK_EQ_INT(nvme_submit(f->qp, &r), 0);
+	fake_run(f);
+	CHECK_EQ_INT(rec.calls, 1);
+	CHECK_EQ_INT(rec.result, 0);
+	CHECK_EQ_INT(f->writes, 8);
+	CHECK(memcmp(f->disk + 100 * 512, want, 8 * 512) == 0);
+
+	req_init(&r, f, NVME_CMD_READ, 100, 8, rd, 8, &rec);
+	CHECK_EQ_INT(nvme_submit(f->qp, &r), 0);
+	fake_run(f);
+	CHECK_EQ_INT(rec.calls, 1);
+	CHECK_EQ_INT(rec.result, 0);
+	CHECK_EQ_INT(f->reads, 8);
+	for (unsigned i = 0; i < 8; i++)
+		CHECK(memcmp((void *)(uintptr_t)rd[i].iova, want + i * 512, 512) == 0);
+
+	/* pieces that join into runs: a tail, whole pages, a head: one command */
+	{
+		struct nvme_seg s[3] = {
+			{ (uintptr_t)(mem + PS - 1024), 1024 },
+			{ (uintptr_t)(mem + 4 * PS), 2 * PS },
+			{ (uintptr_t)(mem + 8 * PS), 1024 },
+		};
+		unsigned before = f->writes;
+
+		req_init(&r, f, NVME_CMD_WRITE, 0, (1024 + 2 * PS + 1024) / 512, s, 3, &rec);
+		CHECK_EQ_INT(nvme_submit(f->qp, &r), 0);
+		fake_run(f);
+		CHECK_EQ_INT(rec.result, 0);
+		CHECK_EQ_INT(f->writes - before, 1);
+	}
+	free(want);
+	free(back);
+	free(mem);
+	fake_free(f);
+}
+
+/* A block no PRP can describe: 4 KiB blocks made of 512-byte pieces in
+ * different pages, and pieces not dword aligned. They go through the
+ * bounce page; reads are copied out on completion. */
+static void test_prp_bounce(void)
+{
+	struct fake *f = fake_new(4096, 64, 4u << 20);
+	uint8_t *mem = page_buf(32), *want = malloc(2 * 4096);
+	struct nvme_seg s[16];
+	struct nvme_req r;
+	struct done_rec rec;
+
+	fill(want, 2 * 4096, 2);
+	for (unsigned i = 0; i < 16; i++) {
+		s[i].iova = (uintptr_t)(mem + i * 2 * PS + 512 * (i % 8));
+		s[i].len = 512;
+		memcpy((void *)(uintptr_t)s[i].iova, want + i * 512, 512);
+	}
+	req_init(&r, f, NVME_CMD_WRITE, 3, 2, s, 16, &rec);
+	CHECK_EQ_INT(nvme_submit(f->qp, &r), 0);
+	fake_run(f);
+	CHECK_EQ_INT(rec.calls, 1);
+	CHECK_EQ_INT(rec.result, 0);
+	CHECK_EQ_INT(f->writes, 2);
+	CHECK(memcmp(f->disk + 3 * 4096, want, 2 * 4096) == 0);
+
+	for (unsigned i = 0; i < 16; i++)
+		memset((void *)(uintptr_t)s[i].iova, 0xee, 512);
+	req_init(&r, f, NVME_CMD_READ, 3, 2, s, 16, &rec);
+	CHECK_EQ_INT(nvme_submit(f->qp, &r), 0);
+	fake_run(f);
+	CHECK_EQ_INT(rec.calls, 1);
+	CHECK_EQ_INT(rec.result, 0);
+	for (unsigned i = 0; i < 16; i++)
+		CHECK(memcmp((void *)(uintptr_t)s[i].iova, want + i * 512, 512) == 0);
+	fake_free(f);
+
+	/* 512-byte blocks at an odd byte address: not dword aligned */
+	f = fake_new(512, 64, 4u << 20);
+	{
+		struct nvme_seg odd = { (uintptr_t)(mem + 1), 3 * 512 };
+
+		memcpy(mem + 1, want, 3 * 512);
+		req_init(&r, f, NVME_CMD_WRITE, 7, 3, &odd, 1, &rec);
+		CHECK_EQ_INT(nvme_submit(f->qp, &r), 0);
+		fake_run(f);
+		CHECK_EQ_INT(rec.result, 0);
+		CHECK(memcmp(f->disk + 7 * 512, want, 3 * 512) == 0);
+		odd.iova = (uintptr_t)(mem + 4 * PS + 3);
+		req_init(&r, f, NVME_CMD_READ, 7, 3, &odd, 1, &rec);
+		CHECK_EQ_INT(nvme_submit(f->qp, &r), 0);
+		fake_run(f);
+		CHECK_EQ_INT(rec.result, 0);
+		CHECK(memcmp(mem + 4 * PS + 3, want, 3 * 512) == 0);
+	}
+	free(want);
+	free(mem);
+	fake_free(f);
+}
+
+/* issue 8, item 2: a request split into more commands than the queue has
+ * slots; one issued part fails with Do Not Retry while the rest wait for a
+ * slot. The request must complete once, failed, after its last issued
+ * command, never again from the issue path; the request queued behind it
+ * must run and succeed; no slot may leak. */
+static void test_split_full_queue_dnr_once(void)
+{
+	struct fake *f = fake_new(512, 4, 4u << 20);	/* 3 command slots */
+	uint8_t *mem = page_buf(32);
+	struct nvme_seg a[8], b = { (uintptr_t)(mem + 20 * PS), 4096 };
+	struct nvme_req ra, rb;
+	struct done_rec da, db;
+
+	for (unsigned i = 0; i < 8; i++) {
+		a[i].iova = (uintptr_t)(mem + i * 2 * PS + 1536);
+		a[i].len = 512;
+	}
+	/* A: 8 commands of one block each, LBAs 200..207; B: one command */
+	req_init(&ra, f, NVME_CMD_WRITE, 200, 8, a, 8, &da);
+	req_init(&rb, f, NVME_CMD_WRITE, 300, 8, &b, 1, &db);
+	CHECK_EQ_INT(nvme_submit(f->qp, &ra), 0);
+	CHECK_EQ_INT(nvme_submit(f->qp, &rb), 0);
+	fake_fetch(f);
+	CHECK_EQ_INT(f->nheld, 3);
+	CHECK_EQ_INT(nvme_qpair_busy(f->qp), 3 + 2);
+	/* the first issued part hits a media error the controller says not
+	 * to retry; the other two succeed */
+	f->held[0].status = NVME_STATUS(NVME_SCT_MEDIA, 0x81) | (1u << 14);
+	fake_post(f, 1);
+	nvme_qpair_process(f->qp);
+	CHECK_EQ_INT(da.calls, 0);	/* two parts still in flight */
+	fake_run(f);
+	CHECK_EQ_INT(da.calls, 1);
+	CHECK_EQ_INT(da.result, -EIO);
+	CHECK_EQ_INT(ra.status, NVME_STATUS(NVME_SCT_MEDIA, 0x81));	/* DNR is not kept */
+	CHECK_EQ_INT(db.calls, 1);
+	CHECK_EQ_INT(db.result, 0);
+	CHECK_EQ_INT(nvme_qpair_busy(f->qp), 0);
+	CHECK_EQ_INT(f->qp->nfree, 3);
+	/* no more commands of A went out after its failure was known */
+	CHECK_EQ_INT(f->fetched, 3 + 1);
+
+	/* the same with the failure on the last issued part and a full queue
+	 * at the moment it completes: nothing is freed before the post */
+	memset(&f->held, 0, sizeof(f->held));
+	f->fetched = 0;
+	req_init(&ra, f, NVME_CMD_READ, 200, 8, a, 8, &da);
+	req_init(&rb, f, NVME_CMD_READ, 300, 8, &b, 1, &db);
+	CHECK_EQ_INT(nvme_submit(f->qp, &ra), 0);
+	CHECK_EQ_INT(nvme_submit(f->qp, &rb), 0);
+	fake_fetch(f);
+	CHECK_EQ_INT(f->nheld, 3);
+	for (unsigned i = 0; i < 3; i++)
+		f->held[i].status = NVME_STATUS(NVME_SCT_MEDIA, 0x81) | (1u << 14);
+	fake_post(f, 0);
+	nvme_qpair_process(f->qp);
+	fake_run(f);
+	CHECK_EQ_INT(da.calls, 1);
+	CHECK_EQ_INT(da.result, -EIO);
+	CHECK_EQ_INT(db.calls, 1);
+	CHECK_EQ_INT(db.result, 0);
+	CHECK_EQ_INT(nvme_qpair_busy(f->qp), 0);
+	CHECK_EQ_INT(f->qp->nfree, 3);
+	free(mem);
+	fake_free(f);
+}
+
+/* A retriable status without DNR is retried (same command again); with
+ * DNR it is final at once. */
+static void test_retry_and_dnr(void)
+{
+	struct fake *f = fake_new(512, 8, 4u << 20);
+	uint8_t *mem = page_buf(2);
+	struct nvme_seg s = { (uintptr_t)mem, 4096 };
+	struct nvme_req r;
+	struct done_rec d;
+
+	f->bad_lba = 10;
+	f->bad_status = NVME_STATUS(NVME_SCT_GENERIC, NVME_SC_INTERNAL);
+	f->bad_times = 2;
+	req_init(&r, f, NVME_CMD_READ, 8, 8, &s, 1, &d);
+	CHECK_EQ_INT(nvme_submit(f->qp, &r), 0);
+	fake_run(f);
+	CHECK_EQ_INT(d.calls, 1);
+	CHECK_EQ_INT(d.result, 0);
+	CHECK_EQ_INT(f->fetched, 3);
+
+	f->fetched = 0;
+	f->bad_status = NVME_STATUS(NVME_SCT_GENERIC, NVME_SC_INTERNAL) | (1u << 14);
+	f->bad_times = 0;
+	req_init(&r, f, NVME_CMD_READ, 8, 8, &s, 1, &d);
+	CHECK_EQ_INT(nvme_submit(f->qp, &r), 0);
+	fake_run(f);
+	CHECK_EQ_INT(d.calls, 1);
+	CHECK_EQ_INT(d.result, -EIO);
+	CHECK_EQ_INT(f->fetched, 1);
+	free(mem);
+	fake_free(f);
+}
+
+/* Doorbells beyond the mapped BAR (a large CAP.DSTRD, many queues) are
+ * refused before anything is written there. */
+static void test_doorbells_inside_bar(void)
+{
+	struct fake *f = fake_new(512, 8, 4u << 20);
+	struct nvme_qpair *qp = NULL;
+
+	/* 0x2000 bytes of BAR, doorbells from 0x1000, stride 4 << 6 = 256:
+	 * queue 7's CQ doorbell ends at 0x1000 + 15 * 256 + 4 > 0x2000 */
+	f->c.db_stride = 256;
+	CHECK_EQ_INT(nvme_qpair_create(&f->c, 7, 8, 0, 1, &qp), 0);
+	nvme_qpair_destroy(qp);
+	qp = NULL;
+	CHECK_EQ_INT(nvme_qpair_create(&f->c, 8, 8, 0, 1, &qp), -EINVAL);
+	CHECK(qp == NULL);
+	/* stride 4: 1024 doorbells, 512 queue pairs (0..511) */
+	f->c.db_stride = 4;
+	CHECK_EQ_INT(nvme_qpair_create(&f->c, 511, 8, 0, 1, &qp), 0);
+	nvme_qpair_destroy(qp);
+	qp = NULL;
+	CHECK_EQ_INT(nvme_qpair_create(&f->c, 512, 8, 0, 1, &qp), -EINVAL);
+	CHECK(qp == NULL);
+	fake_free(f);
+}
+
+/* A completion that names another SQ is not taken for ours. */
+static void test_cqe_sqid_checked(void)
+{
+	struct fake *f = fake_new(512, 8, 4u << 20);
+	uint8_t *mem = page_buf(1);
+	struct nvme_seg s = { (uintptr_t)mem, 4096 };
+	struct nvme_req r;
+	struct done_rec d;
+
+	req_init(&r, f, NVME_CMD_READ, 0, 8, &s, 1, &d);
+	CHECK_EQ_INT(nvme_submit(f->qp, &r), 0);
+	fake_fetch(f);
+	f->held[1] = f->held[0];
+	f->nheld = 2;
+	fake_post(f, 1);
+	f->qp->cq[0].sqid = 5;
+	CHECK_EQ_INT(nvme_qpair_process(f->qp), 1);
+	CHECK_EQ_INT(d.calls, 0);
+	fake_post(f, 1);
+	CHECK_EQ_INT(nvme_qpair_process(f->qp), 1);
+	CHECK_EQ_INT(d.calls, 1);
+	CHECK_EQ_INT(d.result, 0);
+	free(mem);
+	fake_free(f);
+}
+
+static void ranges_req(struct nvme_req *r, struct fake *f, uint8_t opc, const struct nvme_range *rg,
+		       unsigned n, struct done_rec *rec)
+{
+	req_init(r, f, opc, 0, 0, NULL, 0, rec);
+	r->ranges = rg;
+	r->nranges = n;
+}
+
+/* Discard ranges share DSM commands up to DMRL ranges, each range cut at
+ * DMRSL blocks and each command at DMSL; Write Zeroes is cut at WZSL. */
+static void test_dsm_and_wz_limits(void)
+{
+	struct fake *f = fake_new(512, 16, 4u << 20);
+	struct nvme_range five[5] = { { 10, 5, 0 }, { 100, 1, 0 }, { 200, 30, 0 }, { 300, 7, 0 }, { 400, 2, 0 } };
+	struct nvme_range big[2] = { { 1000, 250, 0 }, { 1500, 100, 0 } };
+	struct nvme_req r;
+	struct done_rec d;
+
+	/* no limits: five ranges, one command */
+	ranges_req(&r, f, NVME_CMD_DSM, five, 5, &d);
+	CHECK_EQ_INT(nvme_submit(f->qp, &r), 0);
+	fake_run(f);
+	CHECK_EQ_INT(d.calls, 1);
+	CHECK_EQ_INT(d.result, 0);
+	CHECK_EQ_INT(f->ncmds, 1);
+	CHECK_EQ_INT(f->cmds[0].n, 5);
+	for (unsigned i = 0; i < 5; i++) {
+		CHECK_EQ_INT(f->ranges[i].slba, five[i].slba);
+		CHECK_EQ_INT(f->ranges[i].nlb, five[i].nlb);
+	}
+
+	/* DMRL 2: 2 + 2 + 1 */
+	f->ncmds = f->nranges = 0;
+	f->c.info.dsm_max_ranges = 2;
+	ranges_req(&r, f, NVME_CMD_DSM, five, 5, &d);
+	CHECK_EQ_INT(nvme_submit(f->qp, &r), 0);
+	fake_run(f);
+	CHECK_EQ_INT(d.calls, 1);
+	CHECK_EQ_INT(f->ncmds, 3);
+	CHECK_EQ_INT(f->cmds[0].n, 2);
+	CHECK_EQ_INT(f->cmds[2].n, 1);
+	CHECK_EQ_INT(f->ranges[4].slba, 400);
+
+	/* DMRSL 100: 250 becomes 100 + 100 + 50; DMSL 320 per command */
+	f->ncmds = f->nranges = 0;
+	f->c.info.dsm_max_ranges = 0;
+	f->c.info.dsm_max_range_nlb = 100;
+	f->c.info.dsm_max_nlb = 320;
+	ranges_req(&r, f, NVME_CMD_DSM, big, 2, &d);
+	CHECK_EQ_INT(nvme_submit(f->qp, &r), 0);
+	fake_run(f);
+	CHECK_EQ_INT(d.calls, 1);
+	CHECK_EQ_INT(f->ncmds, 2);
+	CHECK_EQ_INT(f->cmds[0].n, 4);	/* 100 + 100 + 50 + 70 = 320 */
+	CHECK_EQ_INT(f->ranges[2].nlb, 50);
+	CHECK_EQ_INT(f->ranges[3].slba, 1500);
+	CHECK_EQ_INT(f->ranges[3].nlb, 70);
+	CHECK_EQ_INT(f->cmds[1].n, 1);
+	CHECK_EQ_INT(f->ranges[4].slba, 1570);
+	CHECK_EQ_INT(f->ranges[4].nlb, 30);
+
+	/* one range the old way still works */
+	f->ncmds = f->nranges = 0;
+	f->c.info.dsm_max_range_nlb = 0;
+	f->c.info.dsm_max_nlb = 0;
+	req_init(&r, f, NVME_CMD_DSM, 50, 9, NULL, 0, &d);
+	CHECK_EQ_INT(nvme_submit(f->qp, &r), 0);
+	fake_run(f);
+	CHECK_EQ_INT(f->ncmds, 1);
+	CHECK_EQ_INT(f->ranges[0].slba, 50);
+	CHECK_EQ_INT(f->ranges[0].nlb, 9);
+
+	/* Write Zeroes, WZSL of 8 KiB: 16 blocks per command; DEAC per range
+	 * where the namespace supports it */
+	f->ncmds = 0;
+	f->c.info.wz_max_bytes = 8192;
+	f->ns.info.wz_deallocate = true;
+	big[0].nlb = 40;
+	big[1].flags = NVME_REQ_DEALLOCATE;
+	big[1].nlb = 3;
+	ranges_req(&r, f, NVME_CMD_WRITE_ZEROES, big, 2, &d);
+	CHECK_EQ_INT(nvme_submit(f->qp, &r), 0);
+	fake_run(f);
+	CHECK_EQ_INT(d.calls, 1);
+	CHECK_EQ_INT(d.result, 0);
+	CHECK_EQ_INT(f->ncmds, 4);
+	CHECK_EQ_INT(f->cmds[0].n, 16);
+	CHECK_EQ_INT(f->cmds[2].n, 8);
+	CHECK_EQ_INT(f->cmds[0].cdw12 & NVME_WZ_DEAC, 0);
+	CHECK_EQ_INT(f->cmds[3].n, 3);
+	CHECK_EQ_INT(f->cmds[3].cdw12 & NVME_WZ_DEAC, NVME_WZ_DEAC);
+
+	/* refused: an empty range, one past the end, an empty list */
+	big[1].nlb = 0;
+	ranges_req(&r, f, NVME_CMD_DSM, big, 2, &d);
+	CHECK_EQ_INT(nvme_submit(f->qp, &r), -EINVAL);
+	big[1].nlb = 1;
+	big[1].slba = f->ns.info.nlba;
+	CHECK_EQ_INT(nvme_submit(f->qp, &r), -EINVAL);
+	ranges_req(&r, f, NVME_CMD_WRITE_ZEROES, big, 0, &d);
+	CHECK_EQ_INT(nvme_submit(f->qp, &r), -EINVAL);
+	CHECK_EQ_INT(d.calls, 0);
+	fake_free(f);
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/* A retriable status with CRD = 1 waits CRDT1 (100 ms units) before the
+ * retry goes out; Namespace Not Ready without CRD waits too, and a queue
+ * torn down meanwhile fails the request once. */
+static void test_retry_delays(void)
+{
+	struct fake *f = fake_new(512, 8, 4u << 20);
+	uint8_t *mem = page_buf(1);
+	struct nvme_seg s = { (uintptr_t)mem, 4096 };
+	struct nvme_req r;
+	struct done_rec d;
+
+	f->c.info.crdt[0] = 2;	/* 200 ms */
+	req_init(&r, f, NVME_CMD_READ, 0, 8, &s, 1, &d);
+	CHECK_EQ_INT(nvme_submit(f->qp, &r), 0);
+	fake_fetch(f);
+	f->held[0].status = NVME_STATUS(NVME_SCT_GENERIC, NVME_SC_INTERNAL) | (1u << 11);
+	fake_post(f, 0);
+	nvme_qpair_process(f->qp);
+	fake_fetch(f);
+	CHECK_EQ_INT(f->fetched, 1);	/* not yet */
+	CHECK_EQ_INT(f->qp->ndelayed, 1);
+	sleep_ms(100);
+	nvme_qpair_retry_due(f->qp);
+	fake_fetch(f);
+	CHECK_EQ_INT(f->fetched, 1);	/* still not */
+	sleep_ms(120);
+	nvme_qpair_retry_due(f->qp);
+	fake_run(f);
+	CHECK_EQ_INT(f->fetched, 2);
+	CHECK_EQ_INT(d.calls, 1);
+	CHECK_EQ_INT(d.result, 0);
+	CHECK_EQ_INT(f->qp->ndelayed, 0);
+
+	/* Namespace Not Ready, no CRD: not retried at once */
+	f->fetched = 0;
+	req_init(&r, f, NVME_CMD_READ, 0, 8, &s, 1, &d);
+	CHECK_EQ_INT(nvme_submit(f->qp, &r), 0);
+	fake_fetch(f);
+	f->held[0].status = NVME_STATUS(NVME_SCT_GENERIC, NVME_SC_NS_NOT_READY);
+	fake_post(f, 0);
+	nvme_qpair_process(f->qp);
+	nvme_qpair_process(f->qp);
+	fake_fetch(f);
+	CHECK_EQ_INT(f->fetched, 1);
+	CHECK_EQ_INT(d.calls, 0);
+	nvme_qpair_abort_all(f->qp, -EIO);
+	CHECK_EQ_INT(d.calls, 1);
+	CHECK_EQ_INT(d.result, -EIO);
+	CHECK_EQ_INT(f->qp->ndelayed, 0);
+	CHECK_EQ_INT(nvme_qpair_busy(f->qp), 0);
+	free(mem);
+	fake_free(f);
+}
+
+/* issue 8, item 3: a command that never completes. Past its deadline it
+ * gets an Abort (on the admin queue, naming its SQ and CID); past the
+ * grace after that, a reset. Nothing completes before the controller is
+ * disabled; then the commands caught in flight, the expired one included,
+ * are sent again (as Linux retries them), and a request submitted
+ * meanwhile waits for the queue to come back. A completion whose interrupt was lost is reaped by
+ * the check instead of being aborted. */
+static void test_timeout_abort_reset(void)
+{
+	struct fake *f = fake_new_timeout(512, 8, 4u << 20, 100);
+	struct nvme_qpair *admin = NULL;
+	uint8_t *mem = page_buf(4);
+	struct nvme_seg s[4] = {
+		{ (uintptr_t)mem, 4096 }, { (uintptr_t)(mem + PS), 4096 },
+		{ (uintptr_t)(mem + 2 * PS), 4096 }, { (uintptr_t)(mem + 3 * PS), 4096 },
+	};
+	struct nvme_req a, b, c, d;
+	struct done_rec da, db, dc, dd;
+	uint16_t cid_a;
+
+	CHECK_EQ_INT(nvme_qpair_create(&f->c, 0, 8, 0, 1, &admin), 0);
+	req_init(&a, f, NVME_CMD_WRITE, 0, 8, &s[0], 1, &da);
+	req_init(&b, f, NVME_CMD_WRITE, 8, 8, &s[1], 1, &db);
+	CHECK_EQ_INT(nvme_submit(f->qp, &a), 0);
+	CHECK_EQ_INT(nvme_submit(f->qp, &b), 0);
+	fake_fetch(f);
+	cid_a = f->held[0].cid;
+	/* B completes, its interrupt lost: nobody calls process */
+	f->held[0] = f->held[1];
+	f->nheld = 1;
+	f->held[1].cid = cid_a;
+	fake_post(f, 1);
+	f->held[0].cid = cid_a;
+	f->nheld = 1;
+	CHECK(!nvme_qpair_check_deadlines(f->qp, admin, nvme_now_ms()));
+	CHECK_EQ_INT(db.calls, 1);	/* reaped by the check */
+	CHECK_EQ_INT(admin->sq_tail, 0);
+	sleep_ms(110);
+	CHECK(!nvme_qpair_check_deadlines(f->qp, admin, nvme_now_ms()));
+	CHECK_EQ_INT(admin->sq_tail, 1);
+	CHECK_EQ_INT(admin->sq[0].opc, NVME_ADM_ABORT);
+	CHECK_EQ_INT(admin->sq[0].cdw10, 1u | ((uint32_t)cid_a << 16));
+	CHECK_EQ_INT(da.calls, 0);
+	/* C goes out now and is in flight when the reset comes */
+	req_init(&c, f, NVME_CMD_WRITE, 16, 8, &s[2], 1, &dc);
+	CHECK_EQ_INT(nvme_submit(f->qp, &c), 0);
+	fake_fetch(f);
+	sleep_ms(110);
+	CHECK(nvme_qpair_check_deadlines(f->qp, admin, nvme_now_ms()));
+	CHECK_EQ_INT(da.calls, 0);	/* nothing ends before the disable */
+
+	/* the reset, as ctrl_reset runs it */
+	admin->resetting = f->qp->resetting = true;
+	fake_disable(f);
+	CHECK_EQ_INT(nvme_qpair_reset_begin(admin, false, -EIO), 0);
+	CHECK_EQ_INT(admin->nfree, 7);
+	CHECK_EQ_INT(nvme_qpair_reset_begin(f->qp, true, -EIO), 2);
+	CHECK_EQ_INT(da.calls, 0);
+	CHECK_EQ_INT(dc.calls, 0);
+	req_init(&d, f, NVME_CMD_WRITE, 24, 8, &s[3], 1, &dd);
+	CHECK_EQ_INT(nvme_submit(f->qp, &d), 0);
+	CHECK_EQ_INT(f->qp->sq_tail, 0);	/* waits */
+	nvme_qpair_reset_end(admin);
+	nvme_qpair_reset_end(f->qp);
+	CHECK_EQ_INT(f->qp->sq_tail, 3);	/* A and C again, then D */
+	fake_run(f);
+	CHECK_EQ_INT(da.calls, 1);
+	CHECK_EQ_INT(da.result, 0);
+	CHECK_EQ_INT(db.calls, 1);
+	CHECK_EQ_INT(db.result, 0);
+	CHECK_EQ_INT(dc.calls, 1);
+	CHECK_EQ_INT(dc.result, 0);
+	CHECK_EQ_INT(dd.calls, 1);
+	CHECK_EQ_INT(dd.result, 0);
+	CHECK_EQ_INT(nvme_qpair_busy(f->qp), 0);
+	CHECK_EQ_INT(f->qp->nfree, 7);
+
+	/* a command caught by one reset after another uses up its retries
+	 * and then fails instead of going round for ever */
+	req_init(&c, f, NVME_CMD_READ, 16, 8, &s[2], 1, &dc);
+	CHECK_EQ_INT(nvme_submit(f->qp, &c), 0);
+	for (unsigned i = 0; i <= NVME_MAX_RETRIES; i++) {
+		fake_fetch(f);
+		f->qp->resetting = true;
+		fake_disable(f);
+		CHECK_EQ_INT(nvme_qpair_reset_begin(f->qp, true, -EIO), i < NVME_MAX_RETRIES ? 1 : 0);
+		nvme_qpair_reset_end(f->qp);
+	}
+	CHECK_EQ_INT(dc.calls, 1);
+	CHECK_EQ_INT(dc.result, -EIO);
+	CHECK_EQ_INT(nvme_qpair_busy(f->qp), 0);
+	nvme_qpair_destroy(admin);
+	free(mem);
+	fake_free(f);
+}
+
+int main(void)
+{
+	test_prp_split_odd_iovecs();
+	test_prp_bounce();
+	test_split_full_queue_dnr_once();
+	test_retry_and_dnr();
+	test_doorbells_inside_bar();
+	test_cqe_sqid_checked();
+	test_retry_delays();
+	test_dsm_and_wz_limits();
+	test_timeout_abort_reset();
+	return check_report("test_qpair");
+}
