@@ -80,7 +80,8 @@ struct vblk_io {
 	struct vblk_req req;
 	struct vq_seg segs[VBLK_MAX_SEGS];
 	struct nvme_seg nsegs[VBLK_MAX_SEGS];
-	struct nvme_req nreq[VBLK_RANGES_MAX];
+	struct nvme_req nreq[1];	/* one NVMe request a virtio request */
+	struct nvme_range ranges[VBLK_RANGES_MAX];
 	unsigned pending;
 	bool failed;
 	struct vblk_io *next_free;
@@ -1017,14 +1018,19 @@ static void io_start(struct vblk *d, struct vblk_io *io)
 		break;
 	case VIRTIO_BLK_T_DISCARD:
 	case VIRTIO_BLK_T_WRITE_ZEROES:
-		for (unsigned i = 0; i < rq->nranges; i++) {
-			io->nreq[i] = (struct nvme_req){
-				.opc = rq->type == VIRTIO_BLK_T_DISCARD ? NVME_CMD_DSM : NVME_CMD_WRITE_ZEROES,
-				.flags = rq->ranges[i].unmap ? NVME_REQ_DEALLOCATE : 0,
+		/* One request for all the ranges: the NVMe layer packs them into
+		 * as few commands as the controller's DSM and Write Zeroes limits
+		 * allow, and completes it once. */
+		for (unsigned i = 0; i < rq->nranges; i++)
+			io->ranges[i] = (struct nvme_range){
 				.slba = rq->ranges[i].lba, .nlb = rq->ranges[i].nlb,
+				.flags = rq->ranges[i].unmap ? NVME_REQ_DEALLOCATE : 0,
 			};
-		}
-		n = rq->nranges;
+		io->nreq[0] = (struct nvme_req){
+			.opc = rq->type == VIRTIO_BLK_T_DISCARD ? NVME_CMD_DSM : NVME_CMD_WRITE_ZEROES,
+			.ranges = io->ranges, .nranges = rq->nranges,
+		};
+		n = rq->nranges ? 1 : 0;
 		if (rq->type == VIRTIO_BLK_T_DISCARD)
 			d->stats.discards++;
 		else

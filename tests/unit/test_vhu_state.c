@@ -16,6 +16,7 @@
 
 #include "check.h"
 #include "fake_nvme.h"
+#include "spec/nvme_spec.h"
 #include "spec/virtio_blk.h"
 #include "util/log.h"
 #include "util/peerfd.h"
@@ -383,6 +384,43 @@ static void test_inflight_replaced(void)
 	fe_free(&f);
 }
 
+/* A discard of three ranges is one request to the NVMe layer, which packs
+ * the ranges into as few commands as the controller allows, and completes
+ * once (it used to be one request a range, each completing the same
+ * chain). */
+static void test_discard_ranges(void)
+{
+	struct fe f;
+	struct virtio_blk_discard_write_zeroes r[3] = {
+		{ .sector = 0, .num_sectors = 8 },
+		{ .sector = 64, .num_sectors = 16 },
+		{ .sector = 512, .num_sectors = 8 },
+	};
+	uint32_t id, len;
+	uint16_t head;
+
+	reset_fake();
+	CHECK_EQ_INT(fe_new(&f, loop, "discard"), 0);
+	CHECK_EQ_INT(fe_setup(&f, 1), 0);
+	head = fe_post(&f, 0, VIRTIO_BLK_T_DISCARD, 0, sizeof(r));
+	memcpy(f.mem + FE_BUF(0, head / 3) + 0x1000, r, sizeof(r));
+	fe_kick(&f, 0);
+	fe_run(&f, 3);
+	CHECK_EQ_INT(fake_nvme.npending, 1);
+	if (fake_nvme.npending == 1) {
+		CHECK_EQ_INT(fake_nvme.pending[0]->opc, NVME_CMD_DSM);
+		CHECK_EQ_INT(fake_nvme.pending[0]->nranges, 3);
+		CHECK_EQ_INT(fake_nvme.pending[0]->ranges[1].slba, 64);
+		CHECK_EQ_INT(fake_nvme.pending[0]->ranges[1].nlb, 16);
+	}
+	fake_nvme_complete_all(0);
+	fe_run(&f, 3);
+	CHECK_EQ_INT(fe_used(&f, 0, &id, &len), 1);
+	CHECK_EQ_INT(id, head);
+	CHECK_EQ_INT(fe_used(&f, 0, &id, &len), 0);
+	fe_free(&f);
+}
+
 /* With an argument, runs only the cases whose name contains it. */
 int main(int argc, char **argv)
 {
@@ -399,6 +437,7 @@ int main(int argc, char **argv)
 		{ "table_change_in_flight", test_table_change_in_flight },
 		{ "inflight_restart", test_inflight_restart },
 		{ "inflight_replaced", test_inflight_replaced },
+		{ "discard_ranges", test_discard_ranges },
 	};
 
 	log_set_level(getenv("NVD_TEST_VERBOSE") ? LOG_DEBUG : LOG_QUIET);
