@@ -173,7 +173,8 @@ echo \$EPOCHREALTIME > \$W/t-ready
  kill -9 \$pid; echo \$EPOCHREALTIME > \$W/t-killed
  while [ -d /proc/\$pid ]; do sleep 0.05; done
  $D ${NVD_DRV_V:--v} --client /tmp/vub.sock --device partlabel:vm 2>"\$W/drv2.err" & echo \$! > /tmp/drv.pid
- echo \$EPOCHREALTIME > \$W/t-restarted) &
+ echo \$EPOCHREALTIME > \$W/t-restarted
+ wait \$!; echo \$? > /tmp/drv2.rc) &
 # An error in nvme-drv (e.g. a ring it refuses: "device needs reset") leaves
 # the nested guest waiting for ever: stop it then rather than at the timeout.
 (while sleep 1; do
@@ -190,7 +191,9 @@ echo \$EPOCHREALTIME > \$W/t-nested
 kill \$wpid 2>/dev/null
 pid=\$(cat /tmp/drv.pid)
 kill -TERM \$pid; while [ -d /proc/\$pid ]; do sleep 0.1; done
-wait \$pid 2>/dev/null; echo \$? > \$W/drv.rc
+# The successor is the watcher's child: its exit status comes from there.
+for i in \$(seq 50); do [ -s /tmp/drv2.rc ] && break; sleep 0.1; done
+cat /tmp/drv2.rc > \$W/drv.rc 2>/dev/null
 GUEST
 
 T1=$EPOCHREALTIME
