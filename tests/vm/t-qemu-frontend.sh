@@ -16,8 +16,9 @@
 # nvme-drv with kill -9 and starts it again while the nested guest writes
 # the pattern at 12 MiB in 128 KiB pieces and reads it back: no error may
 # reach the guest (QEMU reconnects, nvme-drv serves again what the inflight
-# region says was in flight). Then it resets (QEMU, run with -no-reboot,
-# ends). nvme-drv runs with -v; NVD_DRV_V=-vvv traces every
+# region says was in flight). The same once more at 20 MiB with a SIGTERM
+# stop (what systemctl restart sends) instead of kill -9. Then it resets
+# (QEMU, run with -no-reboot, ends). nvme-drv runs with -v; NVD_DRV_V=-vvv traces every
 # vhost-user message into its log (kept with NVD_KEEP_WORK=1).
 # Host afterwards: the markers, nvme-drv's clean exit, and the image: the
 # pattern at partition start + 4 MiB, every other byte unchanged.
@@ -125,6 +126,18 @@ if [ -b /dev/vda ]; then
 	else
 		echo "NESTED-FAIL restart read-back"
 	fi
+	echo "NESTED-TERMME"
+	i=0
+	while [ $i -lt 8 ]; do
+		dd if=/pattern.bin of=/dev/vda bs=128k skip=$i seek=$((160 + i)) count=1 oflag=direct \
+			conv=notrunc 2>/dev/null || echo "NESTED-FAIL phase3 write $i"
+		i=$((i + 1))
+	done
+	if dd if=/dev/vda bs=1M skip=20 count=1 iflag=direct 2>/dev/null | cmp /pattern.bin -; then
+		echo "NESTED-OK restart-term"
+	else
+		echo "NESTED-FAIL restart-term read-back"
+	fi
 else
 	echo "NESTED-FAIL no /dev/vda"
 fi
@@ -165,6 +178,7 @@ stamp() { while IFS= read -r l; do echo "\$EPOCHREALTIME \${l%\$'\\r'}"; done; }
 echo \$EPOCHREALTIME > \$W/t-start
 $D ${NVD_DRV_V:--v} --client /tmp/vub.sock --device partlabel:vm 2>"\$W/drv.err" & pid=\$!
 echo \$pid > /tmp/drv.pid
+rm -f /tmp/drv3.rc
 for i in \$(seq 100); do [ -S /tmp/vub.sock ] && break; kill -0 \$pid 2>/dev/null || break; sleep 0.1; done
 echo \$EPOCHREALTIME > \$W/t-ready
 # The server's death mid-I/O, and a successor.
@@ -172,9 +186,15 @@ echo \$EPOCHREALTIME > \$W/t-ready
  sleep 0.3
  kill -9 \$pid; echo \$EPOCHREALTIME > \$W/t-killed
  while [ -d /proc/\$pid ]; do sleep 0.05; done
- $D ${NVD_DRV_V:--v} --client /tmp/vub.sock --device partlabel:vm 2>"\$W/drv2.err" & echo \$! > /tmp/drv.pid
+ $D ${NVD_DRV_V:--v} --client /tmp/vub.sock --device partlabel:vm 2>"\$W/drv2.err" & pid=\$!
  echo \$EPOCHREALTIME > \$W/t-restarted
- wait \$!; echo \$? > /tmp/drv2.rc) &
+ # Then a stop by SIGTERM (what systemctl restart sends) and a successor.
+ while sleep 0.1; do grep -q NESTED-TERMME "\$W/nested.console" 2>/dev/null && break; done
+ sleep 0.3
+ kill -TERM \$pid; wait \$pid; echo \$? > \$W/drv2.rc
+ $D ${NVD_DRV_V:--v} --client /tmp/vub.sock --device partlabel:vm 2>"\$W/drv3.err" & echo \$! > /tmp/drv.pid
+ echo \$EPOCHREALTIME > \$W/t-restarted2
+ wait \$!; echo \$? > /tmp/drv3.rc) &
 # An error in nvme-drv (e.g. a ring it refuses: "device needs reset") leaves
 # the nested guest waiting for ever: stop it then rather than at the timeout.
 (while sleep 1; do
@@ -192,8 +212,8 @@ kill \$wpid 2>/dev/null
 pid=\$(cat /tmp/drv.pid)
 kill -TERM \$pid; while [ -d /proc/\$pid ]; do sleep 0.1; done
 # The successor is the watcher's child: its exit status comes from there.
-for i in \$(seq 50); do [ -s /tmp/drv2.rc ] && break; sleep 0.1; done
-cat /tmp/drv2.rc > \$W/drv.rc 2>/dev/null
+for i in \$(seq 50); do [ -s /tmp/drv3.rc ] && break; sleep 0.1; done
+cat /tmp/drv3.rc > \$W/drv.rc 2>/dev/null
 GUEST
 
 T1=$EPOCHREALTIME
@@ -232,23 +252,31 @@ has NESTED-OK write && ok "nested O_DIRECT write of 1 MiB at 4 MiB, fsync" || fa
 has NESTED-OK write-read && ok "nested O_DIRECT read-back matches" || fail "nested read-back: no 'NESTED-OK write-read'"
 has NESTED-OK restart && ok "nested O_DIRECT writes and read-back across nvme-drv's kill -9 and restart: no error" ||
 	fail "nested guest across the restart: no 'NESTED-OK restart'"
+has NESTED-OK restart-term && ok "nested O_DIRECT writes and read-back across a SIGTERM stop and restart: no error" ||
+	fail "nested guest across the SIGTERM restart: no 'NESTED-OK restart-term'"
 [ -n "$(at NESTED-END)" ] && ok "nested /init reached its end" || fail "nested /init did not finish: $(console_tail)"
 
 drc=$(cat "$work/drv.rc" 2>/dev/null || echo missing)
-E=$work/drv2.err
+[ "$(cat "$work/drv2.rc" 2>/dev/null)" = 0 ] && grep -q 'shut down cleanly' "$work/drv2.err" &&
+	ok "second nvme-drv: SIGTERM under the guest's I/O, exit 0, controller shut down cleanly" ||
+	fail "second nvme-drv: SIGTERM: exit $(cat "$work/drv2.rc" 2>/dev/null): $(tail -n 3 "$work/drv2.err" | tr '\n' ' ')"
+E=$work/drv3.err
 [ -e "$work/t-restarted" ] && ok "nvme-drv killed with kill -9 mid-I/O and started again" ||
 	fail "nvme-drv was not killed and restarted (no NESTED-KILLME?)"
+[ -e "$work/t-restarted2" ] && ok "nvme-drv stopped with SIGTERM mid-I/O and started again" ||
+	fail "nvme-drv was not stopped and restarted (no NESTED-TERMME?)"
 if [ "$drc" = 0 ] && grep -q 'shut down cleanly' "$E"; then ok "restarted nvme-drv: SIGTERM, exit 0, controller shut down cleanly"
 else fail "restarted nvme-drv: exit $drc: $(tail -n 3 "$E" | tr '\n' ' ')"; fi
-grep -q 'front end connected' "$work/drv.err" && grep -q 'front end connected' "$E" &&
-	ok "QEMU connected to nvme-drv, and again to its successor" || fail "nvme-drv: no 'front end connected' in both logs"
-grep -q 'left in flight by an earlier server' "$E" && echo "# $(grep -m1 'left in flight' "$E")"
-if cat "$work/drv.err" "$E" | grep -q -e ': error: ' -e ': warning: '; then
-	fail "nvme-drv errors/warnings: $(cat "$work/drv.err" "$E" | grep -e ': error: ' -e ': warning: ' | head -n 5 | tr '\n' ' ')"
+grep -q 'front end connected' "$work/drv.err" && grep -q 'front end connected' "$work/drv2.err" &&
+	grep -q 'front end connected' "$E" &&
+	ok "QEMU connected to nvme-drv, and again to each successor" || fail "nvme-drv: no 'front end connected' in every log"
+cat "$work/drv2.err" "$E" | grep 'left in flight by an earlier server' | sed 's/^/# /'
+if cat "$work/drv.err" "$work/drv2.err" "$E" | grep -q -e ': error: ' -e ': warning: '; then
+	fail "nvme-drv errors/warnings: $(cat "$work/drv.err" "$work/drv2.err" "$E" | grep -e ': error: ' -e ': warning: ' | head -n 5 | tr '\n' ' ')"
 else ok "nvme-drv: no errors or warnings"; fi
 
 # Host side: the pattern is at partition start + 4 MiB, nothing else changed.
-if out=$(python3 - "$work/disk.orig" "$work/disk.img" "$work/pattern.bin" $((PSTART + (4 << 20))) $((PSTART + (12 << 20))) <<'PY'
+if out=$(python3 - "$work/disk.orig" "$work/disk.img" "$work/pattern.bin" $((PSTART + (4 << 20))) $((PSTART + (12 << 20))) $((PSTART + (20 << 20))) <<'PY'
 import sys
 orig, img, pat = (open(p, "rb").read() for p in sys.argv[1:4])
 offs = [int(a) for a in sys.argv[4:]]
@@ -267,7 +295,7 @@ else:
 print("; ".join(bad))
 sys.exit(1 if bad else 0)
 PY
-); then ok "host check: pattern at partition start + 4 MiB and + 12 MiB, every other byte unchanged"
+); then ok "host check: pattern at partition start + 4, 12 and 20 MiB, every other byte unchanged"
 else fail "host check: $out"; fi
 
 t_start=$(cat "$work/t-start" 2>/dev/null) t_ready=$(cat "$work/t-ready" 2>/dev/null)
