@@ -558,6 +558,17 @@ void clients_list(const struct clients *cs, char *buf, size_t cap)
 			break;
 		n += (size_t)k;
 	}
+	/* A controller given up (removed, dead, not recoverable) fails every
+	 * request of its clients: say which. */
+	for (unsigned i = 0; i < cs->host->nctrls && n < cap; i++) {
+		const struct nvme_ctrl_info *ci = nvme_ctrl_info(cs->host->ctrls[i]);
+		int k = snprintf(buf + n, cap - n, "controller %s serial=%s state=%s\n", ci->bdf,
+				 ci->serial, nvme_ctrl_is_failed(cs->host->ctrls[i]) ? "gone" : "ok");
+
+		if (k < 0)
+			break;
+		n += (size_t)k;
+	}
 }
 
 /* ---- the control socket ---- */
