@@ -163,6 +163,11 @@ struct nvme_req {
  * any range), an empty range, unsupported opcode, data that does not cover
  * nlb blocks; -ENODEV once the queue is dead. */
 int nvme_submit(struct nvme_qpair *qp, struct nvme_req *req);
+/* Batches doorbell writes: commands submitted while the queue is plugged
+ * are in the SQ, and the controller learns of them all with the one
+ * doorbell write of the last unplug. Plugs nest; always unplug. */
+void nvme_qpair_plug(struct nvme_qpair *qp);
+void nvme_qpair_unplug(struct nvme_qpair *qp);
 /* Reaps completions without waiting; returns how many commands ended. */
 unsigned nvme_qpair_process(struct nvme_qpair *qp);
 /* Commands in flight and requests waiting for a free slot. */

@@ -65,6 +65,8 @@ struct nvme_qpair {
 	volatile struct nvme_cqe *cq;
 	volatile uint32_t *sq_db, *cq_db;
 	uint16_t sq_tail, cq_head;
+	uint16_t db_tail;	/* the tail the SQ doorbell was last given */
+	unsigned plugged;	/* nvme_qpair_plug() depth: doorbell writes wait */
 	uint8_t phase;
 	struct nvme_tracker *trk;	/* depth - 1 of them: a full SQ keeps one slot empty */
 	uint16_t *free_ids;

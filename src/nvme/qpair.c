@@ -131,17 +131,40 @@ static void trk_put(struct nvme_qpair *qp, uint16_t cid)
 	qp->free_ids[qp->nfree++] = cid;
 }
 
-/* Copies the command into the SQ and rings the tail doorbell. The SQE
- * must be in memory before the controller sees the new tail. */
+/* Tells the controller the new tail, once for every command pushed since
+ * the last time: each doorbell write is a trap to the hypervisor on a
+ * virtual controller, and a posted write over PCIe on a real one. */
+static void sq_ring(struct nvme_qpair *qp)
+{
+	if (qp->db_tail == qp->sq_tail)
+		return;
+	/* The SQEs (and any PRP list or bounced data written before them)
+	 * must be visible to the device before the doorbell lets it fetch. */
+	mmio_wmb();
+	*qp->sq_db = qp->sq_tail;
+	qp->db_tail = qp->sq_tail;
+}
+
+/* Copies the command into the SQ and rings the tail doorbell, unless the
+ * queue is plugged (unplugging rings it). */
 static void sq_push(struct nvme_qpair *qp, const struct nvme_sqe *cmd)
 {
 	qp->sq[qp->sq_tail] = *cmd;
 	if (++qp->sq_tail == qp->depth)
 		qp->sq_tail = 0;
-	/* The SQE (and any PRP list or bounced data written before it) must
-	 * be visible to the device before the doorbell lets it fetch. */
-	mmio_wmb();
-	*qp->sq_db = qp->sq_tail;
+	if (!qp->plugged)
+		sq_ring(qp);
+}
+
+void nvme_qpair_plug(struct nvme_qpair *qp)
+{
+	qp->plugged++;
+}
+
+void nvme_qpair_unplug(struct nvme_qpair *qp)
+{
+	if (qp->plugged && !--qp->plugged)
+		sq_ring(qp);
 }
 
 /* Sends a tracker's command (again) and starts its deadline. */
@@ -621,6 +644,9 @@ unsigned nvme_qpair_process(struct nvme_qpair *qp)
 {
 	unsigned n = 0;
 
+	/* What completions make room for (and retries) goes out with one
+	 * doorbell write. */
+	nvme_qpair_plug(qp);
 	nvme_qpair_retry_due(qp);
 	for (;;) {
 		volatile struct nvme_cqe *e = &qp->cq[qp->cq_head];
@@ -646,6 +672,7 @@ unsigned nvme_qpair_process(struct nvme_qpair *qp)
 		*qp->cq_db = qp->cq_head;
 		qpair_issue(qp);
 	}
+	nvme_qpair_unplug(qp);
 	return n;
 }
 
@@ -720,6 +747,7 @@ unsigned nvme_qpair_reset_begin(struct nvme_qpair *qp, bool keep, int err)
 	qp->resetting = true;
 	/* The controller is disabled: the rings start over empty. */
 	qp->sq_tail = 0;
+	qp->db_tail = 0;
 	qp->cq_head = 0;
 	qp->phase = 1;
 	memset(qp->cq_mem.va, 0, qp->cq_mem.len);

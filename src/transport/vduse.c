@@ -118,6 +118,10 @@ struct vduse_ep {
 	size_t log_len;
 	bool reattached;	/* took over a device a predecessor served */
 	bool handover;		/* vduse_ep_quiesce(): left for a successor */
+	/* Queues to interrupt at the end of the loop's round: one ioctl (and
+	 * one interrupt in the driver) for all the completions of a round. */
+	uint32_t notify_pending;
+	struct evloop_defer notify_all;
 	struct evloop_defer announce;	/* attached() of a re-attached device */
 };
 
@@ -130,15 +134,36 @@ static void close_fd(int *fd)
 	*fd = -1;
 }
 
-static void notify(void *ctx, unsigned q)
+static void inject(struct vduse_ep *ep, unsigned q)
 {
-	struct vduse_ep *ep = ctx;
 	uint32_t idx = q;
 
 	/* VDUSE refuses while DRIVER_OK is not set (a reset under way): the
 	 * driver no longer waits for that queue then. */
 	if (ioctl(ep->dev_fd, VDUSE_VQ_INJECT_IRQ, &idx) != 0)
 		log_debug(ep->label, "queue %u: VDUSE_VQ_INJECT_IRQ: %s", q, strerror(errno));
+}
+
+static void on_notify_all(void *arg)
+{
+	struct vduse_ep *ep = arg;
+	uint32_t pending = ep->notify_pending;
+
+	ep->notify_pending = 0;
+	for (unsigned q = 0; pending; q++, pending >>= 1)
+		if (pending & 1)
+			inject(ep, q);
+}
+
+static void notify(void *ctx, unsigned q)
+{
+	struct vduse_ep *ep = ctx;
+
+	_Static_assert(VBLK_MAX_QUEUES <= 32, "notify_pending holds a bit per queue");
+	if (q >= VBLK_MAX_QUEUES)
+		return;
+	ep->notify_pending |= 1u << q;
+	evloop_defer(ep->loop, &ep->notify_all);
 }
 
 static void broken(void *ctx)
@@ -915,7 +940,7 @@ static int reattach(struct vduse_ep *ep, char *why, size_t whylen)
 	 * what the rings hold now. */
 	for (unsigned q = 0; q < ep->nq; q++)
 		if (ep->kicks[q].fd >= 0) {
-			notify(ep, q);
+			inject(ep, q);
 			vblk_vq_kick(ep->dev, q);
 		}
 	log_info(ep->label, "took over VDUSE device %s from an earlier server", ep->name);
@@ -950,6 +975,7 @@ int vduse_ep_create(struct evloop *loop, const char *name, const struct vblk_con
 	ep->ctx = ctx;
 	ep->ctl_fd = ep->dev_fd = ep->bounce_fd = -1;
 	ep->announce = (struct evloop_defer){ .cb = announce, .arg = ep };
+	ep->notify_all = (struct evloop_defer){ .cb = on_notify_all, .arg = ep };
 	snprintf(ep->name, sizeof(ep->name), "%s", name);
 	snprintf(ep->label, sizeof(ep->label), "%s", conf->name);
 	for (unsigned q = 0; q < VBLK_MAX_QUEUES; q++)
@@ -1109,6 +1135,7 @@ void vduse_ep_destroy(struct vduse_ep *ep)
 	}
 	close_fd(&ep->ctl_fd);
 	evloop_defer_cancel(ep->loop, &ep->announce);
+	evloop_defer_cancel(ep->loop, &ep->notify_all);
 	if (ep->log)
 		munmap(ep->log, ep->log_len);
 	/* Off the bus (or never on it) the device is gone, and nothing is

@@ -54,6 +54,11 @@ struct vhu_ep {
 	 * nothing of the device is on the stack (issue 7.1). */
 	struct evloop_defer fail;
 	const char *fail_why;
+	/* Queues with used buffers the driver wants to hear of: signalled
+	 * once each at the end of the loop's round, however many completions
+	 * the round brought (a system call each, and a VM exit in QEMU). */
+	uint32_t notify_pending;
+	struct evloop_defer notify_all;
 	/* The inflight region (GET/SET_INFLIGHT_FD): the front end keeps it
 	 * across our restarts, so that a successor finishes what we took. */
 	uint8_t *inflight;
@@ -109,6 +114,8 @@ static void inflight_unmap(struct vhu_ep *ep)
 static void disconnect(struct vhu_ep *ep, const char *why)
 {
 	evloop_defer_cancel(ep->loop, &ep->fail);
+	evloop_defer_cancel(ep->loop, &ep->notify_all);
+	ep->notify_pending = 0;
 	if (ep->conn_fd < 0)
 		return;
 	if (why)
@@ -163,12 +170,26 @@ static void signal_fd(struct vhu_ep *ep, unsigned q, int fd, const char *what)
 	fail_later(ep, "unusable eventfd");
 }
 
+static void on_notify_all(void *arg)
+{
+	struct vhu_ep *ep = arg;
+	uint32_t pending = ep->notify_pending;
+
+	ep->notify_pending = 0;
+	for (unsigned q = 0; pending; q++, pending >>= 1)
+		if ((pending & 1) && ep->call_fd[q] >= 0)
+			signal_fd(ep, q, ep->call_fd[q], "call");
+}
+
 static void notify(void *ctx, unsigned q)
 {
 	struct vhu_ep *ep = ctx;
 
-	if (q < VBLK_MAX_QUEUES && ep->call_fd[q] >= 0)
-		signal_fd(ep, q, ep->call_fd[q], "call");
+	_Static_assert(VBLK_MAX_QUEUES <= 32, "notify_pending holds a bit per queue");
+	if (q >= VBLK_MAX_QUEUES)
+		return;
+	ep->notify_pending |= 1u << q;
+	evloop_defer(ep->loop, &ep->notify_all);
 }
 
 static void broken(void *ctx)
@@ -692,6 +713,7 @@ static int ep_new(struct evloop *loop, const struct vblk_conf *conf, const struc
 	ep->loop = loop;
 	ep->listen_fd = ep->conn_fd = -1;
 	ep->fail = (struct evloop_defer){ .cb = on_fail, .arg = ep };
+	ep->notify_all = (struct evloop_defer){ .cb = on_notify_all, .arg = ep };
 	ep->ops = ops;
 	ep->ctx = ctx;
 	snprintf(ep->name, sizeof(ep->name), "%s", conf->name);

@@ -1113,6 +1113,9 @@ void vblk_vq_kick(struct vblk *d, unsigned q)
 	if (!v)
 		return;
 	hold(d);
+	/* Every request this kick brings goes to the controller with one
+	 * doorbell write. */
+	nvme_qpair_plug(pick_qp(d, q));
 	while (v->started && v->enabled && !v->stopping && !d->broken && !d->destroying &&
 	       !d->quiesced) {
 		struct vq_err err = { 0 };
@@ -1158,5 +1161,6 @@ void vblk_vq_kick(struct vblk *d, unsigned q)
 		}
 		io_start(d, io);
 	}
+	nvme_qpair_unplug(pick_qp(d, q));
 	release(d);
 }

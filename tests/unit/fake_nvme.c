@@ -43,6 +43,19 @@ const struct nvme_ns_info *nvme_ns_info(const struct nvme_ns *n) { return &n->in
 unsigned nvme_ctrl_nr_qpairs(const struct nvme_ctrl *c) { (void)c; return 1; }
 struct nvme_qpair *nvme_ctrl_qpair(struct nvme_ctrl *c, unsigned i) { (void)c; (void)i; return &qp; }
 
+void nvme_qpair_plug(struct nvme_qpair *q)
+{
+	(void)q;
+	fake_nvme.plugged++;
+}
+
+void nvme_qpair_unplug(struct nvme_qpair *q)
+{
+	(void)q;
+	if (fake_nvme.plugged && !--fake_nvme.plugged)
+		fake_nvme.doorbells++;
+}
+
 int nvme_submit(struct nvme_qpair *q, struct nvme_req *req)
 {
 	(void)q;

@@ -15,6 +15,8 @@ struct fake_nvme {
 	int map_error;		/* vfio_dma_map fails with this when set */
 	uint64_t next_iova;
 	long maps, max_maps;	/* live DMA mappings, and the most at once */
+	unsigned plugged;	/* nvme_qpair_plug depth */
+	unsigned long doorbells;	/* unplugs that would ring */
 };
 
 extern struct fake_nvme fake_nvme;

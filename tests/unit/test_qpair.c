@@ -500,6 +500,35 @@ static void test_split_full_queue_dnr_once(void)
 	fake_free(f);
 }
 
+/* Plugged, the SQ fills and the doorbell stays; the last unplug writes it
+ * once with the tail of every command (issue 11: one doorbell a batch). */
+static void test_plug_one_doorbell(void)
+{
+	struct fake *f = fake_new(512, 16, 4u << 20);
+	uint8_t *mem = page_buf(4);
+	struct nvme_seg s[3];
+	struct nvme_req r[3];
+	struct done_rec d[3] = { 0 };
+
+	nvme_qpair_plug(f->qp);
+	nvme_qpair_plug(f->qp);
+	for (unsigned i = 0; i < 3; i++) {
+		s[i] = (struct nvme_seg){ (uintptr_t)(mem + i * PS), 4096 };
+		req_init(&r[i], f, NVME_CMD_READ, 8 * i, 8, &s[i], 1, &d[i]);
+		CHECK_EQ_INT(nvme_submit(f->qp, &r[i]), 0);
+	}
+	CHECK_EQ_INT(*f->qp->sq_db, 0);		/* nothing rung yet */
+	nvme_qpair_unplug(f->qp);
+	CHECK_EQ_INT(*f->qp->sq_db, 0);		/* still one plug deep */
+	nvme_qpair_unplug(f->qp);
+	CHECK_EQ_INT(*f->qp->sq_db, 3);		/* one write, all three */
+	fake_run(f);
+	for (unsigned i = 0; i < 3; i++)
+		CHECK_EQ_INT(d[i].calls, 1);
+	free(mem);
+	fake_free(f);
+}
+
 /* A retriable status without DNR is retried (same command again); with
  * DNR it is final at once. */
 static void test_retry_and_dnr(void)
@@ -853,6 +882,7 @@ int main(void)
 	test_split_full_queue_dnr_once();
 	test_retry_and_dnr();
 	test_doorbells_inside_bar();
+	test_plug_one_doorbell();
 	test_cqe_sqid_checked();
 	test_retry_delays();
 	test_dsm_and_wz_limits();

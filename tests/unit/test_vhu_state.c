@@ -421,6 +421,36 @@ static void test_discard_ranges(void)
 	fe_free(&f);
 }
 
+/* Requests taken by one kick reach the controller with one doorbell
+ * write, and their completions in one round with one call eventfd write
+ * (issue 11). */
+static void test_batched_kick(void)
+{
+	struct fe f;
+	uint64_t calls = 0;
+
+	reset_fake();
+	CHECK_EQ_INT(fe_new(&f, loop, "batch"), 0);
+	/* Without EVENT_IDX the driver wants a notification for every used
+	 * buffer: four completions would be four eventfd writes. */
+	f.features_off = VIRTIO_BIT(VIRTIO_RING_F_EVENT_IDX);
+	CHECK_EQ_INT(fe_setup(&f, 1), 0);
+	for (int i = 0; i < 4; i++)
+		fe_post(&f, 0, VIRTIO_BLK_T_IN, 8 * (uint64_t)i, 4096);
+	fake_nvme.doorbells = 0;
+	fe_kick(&f, 0);
+	fe_run(&f, 3);
+	CHECK_EQ_INT(fake_nvme.npending, 4);
+	CHECK_EQ_INT(fake_nvme.doorbells, 1);
+	if (read(f.call[0], &calls, sizeof(calls)) < 0)
+		calls = 0;
+	fake_nvme_complete_all(0);
+	fe_run(&f, 1);
+	CHECK(read(f.call[0], &calls, sizeof(calls)) == sizeof(calls));
+	CHECK_EQ_INT(calls, 1);
+	fe_free(&f);
+}
+
 /* With an argument, runs only the cases whose name contains it. */
 int main(int argc, char **argv)
 {
@@ -438,6 +468,7 @@ int main(int argc, char **argv)
 		{ "inflight_restart", test_inflight_restart },
 		{ "inflight_replaced", test_inflight_replaced },
 		{ "discard_ranges", test_discard_ranges },
+		{ "batched_kick", test_batched_kick },
 	};
 
 	log_set_level(getenv("NVD_TEST_VERBOSE") ? LOG_DEBUG : LOG_QUIET);

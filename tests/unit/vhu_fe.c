@@ -219,7 +219,7 @@ int fe_setup(struct fe *f, unsigned nq)
 	if (rc || fe_recv(f, &m, 10) != 1)
 		return rc ? rc : -EIO;
 	rc = fe_send_u64(f, VHOST_USER_SET_FEATURES,
-			 m.payload.u64 & ~VIRTIO_BIT(VHOST_USER_F_PROTOCOL_FEATURES));
+			 m.payload.u64 & ~VIRTIO_BIT(VHOST_USER_F_PROTOCOL_FEATURES) & ~f->features_off);
 	t.regions[0] = (struct vhost_user_mem_region){
 		.guest_phys_addr = 0, .memory_size = FE_MEM_SIZE, .userspace_addr = FE_UVA,
 	};

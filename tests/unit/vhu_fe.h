@@ -37,6 +37,7 @@ struct fe {
 	int inflight_fd;	/* >= 0: fe_setup sends SET_INFLIGHT_FD with it */
 	struct vhost_user_inflight inflight;
 	int rx_fd;		/* a file descriptor the last reply carried, or -1 */
+	uint64_t features_off;	/* feature bits fe_setup does not accept */
 };
 
 /* Creates the server endpoint on a socket pair (adopted, as a client made
