@@ -19,6 +19,7 @@
 #include "transport/vduse.h"
 #include "transport/vhost_user.h"
 #include "util/log.h"
+#include "util/scm.h"
 
 #define CLIENT_QUEUES 4
 /* Control connections: at most CTL_CONNS_MAX at once (each holds a
@@ -576,22 +577,11 @@ void clients_list(const struct clients *cs, char *buf, size_t cap)
 static void ctl_reply(struct ctl_conn *cc, const char *text, int fd)
 {
 	struct iovec iov = { (void *)text, strlen(text) };
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} ctl;
+	union scm_one_fd ctl;
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 
-	if (fd >= 0) {
-		struct cmsghdr *c;
-		mh.msg_control = ctl.buf;
-		mh.msg_controllen = sizeof(ctl.buf);
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	}
+	if (fd >= 0)
+		scm_attach_fd(&mh, &ctl, fd);
 	if (sendmsg(cc->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
 		log_warn("control", "cannot send a reply: %s", strerror(errno));
 }

@@ -740,6 +740,18 @@ bool nvme_qpair_check_deadlines(struct nvme_qpair *qp, struct nvme_qpair *admin,
 	return reset;
 }
 
+/* A synchronous command caught by a reset or a dead controller: its
+ * waiter learns it was aborted; the slot is free again. */
+static void end_waiter(struct nvme_qpair *qp, uint16_t cid)
+{
+	struct nvme_tracker *t = &qp->trk[cid];
+
+	t->wait->done = true;
+	t->wait->status = NVME_STATUS(NVME_SCT_GENERIC, NVME_SC_ABORT_SQ_DELETED);
+	trk_put(qp, cid);
+	qp->inflight--;
+}
+
 unsigned nvme_qpair_reset_begin(struct nvme_qpair *qp, bool keep, int err)
 {
 	unsigned kept = 0;
@@ -758,10 +770,7 @@ unsigned nvme_qpair_reset_begin(struct nvme_qpair *qp, bool keep, int err)
 		if (!t->busy)
 			continue;
 		if (t->wait) {
-			t->wait->done = true;
-			t->wait->status = NVME_STATUS(NVME_SCT_GENERIC, NVME_SC_ABORT_SQ_DELETED);
-			trk_put(qp, (uint16_t)cid);
-			qp->inflight--;
+			end_waiter(qp, (uint16_t)cid);
 			continue;
 		}
 		r = t->req;
@@ -819,10 +828,7 @@ void nvme_qpair_abort_all(struct nvme_qpair *qp, int err)
 		if (!t->busy)
 			continue;
 		if (t->wait) {
-			t->wait->done = true;
-			t->wait->status = NVME_STATUS(NVME_SCT_GENERIC, NVME_SC_ABORT_SQ_DELETED);
-			trk_put(qp, (uint16_t)cid);
-			qp->inflight--;
+			end_waiter(qp, (uint16_t)cid);
 			continue;
 		}
 		r = t->req;

@@ -16,6 +16,7 @@
 #include "transport/vhu_msg.h"
 #include "util/log.h"
 #include "util/peerfd.h"
+#include "util/scm.h"
 
 #define PROTOCOL_FEATURES                                                                  \
 	(VIRTIO_BIT(VHOST_USER_PROTOCOL_F_MQ) | VIRTIO_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK) | \
@@ -230,10 +231,7 @@ static int send_reply_fd(struct vhu_ep *ep, uint32_t request, const void *payloa
 			 int fd)
 {
 	struct vhost_user_msg r;
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} ctl;
+	union scm_one_fd ctl;
 	struct iovec iov = { &r, sizeof(r.hdr) + size };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 	ssize_t n;
@@ -244,18 +242,8 @@ static int send_reply_fd(struct vhu_ep *ep, uint32_t request, const void *payloa
 	r.hdr.size = size;
 	if (size)
 		memcpy(&r.payload, payload, size);
-	if (fd >= 0) {
-		struct cmsghdr *c;
-
-		memset(&ctl, 0, sizeof(ctl));
-		mh.msg_control = ctl.buf;
-		mh.msg_controllen = sizeof(ctl.buf);
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	}
+	if (fd >= 0)
+		scm_attach_fd(&mh, &ctl, fd);
 	/* A front end that does not read its replies loses the connection
 	 * rather than block the server. */
 	n = sendmsg(ep->conn_fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
