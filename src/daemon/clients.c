@@ -255,6 +255,14 @@ void clients_handover(struct clients *cs, int timeout_ms)
 	if (!cs)
 		return;
 	ctl_close(cs);
+	/* A device already on its way off the bus (a destroy) finishes that:
+	 * its record is gone, no successor would take it. */
+	while (any_stopping(cs)) {
+		long long left = deadline - now_ms();
+
+		if (left <= 0 || evloop_once(cs->loop, (int)left) < 0)
+			break;
+	}
 	while ((n = quiesce_all(cs)) != 0) {
 		long long left = deadline - now_ms();
 
@@ -356,7 +364,6 @@ static bool stale_socket(const char *path)
 	return rc != 0 && errno == ECONNREFUSED;
 }
 
-/* creator: the control-socket peer asking, NULL for a static client. */
 /* creator: the control-socket peer asking, NULL for a static client.
  * restoring: made again from its record after a restart; a socket left by
  * our predecessor may go. */
@@ -628,7 +635,9 @@ static void record_write(struct client *c, unsigned nwords, const char *const *w
 	snprintf(path, sizeof(path), "%s/%s", cs->state_dir, c->record);
 	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", cs->state_dir, c->record);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-	ok = fd >= 0 && len < (int)sizeof(buf) && write(fd, buf, (size_t)len) == len;
+	if (len >= (int)sizeof(buf))
+		errno = ENAMETOOLONG;	/* its words do not fit a record */
+	ok = len < (int)sizeof(buf) && fd >= 0 && write(fd, buf, (size_t)len) == len;
 	if (fd >= 0)
 		close(fd);
 	if (!ok || rename(tmp, path) != 0) {

@@ -149,6 +149,11 @@ static void on_signal(void *arg, uint32_t signo)
 	if (signo == SIGUSR2) {
 		log_info(NULL, "SIGUSR2: handing over to the next server");
 		handover = true;
+	} else if (handover) {
+		/* The hand-over has begun: its devices take no requests now, so
+		 * they could not be taken off the bus in order. */
+		log_warn(NULL, "signal %u during the hand-over: it goes on; the VDUSE devices stay "
+			 "for the next server ('vdpa dev del NAME' removes one)", signo);
 	} else {
 		log_info(NULL, "signal %u: shutting down", signo);
 	}
@@ -198,6 +203,14 @@ static int state_dir_make(struct config *cfg)
 	}
 	if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
 		log_err(NULL, "--state-dir %s: not a directory", dir);
+		return -1;
+	}
+	/* Its records say which disks clients get and as whom: only the
+	 * server's user (or root) may write there. */
+	if ((st.st_uid != geteuid() && st.st_uid != 0) || (st.st_mode & (S_IWGRP | S_IWOTH))) {
+		log_err(NULL, "--state-dir %s: owned by uid %u with mode %o; it must belong to this "
+			"user or root and be writable by its owner only", dir, (unsigned)st.st_uid,
+			(unsigned)(st.st_mode & 07777));
 		return -1;
 	}
 	cfg->state_dir = dir;
@@ -347,7 +360,7 @@ static int resolve_socket_dir(struct config *cfg)
 	if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX)) {
 		log_err(NULL, "%s: socket directory %s is writable by others and not sticky: they "
 			"could replace the server's sockets; give one only its owner may write "
-			"(e.g. --socket-dir /run/nvme-drv)", opt, real);
+			"(e.g. --socket-dir /run/nvme-drv-sockets)", opt, real);
 		return -1;
 	}
 	if (st.st_uid != 0 && st.st_uid != geteuid()) {

@@ -722,7 +722,7 @@ static bool job_start(struct vduse_ep *ep, bool add)
 		return false;
 	}
 	/* The child starts with no signal blocked and the usual actions: the
-	 * loop blocks SIGTERM and SIGINT for its signalfd. */
+	 * loop blocks its stop signals for its signalfd. */
 	sigemptyset(&none);
 	sigemptyset(&dfl);
 	sigaddset(&dfl, SIGTERM);
@@ -798,7 +798,7 @@ static bool name_ok(const char *name)
 /* VDUSE_CREATE_DEV with the block device's features and configuration
  * space. A device of that name that nobody holds open and that is off the
  * bus was left by a server that died: it is removed and made again. */
-static int create_dev(struct vduse_ep *ep, char *why, size_t whylen)
+static int create_dev(struct vduse_ep *ep, bool onbus, char *why, size_t whylen)
 {
 	_Alignas(8) uint8_t buf[offsetof(struct vduse_dev_config, config) +
 			       sizeof(struct virtio_blk_config)];
@@ -828,17 +828,10 @@ static int create_dev(struct vduse_ep *ep, char *why, size_t whylen)
 			snprintf(why, whylen, "VDUSE refused the device %s: %s", ep->name, strerror(errno));
 			return rc;
 		}
-		/* On the vdpa bus, the kernel uses it: a server of ours that died
-		 * left it (its inflight log is in our state directory), and we
-		 * take over; anybody else's we leave alone. */
-		if (on_bus(ep->name)) {
-			if (ep->log && ep->reattached)
-				return 1;
-			snprintf(why, whylen, "a VDUSE device named %s is on the vdpa bus and was not made "
-				 "with this state directory: remove it ('vdpa dev del %s') or choose "
-				 "another name", ep->name, ep->name);
-			return -EEXIST;
-		}
+		/* On the vdpa bus, the kernel uses it: a server of ours left it
+		 * (log_open() checked its log and what it serves): take it over. */
+		if (onbus)
+			return 1;
 		/* Off the bus and not open: a leftover nobody serves. */
 		memcpy(n, ep->name, strlen(ep->name));
 		if (attempt || ioctl(ep->ctl_fd, VDUSE_DESTROY_DEV, n) != 0) {
@@ -847,7 +840,6 @@ static int create_dev(struct vduse_ep *ep, char *why, size_t whylen)
 			return -EEXIST;
 		}
 		log_info(ep->label, "removed a stale VDUSE device %s", ep->name);
-		ep->reattached = false;
 	}
 }
 
@@ -860,13 +852,30 @@ static bool on_bus(const char *name)
 	return stat(path, &st) == 0;
 }
 
-/* Opens (or makes) the inflight log of the device in state_dir. A log
- * that exists already is a predecessor's: kept, and ep->reattached says
- * so. Returns 0 or -errno (why says). */
-static int log_open(struct vduse_ep *ep, const char *state_dir, char *why, size_t whylen)
+/* What a device serves, as recorded beside its inflight log: a take-over
+ * serves exactly that, or nothing (a kernel with a file system of one
+ * disk mounted must never be handed another). */
+static void identity(const struct vduse_ep *ep, const struct vblk_conf *conf, char *buf,
+		     size_t len)
+{
+	snprintf(buf, len, "%s first-lba=%llu blocks=%llu block-size=%u read-only=%d queues=%u\n",
+		 conf->target.name, (unsigned long long)conf->target.first_lba,
+		 (unsigned long long)conf->target.nlba, conf->target.lba_size,
+		 conf->readonly || conf->target.readonly, ep->nq);
+}
+
+/* The device's inflight log and identity in state_dir. For a device on
+ * the bus (takeover) both must be there and match this client: the log is
+ * kept as the predecessor left it. Otherwise they are made afresh.
+ * Returns 0, or -EEXIST (not ours, or not the same client) or -errno,
+ * with why. */
+static int log_open(struct vduse_ep *ep, const char *state_dir, const struct vblk_conf *conf,
+		    bool takeover, char *why, size_t whylen)
 {
 	size_t len = (size_t)ep->nq * LOG_QUEUE_LEN;
+	char id_path[sizeof(ep->log_path)], tmp[sizeof(ep->log_path) + 8], want[256], had[256] = "";
 	struct stat st;
+	ssize_t n;
 	int fd, rc;
 
 	if ((size_t)snprintf(ep->log_path, sizeof(ep->log_path), "%s/vduse-%s.inflight", state_dir,
@@ -875,20 +884,58 @@ static int log_open(struct vduse_ep *ep, const char *state_dir, char *why, size_
 		ep->log_path[0] = '\0';
 		return -ENAMETOOLONG;
 	}
-	fd = open(ep->log_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0 || fstat(fd, &st) != 0) {
-		rc = -errno;
-		snprintf(why, whylen, "%s: %s", ep->log_path, strerror(errno));
+	/* Shorter than the log's path, which fitted. */
+	if ((size_t)snprintf(id_path, sizeof(id_path), "%s/vduse-%s.id", state_dir, ep->name) >=
+	    sizeof(id_path))
+		return -ENAMETOOLONG;
+	identity(ep, conf, want, sizeof(want));
+	if (takeover) {
+		fd = open(id_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		n = fd >= 0 ? read(fd, had, sizeof(had) - 1) : -1;
 		if (fd >= 0)
 			close(fd);
-		ep->log_path[0] = '\0';
-		return rc;
+		had[n > 0 ? n : 0] = '\0';
+		fd = open(ep->log_path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+		if (fd < 0 || n <= 0) {
+			snprintf(why, whylen, "a VDUSE device named %s is on the vdpa bus and was not made "
+				 "with the state directory %s: remove it ('vdpa dev del %s') or choose "
+				 "another name", ep->name, state_dir, ep->name);
+			if (fd >= 0)
+				close(fd);
+			ep->log_path[0] = '\0';	/* not ours: never removed */
+			return -EEXIST;
+		}
+		if (strcmp(had, want) != 0 || fstat(fd, &st) != 0 || st.st_size != (off_t)len) {
+			had[strcspn(had, "\n")] = '\0';
+			want[strcspn(want, "\n")] = '\0';
+			snprintf(why, whylen, "VDUSE device %s serves %s; this client would serve %s: "
+				 "give it the device and ds-max it was made with", ep->name, had, want);
+			close(fd);
+			ep->log_path[0] = '\0';
+			return -EEXIST;
+		}
+	} else {
+		snprintf(tmp, sizeof(tmp), "%s.tmp", id_path);
+		fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+		rc = fd >= 0 && write(fd, want, strlen(want)) == (ssize_t)strlen(want) ? 0 : -1;
+		if (fd >= 0)
+			close(fd);
+		if (rc || rename(tmp, id_path) != 0) {
+			rc = -errno;
+			snprintf(why, whylen, "%s: %s", id_path, strerror(errno));
+			unlink(tmp);
+			ep->log_path[0] = '\0';
+			return rc;
+		}
+		fd = open(ep->log_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (fd >= 0 && ftruncate(fd, (off_t)len) != 0) {
+			close(fd);
+			fd = -1;
+		}
 	}
-	ep->reattached = st.st_size == (off_t)len;
-	if ((!ep->reattached && ftruncate(fd, 0) != 0) || ftruncate(fd, (off_t)len) != 0) {
+	if (fd < 0) {
 		rc = -errno;
 		snprintf(why, whylen, "%s: %s", ep->log_path, strerror(errno));
-		close(fd);
 		return rc;
 	}
 	ep->log = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -917,9 +964,23 @@ static void announce(void *arg)
  * predecessor and got no answer to. */
 static int reattach(struct vduse_ep *ep, char *why, size_t whylen)
 {
+	bool ready = false;
 	uint64_t f;
 	int rc;
 
+	/* A driver that has not set the device up yet (the predecessor died
+	 * during the probe) has its status messages sent again by VDUSE:
+	 * those set it up here as on a first start. */
+	for (unsigned q = 0; q < ep->nq && !ready; q++) {
+		struct vduse_vq_info vi = { .index = q };
+
+		ready = ioctl(ep->dev_fd, VDUSE_VQ_GET_INFO, &vi) == 0 && vi.ready;
+	}
+	if (!ready) {
+		log_info(ep->label, "took over VDUSE device %s, not yet set up by its driver", ep->name);
+		evloop_defer(ep->loop, &ep->announce);
+		return 0;
+	}
 	if (ioctl(ep->dev_fd, VDUSE_DEV_GET_FEATURES, &f) != 0) {
 		rc = -errno;
 		snprintf(why, whylen, "VDUSE_DEV_GET_FEATURES: %s", strerror(errno));
@@ -956,6 +1017,7 @@ int vduse_ep_create(struct evloop *loop, const char *name, const struct vblk_con
 	struct vblk_conf c = *conf;
 	uint64_t api = VDUSE_API_VERSION;
 	struct vduse_ep *ep;
+	bool onbus;
 	int rc;
 
 	if (!name_ok(name)) {
@@ -1013,12 +1075,19 @@ int vduse_ep_create(struct evloop *loop, const char *name, const struct vblk_con
 			 strerror(errno));
 		goto fail;
 	}
+	onbus = on_bus(ep->name);
+	if (onbus && !state_dir) {
+		snprintf(why, whylen, "a VDUSE device named %s is on the vdpa bus: remove it ('vdpa dev "
+			 "del %s') or choose another name", ep->name, ep->name);
+		rc = -EEXIST;
+		goto fail;
+	}
 	if (state_dir) {
-		rc = log_open(ep, state_dir, why, whylen);
+		rc = log_open(ep, state_dir, conf, onbus, why, whylen);
 		if (rc)
 			goto fail;
 	}
-	rc = create_dev(ep, why, whylen);
+	rc = create_dev(ep, onbus, why, whylen);
 	if (rc < 0)
 		goto fail;
 	ep->created = true;
@@ -1140,8 +1209,15 @@ void vduse_ep_destroy(struct vduse_ep *ep)
 		munmap(ep->log, ep->log_len);
 	/* Off the bus (or never on it) the device is gone, and nothing is
 	 * left to finish; still on it, a successor may take it over. */
-	if (ep->log_path[0] && ep->bus == BUS_OFF)
+	if (ep->log_path[0] && ep->bus == BUS_OFF) {
+		char id_path[sizeof(ep->log_path)];
+		size_t n = strlen(ep->log_path) - strlen(".inflight");
+
 		unlink(ep->log_path);
+		if ((size_t)snprintf(id_path, sizeof(id_path), "%.*s.id", (int)n, ep->log_path) <
+		    sizeof(id_path))
+			unlink(id_path);
+	}
 	free(ep->regs);
 	free(ep);
 }

@@ -467,6 +467,7 @@ static int handle(struct vhu_ep *ep)
 	case VHOST_USER_SET_VRING_ERR: {
 		unsigned q = (unsigned)(p->u64 & VHOST_USER_VRING_IDX_MASK);
 		int fd = ep->nfds ? ep->fds[0] : -1;
+		bool running;
 
 		if (!check_queue(ep, q))
 			return -EINVAL;
@@ -490,7 +491,8 @@ static int handle(struct vhu_ep *ep)
 			ep->err_fd[q] = fd;
 			return 0;
 		}
-		if (ep->kicks[q].fd >= 0) {
+		running = ep->kicks[q].fd >= 0;
+		if (running) {
 			evloop_del(ep->loop, ep->kicks[q].fd);
 			close_fd(&ep->kicks[q].fd);
 		}
@@ -500,13 +502,24 @@ static int handle(struct vhu_ep *ep)
 		}
 		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 		ep->kicks[q].fd = fd;
+		/* A new kick fd for a running queue replaces the old one only: a
+		 * second start would take again what is in flight (from the log)
+		 * or rewind to the old base. */
+		if (running) {
+			rc = evloop_add(ep->loop, fd, EPOLLIN | EPOLLET, on_kick, &ep->kicks[q]);
+			if (!rc)
+				vq_maybe_run(ep, q);
+			return rc;
+		}
 		if (ep->inflight && q < ep->inflight_nq)
 			vblk_vq_set_inflight(d, q, ep->inflight + q * ep->inflight_qlen, ep->inflight_qlen);
 		else
 			vblk_vq_set_inflight(d, q, NULL, 0);
 		rc = vblk_vq_start(d, q);
-		if (rc)
+		if (rc) {
+			close_fd(&ep->kicks[q].fd);	/* not running: the next one starts it */
 			return rc;
+		}
 		/* Without protocol features a ring starts enabled. */
 		if (!(ep->features & VIRTIO_BIT(VHOST_USER_F_PROTOCOL_FEATURES)))
 			vblk_vq_enable(d, q, true);

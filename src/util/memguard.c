@@ -14,8 +14,11 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 {
 	struct memguard *g = memguard_top;
 
-	(void)si;
 	(void)uc;
+	/* Sent by a process, not raised by an access: nothing faulted, and
+	 * the old action is kept for faults outside the sections. */
+	if (si->si_code <= 0)
+		return;
 	if (g) {
 		memguard_top = g->prev;
 		siglongjmp(g->env, 1);

@@ -2,13 +2,29 @@
  * client truncates its memfd under our mapping): a fault there must end
  * that peer's session, not the process.
  *
- * A guarded section runs inside MEMGUARD_TRY; a SIGBUS raised while it runs
- * makes MEMGUARD_TRY return false (a second time), with the section left
- * where it faulted. Keep sections short, touch only peer memory and the
- * structures that are abandoned on a fault, and keep no locals across the
- * jump (or make them volatile). Sections nest. A SIGBUS outside every
- * section is not ours: it takes the action it had before
- * memguard_install(). Per thread: each thread's sections are its own. */
+ * A guarded section:
+ *
+ *	struct memguard g;
+ *
+ *	memguard_push(&g);
+ *	if (sigsetjmp(g.env, 0))
+ *		return -EFAULT;		(the memory vanished; g is popped)
+ *	... access ...
+ *	memguard_pop(&g);
+ *
+ * (sigsetjmp only in such a place: C11 7.13.1.1 allows it as the whole
+ * controlling expression of an if, not inside a larger expression.) A
+ * SIGBUS raised while the section runs returns from sigsetjmp a second
+ * time, with the section left where it faulted. Keep sections short,
+ * touch only peer memory and the structures that are abandoned on a
+ * fault, and keep no locals across the jump (or make them volatile).
+ * Sections nest. A SIGBUS outside every section is not ours: it takes the
+ * action it had before memguard_install(); one sent by a process (kill)
+ * is ignored. Per thread: each thread's sections are its own.
+ *
+ * The signal mask is not saved (sigsetjmp(env, 0)): the handler runs with
+ * SA_NODEFER, so SIGBUS is not blocked when it jumps (no system call per
+ * section). */
 #ifndef NVD_UTIL_MEMGUARD_H
 #define NVD_UTIL_MEMGUARD_H
 
@@ -31,15 +47,10 @@ static inline void memguard_push(struct memguard *g)
 	memguard_top = g;
 }
 
-/* Ends the section MEMGUARD_TRY(g) began (not after a fault: the
- * handler has popped it already). */
+/* Ends the section (not after a fault: the handler has popped it). */
 static inline void memguard_pop(struct memguard *g)
 {
 	memguard_top = g->prev;
 }
-
-/* The signal mask is not saved: the handler runs with SA_NODEFER, so
- * SIGBUS is not blocked when it jumps (no system call per section). */
-#define MEMGUARD_TRY(g) (memguard_push(&(g)), sigsetjmp((g).env, 0) == 0)
 
 #endif

@@ -11,11 +11,11 @@
 #include <time.h>
 #include <unistd.h>
 
-/* The thread in peerfd_signal and how far it got: `seq` moves on at every
- * call, `busy` is set while a write runs. The watchdog interrupts a write
- * that is still the same one after a whole period. */
+/* The write in progress: `busy` holds its number (from `seq`, never 0)
+ * while it runs, 0 otherwise. The watchdog interrupts a write whose number
+ * it saw a whole period ago already: the same write, still blocked. */
 static atomic_ulong seq;
-static atomic_int busy;
+static atomic_ulong busy;
 static pthread_t writer;
 static atomic_int writer_set;
 static atomic_uint period_ms = 1000;
@@ -54,8 +54,8 @@ int peerfd_signal(int fd)
 		writer = pthread_self();
 		atomic_store(&writer_set, 1);
 	}
-	atomic_fetch_add_explicit(&seq, 1, memory_order_relaxed);
-	atomic_store_explicit(&busy, 1, memory_order_release);
+	atomic_store_explicit(&busy, atomic_fetch_add_explicit(&seq, 1, memory_order_relaxed) + 1,
+			      memory_order_release);
 	n = write(fd, &one, sizeof(one));
 	if (n != (ssize_t)sizeof(one))
 		rc = n < 0 ? -errno : -EIO;
@@ -79,9 +79,8 @@ static void *watchdog(void *arg)
 		unsigned long now;
 
 		nanosleep(&ts, NULL);
-		now = atomic_load(&seq);
-		if (atomic_load_explicit(&busy, memory_order_acquire) && now == last &&
-		    atomic_load(&writer_set))
+		now = atomic_load_explicit(&busy, memory_order_acquire);
+		if (now && now == last && atomic_load(&writer_set))
 			pthread_kill(writer, wake_signal);
 		last = now;
 	}

@@ -58,6 +58,7 @@ struct vqueue {
 	bool started;
 	bool enabled;
 	bool stopping;		/* taking no more; stops when inflight is 0 */
+	bool start_pending;	/* started, taking nothing until old I/O ends */
 	unsigned inflight;	/* requests with NVMe commands outstanding */
 	unsigned taken;		/* popped and not yet in the used ring */
 	/* Inflight tracking (vblk_vq_set_inflight): the log, the order
@@ -108,6 +109,11 @@ struct vblk {
 	/* A session ends at every reset: requests of an earlier one complete
 	 * into no ring (the driver that posted them is gone; issue 7.5). */
 	unsigned gen;
+	/* Requests of earlier sessions still with the controller. A queue of
+	 * the new session takes nothing before they are done: one taken again
+	 * from an inflight log would run beside its first copy, and the old
+	 * one's DMA could land in memory the driver has reused since. */
+	unsigned old_inflight;
 	/* Calls into this object on the stack: an ops callback may destroy it
 	 * (a transport ending a connection), which then waits until they
 	 * have returned (issue 7.1). */
@@ -544,9 +550,10 @@ void vblk_reset(struct vblk *d)
 	 * here: they complete into nothing (the regions they use stay mapped
 	 * until then). The counters below are the new session's. */
 	d->gen++;
+	d->old_inflight = d->inflight;
 	for (unsigned q = 0; q < VBLK_MAX_QUEUES; q++) {
 		struct vqueue *v = &d->vqs[q];
-		v->started = v->enabled = v->stopping = false;
+		v->started = v->enabled = v->stopping = v->start_pending = false;
 		v->inflight = 0;
 		v->taken = 0;
 		v->num = 0;
@@ -655,19 +662,24 @@ int vblk_vq_set_base(struct vblk *d, unsigned q, uint16_t base)
 	return 0;
 }
 
-static int cmp_counter(const void *a, const void *b, void *arg)
+/* A head the log says is in flight, with its place in the order taken. */
+struct logged_head {
+	uint16_t head;
+	uint64_t counter;
+};
+
+static int cmp_counter(const void *a, const void *b)
 {
-	const struct vhost_user_inflight_split *log = arg;
-	uint64_t ca = log->desc[*(const uint16_t *)a].counter;
-	uint64_t cb = log->desc[*(const uint16_t *)b].counter;
+	uint64_t ca = ((const struct logged_head *)a)->counter;
+	uint64_t cb = ((const struct logged_head *)b)->counter;
 
 	return ca < cb ? -1 : ca > cb;
 }
 
 /* Reads the inflight log and the used ring (under a memguard: the log and
- * the ring are the client's) and fills the resubmit list. A log of another
- * geometry, or a fresh one, is (re)initialised: nothing to recover. */
-static int inflight_read(struct vblk *d, struct vqueue *v, uint16_t *used_out, uint16_t *heads,
+ * the ring are the client's) into hs. A log of another geometry, or a
+ * fresh one, is (re)initialised: nothing to recover. */
+static int inflight_read(struct vqueue *v, uint16_t *used_out, struct logged_head *hs,
 			 unsigned *nheads)
 {
 	struct vhost_user_inflight_split *log = v->log;
@@ -675,7 +687,8 @@ static int inflight_read(struct vblk *d, struct vqueue *v, uint16_t *used_out, u
 	uint16_t used;
 	unsigned n = 0;
 
-	if (!MEMGUARD_TRY(g))
+	memguard_push(&g);
+	if (sigsetjmp(g.env, 0))
 		return -EFAULT;
 	used = vq_ring_used_idx(&v->vq);
 	if (log->version != VHOST_USER_INFLIGHT_VERSION || log->desc_num != v->num) {
@@ -685,37 +698,34 @@ static int inflight_read(struct vblk *d, struct vqueue *v, uint16_t *used_out, u
 		log->used_idx = v->base;
 		__atomic_signal_fence(__ATOMIC_SEQ_CST);
 		log->version = VHOST_USER_INFLIGHT_VERSION;
-		*used_out = v->base;
-		*nheads = 0;
-		memguard_pop(&g);
-		return 1;
+		used = v->base;
+	} else {
+		/* The last completion reached the used ring, its log entry not:
+		 * it is done. */
+		if (log->used_idx != used) {
+			if (log->last_batch_head < v->num)
+				log->desc[log->last_batch_head].inflight = 0;
+			__atomic_signal_fence(__ATOMIC_SEQ_CST);
+			log->used_idx = used;
+		}
+		/* Copied out: the client may rewrite its log while we sort. */
+		for (unsigned i = 0; i < v->num; i++)
+			if (log->desc[i].inflight == 1)
+				hs[n++] = (struct logged_head){ (uint16_t)i, log->desc[i].counter };
 	}
-	/* The last completion reached the used ring, its log entry not: it
-	 * is done. */
-	if (log->used_idx != used) {
-		if (log->last_batch_head < v->num)
-			log->desc[log->last_batch_head].inflight = 0;
-		__atomic_signal_fence(__ATOMIC_SEQ_CST);
-		log->used_idx = used;
-	}
-	for (unsigned i = 0; i < v->num; i++)
-		if (log->desc[i].inflight == 1)
-			heads[n++] = (uint16_t)i;
-	if (n)
-		qsort_r(heads, n, sizeof(heads[0]), cmp_counter, log);
-	v->counter = n ? log->desc[heads[n - 1]].counter + 1 : 0;
 	memguard_pop(&g);
 	*used_out = used;
 	*nheads = n;
 	return 0;
 }
 
-/* Picks up where an earlier process left queue v: every head taken and
- * not in the used ring is taken again (and answered exactly once), and
- * the next available entry to take is the used index plus those, as
- * every head taken is either used or still in flight. */
+/* Picks up where an earlier process (or session) left queue v: every head
+ * taken and not in the used ring is taken again (and answered exactly
+ * once), and the next available entry to take is the used index plus
+ * those, as every head taken is either used or still in flight. */
 static int inflight_recover(struct vblk *d, struct vqueue *v)
 {
+	struct logged_head *hs;
 	uint16_t *heads, used;
 	unsigned n;
 	int rc;
@@ -725,14 +735,24 @@ static int inflight_recover(struct vblk *d, struct vqueue *v)
 			v->num);
 		return -EINVAL;
 	}
+	hs = calloc(v->num, sizeof(*hs));
 	heads = calloc(v->num, sizeof(*heads));
-	if (!heads)
+	if (!hs || !heads) {
+		free(hs);
+		free(heads);
 		return -ENOMEM;
-	rc = inflight_read(d, v, &used, heads, &n);
+	}
+	rc = inflight_read(v, &used, hs, &n);
 	if (rc < 0) {
+		free(hs);
 		free(heads);
 		return rc;
 	}
+	qsort(hs, n, sizeof(*hs), cmp_counter);
+	for (unsigned i = 0; i < n; i++)
+		heads[i] = hs[i].head;
+	v->counter = n ? hs[n - 1].counter + 1 : 0;
+	free(hs);
 	free(v->resubmit);
 	v->resubmit = heads;
 	v->nresubmit = n;
@@ -742,6 +762,41 @@ static int inflight_recover(struct vblk *d, struct vqueue *v)
 		log_info(d->name, "%u request%s left in flight by an earlier server: serving them again",
 			 n, n == 1 ? "" : "s");
 	return 0;
+}
+
+static void break_device(struct vblk *d);
+
+/* The queue's first request to take: from the inflight log, if any. */
+static int vq_begin(struct vblk *d, struct vqueue *v, unsigned q)
+{
+	int rc;
+
+	if (!v->log)
+		return 0;
+	rc = inflight_recover(d, v);
+	if (rc)
+		log_err(d->name, "queue %u: %s", q,
+			rc == -EFAULT ? "client memory vanished" : "cannot recover the inflight log");
+	return rc;
+}
+
+/* The last request of the earlier sessions has ended: the queues started
+ * meanwhile begin now. */
+static void start_pending_queues(struct vblk *d)
+{
+	for (unsigned q = 0; q < d->conf.num_queues; q++) {
+		struct vqueue *v = &d->vqs[q];
+
+		if (!v->start_pending)
+			continue;
+		v->start_pending = false;
+		if (vq_begin(d, v, q) != 0) {
+			v->started = false;
+			break_device(d);
+			continue;
+		}
+		vblk_vq_kick(d, q);
+	}
 }
 
 int vblk_vq_start(struct vblk *d, unsigned q)
@@ -762,21 +817,21 @@ int vblk_vq_start(struct vblk *d, unsigned q)
 		log_err(d->name, "queue %u: %s", q, err.why ? err.why : strerror(-rc));
 		return rc;
 	}
-	if (v->log) {
-		rc = inflight_recover(d, v);
-		if (rc) {
-			log_err(d->name, "queue %u: %s", q,
-				rc == -EFAULT ? "client memory vanished" : "cannot recover the inflight log");
-			return rc;
-		}
-	} else {
-		/* Completions of requests still in flight land in the new ring at
-		 * the index the front end handed back (GET_VRING_BASE only stops
-		 * taking). */
-		vq_set_base(&v->vq, v->base, v->base);
-	}
+	/* Completions of requests still in flight land in the new ring at
+	 * the index the front end handed back (GET_VRING_BASE only stops
+	 * taking); an inflight log may say otherwise (vq_begin). */
+	vq_set_base(&v->vq, v->base, v->base);
 	v->started = true;
-	return 0;
+	if (d->old_inflight) {
+		v->start_pending = true;
+		log_info(d->name, "queue %u: waiting for %u requests of the previous session to end", q,
+			 d->old_inflight);
+		return 0;
+	}
+	rc = vq_begin(d, v, q);
+	if (rc)
+		v->started = false;
+	return rc;
 }
 
 int vblk_vq_set_inflight(struct vblk *d, unsigned q, void *log, size_t len)
@@ -799,6 +854,7 @@ int vblk_vq_stop(struct vblk *d, unsigned q)
 	/* "Ring stop": take nothing more, but let what is in flight land in
 	 * the used ring first, or the driver would wait for it forever. */
 	v->base = vq_get_base(&v->vq);
+	v->start_pending = false;
 	if (v->inflight) {
 		v->stopping = true;
 		return 0;
@@ -885,7 +941,8 @@ static int push_used(struct vblk *d, struct vblk_io *io, uint8_t status, uint32_
 	struct memguard g;
 	int rc;
 
-	if (!MEMGUARD_TRY(g))
+	memguard_push(&g);
+	if (sigsetjmp(g.env, 0))
 		return -EFAULT;
 	rc = 0;
 	/* The log says which head may have reached the ring before its entry
@@ -946,6 +1003,8 @@ static void nvme_done(struct nvme_req *r)
 	io_finish(io, io->failed ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK,
 		  io->failed || io->req.type != VIRTIO_BLK_T_IN ? 0 : io->req.in_data_len);
 	d->inflight--;
+	if (!same_session && d->old_inflight && !--d->old_inflight)
+		start_pending_queues(d);
 	if (same_session && v->inflight && !--v->inflight && v->stopping) {
 		v->stopping = false;
 		v->started = false;
@@ -960,8 +1019,8 @@ static struct nvme_qpair *pick_qp(struct vblk *d, unsigned q)
 	return nvme_ctrl_qpair(d->ctrl, (d->conf.qp_first + q) % n);
 }
 
-/* Starts the NVMe commands of an accepted request. Returns false when it
- * completed at once (nothing to send, or nothing could be sent). */
+/* Starts the NVMe command of an accepted request, or completes it at once
+ * (nothing to send, or nothing could be sent). */
 static void io_start(struct vblk *d, struct vblk_io *io)
 {
 	const struct nvme_ctrl_info *ci = nvme_ctrl_info(d->ctrl);
@@ -975,7 +1034,8 @@ static void io_start(struct vblk *d, struct vblk_io *io)
 		volatile uint32_t id_len = 0;	/* read after a fault jump */
 
 		d->stats.get_ids++;
-		if (MEMGUARD_TRY(g)) {
+		memguard_push(&g);
+		if (sigsetjmp(g.env, 0) == 0) {
 			id_len = vblk_req_fill_id(rq, d->id);
 			memguard_pop(&g);
 		}
@@ -1074,7 +1134,8 @@ static int take(struct vblk *d, struct vqueue *v, struct vblk_io *io, struct vq_
 	struct memguard g;
 	int rc;
 
-	if (!MEMGUARD_TRY(g))
+	memguard_push(&g);
+	if (sigsetjmp(g.env, 0))
 		return -EFAULT;
 	if (v->resubmit_pos < v->nresubmit) {
 		rc = vq_pop_head(&v->vq, v->resubmit[v->resubmit_pos++], &io->elem, err);
@@ -1092,8 +1153,10 @@ static int take(struct vblk *d, struct vqueue *v, struct vblk_io *io, struct vq_
 		v->taken++;
 		rc = vblk_req_parse(&d->vt, &io->elem, &io->req);
 		rc = rc ? rc : 1;
-		if (rc < 0)
+		if (rc < 0) {
 			err->why = io->req.why;
+			err->desc = -1;	/* the request, not a descriptor */
+		}
 	}
 	memguard_pop(&g);
 	return rc;
@@ -1116,8 +1179,8 @@ void vblk_vq_kick(struct vblk *d, unsigned q)
 	/* Every request this kick brings goes to the controller with one
 	 * doorbell write. */
 	nvme_qpair_plug(pick_qp(d, q));
-	while (v->started && v->enabled && !v->stopping && !d->broken && !d->destroying &&
-	       !d->quiesced) {
+	while (v->started && v->enabled && !v->stopping && !v->start_pending && !d->broken &&
+	       !d->destroying && !d->quiesced) {
 		struct vq_err err = { 0 };
 		struct vblk_io *io = io_get(d);
 		int rc;
@@ -1145,6 +1208,10 @@ void vblk_vq_kick(struct vblk *d, unsigned q)
 			io_put(d, io);
 			if (rc == -EFAULT && !err.why) {
 				vanished(d, q);
+			} else if (rc < 0 && err.desc < 0) {
+				log_err(d->name, "queue %u: %s; device needs reset", q,
+					err.why ? err.why : strerror(-rc));
+				break_device(d);
 			} else if (rc < 0) {
 				log_err(d->name, "queue %u: %s (descriptor %d%s); device needs reset", q,
 					err.why ? err.why : strerror(-rc), err.desc, err.indirect ? ", indirect" : "");
