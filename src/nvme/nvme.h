@@ -119,6 +119,17 @@ struct nvme_range {
 	uint32_t flags;
 };
 
+/* A share of a queue pair's command slots. When the queue is full,
+ * requests wait; those of owners (clients) with a share of their own are
+ * then issued in turn, each owner's oldest first (start-time fair
+ * queueing), not first come, first served: an owner with hundreds waiting
+ * does not hold back one with a single request. Zeroed by its owner; one
+ * per owner, used on one queue pair at a time. */
+struct nvme_share {
+	uint64_t last_round;	/* the turn of the owner's newest waiting request */
+	unsigned waiting;	/* its requests on a pending list */
+};
+
 /* One block request. The driver splits it into as many commands as MDTS,
  * NLB widths, list sizes and the DSM/Write Zeroes limits require; `done`
  * runs once, after the last.
@@ -142,6 +153,7 @@ struct nvme_req {
 	unsigned nranges;
 	void (*done)(struct nvme_req *req);
 	void *priv;
+	struct nvme_share *share;	/* the owner's, or NULL (its own turn) */
 	/* set by the driver before done(): 0 or negative errno, and the NVMe
 	 * status of the first command that failed (0 if none did) */
 	int result;
@@ -156,6 +168,7 @@ struct nvme_req {
 	struct nvme_range one;
 	unsigned inflight;
 	bool queued;		/* on the queue pair's pending list */
+	uint64_t round;		/* its turn there (struct nvme_share) */
 };
 
 /* Queues the request. Returns 0 (done() will run) or -EINVAL for a request

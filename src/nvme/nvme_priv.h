@@ -74,7 +74,10 @@ struct nvme_qpair {
 	unsigned list_pages;	/* per tracker */
 	uint64_t **list_va_all;
 	uint64_t *list_iova_all;
+	/* Requests waiting for a command slot, in the order of their turns
+	 * (nvme_share); the head may be partly issued. */
 	struct nvme_req *pend_head, *pend_tail;
+	uint64_t round;		/* the turn last taken off the list */
 	unsigned inflight;
 	unsigned ndelayed;	/* trackers waiting for retry_at */
 	unsigned timeout_ms;	/* a command's deadline after it is sent */

@@ -407,10 +407,49 @@ static bool req_fully_issued(const struct nvme_req *r)
 
 static void pend_pop(struct nvme_qpair *qp)
 {
-	qp->pend_head->queued = false;
-	qp->pend_head = qp->pend_head->next;
+	struct nvme_req *r = qp->pend_head;
+
+	r->queued = false;
+	if (r->round > qp->round)
+		qp->round = r->round;
+	if (r->share && r->share->waiting)
+		r->share->waiting--;
+	qp->pend_head = r->next;
 	if (!qp->pend_head)
 		qp->pend_tail = NULL;
+}
+
+/* Puts r on the pending list at its turn: an owner with nothing waiting
+ * goes next after the current turn; one with requests waiting, after its
+ * newest. Equal turns keep their arrival order. */
+static void pend_push(struct nvme_qpair *qp, struct nvme_req *r)
+{
+	struct nvme_req **p;
+
+	r->round = qp->round;
+	if (r->share) {
+		if (r->share->waiting && r->share->last_round + 1 > r->round)
+			r->round = r->share->last_round + 1;
+		r->share->last_round = r->round;
+		r->share->waiting++;
+	}
+	r->next = NULL;
+	if (!qp->pend_tail || qp->pend_tail->round <= r->round) {
+		if (qp->pend_tail)
+			qp->pend_tail->next = r;
+		else
+			qp->pend_head = r;
+		qp->pend_tail = r;
+		return;
+	}
+	/* Behind every request of the same or an earlier turn; never before
+	 * the head, which may be partly issued. */
+	for (p = &qp->pend_head->next; *p && (*p)->round <= r->round; p = &(*p)->next)
+		;
+	r->next = *p;
+	*p = r;
+	if (!r->next)
+		qp->pend_tail = r;
 }
 
 /* The one place a request completes: nothing of it in flight, nothing
@@ -532,11 +571,7 @@ int nvme_submit(struct nvme_qpair *qp, struct nvme_req *r)
 	/* Flush covers nothing, so mark it by one pseudo-LBA to issue. */
 	if (r->opc == NVME_CMD_FLUSH)
 		r->nlb = 1;
-	if (qp->pend_tail)
-		qp->pend_tail->next = r;
-	else
-		qp->pend_head = r;
-	qp->pend_tail = r;
+	pend_push(qp, r);
 	qpair_issue(qp);
 	return 0;
 }

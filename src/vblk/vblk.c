@@ -59,6 +59,9 @@ struct vqueue {
 	bool enabled;
 	bool stopping;		/* taking no more; stops when inflight is 0 */
 	bool start_pending;	/* started, taking nothing until old I/O ends */
+	/* Its turn among the other queues on its NVMe queue pair when that is
+	 * full: a virtqueue maps to one queue pair (pick_qp). */
+	struct nvme_share share;
 	unsigned inflight;	/* requests with NVMe commands outstanding */
 	unsigned taken;		/* popped and not yet in the used ring */
 	/* Inflight tracking (vblk_vq_set_inflight): the log, the order
@@ -1114,6 +1117,7 @@ static void io_start(struct vblk *d, struct vblk_io *io)
 		io->nreq[i].ns = d->conf.target.ns;
 		io->nreq[i].done = nvme_done;
 		io->nreq[i].priv = io;
+		io->nreq[i].share = &d->vqs[io->q].share;
 		rc = nvme_submit(qp, &io->nreq[i]);
 		if (rc) {
 			/* Not queued: count it done here, failed. */

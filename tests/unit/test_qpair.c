@@ -529,6 +529,55 @@ static void test_plug_one_doorbell(void)
 	fake_free(f);
 }
 
+static unsigned done_seq;
+
+static void on_done_seq(struct nvme_req *r)
+{
+	*(unsigned *)r->priv = ++done_seq;
+}
+
+/* Issue 12: a client with one request waiting is not held back by one
+ * with many: with the queue full, the freed slots go to owners in turn. */
+static void test_fair_share(void)
+{
+	struct fake *f = fake_new(512, 4, 4u << 20);	/* 3 command slots */
+	uint8_t *mem = page_buf(2);
+	struct nvme_seg seg = { (uintptr_t)mem, 4096 };
+	struct nvme_share a = { 0 }, b = { 0 };
+	struct nvme_req ra[12], rb;
+	unsigned oa[12] = { 0 }, ob = 0;
+
+	done_seq = 0;
+	for (unsigned i = 0; i < 12; i++) {
+		memset(&ra[i], 0, sizeof(ra[i]));
+		ra[i] = (struct nvme_req){ .opc = NVME_CMD_READ, .ns = &f->ns, .slba = 8 * i, .nlb = 8,
+					   .segs = &seg, .nseg = 1, .done = on_done_seq,
+					   .priv = &oa[i], .share = &a };
+		CHECK_EQ_INT(nvme_submit(f->qp, &ra[i]), 0);
+	}
+	rb = (struct nvme_req){ .opc = NVME_CMD_READ, .ns = &f->ns, .slba = 800, .nlb = 8,
+				.segs = &seg, .nseg = 1, .done = on_done_seq, .priv = &ob, .share = &b };
+	CHECK_EQ_INT(nvme_submit(f->qp, &rb), 0);
+	/* One completion at a time: each frees one slot. */
+	for (unsigned guard = 0; guard < 100 && done_seq < 13; guard++) {
+		fake_fetch(f);
+		fake_post(f, 1);
+		nvme_qpair_process(f->qp);
+	}
+	CHECK_EQ_INT(done_seq, 13);
+	/* Three of A's were in flight and one was first in line: B's is the
+	 * fifth to end, not the thirteenth. */
+	CHECK(ob >= 1 && ob <= 5);
+	if (ob > 5)
+		printf("fair_share: B ended %u-th\n", ob);
+	for (unsigned i = 1; i < 12; i++)
+		CHECK(oa[i] > oa[i - 1]);	/* A's own stay in order */
+	CHECK_EQ_INT(a.waiting, 0);
+	CHECK_EQ_INT(b.waiting, 0);
+	free(mem);
+	fake_free(f);
+}
+
 /* A retriable status without DNR is retried (same command again); with
  * DNR it is final at once. */
 static void test_retry_and_dnr(void)
@@ -883,6 +932,7 @@ int main(void)
 	test_retry_and_dnr();
 	test_doorbells_inside_bar();
 	test_plug_one_doorbell();
+	test_fair_share();
 	test_cqe_sqid_checked();
 	test_retry_delays();
 	test_dsm_and_wz_limits();
