@@ -331,14 +331,23 @@ int ctl_parse_request(unsigned nwords, const char *const *words, struct ctl_requ
 			out->cmd = CTL_CMD_DESTROY;
 		return rc;
 	}
-	if (strcmp(words[0], "list") == 0) {
-		if (nwords != 1)
-			return fail(why, whylen, "list takes no arguments");
-		out->cmd = CTL_CMD_LIST;
+	static const struct {
+		const char *word;
+		enum ctl_cmd cmd;
+	} reports[] = {
+		{ "list", CTL_CMD_LIST }, { "disks", CTL_CMD_DISKS }, { "stats", CTL_CMD_STATS },
+	};
+	for (size_t i = 0; i < sizeof(reports) / sizeof(reports[0]); i++) {
+		if (strcmp(words[0], reports[i].word) != 0)
+			continue;
+		if (nwords > 2 || (nwords == 2 && strcmp(words[1], "json") != 0))
+			return fail(why, whylen, "%s takes no arguments but 'json'", reports[i].word);
+		out->cmd = reports[i].cmd;
+		out->json = nwords == 2;
 		return 0;
 	}
-	return fail(why, whylen, "unknown command '%s' (expected create, destroy or list)",
-		    quote(q, words[0]));
+	return fail(why, whylen, "unknown command '%s' (expected create, destroy, list, disks or "
+		    "stats)", quote(q, words[0]));
 }
 
 static size_t min_size(size_t a, size_t b)

@@ -70,10 +70,13 @@ enum ctl_cmd {
 	CTL_CMD_CREATE,
 	CTL_CMD_DESTROY,
 	CTL_CMD_LIST,
+	CTL_CMD_DISKS,
+	CTL_CMD_STATS,
 };
 
 struct ctl_request {
 	enum ctl_cmd cmd;
+	bool json;	/* list, disks, stats: the reply is a JSON document */
 	union {
 		struct create_args create;	/* CTL_CMD_CREATE */
 		struct destroy_args destroy;	/* CTL_CMD_DESTROY */
@@ -122,9 +125,10 @@ int ctl_parse_create(unsigned nwords, const char *const *words, struct create_ar
  * ctl_check_vduse_name refuses. */
 int ctl_parse_destroy(unsigned nwords, const char *const *words, struct destroy_args *out,
 		      char *why, size_t whylen);
-/* Dispatches on words[0]: "create", "destroy" or "list" (no further
- * words). Returns 0, or -EINVAL for no words, an unknown command or what
- * the command's parser refuses. */
+/* Dispatches on words[0]: "create", "destroy", or one of the reports
+ * "list", "disks" and "stats", each with nothing or "json" after it.
+ * Returns 0, or -EINVAL for no words, an unknown command, a report with
+ * another word, or what the command's parser refuses. */
 int ctl_parse_request(unsigned nwords, const char *const *words, struct ctl_request *out,
 		      char *why, size_t whylen);
 

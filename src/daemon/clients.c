@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "ctl/args.h"
+#include "daemon/inventory.h"
 #include "transport/vduse.h"
 #include "transport/vhost_user.h"
 #include "util/log.h"
@@ -80,6 +81,10 @@ struct clients {
 	const char *state_dir;	/* NULL: nothing survives us */
 	unsigned nconns;
 	int idle_fd;		/* timerfd: idle connections are looked for */
+	/* Per controller (host->ctrls' order): the counters of its clients
+	 * that have ended, so that a controller's totals do not drop when a
+	 * client goes. */
+	struct vblk_stats ended[HOST_MAX_CTRLS];
 };
 
 int clients_new(struct host *host, struct evloop *loop, const struct vblk_trusted *trusted,
@@ -156,9 +161,42 @@ static void record_remove(struct client *c)
 	c->record[0] = '\0';
 }
 
+static const struct vblk_stats *client_stats(const struct client *c)
+{
+	return c->vep ? vduse_ep_stats(c->vep) : vhu_ep_stats(c->ep);
+}
+
+/* The index of the controller a client's blocks are on, in host->ctrls. */
+static unsigned client_ctrl(const struct client *c)
+{
+	const struct host *h = c->cs->host;
+	unsigned i = 0;
+
+	while (i < h->nctrls && h->ctrls[i] != nvme_ns_ctrl(c->tgt.ns))
+		i++;
+	return i;
+}
+
+static void stats_add(struct vblk_stats *sum, const struct vblk_stats *s)
+{
+	sum->reads += s->reads;
+	sum->writes += s->writes;
+	sum->flushes += s->flushes;
+	sum->discards += s->discards;
+	sum->write_zeroes += s->write_zeroes;
+	sum->get_ids += s->get_ids;
+	sum->bytes_read += s->bytes_read;
+	sum->bytes_written += s->bytes_written;
+	sum->errors += s->errors;
+}
+
 static void client_free(struct client *c)
 {
 	struct client **pp;
+	unsigned ci = client_ctrl(c);
+
+	if ((c->ep || c->vep) && ci < HOST_MAX_CTRLS)
+		stats_add(&c->cs->ended[ci], client_stats(c));
 
 	for (pp = &c->cs->list; *pp; pp = &(*pp)->next)
 		if (*pp == c) {
@@ -535,29 +573,81 @@ static struct client *find_dynamic(struct clients *cs, const struct destroy_args
 	return NULL;
 }
 
-void clients_list(const struct clients *cs, char *buf, size_t cap)
+static void write_counters(struct rec_out *o, const struct vblk_stats *s)
 {
-	size_t n = 0;
+	rec_u64(o, "reads", s->reads);
+	rec_u64(o, "writes", s->writes);
+	rec_u64(o, "flushes", s->flushes);
+	rec_u64(o, "discards", s->discards);
+	rec_u64(o, "write-zeroes", s->write_zeroes);
+	rec_u64(o, "errors", s->errors);
+	rec_u64(o, "bytes-read", s->bytes_read);
+	rec_u64(o, "bytes-written", s->bytes_written);
+}
 
-	buf[0] = '\0';
-	for (const struct client *c = cs->list; c && n < cap; c = c->next) {
-		const struct vblk_stats *s = c->vep ? vduse_ep_stats(c->vep) : vhu_ep_stats(c->ep);
-		bool connected = c->vep ? vduse_ep_connected(c->vep) : vhu_ep_connected(c->ep);
-		int k = snprintf(buf + n, cap - n,
-				 "client %s device=%s target=%s %s read-only=%s ds-max=%u connected=%s "
-				 "reads=%llu writes=%llu flushes=%llu discards=%llu write-zeroes=%llu "
-				 "errors=%llu bytes-read=%llu bytes-written=%llu\n",
-				 c->name, c->device, c->tgt.name, c->is_static ? "static" : "dynamic",
-				 c->readonly || c->tgt.readonly ? "yes" : "no", c->ds_max,
-				 connected ? "yes" : "no",
-				 (unsigned long long)s->reads, (unsigned long long)s->writes,
-				 (unsigned long long)s->flushes, (unsigned long long)s->discards,
-				 (unsigned long long)s->write_zeroes, (unsigned long long)s->errors,
-				 (unsigned long long)s->bytes_read, (unsigned long long)s->bytes_written);
-		if (k < 0)
-			break;
-		n += (size_t)k;
+/* inventory_holder_fn: a whole disk and its partitions exclude each other,
+ * so a client holds exactly the blocks its target names. */
+static const char *holder(void *ctx, const struct blk_disk *d, const struct part_entry *pe)
+{
+	const struct clients *cs = ctx;
+
+	for (const struct client *c = cs->list; c; c = c->next)
+		if (c->tgt.disk == d && c->tgt.part == pe)
+			return c->name;
+	return NULL;
+}
+
+static const char *client_transport(const struct client *c)
+{
+	return c->vep ? "vduse" : c->by_fd ? "fd" : "socket";
+}
+
+void clients_report(const struct clients *cs, enum ctl_cmd what, struct rec_out *o)
+{
+	const struct host *h = cs->host;
+
+	if (what == CTL_CMD_DISKS) {
+		inventory_write(h, o, holder, (void *)cs);
+		return;
 	}
+	rec_list_begin(o, "clients");
+	for (const struct client *c = cs->list; c; c = c->next) {
+		unsigned ci = client_ctrl(c);
+
+		rec_begin(o, "client", "name", c->name);
+		if (what == CTL_CMD_LIST) {
+			rec_str(o, "device", c->device);
+			rec_str(o, "target", c->tgt.name);
+			rec_str(o, "type", c->is_static ? "static" : "dynamic");
+			rec_str(o, "transport", client_transport(c));
+			rec_bool(o, "read-only", c->readonly || c->tgt.readonly);
+			rec_u64(o, "ds-max", c->ds_max);
+			rec_bool(o, "connected", c->vep ? vduse_ep_connected(c->vep)
+						       : vhu_ep_connected(c->ep));
+		} else {
+			rec_str(o, "target", c->tgt.name);
+			rec_str(o, "controller", ci < h->nctrls ? nvme_ctrl_info(h->ctrls[ci])->bdf : "");
+		}
+		write_counters(o, client_stats(c));
+		rec_end(o);
+	}
+	rec_list_end(o);
+	if (what != CTL_CMD_STATS)
+		return;
+	/* A controller's totals: what its clients were served, the ended ones
+	 * included. */
+	rec_list_begin(o, "controllers");
+	for (unsigned i = 0; i < h->nctrls; i++) {
+		struct vblk_stats sum = cs->ended[i];
+
+		for (const struct client *c = cs->list; c; c = c->next)
+			if (client_ctrl(c) == i)
+				stats_add(&sum, client_stats(c));
+		rec_begin(o, "controller", "bdf", nvme_ctrl_info(h->ctrls[i])->bdf);
+		write_counters(o, &sum);
+		rec_end(o);
+	}
+	rec_list_end(o);
 }
 
 /* ---- the control socket ---- */
@@ -820,10 +910,22 @@ static void ctl_handle(struct ctl_conn *cc, const char *msg, size_t len)
 		return;
 	}
 	case CTL_CMD_LIST:
-		clients_list(cc->cs, body, sizeof(body));
+	case CTL_CMD_DISKS:
+	case CTL_CMD_STATS: {
+		struct rec_out o;
+
+		rec_init(&o, body, sizeof(body), rq.json);
+		clients_report(cc->cs, rq.cmd, &o);
+		if (rec_finish(&o) < 0) {
+			snprintf(why, sizeof(why), "the report is longer than a reply may be (%zu "
+				 "bytes)", sizeof(body));
+			ctl_error(cc, -E2BIG, why);
+			return;
+		}
 		ctl_format_ok(out, sizeof(out), body);
 		ctl_reply(cc, out, -1);
 		return;
+	}
 	}
 }
 

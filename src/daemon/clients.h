@@ -15,6 +15,8 @@
 #include <stddef.h>
 
 #include "blk/host.h"
+#include "ctl/args.h"
+#include "util/rec.h"
 #include "util/evloop.h"
 #include "vblk/vblk.h"
 
@@ -54,8 +56,11 @@ void clients_shutdown(struct clients *cs, int timeout_ms);
  * devices stay on the vdpa bus for the successor to take over; vhost-user
  * front ends reconnect to it. clients_free() follows. */
 void clients_handover(struct clients *cs, int timeout_ms);
-/* One line per client into buf (NUL-terminated, truncated to cap). */
-void clients_list(const struct clients *cs, char *buf, size_t cap);
+/* The control socket's reports into o (util/rec.h; schemas in
+ * nvme-drv-ctl(8)): CTL_CMD_LIST the clients, CTL_CMD_DISKS the
+ * inventory with who holds what, CTL_CMD_STATS counters per client and
+ * per controller. */
+void clients_report(const struct clients *cs, enum ctl_cmd what, struct rec_out *o);
 
 /* Where state that outlives the process is kept (VDUSE inflight logs);
  * dir must stay valid. */

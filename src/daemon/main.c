@@ -15,6 +15,7 @@
 #include "blk/host.h"
 #include "ctl/args.h"
 #include "daemon/clients.h"
+#include "daemon/inventory.h"
 #include "transport/vduse.h"
 #include "util/evloop.h"
 #include "util/log.h"
@@ -48,6 +49,7 @@ static void usage(FILE *f)
 		"their namespaces (SERIAL:nNSID) and partitions (by UUID).\n"
 		"\n"
 		"  --list             print every controller, namespace and partition, then exit\n"
+		"  --json             --list prints one JSON document (schema: nvme-drv(8))\n"
 		"\n"
 		"Static clients (as the L4Re server's; repeat the group per client):\n"
 		"  --client SOCKET    start a client: a vhost-user socket nvme-drv listens on\n"
@@ -99,45 +101,25 @@ static void usage(FILE *f)
 		"Exit status: 0 on success (or a clean stop on a signal), 1 on any error.\n");
 }
 
-static const char *yesno(bool b)
+/* --list: what the controllers hold, as text or JSON (util/rec.h; the
+ * schema is in nvme-drv(8)). Returns 0 or -1 (said). */
+static int list_all(const struct host *h, bool json)
 {
-	return b ? "yes" : "no";
-}
+	/* Room for the largest inventory: HOST_MAX_CTRLS controllers of a few
+	 * namespaces with 128 GPT entries each is far below this. */
+	static char out[4 << 20];
+	struct rec_out o;
+	int n;
 
-static void list_all(const struct host *h)
-{
-	for (unsigned i = 0; i < h->nctrls; i++) {
-		struct nvme_ctrl *c = h->ctrls[i];
-		const struct nvme_ctrl_info *ci = nvme_ctrl_info(c);
-
-		printf("controller %s serial=\"%s\" model=\"%s\" firmware=\"%s\" mdts=%u "
-		       "sgl=%s interrupts=%s vectors=%u queues=%u depth=%u\n",
-		       ci->bdf, ci->serial, ci->model, ci->firmware, ci->mdts_bytes,
-		       ci->sgl ? "yes" : (ci->sgl_supported ? "off" : "no"),
-		       vfio_irq_mode_name(ci->irq_mode), ci->nvec, ci->nr_io_queues, ci->io_depth);
-		for (unsigned k = 0; k < nvme_ctrl_ns_count(c); k++) {
-			const struct nvme_ns_info *ni = nvme_ns_info(nvme_ctrl_ns(c, k));
-			const struct blk_disk *d = NULL;
-
-			if (!ni->usable) {
-				printf("  namespace %s skipped=\"%s\"\n", ni->name, ni->skip_reason);
-				continue;
-			}
-			for (unsigned j = 0; j < h->reg.ndisks; j++)
-				if (h->reg.disks[j].info == ni)
-					d = &h->reg.disks[j];
-			printf("  namespace %s size=%llu lba=%u readonly=%s table=%s\n", ni->name,
-			       (unsigned long long)(ni->nlba * ni->lba_size), ni->lba_size,
-			       yesno(ni->readonly), d ? part_scheme_name(d->parts.scheme) : "none");
-			for (unsigned p = 0; d && p < d->parts.count; p++) {
-				const struct part_entry *pe = &d->parts.parts[p];
-				printf("    partition %s label=\"%s\" name=%s:%u first-lba=%llu size=%llu\n",
-				       pe->uuid, pe->label, ni->name, pe->number,
-				       (unsigned long long)pe->first_lba,
-				       (unsigned long long)(pe->nlba * ni->lba_size));
-			}
-		}
+	rec_init(&o, out, sizeof(out), json);
+	inventory_write(h, &o, NULL, NULL);
+	n = rec_finish(&o);
+	if (n < 0) {
+		log_err(NULL, "--list: more than %zu bytes of output", sizeof(out));
+		return -1;
 	}
+	fwrite(out, 1, (size_t)n, stdout);
+	return fflush(stdout) ? -1 : 0;
 }
 
 /* SIGUSR2 asks for a hand-over (an upgrade in place): leave the devices
@@ -368,9 +350,10 @@ static int resolve_socket_dir(struct config *cfg)
 int main(int argc, char **argv)
 {
 	enum { OPT_CLIENT = 0x200, OPT_DEVICE, OPT_DS_MAX, OPT_READONLY, OPT_SVR, OPT_SOCKET_DIR,
-	       OPT_STATE_DIR };
+	       OPT_STATE_DIR, OPT_JSON };
 	static const struct option longopts[] = {
 		{ "list", no_argument, NULL, 'l' },
+		{ "json", no_argument, NULL, OPT_JSON },
 		{ "client", required_argument, NULL, OPT_CLIENT },
 		{ "device", required_argument, NULL, OPT_DEVICE },
 		{ "ds-max", required_argument, NULL, OPT_DS_MAX },
@@ -389,7 +372,7 @@ int main(int argc, char **argv)
 	struct static_client *cur = NULL;
 	struct host_opts opts;
 	struct host host;
-	bool do_list = false, vduse;
+	bool do_list = false, json = false, vduse;
 	char why[CTL_WHY_MAX];
 	struct stat st;
 	int verbose = 0, quiet = 0, opt, rc;
@@ -488,6 +471,7 @@ int main(int argc, char **argv)
 		case 'v': verbose++; break;
 		case 'q': quiet = 1; break;
 		case 'l': do_list = true; break;
+		case OPT_JSON: json = true; break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("nvme-drv " VERSION "\n"); return 0;
 		case ':':
@@ -510,6 +494,11 @@ int main(int argc, char **argv)
 			log_err(NULL, "--client %s: no --device given", cfg.sc[i].arg);
 			return 1;
 		}
+	if (json && !do_list) {
+		log_err(NULL, "--json goes with --list (a running server's disks: nvme-drv-ctl "
+			"--json disks)");
+		return 1;
+	}
 	if (cfg.socket_dir && !cfg.svr) {
 		log_err(NULL, "--socket-dir goes with --svr: without a control socket nobody names "
 			"sockets");
@@ -527,7 +516,7 @@ int main(int argc, char **argv)
 	if (rc)
 		return 1;
 	if (do_list)
-		list_all(&host);
+		rc = list_all(&host, json);
 	else
 		rc = serve(&host, &cfg);
 	host_close(&host);

@@ -134,6 +134,13 @@ static void test_mode_and_dir(void)
 	char out[CTL_SOCKET_PATH_SIZE + 16], sub[CTL_SOCKET_PATH_SIZE + 16];
 
 	CHECK_PREFIX(CALL("list"), "ok\n");
+	/* The reports of a server with no disks and no clients, in both
+	 * forms: empty text, JSON with every list present. */
+	CHECK_STREQ(CALL("list", "json"), "ok\n{\"clients\":[]}\n");
+	CHECK_STREQ(CALL("disks"), "ok\n");
+	CHECK_STREQ(CALL("disks", "json"), "ok\n{\"controllers\":[]}\n");
+	CHECK_STREQ(CALL("stats", "json"), "ok\n{\"clients\":[],\"controllers\":[]}\n");
+	CHECK_HAS(CALL("stats", "yaml"), "error EINVAL");
 
 	CHECK_HAS(CALL("create", "0", "device=SN:n1", "socket=/etc/nvd-test.sock"),
 		  "error EACCES");
