@@ -602,6 +602,15 @@ static const char *client_transport(const struct client *c)
 	return c->vep ? "vduse" : c->by_fd ? "fd" : "socket";
 }
 
+unsigned clients_count(const struct clients *cs)
+{
+	unsigned n = 0;
+
+	for (const struct client *c = cs->list; c; c = c->next)
+		n++;
+	return n;
+}
+
 void clients_report(const struct clients *cs, enum ctl_cmd what, struct rec_out *o)
 {
 	const struct host *h = cs->host;

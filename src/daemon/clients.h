@@ -56,6 +56,7 @@ void clients_shutdown(struct clients *cs, int timeout_ms);
  * devices stay on the vdpa bus for the successor to take over; vhost-user
  * front ends reconnect to it. clients_free() follows. */
 void clients_handover(struct clients *cs, int timeout_ms);
+unsigned clients_count(const struct clients *cs);
 /* The control socket's reports into o (util/rec.h; schemas in
  * nvme-drv-ctl(8)): CTL_CMD_LIST the clients, CTL_CMD_DISKS the
  * inventory with who holds what, CTL_CMD_STATS counters per client and

@@ -282,15 +282,23 @@ static int serve(struct host *h, const struct config *cfg)
 	if (!rc)
 		rc = start_clients(h, loop, cfg, &cs);
 	if (!rc) {
-		log_info(NULL, "serving %u disks to %u static clients%s; SIGTERM, SIGINT, SIGHUP or "
-			 "SIGQUIT stops",
-			 h->reg.ndisks, cfg->nsc, cfg->svr ? " and the control socket" : "");
+		unsigned n = clients_count(cs);
+
+		/* At the default level too: a service manager's log (and
+		 * whoever waits on it) learns that every socket accepts. */
+		log_status("serving %u disk%s to %u client%s%s%s", h->reg.ndisks,
+			   h->reg.ndisks == 1 ? "" : "s", n, n == 1 ? "" : "s",
+			   cfg->svr ? "; control socket " : "", cfg->svr ? cfg->svr : "");
+		log_info(NULL, "SIGTERM, SIGINT, SIGHUP or SIGQUIT stops; SIGUSR2 hands over");
 		rc = evloop_run(loop);
 	}
 	if (handover)
 		clients_handover(cs, VDUSE_STOP_TIMEOUT_MS);
 	else
 		clients_shutdown(cs, VDUSE_STOP_TIMEOUT_MS);
+	if (cs)
+		log_status(handover ? "stopped; VDUSE devices left to the next server"
+				    : "stopped");
 	clients_free(cs);
 	evloop_free(loop);
 	if (hl.fd >= 0)
@@ -507,6 +515,10 @@ int main(int argc, char **argv)
 	if (verbose > 3)
 		verbose = 3;
 	log_set_level(quiet ? LOG_QUIET : LOG_WARN + verbose);
+	/* A server's log is read later, or by journald: time-stamp it or
+	 * give journald each line's priority. --list is a command. */
+	if (!do_list)
+		log_set_style(log_style_for_service());
 	if (!do_list && state_dir_make(&cfg))
 		return 1;
 	if (cfg.svr && resolve_socket_dir(&cfg))
