@@ -4,6 +4,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include "transport/vduse.h"
 #include "util/evloop.h"
 #include "util/log.h"
+#include "util/notify.h"
 
 #define MAX_STATIC 64
 #define MAX_TRUSTED 64
@@ -233,6 +235,26 @@ static int start_clients(struct host *h, struct evloop *loop, const struct confi
 	return 0;
 }
 
+/* Tells the service manager, if one listens (util/notify.h). A manager
+ * that cannot be told is worth one warning, not a failed start: the
+ * service then simply times out there. */
+static void notify(bool warn, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void notify(bool warn, const char *fmt, ...)
+{
+	char state[256];
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	vsnprintf(state, sizeof(state), fmt, ap);
+	va_end(ap);
+	rc = notify_send(state);
+	if (rc && warn)
+		log_warn(NULL, "cannot notify the service manager at $NOTIFY_SOCKET: %s",
+			 strerror(-rc));
+}
+
 struct health {
 	struct host *h;
 	int fd;
@@ -286,12 +308,21 @@ static int serve(struct host *h, const struct config *cfg)
 
 		/* At the default level too: a service manager's log (and
 		 * whoever waits on it) learns that every socket accepts. */
-		log_status("serving %u disk%s to %u client%s%s%s", h->reg.ndisks,
-			   h->reg.ndisks == 1 ? "" : "s", n, n == 1 ? "" : "s",
-			   cfg->svr ? "; control socket " : "", cfg->svr ? cfg->svr : "");
+		char status[160];
+
+		snprintf(status, sizeof(status), "serving %u disk%s to %u client%s", h->reg.ndisks,
+			 h->reg.ndisks == 1 ? "" : "s", n, n == 1 ? "" : "s");
+		log_status("%s%s%s", status, cfg->svr ? "; control socket " : "",
+			   cfg->svr ? cfg->svr : "");
+		/* Every socket is bound and listening by now (start_clients): a
+		 * unit ordered after us may connect at once. */
+		notify(true, "READY=1\nSTATUS=%s", status);
 		log_info(NULL, "SIGTERM, SIGINT, SIGHUP or SIGQUIT stops; SIGUSR2 hands over");
 		rc = evloop_run(loop);
 	}
+	if (cs)
+		notify(false, "STOPPING=1\nSTATUS=%s", handover ? "handing over to the next server"
+								: "stopping");
 	if (handover)
 		clients_handover(cs, VDUSE_STOP_TIMEOUT_MS);
 	else
