@@ -138,6 +138,28 @@ int ctl_check_socket_path(const char *s, char *why, size_t whylen)
 	return 0;
 }
 
+int ctl_parse_socket_mode(const char *s, unsigned *out, char *why, size_t whylen)
+{
+	char q[QUOTE_SIZE];
+	unsigned v = 0;
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 4)
+		return fail(why, whylen, "'%s' is not a mode: 3 or 4 octal digits, e.g. 0660",
+			    quote(q, s));
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '7')
+			return fail(why, whylen, "'%s' is not a mode: octal digits only, e.g. 0660",
+				    quote(q, s));
+		v = v * 8 + (unsigned)(s[i] - '0');
+	}
+	if (v > 0777)
+		return fail(why, whylen, "'%s': setuid, setgid and sticky bits mean nothing on a "
+			    "socket; give at most 0777", quote(q, s));
+	*out = v;
+	return 0;
+}
+
 int ctl_check_socket_in_dir(const char *dir, const char *path, char *why, size_t whylen)
 {
 	/* "/" is the one directory whose name ends in '/'. */

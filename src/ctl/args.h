@@ -99,6 +99,11 @@ int ctl_parse_ds_max(const char *s, unsigned *out, char *why, size_t whylen);
 int ctl_check_socket_path(const char *s, char *why, size_t whylen);
 int ctl_check_vduse_name(const char *s, char *why, size_t whylen);
 
+/* --socket-mode MODE: octal digits only (a leading 0 is allowed, "0660" or
+ * "660"), at most 0777: the permission bits, never setuid, setgid or
+ * sticky. Returns 0 or -EINVAL. */
+int ctl_parse_socket_mode(const char *s, unsigned *out, char *why, size_t whylen);
+
 /* A socket= path that a control-socket peer asks for: it must be
  * DIR/NAME, DIR the server's socket directory exactly as given (absolute,
  * canonical, no trailing '/' unless it is "/"), NAME one path component:

@@ -85,6 +85,7 @@ struct clients {
 	 * that have ended, so that a controller's totals do not drop when a
 	 * client goes. */
 	struct vblk_stats ended[HOST_MAX_CTRLS];
+	struct sock_perm perm;		/* of the command line's sockets */
 };
 
 int clients_new(struct host *host, struct evloop *loop, const struct vblk_trusted *trusted,
@@ -98,6 +99,7 @@ int clients_new(struct host *host, struct evloop *loop, const struct vblk_truste
 	cs->loop = loop;
 	cs->ctl_fd = -1;
 	cs->idle_fd = -1;
+	cs->perm = (struct sock_perm){ (uid_t)-1, (gid_t)-1, -1 };
 	if (ntrusted) {
 		cs->trusted = calloc(ntrusted, sizeof(*cs->trusted));
 		if (!cs->trusted) {
@@ -108,6 +110,33 @@ int clients_new(struct host *host, struct evloop *loop, const struct vblk_truste
 		cs->ntrusted = ntrusted;
 	}
 	*out = cs;
+	return 0;
+}
+
+void clients_set_socket_perm(struct clients *cs, const struct sock_perm *perm)
+{
+	cs->perm = *perm;
+}
+
+/* --socket-owner, --socket-mode on a socket just bound and listening.
+ * Until then it had the server's owner and a mode no wider than asked
+ * for (connect needs write permission, which the umask or 0600 grants
+ * only the server's user), so nobody got in early. Returns 0 or a
+ * negative errno with `why`. */
+static int apply_perm(const struct clients *cs, const char *path, char *why, size_t whylen)
+{
+	const struct sock_perm *p = &cs->perm;
+
+	if ((p->uid != (uid_t)-1 || p->gid != (gid_t)-1) && chown(path, p->uid, p->gid) != 0) {
+		snprintf(why, whylen, "--socket-owner: chown %s to %d:%d: %s", path, (int)p->uid,
+			 (int)p->gid, strerror(errno));
+		return -errno;
+	}
+	if (p->mode >= 0 && chmod(path, (mode_t)p->mode) != 0) {
+		snprintf(why, whylen, "--socket-mode: chmod %s to %04o: %s", path,
+			 (unsigned)p->mode, strerror(errno));
+		return -errno;
+	}
 	return 0;
 }
 
@@ -513,6 +542,14 @@ static int client_new(struct clients *cs, const struct ucred *creator, bool rest
 				rc = -errno;
 				vhu_ep_destroy(c->ep);
 				c->ep = NULL;
+			}
+			if (!rc && !creator) {
+				rc = apply_perm(cs, socket_path, why, whylen);
+				if (rc) {
+					vhu_ep_destroy(c->ep);
+					c->ep = NULL;
+					goto fail;
+				}
 			}
 		} else {
 			rc = vhu_ep_adopt(cs->loop, sv[0], &conf, &ep_ops, c, &c->ep);
@@ -1046,22 +1083,27 @@ refuse:
 	close(fd);
 }
 
-int clients_listen_ctl(struct clients *cs, const char *path, const char *sock_dir)
+int clients_listen_ctl(struct clients *cs, const char *path, const char *sock_dir, char *why,
+		       size_t whylen)
 {
 	const struct itimerspec every_second = { { 1, 0 }, { 1, 0 } };
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	mode_t old_mask;
 	int rc;
 
-	if (strlen(path) >= sizeof(sa.sun_path) || strlen(sock_dir) >= sizeof(cs->sock_dir))
+	if (strlen(path) >= sizeof(sa.sun_path) || strlen(sock_dir) >= sizeof(cs->sock_dir)) {
+		snprintf(why, whylen, "--svr %s: %s", path, strerror(ENAMETOOLONG));
 		return -ENAMETOOLONG;
+	}
 	memcpy(cs->sock_dir, sock_dir, strlen(sock_dir) + 1);
 	if (stale_socket(path))
 		unlink(path);
 	memcpy(sa.sun_path, path, strlen(path) + 1);
 	cs->ctl_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (cs->ctl_fd < 0)
+	if (cs->ctl_fd < 0) {
+		snprintf(why, whylen, "--svr %s: %s", path, strerror(errno));
 		return -errno;
+	}
 	/* Mode 0600 from the start, whatever the umask: whoever can connect
 	 * may create clients, so the operator widens it (chmod, chgrp), not
 	 * the umask. Nothing else creates files while the mask is changed. */
@@ -1070,17 +1112,25 @@ int clients_listen_ctl(struct clients *cs, const char *path, const char *sock_di
 	umask(old_mask);
 	if (rc != 0 || listen(cs->ctl_fd, 16) != 0) {
 		rc = -errno;
+		snprintf(why, whylen, "--svr %s: %s", path, strerror(errno));
 		close(cs->ctl_fd);
 		cs->ctl_fd = -1;
 		return rc;
 	}
 	memcpy(cs->ctl_path, path, strlen(path) + 1);
+	rc = apply_perm(cs, path, why, whylen);
+	if (rc)
+		return rc;
 	cs->idle_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-	if (cs->idle_fd < 0 || timerfd_settime(cs->idle_fd, 0, &every_second, NULL) != 0)
+	if (cs->idle_fd < 0 || timerfd_settime(cs->idle_fd, 0, &every_second, NULL) != 0) {
+		snprintf(why, whylen, "--svr %s: timerfd: %s", path, strerror(errno));
 		return -errno;
+	}
 	rc = evloop_add(cs->loop, cs->idle_fd, EPOLLIN, on_idle_timer, cs);
 	if (!rc)
 		rc = evloop_add(cs->loop, cs->ctl_fd, EPOLLIN, on_ctl_listen, cs);
+	if (rc)
+		snprintf(why, whylen, "--svr %s: %s", path, strerror(-rc));
 	return rc;
 }
 

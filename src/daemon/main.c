@@ -2,7 +2,9 @@
  * vfio-pci and serves their namespaces and partitions. */
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <limits.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -21,6 +23,7 @@
 #include "util/evloop.h"
 #include "util/log.h"
 #include "util/notify.h"
+#include "util/parse.h"
 
 #define MAX_STATIC 64
 #define MAX_TRUSTED 64
@@ -76,6 +79,13 @@ static void usage(FILE *f)
 		"  --socket-dir DIR   the only directory a create's socket=PATH may name\n"
 		"                     (PATH must be DIR/NAME; default: the directory of --svr);\n"
 		"                     it must be writable by its owner only, or sticky (/tmp)\n"
+		"  --socket-owner USER[:GROUP]\n"
+		"                     owner and group (or :GROUP alone) of every socket the\n"
+		"                     command line makes: the static clients' and --svr's (a\n"
+		"                     dynamic client's socket belongs to its creator)\n"
+		"  --socket-mode MODE their mode, octal (e.g. 0660: owner and group may connect;\n"
+		"                     default: the umask's, and 0600 for --svr). Whoever may\n"
+		"                     connect to --svr may create clients of any disk\n"
 		"  --state-dir DIR    where what outlives a crash is kept (default\n"
 		"                     " STATE_DIR_DEFAULT "; a tmpfs): VDUSE inflight logs, so\n"
 		"                     that a restarted server takes its VDUSE devices over\n"
@@ -160,6 +170,7 @@ struct config {
 	const char *svr;
 	const char *state_dir;
 	const char *socket_dir;			/* as given, or NULL */
+	struct sock_perm perm;			/* --socket-owner, --socket-mode */
 	char sock_dir[CTL_SOCKET_PATH_SIZE];	/* resolved */
 };
 
@@ -191,12 +202,14 @@ static int state_dir_make(struct config *cfg)
 static int start_clients(struct host *h, struct evloop *loop, const struct config *cfg,
 			 struct clients **out)
 {
+	char why[CTL_WHY_MAX + 2 * CTL_SOCKET_PATH_SIZE];
 	struct clients *cs;
 	int rc = clients_new(h, loop, cfg->trusted, cfg->ntrusted, &cs);
 
 	if (rc)
 		return rc;
 	clients_set_state_dir(cs, cfg->state_dir);
+	clients_set_socket_perm(cs, &cfg->perm);
 	/* Static clients claim their devices before anyone else can. */
 	for (unsigned i = 0; i < cfg->nsc; i++) {
 		const struct static_client *sc = &cfg->sc[i];
@@ -207,7 +220,6 @@ static int start_clients(struct host *h, struct evloop *loop, const struct confi
 			.socket = sc->socket,
 			.vduse = sc->vduse,
 		};
-		char why[CTL_WHY_MAX];
 
 		rc = clients_create(cs, true, &spec, NULL, why, sizeof(why));
 		if (rc) {
@@ -220,9 +232,9 @@ static int start_clients(struct host *h, struct evloop *loop, const struct confi
 		}
 	}
 	if (cfg->svr) {
-		rc = clients_listen_ctl(cs, cfg->svr, cfg->sock_dir);
+		rc = clients_listen_ctl(cs, cfg->svr, cfg->sock_dir, why, sizeof(why));
 		if (rc) {
-			log_err(NULL, "--svr %s: %s", cfg->svr, strerror(-rc));
+			log_err(NULL, "%s", why);
 			clients_shutdown(cs, VDUSE_STOP_TIMEOUT_MS);
 			clients_free(cs);
 			return rc;
@@ -337,6 +349,50 @@ static int serve(struct host *h, const struct config *cfg)
 	return rc;
 }
 
+/* --socket-owner USER[:GROUP] or :GROUP, names or numbers, as chown(1)
+ * takes them; USER alone leaves the group. Returns 0 or -1 with why. */
+static int parse_owner(const char *arg, uid_t *uid, gid_t *gid, char *why, size_t whylen)
+{
+	char user[256];
+	const char *colon = strchr(arg, ':'), *group = colon ? colon + 1 : NULL;
+	size_t ulen = colon ? (size_t)(colon - arg) : strlen(arg);
+	uint64_t n;
+
+	if (ulen >= sizeof(user) || (ulen == 0 && (!group || !*group))) {
+		snprintf(why, whylen, "give USER, USER:GROUP or :GROUP");
+		return -1;
+	}
+	memcpy(user, arg, ulen);
+	user[ulen] = '\0';
+	*uid = (uid_t)-1;
+	*gid = (gid_t)-1;
+	if (ulen) {
+		struct passwd *pw = getpwnam(user);
+
+		if (pw)
+			*uid = pw->pw_uid;
+		else if (parse_u64(user, 0, (uid_t)-2, &n) == 0)
+			*uid = (uid_t)n;
+		else {
+			snprintf(why, whylen, "no user '%s'", user);
+			return -1;
+		}
+	}
+	if (group) {
+		struct group *gr = *group ? getgrnam(group) : NULL;
+
+		if (gr)
+			*gid = gr->gr_gid;
+		else if (*group && parse_u64(group, 0, (gid_t)-2, &n) == 0)
+			*gid = (gid_t)n;
+		else {
+			snprintf(why, whylen, "no group '%s'", group);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 /* The directory of peers' socket= paths: --socket-dir, else that of the
  * control socket, whose directory the operator trusts already (whoever
  * can replace the control socket can pose as the server). Resolved once,
@@ -389,7 +445,7 @@ static int resolve_socket_dir(struct config *cfg)
 int main(int argc, char **argv)
 {
 	enum { OPT_CLIENT = 0x200, OPT_DEVICE, OPT_DS_MAX, OPT_READONLY, OPT_SVR, OPT_SOCKET_DIR,
-	       OPT_STATE_DIR, OPT_JSON };
+	       OPT_STATE_DIR, OPT_JSON, OPT_SOCKET_OWNER, OPT_SOCKET_MODE };
 	static const struct option longopts[] = {
 		{ "list", no_argument, NULL, 'l' },
 		{ "json", no_argument, NULL, OPT_JSON },
@@ -401,6 +457,8 @@ int main(int argc, char **argv)
 		{ "svr", required_argument, NULL, OPT_SVR },
 		{ "state-dir", required_argument, NULL, OPT_STATE_DIR },
 		{ "socket-dir", required_argument, NULL, OPT_SOCKET_DIR },
+		{ "socket-owner", required_argument, NULL, OPT_SOCKET_OWNER },
+		{ "socket-mode", required_argument, NULL, OPT_SOCKET_MODE },
 		{ "register-ds", required_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -425,6 +483,7 @@ int main(int argc, char **argv)
 	 * error, never a reason for the whole server to die. */
 	signal(SIGPIPE, SIG_IGN);
 	host_opts_init(&opts);
+	cfg.perm = (struct sock_perm){ (uid_t)-1, (gid_t)-1, -1 };
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, ":vqhVd:", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -496,6 +555,22 @@ int main(int argc, char **argv)
 		case OPT_SOCKET_DIR:
 			cfg.socket_dir = optarg;
 			break;
+		case OPT_SOCKET_OWNER:
+			if (parse_owner(optarg, &cfg.perm.uid, &cfg.perm.gid, why, sizeof(why))) {
+				log_err(NULL, "--socket-owner %s: %s", optarg, why);
+				return 1;
+			}
+			break;
+		case OPT_SOCKET_MODE: {
+			unsigned mode;
+
+			if (ctl_parse_socket_mode(optarg, &mode, why, sizeof(why))) {
+				log_err(NULL, "--socket-mode: %s", why);
+				return 1;
+			}
+			cfg.perm.mode = (int)mode;
+			break;
+		}
 		case 'd':
 			if (cfg.ntrusted == MAX_TRUSTED) {
 				log_err(NULL, "--register-ds: at most %d files", MAX_TRUSTED);

@@ -265,6 +265,28 @@ static void in_dir(const char *dir, const char *path, int want, int line)
 }
 #define IN_DIR(dir, path, want) in_dir(dir, path, want, __LINE__)
 
+static void test_socket_mode(void)
+{
+	unsigned m = 12345;
+
+	CHECK_EQ_INT(ctl_parse_socket_mode("0660", &m, why, sizeof(why)), 0);
+	CHECK_EQ_INT(m, 0660);
+	CHECK_EQ_INT(ctl_parse_socket_mode("600", &m, why, sizeof(why)), 0);
+	CHECK_EQ_INT(m, 0600);
+	CHECK_EQ_INT(ctl_parse_socket_mode("0", &m, why, sizeof(why)), 0);
+	CHECK_EQ_INT(m, 0);
+	m = 12345;
+	CHECK_EQ_INT(ctl_parse_socket_mode("", &m, why, sizeof(why)), -EINVAL);
+	CHECK_EQ_INT(ctl_parse_socket_mode("0668", &m, why, sizeof(why)), -EINVAL);
+	CHECK(strstr(why, "'0668' is not a mode: octal digits only"));
+	CHECK_EQ_INT(ctl_parse_socket_mode("1777", &m, why, sizeof(why)), -EINVAL);
+	CHECK(strstr(why, "give at most 0777"));
+	CHECK_EQ_INT(ctl_parse_socket_mode("00660", &m, why, sizeof(why)), -EINVAL);
+	CHECK_EQ_INT(ctl_parse_socket_mode("+660", &m, why, sizeof(why)), -EINVAL);
+	CHECK_EQ_INT(ctl_parse_socket_mode("u+rw", &m, why, sizeof(why)), -EINVAL);
+	CHECK_EQ_INT(m, 12345);
+}
+
 static void test_socket_in_dir(void)
 {
 	IN_DIR("/run/nvd", "/run/nvd/vm1.sock", 0);
@@ -643,6 +665,7 @@ int main(void)
 	test_create_invalid();
 	test_quote_truncates();
 	test_value_checks();
+	test_socket_mode();
 	test_socket_in_dir();
 	test_destroy_and_request();
 	test_pack_unpack();
