@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "nvd_version.h"
 #include "ctl/args.h"
 #include "util/parse.h"
 #include "util/rec.h"
@@ -80,6 +81,7 @@ static void usage(FILE *f)
 		"  --timeout S    give up on a server that has not answered in S seconds\n"
 		"                 (default %d; 0 waits for ever)\n"
 		"  -h, --help     this text\n"
+		"  -V, --version  print the version\n"
 		"\n"
 		"On success the server's reply goes to stdout and the exit status is 0. On\n"
 		"an error \"" PROG ": error: NAME: message\" goes to stderr and the status\n"
@@ -341,6 +343,7 @@ int main(int argc, char **argv)
 		{ "timeout", required_argument, NULL, 't' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static struct reply r;
@@ -356,7 +359,7 @@ int main(int argc, char **argv)
 
 	opterr = 0;
 	/* '+': stop at the first word, so create's words are never options. */
-	while ((opt = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "+:hV", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 's':
 			svr = optarg;
@@ -368,6 +371,9 @@ int main(int argc, char **argv)
 		case 'j':
 			json = true;
 			break;
+		case 'V':
+			printf(PROG " " NVD_VERSION "\n");
+			return 0;
 		case 'h':
 			usage(stdout);
 			return 0;

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "nvd_version.h"
 #include "client/vhu_client.h"
 #include "runstats.h"
 #include "util/log.h"
@@ -552,6 +553,7 @@ static void usage(FILE *f)
 		"  --timeout SECONDS  give up on a silent back-end after this long (default 30)\n"
 		"  -v, -q             more output (-vv: every message) / only errors\n"
 		"  -h, --help         this text\n"
+		"  -V, --version      print the version\n"
 		"\n"
 		"The pattern, per 512-byte sector S of the device (S counted from sector 0 of\n"
 		"the virtio device, not of the range): 64 little-endian 64-bit words\n"
@@ -595,6 +597,7 @@ int main(int argc, char **argv)
 		{ "regions", required_argument, NULL, OPT_REGIONS },
 		{ "mem-file", required_argument, NULL, OPT_MEM_FILE },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct run r = { .mode = RW_RANDREAD, .bs = 4096, .qd = 1, .nq = 1, .nregions = 1, .seed = 1,
@@ -610,11 +613,12 @@ int main(int argc, char **argv)
 
 	log_set_prog(argv[0]);
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, ":vqh", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":vqhV", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'v': verbose++; break;
 		case 'q': quiet = 1; break;
 		case 'h': usage(stdout); return 0;
+		case 'V': printf("nvme-drv-io " NVD_VERSION "\n"); return 0;
 		case OPT_SOCKET: path = optarg; break;
 		case OPT_FD:
 			if (parse_u64(optarg, 0, 65535, &v)) {

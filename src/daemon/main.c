@@ -15,6 +15,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "nvd_version.h"
 #include "blk/host.h"
 #include "ctl/args.h"
 #include "daemon/clients.h"
@@ -44,7 +45,6 @@ struct static_client {
 	bool readonly;
 };
 
-#define VERSION "0.1.0"
 
 static void usage(FILE *f)
 {
@@ -587,7 +587,7 @@ int main(int argc, char **argv)
 		case 'l': do_list = true; break;
 		case OPT_JSON: json = true; break;
 		case 'h': usage(stdout); return 0;
-		case 'V': printf("nvme-drv " VERSION "\n"); return 0;
+		case 'V': printf("nvme-drv " NVD_VERSION "\n"); return 0;
 		case ':':
 			log_err(NULL, "option '%s' needs an argument (see --help)", argv[optind - 1]);
 			return 1;
