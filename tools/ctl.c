@@ -146,6 +146,13 @@ static int connect_svr(const char *path, unsigned timeout_s, char *why, size_t w
 		if (err == -EPROTOTYPE)
 			snprintf(why, whylen, "%s is not nvme-drv's control socket (a stream socket: a "
 				 "client's vhost-user socket?); give the path of nvme-drv --svr", path);
+		/* A socket file that no socket of this kernel is bound to: on a
+		 * network or 9p file system (seen from another machine, or a
+		 * VM's host), connect() answers ENXIO. */
+		else if (err == -ENXIO)
+			snprintf(why, whylen, "cannot connect to %s: no server of this machine is bound "
+				 "there (a socket file on a shared file system such as 9p or NFS?); "
+				 "give --svr a path on a local file system, e.g. /run", path);
 		else
 			snprintf(why, whylen, "cannot connect to %s: %s", path, strerror(-err));
 		close(s);

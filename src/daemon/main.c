@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "nvd_version.h"
+#include "blk/devname.h"
 #include "blk/host.h"
 #include "ctl/args.h"
 #include "daemon/clients.h"
@@ -470,6 +471,7 @@ int main(int argc, char **argv)
 	struct host_opts opts;
 	struct host host;
 	bool do_list = false, json = false, vduse;
+	struct devname dn;
 	char why[CTL_WHY_MAX];
 	struct stat st;
 	int verbose = 0, quiet = 0, opt, rc;
@@ -494,6 +496,11 @@ int main(int argc, char **argv)
 			}
 			/* vduse:NAME names a VDUSE device; anything else is a path. */
 			vduse = strncmp(optarg, VDUSE_PREFIX, strlen(VDUSE_PREFIX)) == 0;
+			if (vduse && !optarg[strlen(VDUSE_PREFIX)]) {
+				log_err(NULL, "--client vduse: needs a device NAME after 'vduse:' (1-%d of "
+					"A-Z a-z 0-9 . _ -), e.g. --client vduse:vd0", CTL_VDUSE_NAME_MAX);
+				return 1;
+			}
 			if (vduse ? ctl_check_vduse_name(optarg + strlen(VDUSE_PREFIX), why, sizeof(why))
 				  : ctl_check_socket_path(optarg, why, sizeof(why))) {
 				log_err(NULL, "--client %s: %s", optarg, why);
@@ -515,7 +522,12 @@ int main(int argc, char **argv)
 		case OPT_DS_MAX:
 		case OPT_READONLY:
 			if (!cur) {
-				log_err(NULL, "%s belongs to a client: give --client SOCKET first", argv[optind - 1]);
+				/* By name: argv[optind - 1] is the value when it came
+				 * as a separate word (--ds-max 4). */
+				log_err(NULL, "%s belongs to a client: give --client SOCKET (or "
+					"vduse:NAME) first",
+					opt == OPT_DEVICE ? "--device" : opt == OPT_DS_MAX ? "--ds-max"
+											  : "--readonly");
 				return 1;
 			}
 			if (opt == OPT_READONLY) {
@@ -530,8 +542,16 @@ int main(int argc, char **argv)
 					log_err(NULL, "--client %s: --device given twice", cur->arg);
 					return 1;
 				}
+				/* The whole name now, not after every controller is up:
+				 * a typo costs nothing. */
 				if (ctl_check_device(optarg, why, sizeof(why))) {
 					log_err(NULL, "--device %s: %s", optarg, why);
+					return 1;
+				}
+				if (devname_parse(optarg, &dn)) {
+					log_err(NULL, "--device %s: not a device name (SERIAL:nNSID, "
+						"SERIAL:nNSID:N, UUID, partuuid:UUID or partlabel:NAME)",
+						optarg);
 					return 1;
 				}
 				cur->device = optarg;
