@@ -146,13 +146,15 @@ static int connect_svr(const char *path, unsigned timeout_s, char *why, size_t w
 		if (err == -EPROTOTYPE)
 			snprintf(why, whylen, "%s is not nvme-drv's control socket (a stream socket: a "
 				 "client's vhost-user socket?); give the path of nvme-drv --svr", path);
-		/* A socket file that no socket of this kernel is bound to: on a
-		 * network or 9p file system (seen from another machine, or a
-		 * VM's host), connect() answers ENXIO. */
-		else if (err == -ENXIO)
+		/* A socket file that no socket of this kernel is bound to: a
+		 * server that is gone, or one on a network or 9p file system,
+		 * bound by another machine (or a VM's host), which never
+		 * connects; the kernel answers ECONNREFUSED or ENXIO. */
+		else if (err == -ECONNREFUSED || err == -ENXIO)
 			snprintf(why, whylen, "cannot connect to %s: no server of this machine is bound "
-				 "there (a socket file on a shared file system such as 9p or NFS?); "
-				 "give --svr a path on a local file system, e.g. /run", path);
+				 "there (nvme-drv stopped, or a socket file on a shared file system such "
+				 "as 9p or NFS, which never connects: use a local path, e.g. /run)",
+				 path);
 		else
 			snprintf(why, whylen, "cannot connect to %s: %s", path, strerror(-err));
 		close(s);

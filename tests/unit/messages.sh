@@ -47,6 +47,14 @@ expect 1 "nvme-drv-ctl: error: list takes no arguments but 'json' (see --help)" 
 	"$CTL" --svr /x list all
 expect 1 "nvme-drv-ctl: error: --json: a create with -- COMMAND prints nothing of its own (see --help)" \
 	"$CTL" --svr /x --json create 0 device=SN:n1 -- true
+# A socket file nobody of this kernel listens on (a stopped server, or one
+# on 9p or NFS, bound elsewhere).
+dead=$(mktemp -u /tmp/nvd-messages.XXXXXX)
+if python3 -c 'import socket,sys; socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET).bind(sys.argv[1])' "$dead" 2>/dev/null; then
+	expect 1 "nvme-drv-ctl: error: ECONNREFUSED: cannot connect to $dead: no server of this machine is bound there (nvme-drv stopped, or a socket file on a shared file system such as 9p or NFS, which never connects: use a local path, e.g. /run)" \
+		"$CTL" --svr "$dead" list
+	rm -f "$dead"
+fi
 for p in "$D" "$CTL" "$IO"; do
 	n=$((n + 1))
 	"$p" --version | grep -Eq '^nvme-drv(-ctl|-io)? [0-9]+\.[0-9]+\.[0-9]+$' ||
