@@ -55,7 +55,7 @@ step setup-status3 $SETUP status
 step setup-bad $SETUP bind 0000:00:1f.7
 
 # Inner spaces in a serial: kept in the names, quoted in the text form.
-step name-list $D -v --pci 0000:00:05.0 --list
+step name-list $D -v --pci 0000:00:05.0 --io-queues 1 --list
 step name-perf $PERF --pci 0000:00:05.0 --device "NVD S 1:n1" --rw verify --bs 4k --qd 4
 
 step ctl-9p $build/tools/nvme-drv-ctl --svr $work/host.sock list
@@ -121,6 +121,8 @@ grep -q '^controller 0000:00:05.0 serial="NVD S 1" ' "$work/name-list.out" &&
 	grep -q '^  namespace "NVD S 1:n1" size=8388608 ' "$work/name-list.out" &&
 	ok "a serial with inner spaces: kept, and quoted in --list" || fail "name-list: $(cat "$work/name-list.out")"
 expect_ok name-perf
+grep -q ': 1 I/O queue of [0-9]*, ' "$work/name-list.err" && ok "'1 I/O queue of N'" ||
+	fail "name-list: $(grep -i 'queue' "$work/name-list.err")"
 grep -q 'NVD S 1:n1: no partition table$' "$work/name-list.err" && ok "no table: 'no partition table'" ||
 	fail "name-list: $(grep -i 'partition' "$work/name-list.err")"
 expect_error ctl-9p "no server of this machine is bound there (nvme-drv stopped, or a socket file on a shared file system such as 9p or NFS"

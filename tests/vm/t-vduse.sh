@@ -122,7 +122,7 @@ vmrc=$?
 echo "# vm run: $((SECONDS - start)) s"
 [ $vmrc = 0 ] || { fail "vm run: exit $vmrc: $(tail -n 5 "$work/vm.out" | tr '\n' ' ')"; exit 1; }
 
-expect_error no-module "modprobe vduse"
+expect_error no-module "modprobe vduse virtio_vdpa virtio_blk"
 [ -e "$work/modprobe.err" ] && fail "tests/vm/modprobe vduse virtio_vdpa virtio_blk failed"
 read -r A B attach_ms < "$work/devs.out"
 if [ -n "$A" ] && [ -n "$B" ]; then ok "block devices $A (one) and $B (two) appeared, ${attach_ms} ms after start"
