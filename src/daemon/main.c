@@ -46,7 +46,6 @@ struct static_client {
 	bool readonly;
 };
 
-
 static void usage(FILE *f)
 {
 	fprintf(f,
