@@ -17,8 +17,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "nvd_version.h"
 #include "ctl/args.h"
 #include "util/parse.h"
+#include "util/rec.h"
 
 #define PROG "nvme-drv-ctl"
 #define DEFAULT_TIMEOUT_S 10
@@ -40,7 +42,7 @@ static void usage(FILE *f)
 		"Usage: " PROG " --svr PATH [--timeout S] create 0 device=DEV [ds-max=N] [read-only]\n"
 		"                    [socket=PATH | vduse=NAME] [-- COMMAND [ARGS...]]\n"
 		"       " PROG " --svr PATH [--timeout S] destroy PATH-or-NAME\n"
-		"       " PROG " --svr PATH [--timeout S] list\n"
+		"       " PROG " --svr PATH [--timeout S] [--json] list | disks | stats\n"
 		"Calls the NVMe server on its control socket (nvme-drv --svr PATH): the\n"
 		"L4Re server's create(0, \"ds-max=4\", \"device=1234:n1\") is\n"
 		"  " PROG " --svr PATH create 0 ds-max=4 device=1234:n1 ...\n"
@@ -64,13 +66,22 @@ static void usage(FILE *f)
 		"                       -- nvme-drv-io --fd 3 --rw verify\n"
 		"destroy X        ends the client made with socket=X (X starts with '/')\n"
 		"                 or vduse=X; only its creator's user or root may\n"
-		"list             prints the server's clients\n"
+		"list             the server's clients: device, target, transport, counters\n"
+		"disks            the controllers, namespaces and partitions the server\n"
+		"                 drives (as nvme-drv --list), each with held-by=CLIENT\n"
+		"                 when a client holds it\n"
+		"stats            I/O counters per client and per controller (a controller's\n"
+		"                 include its ended clients')\n"
 		"\n"
 		"Options:\n"
 		"  --svr PATH     the server's control socket (required)\n"
+		"  --json         print one JSON document (schemas: nvme-drv-ctl(8)): the\n"
+		"                 report, {\"socket\": PATH} or {\"vduse\": NAME} for a\n"
+		"                 create, {} for a destroy; text values are escaped either way\n"
 		"  --timeout S    give up on a server that has not answered in S seconds\n"
 		"                 (default %d; 0 waits for ever)\n"
 		"  -h, --help     this text\n"
+		"  -V, --version  print the version\n"
 		"\n"
 		"On success the server's reply goes to stdout and the exit status is 0. On\n"
 		"an error \"" PROG ": error: NAME: message\" goes to stderr and the status\n"
@@ -135,6 +146,15 @@ static int connect_svr(const char *path, unsigned timeout_s, char *why, size_t w
 		if (err == -EPROTOTYPE)
 			snprintf(why, whylen, "%s is not nvme-drv's control socket (a stream socket: a "
 				 "client's vhost-user socket?); give the path of nvme-drv --svr", path);
+		/* A socket file that no socket of this kernel is bound to: a
+		 * server that is gone, or one on a network or 9p file system,
+		 * bound by another machine (or a VM's host), which never
+		 * connects; the kernel answers ECONNREFUSED or ENXIO. */
+		else if (err == -ECONNREFUSED || err == -ENXIO)
+			snprintf(why, whylen, "cannot connect to %s: no server of this machine is bound "
+				 "there (nvme-drv stopped, or a socket file on a shared file system such "
+				 "as 9p or NFS, which never connects: use a local path, e.g. /run)",
+				 path);
 		else
 			snprintf(why, whylen, "cannot connect to %s: %s", path, strerror(-err));
 		close(s);
@@ -301,12 +321,38 @@ static int run_command(char **cmd, int *fd, int *code, char *why, size_t whylen)
 	return 0;
 }
 
+/* --json for create (socket= or vduse=) and destroy, whose replies are a
+ * line of text: what was made, or nothing. */
+static int print_json_result(const struct ctl_request *req, const char *body, size_t bodylen)
+{
+	char val[CTL_SOCKET_PATH_SIZE + CTL_VDUSE_NAME_MAX], out[4 * sizeof(val) + 64];
+	struct rec_out o;
+	int n;
+
+	if (bodylen && body[bodylen - 1] == '\n')
+		bodylen--;
+	if (bodylen >= sizeof(val) || memchr(body, '\n', bodylen))
+		return fail(-EPROTO, "the reply to a create is not one name");
+	memcpy(val, body, bodylen);
+	val[bodylen] = '\0';
+	rec_init(&o, out, sizeof(out), true);
+	if (req->cmd == CTL_CMD_CREATE)
+		rec_str(&o, req->create.transport == CTL_TRANSPORT_VDUSE ? "vduse" : "socket", val);
+	n = rec_finish(&o);
+	if (n < 0)
+		return fail(-EPROTO, "the reply to a create is too long");
+	fwrite(out, 1, (size_t)n, stdout);
+	return fflush(stdout) ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "svr", required_argument, NULL, 's' },
 		{ "timeout", required_argument, NULL, 't' },
+		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static struct reply r;
@@ -317,12 +363,12 @@ int main(int argc, char **argv)
 	unsigned nwords = 0;
 	uint64_t timeout_s = DEFAULT_TIMEOUT_S;
 	size_t bodylen;
-	bool want_fd;
+	bool want_fd, json = false;
 	int opt, rc, err, code = 0;
 
 	opterr = 0;
 	/* '+': stop at the first word, so create's words are never options. */
-	while ((opt = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "+:hV", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 's':
 			svr = optarg;
@@ -331,6 +377,12 @@ int main(int argc, char **argv)
 			if (parse_u64(optarg, 0, MAX_TIMEOUT_S, &timeout_s))
 				return usage_error("--timeout takes seconds, 0-%d", MAX_TIMEOUT_S);
 			break;
+		case 'j':
+			json = true;
+			break;
+		case 'V':
+			printf(PROG " " NVD_VERSION "\n");
+			return 0;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -370,6 +422,20 @@ int main(int argc, char **argv)
 				   "give socket=PATH or -- COMMAND");
 	if (!want_fd && cmd)
 		return usage_error("-- COMMAND goes only with a create without socket= or vduse=");
+	if (want_fd && json)
+		return usage_error("--json: a create with -- COMMAND prints nothing of its own");
+	/* A report comes as JSON from the server itself: one word more. */
+	if (json && (req.cmd == CTL_CMD_LIST || req.cmd == CTL_CMD_DISKS ||
+		     req.cmd == CTL_CMD_STATS)) {
+		if (nwords == 1) {
+			static char *report[2];
+
+			report[0] = words[0];
+			report[1] = "json";
+			words = report;
+			nwords = 2;
+		}
+	}
 
 	rc = call(svr, (unsigned)timeout_s, words, nwords, &r, why, sizeof(why));
 	if (rc)
@@ -392,6 +458,8 @@ int main(int argc, char **argv)
 			close(r.fd);
 			return fail(-EPROTO, "the reply carries a descriptor nobody asked for");
 		}
+		if (json && (req.cmd == CTL_CMD_CREATE || req.cmd == CTL_CMD_DESTROY))
+			return print_json_result(&req, body, bodylen);
 		fwrite(body, 1, bodylen, stdout);
 		return fflush(stdout) ? 1 : 0;
 	}

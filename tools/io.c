@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "nvd_version.h"
 #include "client/vhu_client.h"
 #include "runstats.h"
 #include "util/log.h"
@@ -235,7 +236,8 @@ static int run_phase(struct run *r, const char *phase)
 		rc = vhu_wait(r->c, 1000);
 		if (rc < 0 && rc != -EINTR)
 			return rc;
-		if (rc == 0 && now_ns() - idle_since > (uint64_t)r->timeout_ms * 1000000ull) {
+		if (rc == 0 && r->timeout_ms > 0 &&
+		    now_ns() - idle_since > (uint64_t)r->timeout_ms * 1000000ull) {
 			fprintf(stderr, "nvme-drv-io: no completion for %d ms with %" PRIu64
 				" I/Os in flight\n", r->timeout_ms, r->issued - r->completed);
 			return -ETIMEDOUT;
@@ -549,9 +551,11 @@ static void usage(FILE *f)
 		"  --mem-file PATH    back the memory with this file (e.g. in /dev/shm; created,\n"
 		"                     grown if short, never shrunk), regions one after the other,\n"
 		"                     instead of memfds: for a back-end that trusts only it\n"
-		"  --timeout SECONDS  give up on a silent back-end after this long (default 30)\n"
+		"  --timeout SECONDS  give up on a silent back-end after this long (default 30;\n"
+		"                     0 waits for ever)\n"
 		"  -v, -q             more output (-vv: every message) / only errors\n"
 		"  -h, --help         this text\n"
+		"  -V, --version      print the version\n"
 		"\n"
 		"The pattern, per 512-byte sector S of the device (S counted from sector 0 of\n"
 		"the virtio device, not of the range): 64 little-endian 64-bit words\n"
@@ -595,6 +599,7 @@ int main(int argc, char **argv)
 		{ "regions", required_argument, NULL, OPT_REGIONS },
 		{ "mem-file", required_argument, NULL, OPT_MEM_FILE },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct run r = { .mode = RW_RANDREAD, .bs = 4096, .qd = 1, .nq = 1, .nregions = 1, .seed = 1,
@@ -610,11 +615,12 @@ int main(int argc, char **argv)
 
 	log_set_prog(argv[0]);
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, ":vqh", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":vqhV", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'v': verbose++; break;
 		case 'q': quiet = 1; break;
 		case 'h': usage(stdout); return 0;
+		case 'V': printf("nvme-drv-io " NVD_VERSION "\n"); return 0;
 		case OPT_SOCKET: path = optarg; break;
 		case OPT_FD:
 			if (parse_u64(optarg, 0, 65535, &v)) {
@@ -688,12 +694,13 @@ int main(int argc, char **argv)
 			queue_size = (unsigned)v;
 			break;
 		case OPT_TIMEOUT:
-			if (parse_u64(optarg, 1, 3600, &v)) {
-				log_err(NULL, "--timeout: '%s' is not a number of seconds from 1 to 3600",
-					optarg);
+			/* 0 waits for ever, as nvme-drv-ctl's --timeout 0. */
+			if (parse_u64(optarg, 0, 3600, &v)) {
+				log_err(NULL, "--timeout: '%s' is not a number of seconds from 0 (for ever) "
+					"to 3600", optarg);
 				return 1;
 			}
-			r.timeout_ms = (int)v * 1000;
+			r.timeout_ms = v ? (int)v * 1000 : -1;
 			break;
 		case OPT_REGIONS:
 			if (parse_u64(optarg, 1, VHU_REGIONS_MAX, &v)) {

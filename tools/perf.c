@@ -10,6 +10,7 @@
 #include <sys/epoll.h>
 #include <time.h>
 
+#include "nvd_version.h"
 #include "blk/host.h"
 #include "util/evloop.h"
 #include "runstats.h"
@@ -238,6 +239,7 @@ static void usage(FILE *f)
 		HOST_OPTIONS_HELP
 		"  -v, -q             more log lines (up to -vvv) / no log lines\n"
 		"  -h, --help         this text\n"
+		"  -V, --version      print the version\n"
 		"\n"
 		"Exit status: 0 on success, 1 on a usage error or any I/O error or mismatch.\n");
 }
@@ -255,6 +257,7 @@ int main(int argc, char **argv)
 		{ "seed", required_argument, NULL, OPT_SEED },
 		{ "queues", required_argument, NULL, OPT_QUEUES },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		HOST_LONG_OPTIONS,
 		{ NULL, 0, NULL, 0 },
 	};
@@ -274,11 +277,12 @@ int main(int argc, char **argv)
 	log_set_prog(argv[0]);
 	host_opts_init(&opts);
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, ":vqh", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":vqhV", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'v': verbose++; break;
 		case 'q': quiet = 1; break;
 		case 'h': usage(stdout); return 0;
+		case 'V': printf("nvme-drv-perf " NVD_VERSION "\n"); return 0;
 		case OPT_DEVICE: device = optarg; break;
 		case OPT_RW:
 			for (v = 0; v < 5 && strcmp(optarg, rw_names[v]) != 0; v++)

@@ -27,7 +27,11 @@ static void report_table(const struct blk_disk *d)
 		log_warn(name, "partition entries outside the disk were skipped");
 	if (t->flags & PART_F_MBR_EBR_LOOP)
 		log_warn(name, "extended partition chain loops or is too long; cut short");
-	log_info(name, "%s partition table, %u partitions", part_scheme_name(t->scheme), t->count);
+	if (t->scheme == PART_SCHEME_NONE)
+		log_info(name, "no partition table");
+	else
+		log_info(name, "%s partition table, %u partition%s", part_scheme_name(t->scheme),
+			 t->count, t->count == 1 ? "" : "s");
 }
 
 int blk_registry_add(struct blk_registry *reg, struct nvme_ctrl *ctrl)

@@ -178,7 +178,11 @@ bool vhu_need_event(uint16_t event, uint16_t new_idx, uint16_t old_idx)
 
 static void set_timeouts(struct vhu_client *c)
 {
-	struct timeval tv = { c->o.timeout_ms / 1000, (c->o.timeout_ms % 1000) * 1000 };
+	/* A zero timeval is SO_RCVTIMEO's "for ever". */
+	struct timeval tv = { 0, 0 };
+
+	if (c->o.timeout_ms > 0)
+		tv = (struct timeval){ c->o.timeout_ms / 1000, (c->o.timeout_ms % 1000) * 1000 };
 
 	/* A back-end that stalls mid-message must not hang us for good. */
 	if (setsockopt(c->sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) ||
@@ -567,7 +571,7 @@ int vhu_negotiate(struct vhu_client *c, const struct vhu_opts *o)
 	}
 	if (o)
 		c->o = *o;
-	if (c->o.timeout_ms <= 0)
+	if (c->o.timeout_ms == 0)
 		c->o.timeout_ms = 10000;
 	set_timeouts(c);
 

@@ -38,7 +38,7 @@ struct vhu_client;
 struct vhu_opts {
 	uint64_t features_off;	/* virtio feature bits not to accept even if offered */
 	uint64_t protocol_off;	/* protocol feature bits likewise */
-	int timeout_ms;		/* wait for any reply at most this long (<= 0: 10 s) */
+	int timeout_ms;		/* wait for any reply at most this long (0: 10 s, < 0: for ever) */
 	/* Back the regions with this file (e.g. in /dev/shm), one after the
 	 * other from offset 0, instead of memfds: a back-end may accept only
 	 * memory it knows. Created if missing, grown, never shrunk; the

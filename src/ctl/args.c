@@ -138,6 +138,28 @@ int ctl_check_socket_path(const char *s, char *why, size_t whylen)
 	return 0;
 }
 
+int ctl_parse_socket_mode(const char *s, unsigned *out, char *why, size_t whylen)
+{
+	char q[QUOTE_SIZE];
+	unsigned v = 0;
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 4)
+		return fail(why, whylen, "'%s' is not a mode: 3 or 4 octal digits, e.g. 0660",
+			    quote(q, s));
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '7')
+			return fail(why, whylen, "'%s' is not a mode: octal digits only, e.g. 0660",
+				    quote(q, s));
+		v = v * 8 + (unsigned)(s[i] - '0');
+	}
+	if (v > 0777)
+		return fail(why, whylen, "'%s': setuid, setgid and sticky bits mean nothing on a "
+			    "socket; give at most 0777", quote(q, s));
+	*out = v;
+	return 0;
+}
+
 int ctl_check_socket_in_dir(const char *dir, const char *path, char *why, size_t whylen)
 {
 	/* "/" is the one directory whose name ends in '/'. */
@@ -331,14 +353,23 @@ int ctl_parse_request(unsigned nwords, const char *const *words, struct ctl_requ
 			out->cmd = CTL_CMD_DESTROY;
 		return rc;
 	}
-	if (strcmp(words[0], "list") == 0) {
-		if (nwords != 1)
-			return fail(why, whylen, "list takes no arguments");
-		out->cmd = CTL_CMD_LIST;
+	static const struct {
+		const char *word;
+		enum ctl_cmd cmd;
+	} reports[] = {
+		{ "list", CTL_CMD_LIST }, { "disks", CTL_CMD_DISKS }, { "stats", CTL_CMD_STATS },
+	};
+	for (size_t i = 0; i < sizeof(reports) / sizeof(reports[0]); i++) {
+		if (strcmp(words[0], reports[i].word) != 0)
+			continue;
+		if (nwords > 2 || (nwords == 2 && strcmp(words[1], "json") != 0))
+			return fail(why, whylen, "%s takes no arguments but 'json'", reports[i].word);
+		out->cmd = reports[i].cmd;
+		out->json = nwords == 2;
 		return 0;
 	}
-	return fail(why, whylen, "unknown command '%s' (expected create, destroy or list)",
-		    quote(q, words[0]));
+	return fail(why, whylen, "unknown command '%s' (expected create, destroy, list, disks or "
+		    "stats)", quote(q, words[0]));
 }
 
 static size_t min_size(size_t a, size_t b)

@@ -70,10 +70,13 @@ enum ctl_cmd {
 	CTL_CMD_CREATE,
 	CTL_CMD_DESTROY,
 	CTL_CMD_LIST,
+	CTL_CMD_DISKS,
+	CTL_CMD_STATS,
 };
 
 struct ctl_request {
 	enum ctl_cmd cmd;
+	bool json;	/* list, disks, stats: the reply is a JSON document */
 	union {
 		struct create_args create;	/* CTL_CMD_CREATE */
 		struct destroy_args destroy;	/* CTL_CMD_DESTROY */
@@ -95,6 +98,11 @@ int ctl_check_device(const char *s, char *why, size_t whylen);
 int ctl_parse_ds_max(const char *s, unsigned *out, char *why, size_t whylen);
 int ctl_check_socket_path(const char *s, char *why, size_t whylen);
 int ctl_check_vduse_name(const char *s, char *why, size_t whylen);
+
+/* --socket-mode MODE: octal digits only (a leading 0 is allowed, "0660" or
+ * "660"), at most 0777: the permission bits, never setuid, setgid or
+ * sticky. Returns 0 or -EINVAL. */
+int ctl_parse_socket_mode(const char *s, unsigned *out, char *why, size_t whylen);
 
 /* A socket= path that a control-socket peer asks for: it must be
  * DIR/NAME, DIR the server's socket directory exactly as given (absolute,
@@ -122,9 +130,10 @@ int ctl_parse_create(unsigned nwords, const char *const *words, struct create_ar
  * ctl_check_vduse_name refuses. */
 int ctl_parse_destroy(unsigned nwords, const char *const *words, struct destroy_args *out,
 		      char *why, size_t whylen);
-/* Dispatches on words[0]: "create", "destroy" or "list" (no further
- * words). Returns 0, or -EINVAL for no words, an unknown command or what
- * the command's parser refuses. */
+/* Dispatches on words[0]: "create", "destroy", or one of the reports
+ * "list", "disks" and "stats", each with nothing or "json" after it.
+ * Returns 0, or -EINVAL for no words, an unknown command, a report with
+ * another word, or what the command's parser refuses. */
 int ctl_parse_request(unsigned nwords, const char *const *words, struct ctl_request *out,
 		      char *why, size_t whylen);
 

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "ctl/args.h"
+#include "daemon/inventory.h"
 #include "transport/vduse.h"
 #include "transport/vhost_user.h"
 #include "util/log.h"
@@ -81,6 +82,11 @@ struct clients {
 	const char *state_dir;	/* NULL: nothing survives us */
 	unsigned nconns;
 	int idle_fd;		/* timerfd: idle connections are looked for */
+	/* Per controller (host->ctrls' order): the counters of its clients
+	 * that have ended, so that a controller's totals do not drop when a
+	 * client goes. */
+	struct vblk_stats ended[HOST_MAX_CTRLS];
+	struct sock_perm perm;		/* of the command line's sockets */
 };
 
 int clients_new(struct host *host, struct evloop *loop, const struct vblk_trusted *trusted,
@@ -94,6 +100,7 @@ int clients_new(struct host *host, struct evloop *loop, const struct vblk_truste
 	cs->loop = loop;
 	cs->ctl_fd = -1;
 	cs->idle_fd = -1;
+	cs->perm = (struct sock_perm){ (uid_t)-1, (gid_t)-1, -1 };
 	if (ntrusted) {
 		cs->trusted = calloc(ntrusted, sizeof(*cs->trusted));
 		if (!cs->trusted) {
@@ -104,6 +111,33 @@ int clients_new(struct host *host, struct evloop *loop, const struct vblk_truste
 		cs->ntrusted = ntrusted;
 	}
 	*out = cs;
+	return 0;
+}
+
+void clients_set_socket_perm(struct clients *cs, const struct sock_perm *perm)
+{
+	cs->perm = *perm;
+}
+
+/* --socket-owner, --socket-mode on a socket just bound and listening.
+ * Until then it had the server's owner and a mode no wider than asked
+ * for (connect needs write permission, which the umask or 0600 grants
+ * only the server's user), so nobody got in early. Returns 0 or a
+ * negative errno with `why`. */
+static int apply_perm(const struct clients *cs, const char *path, char *why, size_t whylen)
+{
+	const struct sock_perm *p = &cs->perm;
+
+	if ((p->uid != (uid_t)-1 || p->gid != (gid_t)-1) && chown(path, p->uid, p->gid) != 0) {
+		snprintf(why, whylen, "--socket-owner: chown %s to %d:%d: %s", path, (int)p->uid,
+			 (int)p->gid, strerror(errno));
+		return -errno;
+	}
+	if (p->mode >= 0 && chmod(path, (mode_t)p->mode) != 0) {
+		snprintf(why, whylen, "--socket-mode: chmod %s to %04o: %s", path,
+			 (unsigned)p->mode, strerror(errno));
+		return -errno;
+	}
 	return 0;
 }
 
@@ -157,9 +191,42 @@ static void record_remove(struct client *c)
 	c->record[0] = '\0';
 }
 
+static const struct vblk_stats *client_stats(const struct client *c)
+{
+	return c->vep ? vduse_ep_stats(c->vep) : vhu_ep_stats(c->ep);
+}
+
+/* The index of the controller a client's blocks are on, in host->ctrls. */
+static unsigned client_ctrl(const struct client *c)
+{
+	const struct host *h = c->cs->host;
+	unsigned i = 0;
+
+	while (i < h->nctrls && h->ctrls[i] != nvme_ns_ctrl(c->tgt.ns))
+		i++;
+	return i;
+}
+
+static void stats_add(struct vblk_stats *sum, const struct vblk_stats *s)
+{
+	sum->reads += s->reads;
+	sum->writes += s->writes;
+	sum->flushes += s->flushes;
+	sum->discards += s->discards;
+	sum->write_zeroes += s->write_zeroes;
+	sum->get_ids += s->get_ids;
+	sum->bytes_read += s->bytes_read;
+	sum->bytes_written += s->bytes_written;
+	sum->errors += s->errors;
+}
+
 static void client_free(struct client *c)
 {
 	struct client **pp;
+	unsigned ci = client_ctrl(c);
+
+	if ((c->ep || c->vep) && ci < HOST_MAX_CTRLS)
+		stats_add(&c->cs->ended[ci], client_stats(c));
 
 	for (pp = &c->cs->list; *pp; pp = &(*pp)->next)
 		if (*pp == c) {
@@ -484,6 +551,14 @@ static int client_new(struct clients *cs, const struct ucred *creator, bool rest
 				vhu_ep_destroy(c->ep);
 				c->ep = NULL;
 			}
+			if (!rc && !creator) {
+				rc = apply_perm(cs, socket_path, why, whylen);
+				if (rc) {
+					vhu_ep_destroy(c->ep);
+					c->ep = NULL;
+					goto fail;
+				}
+			}
 		} else {
 			rc = vhu_ep_adopt(cs->loop, sv[0], &conf, &ep_ops, c, &c->ep);
 			sv[0] = -1;	/* the endpoint owns it, on failure too */
@@ -543,40 +618,95 @@ static struct client *find_dynamic(struct clients *cs, const struct destroy_args
 	return NULL;
 }
 
-void clients_list(const struct clients *cs, char *buf, size_t cap)
+static void write_counters(struct rec_out *o, const struct vblk_stats *s)
 {
-	size_t n = 0;
+	rec_u64(o, "reads", s->reads);
+	rec_u64(o, "writes", s->writes);
+	rec_u64(o, "flushes", s->flushes);
+	rec_u64(o, "discards", s->discards);
+	rec_u64(o, "write-zeroes", s->write_zeroes);
+	rec_u64(o, "errors", s->errors);
+	rec_u64(o, "bytes-read", s->bytes_read);
+	rec_u64(o, "bytes-written", s->bytes_written);
+}
 
-	buf[0] = '\0';
-	for (const struct client *c = cs->list; c && n < cap; c = c->next) {
-		const struct vblk_stats *s = c->vep ? vduse_ep_stats(c->vep) : vhu_ep_stats(c->ep);
-		bool connected = c->vep ? vduse_ep_connected(c->vep) : vhu_ep_connected(c->ep);
-		int k = snprintf(buf + n, cap - n,
-				 "client %s device=%s target=%s %s read-only=%s ds-max=%u connected=%s "
-				 "reads=%llu writes=%llu flushes=%llu discards=%llu write-zeroes=%llu "
-				 "errors=%llu bytes-read=%llu bytes-written=%llu\n",
-				 c->name, c->device, c->tgt.name, c->is_static ? "static" : "dynamic",
-				 c->readonly || c->tgt.readonly ? "yes" : "no", c->ds_max,
-				 connected ? "yes" : "no",
-				 (unsigned long long)s->reads, (unsigned long long)s->writes,
-				 (unsigned long long)s->flushes, (unsigned long long)s->discards,
-				 (unsigned long long)s->write_zeroes, (unsigned long long)s->errors,
-				 (unsigned long long)s->bytes_read, (unsigned long long)s->bytes_written);
-		if (k < 0)
-			break;
-		n += (size_t)k;
-	}
-	/* A controller given up (removed, dead, not recoverable) fails every
-	 * request of its clients: say which. */
-	for (unsigned i = 0; i < cs->host->nctrls && n < cap; i++) {
-		const struct nvme_ctrl_info *ci = nvme_ctrl_info(cs->host->ctrls[i]);
-		int k = snprintf(buf + n, cap - n, "controller %s serial=%s state=%s\n", ci->bdf,
-				 ci->serial, nvme_ctrl_is_failed(cs->host->ctrls[i]) ? "gone" : "ok");
+/* inventory_holder_fn: a whole disk and its partitions exclude each other,
+ * so a client holds exactly the blocks its target names. */
+static const char *holder(void *ctx, const struct blk_disk *d, const struct part_entry *pe)
+{
+	const struct clients *cs = ctx;
 
-		if (k < 0)
-			break;
-		n += (size_t)k;
+	for (const struct client *c = cs->list; c; c = c->next)
+		if (c->tgt.disk == d && c->tgt.part == pe)
+			return c->name;
+	return NULL;
+}
+
+static const char *client_transport(const struct client *c)
+{
+	return c->vep ? "vduse" : c->by_fd ? "fd" : "socket";
+}
+
+unsigned clients_count(const struct clients *cs)
+{
+	unsigned n = 0;
+
+	for (const struct client *c = cs->list; c; c = c->next)
+		n++;
+	return n;
+}
+
+void clients_report(const struct clients *cs, enum ctl_cmd what, struct rec_out *o)
+{
+	const struct host *h = cs->host;
+
+	if (what == CTL_CMD_DISKS) {
+		inventory_write(h, o, holder, (void *)cs);
+		return;
 	}
+	rec_list_begin(o, "clients");
+	for (const struct client *c = cs->list; c; c = c->next) {
+		unsigned ci = client_ctrl(c);
+
+		rec_begin(o, "client", "name", c->name);
+		if (what == CTL_CMD_LIST) {
+			rec_str(o, "device", c->device);
+			rec_str(o, "target", c->tgt.name);
+			rec_str(o, "type", c->is_static ? "static" : "dynamic");
+			rec_str(o, "transport", client_transport(c));
+			rec_bool(o, "read-only", c->readonly || c->tgt.readonly);
+			rec_u64(o, "ds-max", c->ds_max);
+			rec_bool(o, "connected", c->vep ? vduse_ep_connected(c->vep)
+						       : vhu_ep_connected(c->ep));
+		} else {
+			rec_str(o, "target", c->tgt.name);
+			rec_str(o, "controller", ci < h->nctrls ? nvme_ctrl_info(h->ctrls[ci])->bdf : "");
+		}
+		write_counters(o, client_stats(c));
+		rec_end(o);
+	}
+	rec_list_end(o);
+	/* Each controller's state (one given up, removed or dead, fails every
+	 * request of its clients) and, for stats, its totals: what its
+	 * clients were served, the ended ones included. */
+	rec_list_begin(o, "controllers");
+	for (unsigned i = 0; i < h->nctrls; i++) {
+		const struct nvme_ctrl_info *info = nvme_ctrl_info(h->ctrls[i]);
+
+		rec_begin(o, "controller", "bdf", info->bdf);
+		rec_text(o, "serial", info->serial);
+		rec_str(o, "state", nvme_ctrl_is_failed(h->ctrls[i]) ? "gone" : "ok");
+		if (what == CTL_CMD_STATS) {
+			struct vblk_stats sum = cs->ended[i];
+
+			for (const struct client *c = cs->list; c; c = c->next)
+				if (client_ctrl(c) == i)
+					stats_add(&sum, client_stats(c));
+			write_counters(o, &sum);
+		}
+		rec_end(o);
+	}
+	rec_list_end(o);
 }
 
 /* ---- the control socket ---- */
@@ -830,10 +960,22 @@ static void ctl_handle(struct ctl_conn *cc, const char *msg, size_t len)
 		return;
 	}
 	case CTL_CMD_LIST:
-		clients_list(cc->cs, body, sizeof(body));
+	case CTL_CMD_DISKS:
+	case CTL_CMD_STATS: {
+		struct rec_out o;
+
+		rec_init(&o, body, sizeof(body), rq.json);
+		clients_report(cc->cs, rq.cmd, &o);
+		if (rec_finish(&o) < 0) {
+			snprintf(why, sizeof(why), "the report is longer than a reply may be (%zu "
+				 "bytes)", sizeof(body));
+			ctl_error(cc, -E2BIG, why);
+			return;
+		}
 		ctl_format_ok(out, sizeof(out), body);
 		ctl_reply(cc, out, -1);
 		return;
+	}
 	}
 }
 
@@ -945,22 +1087,27 @@ refuse:
 	close(fd);
 }
 
-int clients_listen_ctl(struct clients *cs, const char *path, const char *sock_dir)
+int clients_listen_ctl(struct clients *cs, const char *path, const char *sock_dir, char *why,
+		       size_t whylen)
 {
 	const struct itimerspec every_second = { { 1, 0 }, { 1, 0 } };
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	mode_t old_mask;
 	int rc;
 
-	if (strlen(path) >= sizeof(sa.sun_path) || strlen(sock_dir) >= sizeof(cs->sock_dir))
+	if (strlen(path) >= sizeof(sa.sun_path) || strlen(sock_dir) >= sizeof(cs->sock_dir)) {
+		snprintf(why, whylen, "--svr %s: %s", path, strerror(ENAMETOOLONG));
 		return -ENAMETOOLONG;
+	}
 	memcpy(cs->sock_dir, sock_dir, strlen(sock_dir) + 1);
 	if (stale_socket(path))
 		unlink(path);
 	memcpy(sa.sun_path, path, strlen(path) + 1);
 	cs->ctl_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (cs->ctl_fd < 0)
+	if (cs->ctl_fd < 0) {
+		snprintf(why, whylen, "--svr %s: %s", path, strerror(errno));
 		return -errno;
+	}
 	/* Mode 0600 from the start, whatever the umask: whoever can connect
 	 * may create clients, so the operator widens it (chmod, chgrp), not
 	 * the umask. Nothing else creates files while the mask is changed. */
@@ -969,17 +1116,25 @@ int clients_listen_ctl(struct clients *cs, const char *path, const char *sock_di
 	umask(old_mask);
 	if (rc != 0 || listen(cs->ctl_fd, 16) != 0) {
 		rc = -errno;
+		snprintf(why, whylen, "--svr %s: %s", path, strerror(errno));
 		close(cs->ctl_fd);
 		cs->ctl_fd = -1;
 		return rc;
 	}
 	memcpy(cs->ctl_path, path, strlen(path) + 1);
+	rc = apply_perm(cs, path, why, whylen);
+	if (rc)
+		return rc;
 	cs->idle_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-	if (cs->idle_fd < 0 || timerfd_settime(cs->idle_fd, 0, &every_second, NULL) != 0)
+	if (cs->idle_fd < 0 || timerfd_settime(cs->idle_fd, 0, &every_second, NULL) != 0) {
+		snprintf(why, whylen, "--svr %s: timerfd: %s", path, strerror(errno));
 		return -errno;
+	}
 	rc = evloop_add(cs->loop, cs->idle_fd, EPOLLIN, on_idle_timer, cs);
 	if (!rc)
 		rc = evloop_add(cs->loop, cs->ctl_fd, EPOLLIN, on_ctl_listen, cs);
+	if (rc)
+		snprintf(why, whylen, "--svr %s: %s", path, strerror(-rc));
 	return rc;
 }
 

@@ -13,8 +13,11 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "blk/host.h"
+#include "ctl/args.h"
+#include "util/rec.h"
 #include "util/evloop.h"
 #include "vblk/vblk.h"
 
@@ -54,8 +57,24 @@ void clients_shutdown(struct clients *cs, int timeout_ms);
  * devices stay on the vdpa bus for the successor to take over; vhost-user
  * front ends reconnect to it. clients_free() follows. */
 void clients_handover(struct clients *cs, int timeout_ms);
-/* One line per client into buf (NUL-terminated, truncated to cap). */
-void clients_list(const struct clients *cs, char *buf, size_t cap);
+unsigned clients_count(const struct clients *cs);
+/* The control socket's reports into o (util/rec.h; schemas in
+ * nvme-drv-ctl(8)): CTL_CMD_LIST the clients, CTL_CMD_DISKS the
+ * inventory with who holds what, CTL_CMD_STATS counters per client and
+ * per controller. */
+void clients_report(const struct clients *cs, enum ctl_cmd what, struct rec_out *o);
+
+/* What --socket-owner and --socket-mode ask of the sockets the command
+ * line makes: the static clients' and the control socket. (uid_t)-1 and
+ * (gid_t)-1 leave owner or group as bound (the server's), mode -1 the
+ * mode (the umask's; 0600 for the control socket). Dynamic clients'
+ * sockets belong to their creator instead. Set before clients_create. */
+struct sock_perm {
+	uid_t uid;
+	gid_t gid;
+	int mode;
+};
+void clients_set_socket_perm(struct clients *cs, const struct sock_perm *perm);
 
 /* Where state that outlives the process is kept (VDUSE inflight logs);
  * dir must stay valid. */
@@ -70,7 +89,10 @@ void clients_restore(struct clients *cs);
  * clients_free). A peer's socket= paths must be files directly in
  * sock_dir (ctl_check_socket_in_dir), which the caller has resolved and
  * checked: canonical, writable by its owner only or sticky, so that a
- * socket bound there stays the server's until it removes it. */
-int clients_listen_ctl(struct clients *cs, const char *path, const char *sock_dir);
+ * socket bound there stays the server's until it removes it. Then
+ * --socket-owner and --socket-mode (clients_set_socket_perm). Errors:
+ * a negative errno, with one line in why naming the option. */
+int clients_listen_ctl(struct clients *cs, const char *path, const char *sock_dir, char *why,
+		       size_t whylen);
 
 #endif

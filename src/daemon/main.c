@@ -2,8 +2,11 @@
  * vfio-pci and serves their namespaces and partitions. */
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <limits.h>
+#include <pwd.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,12 +15,17 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "nvd_version.h"
+#include "blk/devname.h"
 #include "blk/host.h"
 #include "ctl/args.h"
 #include "daemon/clients.h"
+#include "daemon/inventory.h"
 #include "transport/vduse.h"
 #include "util/evloop.h"
 #include "util/log.h"
+#include "util/notify.h"
+#include "util/parse.h"
 
 #define MAX_STATIC 64
 #define MAX_TRUSTED 64
@@ -38,8 +46,6 @@ struct static_client {
 	bool readonly;
 };
 
-#define VERSION "0.1.0"
-
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -48,6 +54,7 @@ static void usage(FILE *f)
 		"their namespaces (SERIAL:nNSID) and partitions (by UUID).\n"
 		"\n"
 		"  --list             print every controller, namespace and partition, then exit\n"
+		"  --json             --list prints one JSON document (schema: nvme-drv(8))\n"
 		"\n"
 		"Static clients (as the L4Re server's; repeat the group per client):\n"
 		"  --client SOCKET    start a client: a vhost-user socket nvme-drv listens on\n"
@@ -72,6 +79,13 @@ static void usage(FILE *f)
 		"  --socket-dir DIR   the only directory a create's socket=PATH may name\n"
 		"                     (PATH must be DIR/NAME; default: the directory of --svr);\n"
 		"                     it must be writable by its owner only, or sticky (/tmp)\n"
+		"  --socket-owner USER[:GROUP]\n"
+		"                     owner and group (or :GROUP alone) of every socket the\n"
+		"                     command line makes: the static clients' and --svr's (a\n"
+		"                     dynamic client's socket belongs to its creator)\n"
+		"  --socket-mode MODE their mode, octal (e.g. 0660: owner and group may connect;\n"
+		"                     default: the umask's, and 0600 for --svr). Whoever may\n"
+		"                     connect to --svr may create clients of any disk\n"
 		"  --state-dir DIR    where what outlives a crash is kept (default\n"
 		"                     " STATE_DIR_DEFAULT "; a tmpfs): VDUSE inflight logs, so\n"
 		"                     that a restarted server takes its VDUSE devices over\n"
@@ -99,45 +113,25 @@ static void usage(FILE *f)
 		"Exit status: 0 on success (or a clean stop on a signal), 1 on any error.\n");
 }
 
-static const char *yesno(bool b)
+/* --list: what the controllers hold, as text or JSON (util/rec.h; the
+ * schema is in nvme-drv(8)). Returns 0 or -1 (said). */
+static int list_all(const struct host *h, bool json)
 {
-	return b ? "yes" : "no";
-}
+	/* Room for the largest inventory: HOST_MAX_CTRLS controllers of a few
+	 * namespaces with 128 GPT entries each is far below this. */
+	static char out[4 << 20];
+	struct rec_out o;
+	int n;
 
-static void list_all(const struct host *h)
-{
-	for (unsigned i = 0; i < h->nctrls; i++) {
-		struct nvme_ctrl *c = h->ctrls[i];
-		const struct nvme_ctrl_info *ci = nvme_ctrl_info(c);
-
-		printf("controller %s serial=\"%s\" model=\"%s\" firmware=\"%s\" mdts=%u "
-		       "sgl=%s interrupts=%s vectors=%u queues=%u depth=%u\n",
-		       ci->bdf, ci->serial, ci->model, ci->firmware, ci->mdts_bytes,
-		       ci->sgl ? "yes" : (ci->sgl_supported ? "off" : "no"),
-		       vfio_irq_mode_name(ci->irq_mode), ci->nvec, ci->nr_io_queues, ci->io_depth);
-		for (unsigned k = 0; k < nvme_ctrl_ns_count(c); k++) {
-			const struct nvme_ns_info *ni = nvme_ns_info(nvme_ctrl_ns(c, k));
-			const struct blk_disk *d = NULL;
-
-			if (!ni->usable) {
-				printf("  namespace %s skipped=\"%s\"\n", ni->name, ni->skip_reason);
-				continue;
-			}
-			for (unsigned j = 0; j < h->reg.ndisks; j++)
-				if (h->reg.disks[j].info == ni)
-					d = &h->reg.disks[j];
-			printf("  namespace %s size=%llu lba=%u readonly=%s table=%s\n", ni->name,
-			       (unsigned long long)(ni->nlba * ni->lba_size), ni->lba_size,
-			       yesno(ni->readonly), d ? part_scheme_name(d->parts.scheme) : "none");
-			for (unsigned p = 0; d && p < d->parts.count; p++) {
-				const struct part_entry *pe = &d->parts.parts[p];
-				printf("    partition %s label=\"%s\" name=%s:%u first-lba=%llu size=%llu\n",
-				       pe->uuid, pe->label, ni->name, pe->number,
-				       (unsigned long long)pe->first_lba,
-				       (unsigned long long)(pe->nlba * ni->lba_size));
-			}
-		}
+	rec_init(&o, out, sizeof(out), json);
+	inventory_write(h, &o, NULL, NULL);
+	n = rec_finish(&o);
+	if (n < 0) {
+		log_err(NULL, "--list: more than %zu bytes of output", sizeof(out));
+		return -1;
 	}
+	fwrite(out, 1, (size_t)n, stdout);
+	return fflush(stdout) ? -1 : 0;
 }
 
 /* SIGUSR2 asks for a hand-over (an upgrade in place): leave the devices
@@ -181,6 +175,7 @@ struct config {
 	const char *svr;
 	const char *state_dir;
 	const char *socket_dir;			/* as given, or NULL */
+	struct sock_perm perm;			/* --socket-owner, --socket-mode */
 	char sock_dir[CTL_SOCKET_PATH_SIZE];	/* resolved */
 };
 
@@ -220,12 +215,14 @@ static int state_dir_make(struct config *cfg)
 static int start_clients(struct host *h, struct evloop *loop, const struct config *cfg,
 			 struct clients **out)
 {
+	char why[CTL_WHY_MAX + 2 * CTL_SOCKET_PATH_SIZE];
 	struct clients *cs;
 	int rc = clients_new(h, loop, cfg->trusted, cfg->ntrusted, &cs);
 
 	if (rc)
 		return rc;
 	clients_set_state_dir(cs, cfg->state_dir);
+	clients_set_socket_perm(cs, &cfg->perm);
 	/* Static clients claim their devices before anyone else can. */
 	for (unsigned i = 0; i < cfg->nsc; i++) {
 		const struct static_client *sc = &cfg->sc[i];
@@ -236,7 +233,6 @@ static int start_clients(struct host *h, struct evloop *loop, const struct confi
 			.socket = sc->socket,
 			.vduse = sc->vduse,
 		};
-		char why[CTL_WHY_MAX];
 
 		rc = clients_create(cs, true, &spec, NULL, why, sizeof(why));
 		if (rc) {
@@ -249,9 +245,9 @@ static int start_clients(struct host *h, struct evloop *loop, const struct confi
 		}
 	}
 	if (cfg->svr) {
-		rc = clients_listen_ctl(cs, cfg->svr, cfg->sock_dir);
+		rc = clients_listen_ctl(cs, cfg->svr, cfg->sock_dir, why, sizeof(why));
 		if (rc) {
-			log_err(NULL, "--svr %s: %s", cfg->svr, strerror(-rc));
+			log_err(NULL, "%s", why);
 			clients_shutdown(cs, VDUSE_STOP_TIMEOUT_MS);
 			clients_free(cs);
 			return rc;
@@ -262,6 +258,26 @@ static int start_clients(struct host *h, struct evloop *loop, const struct confi
 	clients_restore(cs);
 	*out = cs;
 	return 0;
+}
+
+/* Tells the service manager, if one listens (util/notify.h). A manager
+ * that cannot be told is worth one warning, not a failed start: the
+ * service then simply times out there. */
+static void notify(bool warn, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void notify(bool warn, const char *fmt, ...)
+{
+	char state[256];
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	vsnprintf(state, sizeof(state), fmt, ap);
+	va_end(ap);
+	rc = notify_send(state);
+	if (rc && warn)
+		log_warn(NULL, "cannot notify the service manager at $NOTIFY_SOCKET: %s",
+			 strerror(-rc));
 }
 
 struct health {
@@ -313,20 +329,81 @@ static int serve(struct host *h, const struct config *cfg)
 	if (!rc)
 		rc = start_clients(h, loop, cfg, &cs);
 	if (!rc) {
-		log_info(NULL, "serving %u disks to %u static clients%s; SIGTERM, SIGINT, SIGHUP or "
-			 "SIGQUIT stops",
-			 h->reg.ndisks, cfg->nsc, cfg->svr ? " and the control socket" : "");
+		unsigned n = clients_count(cs);
+
+		/* At the default level too: a service manager's log (and
+		 * whoever waits on it) learns that every socket accepts. */
+		char status[160];
+
+		snprintf(status, sizeof(status), "serving %u disk%s to %u client%s", h->reg.ndisks,
+			 h->reg.ndisks == 1 ? "" : "s", n, n == 1 ? "" : "s");
+		log_status("%s%s%s", status, cfg->svr ? "; control socket " : "",
+			   cfg->svr ? cfg->svr : "");
+		/* Every socket is bound and listening by now (start_clients): a
+		 * unit ordered after us may connect at once. */
+		notify(true, "READY=1\nSTATUS=%s", status);
+		log_info(NULL, "SIGTERM, SIGINT, SIGHUP or SIGQUIT stops; SIGUSR2 hands over");
 		rc = evloop_run(loop);
 	}
+	if (cs)
+		notify(false, "STOPPING=1\nSTATUS=%s", handover ? "handing over to the next server"
+								: "stopping");
 	if (handover)
 		clients_handover(cs, VDUSE_STOP_TIMEOUT_MS);
 	else
 		clients_shutdown(cs, VDUSE_STOP_TIMEOUT_MS);
+	if (cs)
+		log_status(handover ? "stopped; VDUSE devices left to the next server"
+				    : "stopped");
 	clients_free(cs);
 	evloop_free(loop);
 	if (hl.fd >= 0)
 		close(hl.fd);
 	return rc;
+}
+
+/* --socket-owner USER[:GROUP] or :GROUP, names or numbers, as chown(1)
+ * takes them; USER alone leaves the group. Returns 0 or -1 with why. */
+static int parse_owner(const char *arg, uid_t *uid, gid_t *gid, char *why, size_t whylen)
+{
+	char user[256];
+	const char *colon = strchr(arg, ':'), *group = colon ? colon + 1 : NULL;
+	size_t ulen = colon ? (size_t)(colon - arg) : strlen(arg);
+	uint64_t n;
+
+	if (ulen >= sizeof(user) || (ulen == 0 && (!group || !*group))) {
+		snprintf(why, whylen, "give USER, USER:GROUP or :GROUP");
+		return -1;
+	}
+	memcpy(user, arg, ulen);
+	user[ulen] = '\0';
+	*uid = (uid_t)-1;
+	*gid = (gid_t)-1;
+	if (ulen) {
+		struct passwd *pw = getpwnam(user);
+
+		if (pw)
+			*uid = pw->pw_uid;
+		else if (parse_u64(user, 0, (uid_t)-2, &n) == 0)
+			*uid = (uid_t)n;
+		else {
+			snprintf(why, whylen, "no user '%s'", user);
+			return -1;
+		}
+	}
+	if (group) {
+		struct group *gr = *group ? getgrnam(group) : NULL;
+
+		if (gr)
+			*gid = gr->gr_gid;
+		else if (*group && parse_u64(group, 0, (gid_t)-2, &n) == 0)
+			*gid = (gid_t)n;
+		else {
+			snprintf(why, whylen, "no group '%s'", group);
+			return -1;
+		}
+	}
+	return 0;
 }
 
 /* The directory of peers' socket= paths: --socket-dir, else that of the
@@ -381,9 +458,10 @@ static int resolve_socket_dir(struct config *cfg)
 int main(int argc, char **argv)
 {
 	enum { OPT_CLIENT = 0x200, OPT_DEVICE, OPT_DS_MAX, OPT_READONLY, OPT_SVR, OPT_SOCKET_DIR,
-	       OPT_STATE_DIR };
+	       OPT_STATE_DIR, OPT_JSON, OPT_SOCKET_OWNER, OPT_SOCKET_MODE };
 	static const struct option longopts[] = {
 		{ "list", no_argument, NULL, 'l' },
+		{ "json", no_argument, NULL, OPT_JSON },
 		{ "client", required_argument, NULL, OPT_CLIENT },
 		{ "device", required_argument, NULL, OPT_DEVICE },
 		{ "ds-max", required_argument, NULL, OPT_DS_MAX },
@@ -392,6 +470,8 @@ int main(int argc, char **argv)
 		{ "svr", required_argument, NULL, OPT_SVR },
 		{ "state-dir", required_argument, NULL, OPT_STATE_DIR },
 		{ "socket-dir", required_argument, NULL, OPT_SOCKET_DIR },
+		{ "socket-owner", required_argument, NULL, OPT_SOCKET_OWNER },
+		{ "socket-mode", required_argument, NULL, OPT_SOCKET_MODE },
 		{ "register-ds", required_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -402,7 +482,8 @@ int main(int argc, char **argv)
 	struct static_client *cur = NULL;
 	struct host_opts opts;
 	struct host host;
-	bool do_list = false, vduse;
+	bool do_list = false, json = false, vduse;
+	struct devname dn;
 	char why[CTL_WHY_MAX];
 	struct stat st;
 	int verbose = 0, quiet = 0, opt, rc;
@@ -416,6 +497,7 @@ int main(int argc, char **argv)
 	 * error, never a reason for the whole server to die. */
 	signal(SIGPIPE, SIG_IGN);
 	host_opts_init(&opts);
+	cfg.perm = (struct sock_perm){ (uid_t)-1, (gid_t)-1, -1 };
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, ":vqhVd:", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -426,6 +508,11 @@ int main(int argc, char **argv)
 			}
 			/* vduse:NAME names a VDUSE device; anything else is a path. */
 			vduse = strncmp(optarg, VDUSE_PREFIX, strlen(VDUSE_PREFIX)) == 0;
+			if (vduse && !optarg[strlen(VDUSE_PREFIX)]) {
+				log_err(NULL, "--client vduse: needs a device NAME after 'vduse:' (1-%d of "
+					"A-Z a-z 0-9 . _ -), e.g. --client vduse:vd0", CTL_VDUSE_NAME_MAX);
+				return 1;
+			}
 			if (vduse ? ctl_check_vduse_name(optarg + strlen(VDUSE_PREFIX), why, sizeof(why))
 				  : ctl_check_socket_path(optarg, why, sizeof(why))) {
 				log_err(NULL, "--client %s: %s", optarg, why);
@@ -447,7 +534,12 @@ int main(int argc, char **argv)
 		case OPT_DS_MAX:
 		case OPT_READONLY:
 			if (!cur) {
-				log_err(NULL, "%s belongs to a client: give --client SOCKET first", argv[optind - 1]);
+				/* By name: argv[optind - 1] is the value when it came
+				 * as a separate word (--ds-max 4). */
+				log_err(NULL, "%s belongs to a client: give --client SOCKET (or "
+					"vduse:NAME) first",
+					opt == OPT_DEVICE ? "--device" : opt == OPT_DS_MAX ? "--ds-max"
+											  : "--readonly");
 				return 1;
 			}
 			if (opt == OPT_READONLY) {
@@ -462,8 +554,16 @@ int main(int argc, char **argv)
 					log_err(NULL, "--client %s: --device given twice", cur->arg);
 					return 1;
 				}
+				/* The whole name now, not after every controller is up:
+				 * a typo costs nothing. */
 				if (ctl_check_device(optarg, why, sizeof(why))) {
 					log_err(NULL, "--device %s: %s", optarg, why);
+					return 1;
+				}
+				if (devname_parse(optarg, &dn)) {
+					log_err(NULL, "--device %s: not a device name (SERIAL:nNSID, "
+						"SERIAL:nNSID:N, UUID, partuuid:UUID or partlabel:NAME)",
+						optarg);
 					return 1;
 				}
 				cur->device = optarg;
@@ -487,6 +587,22 @@ int main(int argc, char **argv)
 		case OPT_SOCKET_DIR:
 			cfg.socket_dir = optarg;
 			break;
+		case OPT_SOCKET_OWNER:
+			if (parse_owner(optarg, &cfg.perm.uid, &cfg.perm.gid, why, sizeof(why))) {
+				log_err(NULL, "--socket-owner %s: %s", optarg, why);
+				return 1;
+			}
+			break;
+		case OPT_SOCKET_MODE: {
+			unsigned mode;
+
+			if (ctl_parse_socket_mode(optarg, &mode, why, sizeof(why))) {
+				log_err(NULL, "--socket-mode: %s", why);
+				return 1;
+			}
+			cfg.perm.mode = (int)mode;
+			break;
+		}
 		case 'd':
 			if (cfg.ntrusted == MAX_TRUSTED) {
 				log_err(NULL, "--register-ds: at most %d files", MAX_TRUSTED);
@@ -501,8 +617,9 @@ int main(int argc, char **argv)
 		case 'v': verbose++; break;
 		case 'q': quiet = 1; break;
 		case 'l': do_list = true; break;
+		case OPT_JSON: json = true; break;
 		case 'h': usage(stdout); return 0;
-		case 'V': printf("nvme-drv " VERSION "\n"); return 0;
+		case 'V': printf("nvme-drv " NVD_VERSION "\n"); return 0;
 		case ':':
 			log_err(NULL, "option '%s' needs an argument (see --help)", argv[optind - 1]);
 			return 1;
@@ -523,6 +640,11 @@ int main(int argc, char **argv)
 			log_err(NULL, "--client %s: no --device given", cfg.sc[i].arg);
 			return 1;
 		}
+	if (json && !do_list) {
+		log_err(NULL, "--json goes with --list (a running server's disks: nvme-drv-ctl "
+			"--json disks)");
+		return 1;
+	}
 	if (cfg.socket_dir && !cfg.svr) {
 		log_err(NULL, "--socket-dir goes with --svr: without a control socket nobody names "
 			"sockets");
@@ -531,6 +653,10 @@ int main(int argc, char **argv)
 	if (verbose > 3)
 		verbose = 3;
 	log_set_level(quiet ? LOG_QUIET : LOG_WARN + verbose);
+	/* A server's log is read later, or by journald: time-stamp it or
+	 * give journald each line's priority. --list is a command. */
+	if (!do_list)
+		log_set_style(log_style_for_service());
 	if (!do_list && state_dir_make(&cfg))
 		return 1;
 	/* A stop asked for while the controllers come up is acted on once
@@ -544,7 +670,7 @@ int main(int argc, char **argv)
 	if (rc)
 		return 1;
 	if (do_list)
-		list_all(&host);
+		rc = list_all(&host, json);
 	else
 		rc = serve(&host, &cfg);
 	host_close(&host);

@@ -589,8 +589,9 @@ int nvme_ctrl_open(const char *bdf, const struct nvme_ctrl_opts *opts, struct nv
 		goto fail;
 	vfio_dma_free(c->vdev, &nsbuf);
 	vfio_dma_free(c->vdev, &idbuf);
-	log_info(bdf, "%s (%s, firmware %s): %u I/O queues of %u, %s x%u, %s, max transfer %u bytes",
-		 c->info.serial, c->info.model, c->info.firmware, c->nr_io, depth,
+	log_info(bdf, "%s (%s, firmware %s): %u I/O queue%s of %u, %s x%u, %s, max transfer %u bytes",
+		 c->info.serial, c->info.model, c->info.firmware, c->nr_io, c->nr_io == 1 ? "" : "s",
+		 depth,
 		 vfio_irq_mode_name(c->info.irq_mode), c->info.nvec, c->info.sgl ? "SGL" : "PRP",
 		 c->info.max_xfer);
 	*out = c;

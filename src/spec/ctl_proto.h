@@ -9,9 +9,13 @@
  * at most CTL_MSG_MAX bytes:
  *     "create" "0" "device=DEV" ["ds-max=N"] ["read-only"] ["socket=PATH"] ["vduse=NAME"]
  *     "destroy" "PATH-or-NAME"
- *     "list"
+ *     "list" ["json"]     the clients
+ *     "disks" ["json"]    controllers, namespaces, partitions and who holds each
+ *     "stats" ["json"]    I/O counters per client and per controller
  * Reply: text, one message of at most CTL_MSG_MAX bytes:
- *     "ok\n" followed by the result, or
+ *     "ok\n" followed by the result (a report: escaped "kind NAME key=value"
+ *     lines, or with "json" one JSON document; nvme-drv-ctl(8) gives both
+ *     schemas), or
  *     "error NAME ERRNO\n" followed by a one-line message,
  *   NAME being the errno's symbolic name (ENODEV, EBUSY, EINVAL, ...).
  * A create without socket= (or vduse=) succeeds with "ok\nfd\n" and one

@@ -1061,7 +1061,10 @@ int vduse_ep_create(struct evloop *loop, const char *name, const struct vblk_con
 	if (ep->ctl_fd < 0) {
 		rc = -errno;
 		if (errno == ENOENT || errno == ENODEV || errno == ENXIO) {
-			snprintf(why, whylen, "VDUSE is not available (%s: %s): modprobe vduse",
+			/* vduse makes the device; virtio_vdpa and virtio_blk make
+			 * it a block device. */
+			snprintf(why, whylen, "VDUSE is not available (%s: %s): modprobe vduse "
+				 "virtio_vdpa virtio_blk",
 				 VDUSE_CONTROL, strerror(errno));
 			rc = -ENOENT;
 		} else {
@@ -1137,8 +1140,8 @@ int vduse_ep_create(struct evloop *loop, const char *name, const struct vblk_con
 		goto fail;
 	}
 	ep->bus = BUS_ATTACHING;
-	log_info(ep->label, "VDUSE device %s: %u queues of %u, putting it on the vdpa bus", ep->name,
-		 ep->nq, QUEUE_SIZE);
+	log_info(ep->label, "VDUSE device %s: %u queue%s of %u, putting it on the vdpa bus", ep->name,
+		 ep->nq, ep->nq == 1 ? "" : "s", QUEUE_SIZE);
 	*out = ep;
 	return 0;
 fail:

@@ -113,7 +113,11 @@ static void as_request(const uint8_t *data, size_t size)
 			FUZZ_ASSERT(rq.destroy.transport == CTL_TRANSPORT_VDUSE &&
 				    ctl_check_vduse_name(rq.destroy.name, why, sizeof(why)) == 0);
 	} else {
-		FUZZ_ASSERT(rq.cmd == CTL_CMD_LIST);
+		/* A report: its word, and "json" exactly when asked for. */
+		FUZZ_ASSERT(rq.cmd == CTL_CMD_LIST || rq.cmd == CTL_CMD_DISKS ||
+			    rq.cmd == CTL_CMD_STATS);
+		FUZZ_ASSERT(rq.json == (n == 2 && strcmp(w[1], "json") == 0));
+		FUZZ_ASSERT(n == 1 || rq.json);
 	}
 	check_reply_round_trip(rc, why, &rq);
 }

@@ -265,6 +265,28 @@ static void in_dir(const char *dir, const char *path, int want, int line)
 }
 #define IN_DIR(dir, path, want) in_dir(dir, path, want, __LINE__)
 
+static void test_socket_mode(void)
+{
+	unsigned m = 12345;
+
+	CHECK_EQ_INT(ctl_parse_socket_mode("0660", &m, why, sizeof(why)), 0);
+	CHECK_EQ_INT(m, 0660);
+	CHECK_EQ_INT(ctl_parse_socket_mode("600", &m, why, sizeof(why)), 0);
+	CHECK_EQ_INT(m, 0600);
+	CHECK_EQ_INT(ctl_parse_socket_mode("0", &m, why, sizeof(why)), 0);
+	CHECK_EQ_INT(m, 0);
+	m = 12345;
+	CHECK_EQ_INT(ctl_parse_socket_mode("", &m, why, sizeof(why)), -EINVAL);
+	CHECK_EQ_INT(ctl_parse_socket_mode("0668", &m, why, sizeof(why)), -EINVAL);
+	CHECK(strstr(why, "'0668' is not a mode: octal digits only"));
+	CHECK_EQ_INT(ctl_parse_socket_mode("1777", &m, why, sizeof(why)), -EINVAL);
+	CHECK(strstr(why, "give at most 0777"));
+	CHECK_EQ_INT(ctl_parse_socket_mode("00660", &m, why, sizeof(why)), -EINVAL);
+	CHECK_EQ_INT(ctl_parse_socket_mode("+660", &m, why, sizeof(why)), -EINVAL);
+	CHECK_EQ_INT(ctl_parse_socket_mode("u+rw", &m, why, sizeof(why)), -EINVAL);
+	CHECK_EQ_INT(m, 12345);
+}
+
 static void test_socket_in_dir(void)
 {
 	IN_DIR("/run/nvd", "/run/nvd/vm1.sock", 0);
@@ -306,6 +328,10 @@ static void test_destroy_and_request(void)
 	const char *const dnot[] = { "list", "vda" };
 	const char *const list[] = { "list" };
 	const char *const list2[] = { "list", "all" };
+	const char *const lj[] = { "list", "json" };
+	const char *const dj[] = { "disks", "json" };
+	const char *const sj[] = { "stats" };
+	const char *const sjj[] = { "stats", "json", "json" };
 	const char *const cr[] = { "create", "0", "device=SN1:n1", "vduse=vda" };
 	const char *const crbad[] = { "create", "0" };
 	const char *const unk[] = { "status" };
@@ -327,7 +353,15 @@ static void test_destroy_and_request(void)
 	CHECK_EQ_INT(ctl_parse_request(NW(list), list, &r, why, sizeof(why)), 0);
 	CHECK_EQ_INT(r.cmd, CTL_CMD_LIST);
 	CHECK_EQ_INT(ctl_parse_request(NW(list2), list2, &r, why, sizeof(why)), -EINVAL);
-	CHECK(strstr(why, "list takes no arguments"));
+	CHECK(strstr(why, "list takes no arguments but 'json'"));
+	CHECK_EQ_INT(ctl_parse_request(NW(lj), lj, &r, why, sizeof(why)), 0);
+	CHECK(r.cmd == CTL_CMD_LIST && r.json);
+	CHECK_EQ_INT(ctl_parse_request(NW(dj), dj, &r, why, sizeof(why)), 0);
+	CHECK(r.cmd == CTL_CMD_DISKS && r.json);
+	CHECK_EQ_INT(ctl_parse_request(NW(sj), sj, &r, why, sizeof(why)), 0);
+	CHECK(r.cmd == CTL_CMD_STATS && !r.json);
+	CHECK_EQ_INT(ctl_parse_request(NW(sjj), sjj, &r, why, sizeof(why)), -EINVAL);
+	CHECK(strstr(why, "stats takes no arguments but 'json'"));
 	CHECK_EQ_INT(ctl_parse_request(NW(cr), cr, &r, why, sizeof(why)), 0);
 	CHECK_EQ_INT(r.cmd, CTL_CMD_CREATE);
 	CHECK_STREQ(r.create.vduse, "vda");
@@ -452,8 +486,9 @@ static void test_garbage(void)
 {
 	static const char alphabet[] = { '\0', '\0', '\0', '=', '/', '\n', '\xff', '0', '1',
 					 'a', '.', '-' };
-	static const char *const tokens[] = { "create", "destroy", "list", "0", "device=",
-					      "ds-max=", "read-only", "socket=/", "vduse=" };
+	static const char *const tokens[] = { "create", "destroy", "list", "disks", "stats",
+					      "json", "0", "device=", "ds-max=", "read-only",
+					      "socket=/", "vduse=" };
 	uint64_t x = 0x9e3779b97f4a7c15ull;
 	char buf[96];
 	unsigned ok = 0, failed = 0, line_broken = 0;
@@ -630,6 +665,7 @@ int main(void)
 	test_create_invalid();
 	test_quote_truncates();
 	test_value_checks();
+	test_socket_mode();
 	test_socket_in_dir();
 	test_destroy_and_request();
 	test_pack_unpack();

@@ -134,6 +134,13 @@ static void test_mode_and_dir(void)
 	char out[CTL_SOCKET_PATH_SIZE + 16], sub[CTL_SOCKET_PATH_SIZE + 16];
 
 	CHECK_PREFIX(CALL("list"), "ok\n");
+	/* The reports of a server with no disks and no clients, in both
+	 * forms: empty text, JSON with every list present. */
+	CHECK_STREQ(CALL("list", "json"), "ok\n{\"clients\":[],\"controllers\":[]}\n");
+	CHECK_STREQ(CALL("disks"), "ok\n");
+	CHECK_STREQ(CALL("disks", "json"), "ok\n{\"controllers\":[]}\n");
+	CHECK_STREQ(CALL("stats", "json"), "ok\n{\"clients\":[],\"controllers\":[]}\n");
+	CHECK_HAS(CALL("stats", "yaml"), "error EINVAL");
 
 	CHECK_HAS(CALL("create", "0", "device=SN:n1", "socket=/etc/nvd-test.sock"),
 		  "error EACCES");
@@ -248,6 +255,7 @@ static void test_idle(void)
 
 int main(void)
 {
+	char why[CTL_WHY_MAX + 256];
 	struct host host;
 	struct clients *cs;
 
@@ -261,7 +269,7 @@ int main(void)
 	snprintf(path, sizeof(path), "%s/ctl.sock", dir);
 	CHECK_EQ_INT(evloop_new(&loop), 0);
 	CHECK_EQ_INT(clients_new(&host, loop, NULL, 0, &cs), 0);
-	CHECK_EQ_INT(clients_listen_ctl(cs, path, dir), 0);
+	CHECK_EQ_INT(clients_listen_ctl(cs, path, dir, why, sizeof(why)), 0);
 	{
 		struct stat st;
 
@@ -278,6 +286,29 @@ int main(void)
 	test_idle();
 
 	clients_free(cs);
+	CHECK_EQ_INT(access(path, F_OK), -1);
+
+	/* --socket-owner :GROUP --socket-mode 0660 on the control socket (our
+	 * own group: changing to another needs root). */
+	CHECK_EQ_INT(clients_new(&host, loop, NULL, 0, &cs), 0);
+	clients_set_socket_perm(cs, &(struct sock_perm){ (uid_t)-1, getegid(), 0660 });
+	CHECK_EQ_INT(clients_listen_ctl(cs, path, dir, why, sizeof(why)), 0);
+	{
+		struct stat st;
+
+		CHECK_EQ_INT(stat(path, &st), 0);
+		CHECK_EQ_INT(st.st_mode & 0777, 0660);
+		CHECK_EQ_INT(st.st_gid, getegid());
+	}
+	clients_free(cs);
+	/* A group we may not give it: one clear reason naming the option. */
+	if (geteuid() != 0) {
+		CHECK_EQ_INT(clients_new(&host, loop, NULL, 0, &cs), 0);
+		clients_set_socket_perm(cs, &(struct sock_perm){ 0, (gid_t)-1, -1 });
+		CHECK_EQ_INT(clients_listen_ctl(cs, path, dir, why, sizeof(why)), -EPERM);
+		CHECK(strstr(why, "--socket-owner: chown ") != NULL);
+		clients_free(cs);
+	}
 	evloop_free(loop);
 	CHECK_EQ_INT(access(path, F_OK), -1);
 	rmdir(dir);

@@ -118,9 +118,9 @@ grep -q '^id: "NVD-A:n2"' "$work/ns-get-id.out" && ok "GET_ID gives the device n
 for p in p1 d2 b; do
 	if [ "$(cat "$work/par-$p.rc")" = 0 ]; then ok "concurrent client $p"; else fail "concurrent client $p: $(tail -3 "$work/par-$p.out" | tr '\n' ' ')"; fi
 done
-grep -q 'client /tmp/d2.sock device=partlabel:two target=NVD-A:n1:2 dynamic' "$work/list-busy.out" &&
+grep -q 'client /tmp/d2.sock device=partlabel:two target=NVD-A:n1:2 type=dynamic' "$work/list-busy.out" &&
 	ok "list shows the dynamic client" || fail "list: $(cat "$work/list-busy.out")"
-grep -q 'client /tmp/p1.sock device=.* static read-only=no ds-max=2 .*reads=[1-9]' "$work/list-busy.out" &&
+grep -q 'client /tmp/p1.sock device=.* type=static transport=socket read-only=no ds-max=2 .*reads=[1-9]' "$work/list-busy.out" &&
 	ok "list shows the static client and its counters" || fail "list: $(cat "$work/list-busy.out")"
 [ "$(cat "$work/d2-gone.rc")" = 1 ] && ok "destroy removed the socket" || fail "socket /tmp/d2.sock still there"
 grep -q 'd2.sock\|fd-client' "$work/list-after.out" && fail "list-after still shows ended clients: $(cat "$work/list-after.out")" || ok "ended clients are gone from list"

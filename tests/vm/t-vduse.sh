@@ -122,7 +122,7 @@ vmrc=$?
 echo "# vm run: $((SECONDS - start)) s"
 [ $vmrc = 0 ] || { fail "vm run: exit $vmrc: $(tail -n 5 "$work/vm.out" | tr '\n' ' ')"; exit 1; }
 
-expect_error no-module "modprobe vduse"
+expect_error no-module "modprobe vduse virtio_vdpa virtio_blk"
 [ -e "$work/modprobe.err" ] && fail "tests/vm/modprobe vduse virtio_vdpa virtio_blk failed"
 read -r A B attach_ms < "$work/devs.out"
 if [ -n "$A" ] && [ -n "$B" ]; then ok "block devices $A (one) and $B (two) appeared, ${attach_ms} ms after start"
@@ -159,9 +159,9 @@ C=$(cat "$work/dyn-dev.out")
 [ "$(wc -l < "$work/dyn-mq.out")" = 2 ] && ok "dynamic client with ds-max=5: 2 hardware queues (one per CPU)" ||
 	fail "dynamic client queues: $(cat "$work/dyn-mq.out" | tr '\n' ' ')"
 expect_ok dyn-io
-grep -q 'client vduse:vd2 device=VD:n2 target=VD:n2 dynamic read-only=no ds-max=5 connected=yes .*writes=[1-9]' "$work/dyn-list.out" &&
-	grep -q 'client vduse:vd0 device=partlabel:one target=VD:n1:1 static read-only=no ds-max=2 connected=yes' "$work/dyn-list.out" &&
-	grep -q 'client vduse:vd1 device=partlabel:two target=VD:n1:2 static read-only=yes' "$work/dyn-list.out" &&
+grep -q 'client vduse:vd2 device=VD:n2 target=VD:n2 type=dynamic transport=vduse read-only=no ds-max=5 connected=yes .*writes=[1-9]' "$work/dyn-list.out" &&
+	grep -q 'client vduse:vd0 device=partlabel:one target=VD:n1:1 type=static transport=vduse read-only=no ds-max=2 connected=yes' "$work/dyn-list.out" &&
+	grep -q 'client vduse:vd1 device=partlabel:two target=VD:n1:2 type=static transport=vduse read-only=yes' "$work/dyn-list.out" &&
 	ok "list shows the static and dynamic VDUSE clients" || fail "list: $(cat "$work/dyn-list.out")"
 ctl_err dyn-eperm EPERM
 ctl_err dyn-enoent ENOENT
