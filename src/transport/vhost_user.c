@@ -467,7 +467,6 @@ static int handle(struct vhu_ep *ep)
 	case VHOST_USER_SET_VRING_ERR: {
 		unsigned q = (unsigned)(p->u64 & VHOST_USER_VRING_IDX_MASK);
 		int fd = ep->nfds ? ep->fds[0] : -1;
-		bool running;
 
 		if (!check_queue(ep, q))
 			return -EINVAL;
@@ -491,10 +490,16 @@ static int handle(struct vhu_ep *ep)
 			ep->err_fd[q] = fd;
 			return 0;
 		}
-		running = ep->kicks[q].fd >= 0;
-		if (running) {
-			evloop_del(ep->loop, ep->kicks[q].fd);
-			close_fd(&ep->kicks[q].fd);
+		/* A ring runs until GET_VRING_BASE stops it: starting it again
+		 * would take what is in flight a second time (from the log) or
+		 * rewind to the old base, and new addresses would move it under
+		 * requests in flight. */
+		if (ep->kicks[q].fd >= 0) {
+			log_err(ep->name, "queue %u: SET_VRING_KICK for a running ring; stop it first "
+				"(GET_VRING_BASE)", q);
+			if (fd >= 0)
+				close(fd);
+			return -EBUSY;
 		}
 		if (fd < 0) {
 			log_err(ep->name, "queue %u: polling mode (no kick fd) is not supported", q);
@@ -502,15 +507,6 @@ static int handle(struct vhu_ep *ep)
 		}
 		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 		ep->kicks[q].fd = fd;
-		/* A new kick fd for a running queue replaces the old one only: a
-		 * second start would take again what is in flight (from the log)
-		 * or rewind to the old base. */
-		if (running) {
-			rc = evloop_add(ep->loop, fd, EPOLLIN | EPOLLET, on_kick, &ep->kicks[q]);
-			if (!rc)
-				vq_maybe_run(ep, q);
-			return rc;
-		}
 		if (ep->inflight && q < ep->inflight_nq)
 			vblk_vq_set_inflight(d, q, ep->inflight + q * ep->inflight_qlen, ep->inflight_qlen);
 		else
