@@ -64,7 +64,7 @@ blkof() { for b in /sys/bus/vdpa/devices/\$1/virtio*/block/*; do [ -e "\$b" ] &&
 waitsock() { for i in \$(seq 600); do [ -S "\$1" ] && return 0; sleep 0.1; done; return 1; }
 # The server's open descriptors by kind, its memory, the kernel's pinned pages.
 snapshot() { # NAME
-	for f in /proc/\$srv/fd/*; do readlink \$f; done |
+	ls -l /proc/\$srv/fd | sed -n "s/.* -> //p" |
 		sed 's/:\[[0-9]*\]$//; s/^\/memfd:.*/memfd/; s/^\/dev\/vfio\/.*/vfio/; s/^\/dev\/vduse\/.*/vduse/; s/^\/dev\/shm\/.*/shm/' |
 		sort | uniq -c >"\$W/fds-\$1.out"
 	grep -E '^(VmRSS|VmLck|VmPin)' /proc/\$srv/status >"\$W/mem-\$1.out"
@@ -120,10 +120,10 @@ for i in \$(seq 60); do
 done
 echo \$((\$(ms) - t0)) >"\$W/connect-ms.out"
 # Connected is not yet set up: each front end still sends its memory and
-# rings. Counted well inside the readers' 20 s, twice, 3 s apart.
-sleep 6
-snapshot busy
+# rings. Counted inside the readers' 20 s, twice, 2 s apart.
 sleep 3
+snapshot busy
+sleep 2
 snapshot busy2
 while read -r c pid; do wait \$pid; echo \$? >"\$W/r-\$c.rc"; done </tmp/pids
 kill -TERM \$srv; wait \$srv; echo \$? >"\$W/sigterm.rc"
@@ -167,6 +167,7 @@ nl=$(grep -c '^client .*connected=yes' "$work/list.out")
 	fail "list: $nl clients connected: $(grep -c '^client ' "$work/list.out") listed"
 
 # What the clients cost, from the server's own descriptors and memory.
+echo "# a reader: $(grep -h 'iops=' "$work/r-u1.out" | head -1)"
 total() { awk '{s += $1} END {print s + 0}' "$work/fds-$1.out"; }
 kb() { awk -v k="$2" '$1 == k":" {print $2}' "$work/mem-$1.out"; }
 for s in static idle busy busy2; do
