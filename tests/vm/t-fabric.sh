@@ -6,7 +6,8 @@
 # uses it. All traffic stays on the guest's loopback interface (127.0.0.1;
 # the VM has no network device at all). One boot, one controller:
 #   FAB ns1 64 MiB GPT: rw (a read-write VDUSE client), ro (a read-only one)
-# In the guest: export rw as namespace 1 of a subsystem on 127.0.0.1:4420;
+# In the guest: export rw as namespace 1 of a subsystem on 127.0.0.1:4420,
+# open to one host NQN only (another is refused);
 # the read-only client's block device cannot be exported (6.12's nvmet opens
 # every namespace read-write, and the kernel refuses that on a read-only
 # disk, also after `blockdev --setrw`, which cannot clear virtio_blk's RO);
@@ -35,6 +36,7 @@ PAT_OFF=20	# MiB into partition rw, past fio's 16 MiB
 D=$build/src/daemon/nvme-drv
 NQN=nqn.2026-11.io.nvme-drv.test:fab
 HOSTNQN=nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-0000000000fa
+OTHERNQN=nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-0000000000fb
 cat > "$work/guest.sh" <<GUEST
 W=$work
 $guest_steps_prelude
@@ -69,8 +71,8 @@ echo "\$A \$B" >"\$W/devs.out"
 # Export: a subsystem with namespace 1, a TCP port on 127.0.0.1, the link.
 export_fab() (
 	set -e
-	mkdir \$S
-	echo 1 >\$S/attr_allow_any_host
+	mkdir \$S \$C/hosts/$HOSTNQN
+	ln -s \$C/hosts/$HOSTNQN \$S/allowed_hosts/
 	mkdir \$S/namespaces/1
 	echo /dev/\$A >\$S/namespaces/1/device_path
 	echo 1 >\$S/namespaces/1/enable
@@ -91,6 +93,7 @@ step ro-getro-after-setrw blockdev --getro /dev/\$B
 step ro-enable-after-setrw sh -c "echo 1 >\$S/namespaces/2/enable"
 cat \$S/namespaces/2/enable >"\$W/ro-enabled.out"
 step discover nvme discover -t tcp -a 127.0.0.1 -s 4420 --hostnqn=$HOSTNQN
+step other-host nvme connect -t tcp -a 127.0.0.1 -s 4420 -n $NQN --hostnqn=$OTHERNQN
 step connect nvme connect -t tcp -a 127.0.0.1 -s 4420 -n $NQN --hostnqn=$HOSTNQN
 N1=\$(waitfab 1); N2=\$(fabdev 2)
 echo "\$N1 \$N2" >"\$W/fabdevs.out"
@@ -111,10 +114,11 @@ unexport_fab() (
 	rmdir \$P
 	echo 0 >\$S/namespaces/1/enable
 	rmdir \$S/namespaces/1 \$S/namespaces/2
-	rmdir \$S
+	rm \$S/allowed_hosts/$HOSTNQN
+	rmdir \$S \$C/hosts/$HOSTNQN
 )
 step unexport unexport_fab
-ls \$C/subsystems \$C/ports >"\$W/left-cfg.out" 2>&1
+ls \$C/subsystems \$C/ports \$C/hosts >"\$W/left-cfg.out" 2>&1
 kill -TERM \$srv; wait \$srv; echo \$? >"\$W/sigterm.rc"
 dmesg >"\$W/dmesg.out"
 exit 0
@@ -137,6 +141,10 @@ expect_ok export
 expect_ok discover
 grep -q "subnqn: *$NQN" "$work/discover.out" && grep -q 'traddr: *127.0.0.1' "$work/discover.out" &&
 	ok "discovery on 127.0.0.1:4420 lists $NQN" || fail "discover: $(head -c 400 "$work/discover.out")"
+if [ "$(rc_of other-host)" != 0 ] && [ "$(rc_of other-host)" != missing ] &&
+	grep -q "connect by host $OTHERNQN for subsystem $NQN not allowed" "$work/dmesg.out"; then
+	ok "a host not in allowed_hosts cannot connect ($(head -1 "$work/other-host.err"))"
+else fail "a host not in allowed_hosts: nvme connect exit $(rc_of other-host), kernel: $(grep -m1 'not allowed' "$work/dmesg.out")"; fi
 expect_ok connect
 read -r N1 N2 < "$work/fabdevs.out"
 [ -n "$N1" ] && ok "NVMe/TCP namespace 1 on the initiator: $N1" ||
@@ -179,7 +187,7 @@ expect_ok disconnect
 [ -s "$work/left-blk.out" ] && fail "NVMe block devices left after disconnect: $(cat "$work/left-blk.out" | tr '\n' ' ')" ||
 	ok "disconnect removed the initiator's namespaces"
 expect_ok unexport
-[ "$(grep -v ':$' "$work/left-cfg.out" | grep -c .)" = 0 ] && ok "unexport left no subsystem or port in configfs" ||
+[ "$(grep -v ':$' "$work/left-cfg.out" | grep -c .)" = 0 ] && ok "unexport left no subsystem, port or host in configfs" ||
 	fail "configfs after unexport: $(cat "$work/left-cfg.out" | tr '\n' ' ')"
 [ "$(cat "$work/sigterm.rc")" = 0 ] && ok "nvme-drv: SIGTERM exit 0 after the export is gone" ||
 	fail "nvme-drv: SIGTERM exit $(cat "$work/sigterm.rc")"
