@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
@@ -178,6 +179,20 @@ struct config {
 	struct sock_perm perm;			/* --socket-owner, --socket-mode */
 	char sock_dir[CTL_SOCKET_PATH_SIZE];	/* resolved */
 };
+
+/* Every client holds descriptors (a connected 4-queue vhost-user client
+ * 9 to 13): the soft limit (1024 by default) would stop them long before
+ * the hard one. Nothing here uses select(). */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			log_debug(NULL, "cannot raise RLIMIT_NOFILE: %s", strerror(errno));
+	}
+}
 
 /* The state directory, made if need be (mode 0700: what is in it says
  * which devices a successor may take over). Without --state-dir a default
@@ -661,8 +676,10 @@ int main(int argc, char **argv)
 		return 1;
 	/* A stop asked for while the controllers come up is acted on once
 	 * everything can be taken down in order. */
-	if (!do_list)
+	if (!do_list) {
 		evloop_block_signals();
+		raise_nofile();
+	}
 	if (cfg.svr && resolve_socket_dir(&cfg))
 		return 1;
 

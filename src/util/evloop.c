@@ -3,11 +3,15 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
-#define MAX_WATCH 1024
+/* Watches grow as needed, so that the number of clients is bounded by
+ * the descriptor limit and epoll's, not by a table of ours. A slot's index
+ * is its epoll cookie; a freed slot is reused, never moved. */
+#define WATCH_CHUNK 256
 
 struct watch {
 	int fd;
@@ -23,7 +27,9 @@ struct evloop {
 	void *sig_arg;
 	bool stop;
 	struct evloop_defer *deferred;	/* in queueing order */
-	struct watch w[MAX_WATCH];
+	struct watch *w;
+	unsigned nw;		/* slots allocated */
+	unsigned free_hint;	/* no free slot below it */
 };
 
 int evloop_new(struct evloop **out)
@@ -50,31 +56,42 @@ void evloop_free(struct evloop *l)
 	if (l->sigfd >= 0)
 		close(l->sigfd);
 	close(l->epfd);
+	free(l->w);
 	free(l);
 }
 
 int evloop_add(struct evloop *l, int fd, uint32_t events, evloop_cb cb, void *arg)
 {
 	struct epoll_event ev = { .events = events };
+	unsigned i = l->free_hint;
 
-	for (unsigned i = 0; i < MAX_WATCH; i++) {
-		if (l->w[i].used)
-			continue;
-		ev.data.u32 = i;
-		if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
-			return -errno;
-		l->w[i] = (struct watch){ .fd = fd, .cb = cb, .arg = arg, .used = true };
-		return 0;
+	while (i < l->nw && l->w[i].used)
+		i++;
+	if (i == l->nw) {
+		struct watch *w = realloc(l->w, (l->nw + WATCH_CHUNK) * sizeof(*w));
+
+		if (!w)
+			return -ENOMEM;
+		memset(w + l->nw, 0, WATCH_CHUNK * sizeof(*w));
+		l->w = w;
+		l->nw += WATCH_CHUNK;
 	}
-	return -ENOSPC;
+	ev.data.u32 = i;
+	if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
+		return -errno;
+	l->w[i] = (struct watch){ .fd = fd, .cb = cb, .arg = arg, .used = true };
+	l->free_hint = i + 1;
+	return 0;
 }
 
 int evloop_del(struct evloop *l, int fd)
 {
-	for (unsigned i = 0; i < MAX_WATCH; i++) {
+	for (unsigned i = 0; i < l->nw; i++) {
 		if (l->w[i].used && l->w[i].fd == fd) {
 			epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL);
 			l->w[i].used = false;
+			if (i < l->free_hint)
+				l->free_hint = i;
 			return 0;
 		}
 	}
