@@ -302,30 +302,6 @@ int vfio_map_bar(struct vfio_dev *d, unsigned bar, volatile void **addr, size_t 
 }
 int vfio_enable_bus_master(struct vfio_dev *d) { (void)d; return 0; }
 int vfio_disable_bus_master(struct vfio_dev *d) { (void)d; bm_off++; return 0; }
-int vfio_dma_alloc(struct vfio_dev *d, size_t len, struct dma_buf *buf)
-{
-	(void)d;
-	len = (len + PS - 1) & ~(size_t)(PS - 1);
-	buf->va = aligned_alloc(PS, len);
-	if (!buf->va)
-		return -ENOMEM;
-	memset(buf->va, 0, len);
-	buf->iova = (uintptr_t)buf->va;
-	buf->len = len;
-	return 0;
-}
-void vfio_dma_free(struct vfio_dev *d, struct dma_buf *buf)
-{
-	(void)d;
-	free(buf->va);
-	buf->va = NULL;
-}
-void *vfio_iova_to_va(const struct vfio_dev *d, uint64_t iova, size_t len)
-{
-	(void)d;
-	(void)len;
-	return (void *)(uintptr_t)iova;
-}
 const char *vfio_irq_mode_name(enum vfio_irq_mode m) { (void)m; return "MSI-X"; }
 int vfio_irq_enable(struct vfio_dev *d, unsigned allowed, unsigned want, enum vfio_irq_mode *mode,
 		    unsigned *nvec)

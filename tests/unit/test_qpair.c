@@ -16,33 +16,6 @@
 
 /* ---- link-time stubs for the platform and the rest of the NVMe layer ---- */
 
-int vfio_dma_alloc(struct vfio_dev *dev, size_t len, struct dma_buf *buf)
-{
-	(void)dev;
-	len = (len + PS - 1) & ~(size_t)(PS - 1);
-	buf->va = aligned_alloc(PS, len);
-	if (!buf->va)
-		return -ENOMEM;
-	memset(buf->va, 0, len);
-	buf->iova = (uintptr_t)buf->va;
-	buf->len = len;
-	return 0;
-}
-
-void vfio_dma_free(struct vfio_dev *dev, struct dma_buf *buf)
-{
-	(void)dev;
-	free(buf->va);
-	buf->va = NULL;
-}
-
-void *vfio_iova_to_va(const struct vfio_dev *dev, uint64_t iova, size_t len)
-{
-	(void)dev;
-	(void)len;
-	return (void *)(uintptr_t)iova;
-}
-
 int nvme_ctrl_vector_fd(const struct nvme_ctrl *c, unsigned vec)
 {
 	(void)c;
