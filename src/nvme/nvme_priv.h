@@ -110,6 +110,12 @@ struct nvme_ctrl {
 	struct dma_buf scratch;	/* one page for Set Features data after a reset */
 	unsigned resets;
 	bool failed;
+	/* Owners (nvme_share) with requests on any queue pair, the requests
+	 * they hold in all, and until when the controller counts as shared
+	 * (nvme_share_full); 0: it never was. */
+	unsigned share_owners;
+	unsigned share_held;
+	uint64_t shared_until_ms;
 };
 
 uint64_t nvme_now_ms(void);

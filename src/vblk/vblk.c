@@ -62,6 +62,7 @@ struct vqueue {
 	bool started;
 	bool enabled;
 	bool stopping;		/* taking no more; stops when inflight is 0 */
+	bool fair_wait;		/* holds its part of a shared queue pair (nvme_share_full) */
 	bool start_pending;	/* started, taking nothing until old I/O ends */
 	/* Its turn among the other queues on its NVMe queue pair when that is
 	 * full: a virtqueue maps to one queue pair (pick_qp). */
@@ -586,7 +587,7 @@ void vblk_reset(struct vblk *d)
 	qos_drop(d);	/* never sent: nothing of them reaches the controller */
 	for (unsigned q = 0; q < VBLK_MAX_QUEUES; q++) {
 		struct vqueue *v = &d->vqs[q];
-		v->started = v->enabled = v->stopping = v->start_pending = false;
+		v->started = v->enabled = v->stopping = v->start_pending = v->fair_wait = false;
 		v->inflight = 0;
 		v->taken = 0;
 		v->num = 0;
@@ -1049,6 +1050,11 @@ static void nvme_done(struct nvme_req *r)
 		v->started = false;
 		d->ops->drained(d->ctx, q);
 	}
+	/* One of its own ended: the queue may take again what it left. */
+	if (same_session && v->fair_wait) {
+		v->fair_wait = false;
+		vblk_vq_kick(d, q);
+	}
 	release(d);
 }
 
@@ -1227,6 +1233,12 @@ void vblk_vq_kick(struct vblk *d, unsigned q)
 
 		if (!io)
 			break;	/* retried on the next kick or completion */
+		if (nvme_share_full(pick_qp(d, q), &v->share)) {
+			/* The rest stays in the ring until one of ours ends. */
+			io_put(d, io);
+			v->fair_wait = true;
+			break;
+		}
 		if (v->taken >= v->num) {
 			/* More requests than the ring has room for: the driver made
 			 * a head available again before it was used (2.7.13). */
