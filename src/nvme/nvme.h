@@ -143,8 +143,10 @@ struct nvme_share {
  * NVME_SHARE_MIN: the rest of its requests it keeps itself (a virtqueue
  * leaves them in its ring) until one of its own completes.
  * nvme_share_full() says when it holds that many. Owners of like demand
- * are never held back (16 at QD8 hold 8 each); an owner alone never is. */
-#define NVME_SHARE_MIN 8
+ * are never held back (16 at QD8 hold 8 each); an owner alone never is.
+ * The price: a QD256 owner beside a QD1 one gets 4 commands at a time,
+ * and on QEMU's NVMe about half its throughput alone (t-qos.sh). */
+#define NVME_SHARE_MIN 4
 #define NVME_SHARE_RATIO 4
 #define NVME_SHARE_GRACE_MS 20
 bool nvme_share_full(const struct nvme_qpair *qp, const struct nvme_share *s);
