@@ -1382,17 +1382,46 @@ static bool qos_hold(struct vblk *d, struct vqueue *v, struct vblk_io *io)
 	return true;
 }
 
-/* Sends queue q's held request. Its buffers are looked up again: the
- * memory table may have changed while it waited, and the regions it now
- * lies in must stay mapped until it ends. */
+/* Pins the regions io's data buffers lie in now: the memory table may
+ * have changed while it waited (a front end sends SET_MEM_TABLE again on
+ * memory hot-plug), and the controller must move data only into memory
+ * that stays mapped until io ends. The regions its header and status were
+ * parsed in stay pinned too: they are written where they were read.
+ * Returns false when a buffer is in no region now, or too many regions
+ * would be held. */
+static bool io_ref_data(struct vblk *d, struct vblk_io *io)
+{
+	for (unsigned i = 0; i < io->req.ndata; i++) {
+		struct region *r = find_gpa(d, io->req.data[i].gpa, io->req.data[i].len);
+		bool have = false;
+
+		if (!r)
+			return false;
+		for (unsigned k = 0; k < io->nrefs && !have; k++)
+			have = io->refs[k] == r;
+		if (have)
+			continue;
+		if (io->nrefs == VBLK_MAX_SEGS)
+			return false;
+		r->refs++;
+		io->refs[io->nrefs++] = r;
+	}
+	return true;
+}
+
+/* Sends queue q's held request; one whose data the client has taken out
+ * of its memory meanwhile fails (IOERR), as at io_start(). */
 static void qos_start(struct vblk *d, unsigned q)
 {
 	struct vblk_io *io = d->vqs[q].held;
 
 	d->vqs[q].held = NULL;
 	d->nheld--;
-	io_unref(d, io);
-	io_ref(d, io);
+	if (!io_ref_data(d, io)) {
+		log_debug(d->name, "queue %u: a held request's data left the memory table", q);
+		io_finish(io, VIRTIO_BLK_S_IOERR, 0);
+		return;
+	}
 	io_start(d, io);
 }
 

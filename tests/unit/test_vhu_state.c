@@ -673,6 +673,44 @@ static void test_qos_session_change(void)
 	check_serves("qos_session_change");
 }
 
+/* A held request across SET_MEM_TABLE (the same memory, sent again as on
+ * memory hot-plug): let go, its data goes into the new mapping, which it
+ * pins, and its status into the old one, which it still pins (found by
+ * fuzz_vhu_state: the status went into a mapping already gone). */
+static void test_qos_table_change(void)
+{
+	struct vhost_user_mem_table t = { .nregions = 1 };
+	struct fe f;
+	uint32_t id, len;
+	uint16_t head;
+
+	reset_fake();
+	CHECK_EQ_INT(fe_new(&f, loop, "qos-table"), 0);
+	CHECK_EQ_INT(fe_setup(&f, 1), 0);
+	CHECK_EQ_INT(set_iops(&f, 1), 0);
+	head = fe_post(&f, 0, VIRTIO_BLK_T_OUT, 0, 4096);
+	fe_kick(&f, 0);
+	fe_run(&f, 3);
+	CHECK_EQ_INT(fake_nvme.npending, 0);
+	t.regions[0] = (struct vhost_user_mem_region){
+		.guest_phys_addr = 0, .memory_size = FE_MEM_SIZE, .userspace_addr = FE_UVA,
+	};
+	fe_send(&f, VHOST_USER_SET_MEM_TABLE, 0, &t,
+		(uint32_t)(offsetof(struct vhost_user_mem_table, regions) + sizeof(t.regions[0])),
+		&f.memfd, 1);
+	fe_run(&f, 3);
+	CHECK_EQ_INT(fake_nvme.maps, 2);	/* the old one is held by the request */
+	CHECK_EQ_INT(set_iops(&f, 0), 0);
+	CHECK_EQ_INT(fake_nvme.npending, 1);
+	fake_nvme_complete(0, 0);
+	fe_run(&f, 3);
+	CHECK_EQ_INT(fake_nvme.maps, 1);
+	CHECK_EQ_INT(fe_used(&f, 0, &id, &len), 1);
+	CHECK_EQ_INT(id, head);
+	CHECK_EQ_INT(fe_status(&f, 0, head, len), VIRTIO_BLK_S_OK);
+	fe_free(&f);
+}
+
 /* With an argument, runs only the cases whose name contains it. */
 int main(int argc, char **argv)
 {
@@ -695,6 +733,7 @@ int main(int argc, char **argv)
 		{ "qos_held_and_released", test_qos_held_and_released },
 		{ "qos_change_applies_at_once", test_qos_change_applies_at_once },
 		{ "qos_session_change", test_qos_session_change },
+		{ "qos_table_change", test_qos_table_change },
 	};
 
 	log_set_level(getenv("NVD_TEST_VERBOSE") ? LOG_DEBUG : LOG_QUIET);
