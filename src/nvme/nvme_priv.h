@@ -129,9 +129,9 @@ uint64_t nvme_now_ms(void);
 
 /* Whether a doorbell moved from `old` to `val` must also be written to the
  * register, given the controller's EventIdx `ei`: when ei lies in [old,
- * val) as the 16-bit values wrap (virtio's vring_need_event; Linux's
- * nvme_dbbuf_need_event). Any ei is safe to compare: a bogus one asks for
- * one register write too many, or for none, as a controller may. */
+ * val) as 16-bit values wrap (virtio's vring_need_event; Linux's
+ * nvme_dbbuf_need_event). For indexes below a queue's depth that is the
+ * ring's interval, across its wrap too; any ei is safe to compare. */
 static inline bool nvme_dbbuf_need_event(uint16_t ei, uint16_t val, uint16_t old)
 {
 	return (uint16_t)(val - ei - 1) < (uint16_t)(val - old);

@@ -131,8 +131,8 @@ static void trk_put(struct nvme_qpair *qp, uint16_t cid)
 	qp->free_ids[qp->nfree++] = cid;
 }
 
-static bool shadow_db_update(volatile uint32_t *shadow, volatile uint32_t *ei, uint16_t old,
-			     uint16_t val);
+static bool shadow_db_update(const struct nvme_qpair *qp, volatile uint32_t *shadow,
+			     volatile uint32_t *ei, uint16_t old, uint16_t val);
 
 /* Tells the controller the new tail, once for every command pushed since
  * the last time: each doorbell write is a trap to the hypervisor on a
@@ -146,7 +146,7 @@ static void sq_ring(struct nvme_qpair *qp)
 	if (old == qp->sq_tail)
 		return;
 	qp->db_tail = qp->sq_tail;
-	if (qp->sq_shadow && !shadow_db_update(qp->sq_shadow, qp->sq_ei, old, qp->sq_tail)) {
+	if (qp->sq_shadow && !shadow_db_update(qp, qp->sq_shadow, qp->sq_ei, old, qp->sq_tail)) {
 		qp->dbstats.sq_shadow_only++;
 		return;
 	}
@@ -165,7 +165,7 @@ static void cq_ring(struct nvme_qpair *qp)
 	if (old == qp->cq_head)
 		return;
 	qp->db_head = qp->cq_head;
-	if (qp->cq_shadow && !shadow_db_update(qp->cq_shadow, qp->cq_ei, old, qp->cq_head)) {
+	if (qp->cq_shadow && !shadow_db_update(qp, qp->cq_shadow, qp->cq_ei, old, qp->cq_head)) {
 		qp->dbstats.cq_shadow_only++;
 		return;
 	}
@@ -896,6 +896,8 @@ unsigned nvme_qpair_reset_begin(struct nvme_qpair *qp, bool keep, int err)
 void nvme_qpair_reset_end(struct nvme_qpair *qp)
 {
 	qp->resetting = false;
+	/* What is sent again and what waited go out with one doorbell. */
+	nvme_qpair_plug(qp);
 	for (unsigned cid = 0; cid + 1u < qp->depth; cid++) {
 		struct nvme_tracker *t = &qp->trk[cid];
 
@@ -903,6 +905,7 @@ void nvme_qpair_reset_end(struct nvme_qpair *qp)
 			trk_push(qp, t);
 	}
 	qpair_issue(qp);
+	nvme_qpair_unplug(qp);
 }
 
 void nvme_qpair_abort_all(struct nvme_qpair *qp, int err)
@@ -943,10 +946,14 @@ void nvme_qpair_abort_all(struct nvme_qpair *qp, int err)
 /* Publishes a doorbell value in its shadow and says whether the register
  * must be written too. Linux's nvme_dbbuf_update_and_check_event, except
  * that the old value is our own record, not read back from memory the
- * controller may write. */
-static bool shadow_db_update(volatile uint32_t *shadow, volatile uint32_t *ei, uint16_t old,
-			     uint16_t val)
+ * controller may write, and that an EventIdx that is no index of the
+ * queue asks for the register write: a bogus one costs a register write,
+ * never a doorbell the controller does not see. */
+static bool shadow_db_update(const struct nvme_qpair *qp, volatile uint32_t *shadow,
+			     volatile uint32_t *ei, uint16_t old, uint16_t val)
 {
+	uint32_t e;
+
 	/* The queue entries the value hands over (SQEs and their lists; for
 	 * a CQ, the entries copied out) before the value itself. */
 	dma_wmb();
@@ -957,7 +964,12 @@ static bool shadow_db_update(volatile uint32_t *shadow, volatile uint32_t *ei, u
 	 * sees the new value, or we see an EventIdx that asks for the
 	 * register write. */
 	dma_mb();
-	return nvme_dbbuf_need_event((uint16_t)*ei, val, old);
+	e = *ei;
+	/* Doorbell values wrap at the queue's depth, not at 2^16; for
+	 * values below the depth, the 16-bit test below is the ring's. */
+	if (e >= qp->depth)
+		return true;
+	return nvme_dbbuf_need_event((uint16_t)e, val, old);
 }
 
 int nvme_qpair_dbbuf_attach(struct nvme_qpair *qp, void *dbs, void *eis, size_t len)
