@@ -52,6 +52,7 @@ struct perf {
 	uint64_t rng;
 	struct lat_log lat;
 	struct evloop *loop;
+	struct nvme_db_stats db_last;	/* doorbell counts when the phase began */
 };
 
 /* The verify pattern of one LBA: its absolute LBA in the first word (so a
@@ -192,6 +193,38 @@ static void on_signal(void *arg, uint32_t signo)
 	p->stop = true;
 }
 
+/* Doorbell register writes against updates that stayed in the shadow
+ * doorbells, since the last phase: a register write is a trap to the
+ * hypervisor on an emulated controller. */
+static void db_sum(const struct perf *p, struct nvme_db_stats *sum)
+{
+	memset(sum, 0, sizeof(*sum));
+	for (unsigned i = 0; i < p->nqps; i++) {
+		struct nvme_db_stats s;
+
+		nvme_qpair_db_stats(p->qps[i], &s);
+		sum->sq_mmio += s.sq_mmio;
+		sum->sq_shadow_only += s.sq_shadow_only;
+		sum->cq_mmio += s.cq_mmio;
+		sum->cq_shadow_only += s.cq_shadow_only;
+	}
+}
+
+static void report_doorbells(struct perf *p)
+{
+	struct nvme_db_stats sum;
+
+	db_sum(p, &sum);
+	printf("doorbells: sq-mmio=%" PRIu64 " sq-shadow-only=%" PRIu64 " cq-mmio=%" PRIu64
+	       " cq-shadow-only=%" PRIu64 " mmio-per-io=%.2f\n",
+	       sum.sq_mmio - p->db_last.sq_mmio, sum.sq_shadow_only - p->db_last.sq_shadow_only,
+	       sum.cq_mmio - p->db_last.cq_mmio, sum.cq_shadow_only - p->db_last.cq_shadow_only,
+	       p->completed ? (double)(sum.sq_mmio - p->db_last.sq_mmio + sum.cq_mmio -
+				       p->db_last.cq_mmio) / (double)p->completed : 0.0);
+	fflush(stdout);
+	p->db_last = sum;
+}
+
 static int run_phase(struct perf *p, struct io *ios, const char *phase)
 {
 	uint64_t t0, next_check;
@@ -215,6 +248,7 @@ static int run_phase(struct perf *p, struct io *ios, const char *phase)
 		}
 	}
 	report_phase(phase, p->completed, p->bs, t0, now_ns(), &p->lat);
+	report_doorbells(p);
 	return 0;
 }
 
@@ -388,6 +422,7 @@ int main(int argc, char **argv)
 		goto out;
 	for (unsigned i = 0; i < p.nqps; i++)
 		p.qps[i] = nvme_ctrl_qpair(ctrl, i);
+	db_sum(&p, &p.db_last);
 	/* Buffers are page-aligned and described page by page, so that PRP
 	 * lists and multi-descriptor SGLs are both exercised. */
 	{
@@ -418,10 +453,11 @@ int main(int argc, char **argv)
 	}
 	p.rng = p.seed;
 	printf("nvme-drv-perf: %s (%s) rw=%s bs=%u qd=%u queues=%u lba=%u first-lba=%" PRIu64
-	       " blocks=%" PRIu64 " %s %s\n",
+	       " blocks=%" PRIu64 " %s %s %s-doorbells\n",
 	       device, p.tgt.name, rw_names[p.mode], p.bs, p.qd, p.nqps, p.tgt.lba_size,
 	       p.tgt.first_lba, p.tgt.nlba, nvme_ctrl_info(ctrl)->sgl ? "SGL" : "PRP",
-	       vfio_irq_mode_name(nvme_ctrl_info(ctrl)->irq_mode));
+	       vfio_irq_mode_name(nvme_ctrl_info(ctrl)->irq_mode),
+	       nvme_ctrl_info(ctrl)->shadow_db ? "shadow" : "register");
 	fflush(stdout);
 	if (p.mode == RW_VERIFY) {
 		p.verify_write = true;

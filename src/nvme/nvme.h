@@ -26,6 +26,7 @@ struct nvme_ctrl_opts {
 	unsigned io_queue_depth;	/* entries per I/O queue; 0: default */
 	unsigned admin_timeout_ms;	/* an admin command's deadline; 0: 60 s as Linux */
 	unsigned io_timeout_ms;		/* an I/O command's deadline; 0: 30 s as Linux */
+	bool no_shadow_db;		/* --no-shadow-doorbells: every doorbell an MMIO write */
 };
 
 struct nvme_ctrl_info {
@@ -42,6 +43,8 @@ struct nvme_ctrl_info {
 	bool vwc;		/* volatile write cache: Flush is meaningful */
 	bool dsm;		/* Dataset Management (deallocate) */
 	bool write_zeroes;
+	bool shadow_db_supported;	/* OACS: Doorbell Buffer Config */
+	bool shadow_db;		/* shadow doorbells in use on the I/O queues */
 	uint16_t crdt[3];	/* retry delays a CQE's CRD selects, 100 ms units */
 	/* Limits of Write Zeroes and Dataset Management (Identify CNS 06h;
 	 * 0: none). Write Zeroes without WZSL is held to MDTS, as Linux does. */
@@ -181,6 +184,14 @@ int nvme_submit(struct nvme_qpair *qp, struct nvme_req *req);
  * doorbell write of the last unplug. Plugs nest; always unplug. */
 void nvme_qpair_plug(struct nvme_qpair *qp);
 void nvme_qpair_unplug(struct nvme_qpair *qp);
+/* Doorbell updates of a queue pair since it was created: those written to
+ * the controller's register, and those that stayed in its shadow doorbell
+ * because the controller's EventIdx said it would look there anyway. */
+struct nvme_db_stats {
+	uint64_t sq_mmio, sq_shadow_only;
+	uint64_t cq_mmio, cq_shadow_only;
+};
+void nvme_qpair_db_stats(const struct nvme_qpair *qp, struct nvme_db_stats *out);
 /* Reaps completions without waiting; returns how many commands ended. */
 unsigned nvme_qpair_process(struct nvme_qpair *qp);
 /* Commands in flight and requests waiting for a free slot. */
