@@ -49,7 +49,7 @@ struct static_client {
 
 /* --poll-max-us: a window longer than this is a busy CPU by another name. */
 #define POLL_MAX_US_LIMIT 10000
-#define POLL_MAX_US_DEFAULT 0
+#define POLL_MAX_US_DEFAULT 1000
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
