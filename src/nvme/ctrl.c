@@ -862,6 +862,24 @@ int nvme_ctrl_vector_fd(const struct nvme_ctrl *c, unsigned vec)
 	return vfio_irq_fd(c->vdev, vec);
 }
 
+bool nvme_ctrl_vector_edge(const struct nvme_ctrl *c, unsigned vec)
+{
+	return vec < c->info.nvec &&
+	       (c->info.irq_mode == VFIO_IRQ_MSIX || c->info.irq_mode == VFIO_IRQ_MSI);
+}
+
+unsigned nvme_ctrl_poll(struct nvme_ctrl *c)
+{
+	unsigned n = 0;
+
+	if (c->failed)
+		return 0;
+	for (unsigned i = 0; i < c->nr_io; i++)
+		if (c->io[i]->inflight)
+			n += nvme_qpair_process(c->io[i]);
+	return n;
+}
+
 void nvme_ctrl_service_vector(struct nvme_ctrl *c, unsigned vec)
 {
 	uint64_t cnt;
@@ -880,7 +898,7 @@ void nvme_ctrl_service_vector(struct nvme_ctrl *c, unsigned vec)
 		log_warn(c->info.bdf, "device released to the kernel");
 		return;
 	}
-	if (fd >= 0 && read(fd, &cnt, sizeof(cnt)) < 0) {
+	if (!nvme_ctrl_vector_edge(c, vec) && fd >= 0 && read(fd, &cnt, sizeof(cnt)) < 0) {
 		/* EAGAIN: spurious wake; nothing to drain */
 	}
 	if (c->admin && c->admin->vector == vec)

@@ -108,6 +108,14 @@ bool nvme_ctrl_is_failed(const struct nvme_ctrl *ctrl);
 unsigned nvme_ctrl_nr_vectors(const struct nvme_ctrl *ctrl);
 int nvme_ctrl_vector_fd(const struct nvme_ctrl *ctrl, unsigned vec);
 void nvme_ctrl_service_vector(struct nvme_ctrl *ctrl, unsigned vec);
+/* Whether vector fd `vec` may be watched edge-triggered: an MSI or MSI-X
+ * eventfd, which service_vector then never reads (each interrupt is an
+ * edge; the read would be a system call per interrupt). INTx must be read
+ * and unmasked. */
+bool nvme_ctrl_vector_edge(const struct nvme_ctrl *ctrl, unsigned vec);
+/* Reaps every I/O queue's completions without waiting or a system call
+ * (phase tags), for a poller. Returns how many commands ended. */
+unsigned nvme_ctrl_poll(struct nvme_ctrl *ctrl);
 
 enum {
 	NVME_REQ_FUA = 1u << 0,		/* Read/Write: force unit access */
