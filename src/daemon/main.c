@@ -47,9 +47,6 @@ struct static_client {
 	bool readonly;
 };
 
-/* --poll-max-us: a window longer than this is a busy CPU by another name. */
-#define POLL_MAX_US_LIMIT 10000
-#define POLL_MAX_US_DEFAULT 1000
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
@@ -98,7 +95,7 @@ static void usage(FILE *f)
 		"                     that a restarted server takes its VDUSE devices over\n"
 		"  --poll-max-us N    poll completion and virtqueues for up to N microseconds\n"
 		"                     before sleeping, adapting the window to the load (0-10000;\n"
-		"                     0: never poll; default " STR(POLL_MAX_US_DEFAULT) "); idle, the\n"
+		"                     0: never poll; default " STR(EVLOOP_POLL_MAX_US_DEFAULT) "); idle, the\n"
 		"                     server does not poll at all\n"
 		"  -d, --register-ds FILE\n"
 		"                     trusted shared-memory file (repeatable); once given, only\n"
@@ -549,7 +546,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	host_opts_init(&opts);
 	cfg.perm = (struct sock_perm){ (uid_t)-1, (gid_t)-1, -1 };
-	cfg.poll_max_us = POLL_MAX_US_DEFAULT;
+	cfg.poll_max_us = EVLOOP_POLL_MAX_US_DEFAULT;
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, ":vqhVd:", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -669,8 +666,8 @@ int main(int argc, char **argv)
 		case OPT_POLL_MAX_US: {
 			uint64_t v;
 
-			if (parse_u64(optarg, 0, POLL_MAX_US_LIMIT, &v) != 0) {
-				log_err(NULL, "--poll-max-us: '%s' is not 0-%u", optarg, POLL_MAX_US_LIMIT);
+			if (parse_u64(optarg, 0, EVLOOP_POLL_MAX_US_LIMIT, &v) != 0) {
+				log_err(NULL, "--poll-max-us: '%s' is not 0-%u", optarg, EVLOOP_POLL_MAX_US_LIMIT);
 				return 1;
 			}
 			cfg.poll_max_us = (unsigned)v;

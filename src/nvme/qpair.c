@@ -1039,9 +1039,18 @@ int nvme_qpair_exec_sync(struct nvme_qpair *qp, struct nvme_sqe *cmd, unsigned t
 		}
 		/* Wake at least every 100 ms and look at the CQ anyway, so a lost
 		 * interrupt costs time, not the command. */
-		if (fd >= 0 && poll(&pfd, 1, (int)(deadline - now < 100 ? deadline - now : 100)) > 0)
+		if (fd >= 0 && poll(&pfd, 1, (int)(deadline - now < 100 ? deadline - now : 100)) > 0) {
+			/* poll() is level-triggered: drain the eventfd that
+			 * service_vector leaves alone for an edge-triggered
+			 * loop, or the next poll() returns at once. */
+			uint64_t cnt;
+
+			if (nvme_ctrl_vector_edge(qp->ctrl, qp->vector) &&
+			    read(fd, &cnt, sizeof(cnt)) < 0) {
+				/* EAGAIN: another waiter drained it */
+			}
 			nvme_ctrl_service_vector(qp->ctrl, qp->vector);
-		else
+		} else
 			nvme_qpair_process(qp);
 	}
 	if (status)

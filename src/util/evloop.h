@@ -48,6 +48,11 @@ struct evloop_poller {
 };
 
 #define EVLOOP_POLL_START_NS 4000u
+/* --poll-max-us of nvme-drv and nvme-drv-perf: the default, measured on
+ * the test bed (README "Polling"), and the most that is still a window
+ * rather than a busy CPU by another name. */
+#define EVLOOP_POLL_MAX_US_DEFAULT 1000
+#define EVLOOP_POLL_MAX_US_LIMIT 10000
 
 /* What polling did, for tests and statistics. */
 struct evloop_poll_stats {

@@ -29,6 +29,13 @@ void nvme_ctrl_service_vector(struct nvme_ctrl *c, unsigned vec)
 	(void)vec;
 }
 
+bool nvme_ctrl_vector_edge(const struct nvme_ctrl *c, unsigned vec)
+{
+	(void)c;
+	(void)vec;
+	return false;
+}
+
 /* ---- the fake controller ---- */
 
 #define DISK_BYTES (1u << 20)
