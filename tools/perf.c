@@ -52,6 +52,7 @@ struct perf {
 	uint64_t rng;
 	struct lat_log lat;
 	struct evloop *loop;
+	struct nvme_db_stats db_last;	/* doorbell counts when the phase began */
 };
 
 /* The verify pattern of one LBA: its absolute LBA in the first word (so a
@@ -184,12 +185,56 @@ static void on_vector(void *arg, uint32_t events)
 	nvme_ctrl_service_vector(w->ctrl, w->vec);
 }
 
+static bool poll_ctrl(void *arg)
+{
+	return nvme_ctrl_poll(arg) > 0;
+}
+
+static bool notify_ctrl(void *arg, bool on)
+{
+	(void)arg;
+	(void)on;
+	return false;
+}
+
 static void on_signal(void *arg, uint32_t signo)
 {
 	struct perf *p = arg;
 
 	(void)signo;
 	p->stop = true;
+}
+
+/* Doorbell register writes against updates that stayed in the shadow
+ * doorbells, since the last phase: a register write is a trap to the
+ * hypervisor on an emulated controller. */
+static void db_sum(const struct perf *p, struct nvme_db_stats *sum)
+{
+	memset(sum, 0, sizeof(*sum));
+	for (unsigned i = 0; i < p->nqps; i++) {
+		struct nvme_db_stats s;
+
+		nvme_qpair_db_stats(p->qps[i], &s);
+		sum->sq_mmio += s.sq_mmio;
+		sum->sq_shadow_only += s.sq_shadow_only;
+		sum->cq_mmio += s.cq_mmio;
+		sum->cq_shadow_only += s.cq_shadow_only;
+	}
+}
+
+static void report_doorbells(struct perf *p)
+{
+	struct nvme_db_stats sum;
+
+	db_sum(p, &sum);
+	printf("doorbells: sq-mmio=%" PRIu64 " sq-shadow-only=%" PRIu64 " cq-mmio=%" PRIu64
+	       " cq-shadow-only=%" PRIu64 " mmio-per-io=%.2f\n",
+	       sum.sq_mmio - p->db_last.sq_mmio, sum.sq_shadow_only - p->db_last.sq_shadow_only,
+	       sum.cq_mmio - p->db_last.cq_mmio, sum.cq_shadow_only - p->db_last.cq_shadow_only,
+	       p->completed ? (double)(sum.sq_mmio - p->db_last.sq_mmio + sum.cq_mmio -
+				       p->db_last.cq_mmio) / (double)p->completed : 0.0);
+	fflush(stdout);
+	p->db_last = sum;
 }
 
 static int run_phase(struct perf *p, struct io *ios, const char *phase)
@@ -215,8 +260,12 @@ static int run_phase(struct perf *p, struct io *ios, const char *phase)
 		}
 	}
 	report_phase(phase, p->completed, p->bs, t0, now_ns(), &p->lat);
+	report_doorbells(p);
 	return 0;
 }
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 static void usage(FILE *f)
 {
@@ -236,6 +285,10 @@ static void usage(FILE *f)
 		"  --count N          number of I/Os instead of a time\n"
 		"  --seed N           pattern and random seed (default 1)\n"
 		"  --queues N         I/O queues to spread the I/Os over (default 1)\n"
+		"  --poll-max-us N    poll completions for up to N microseconds before sleeping\n"
+		"                     on the interrupt, adapting to the load as nvme-drv does\n"
+		"                     (0-" STR(EVLOOP_POLL_MAX_US_LIMIT) ", 0: never; default "
+		STR(EVLOOP_POLL_MAX_US_DEFAULT) ")\n"
 		HOST_OPTIONS_HELP
 		"  -v, -q             more log lines (up to -vvv) / no log lines\n"
 		"  -h, --help         this text\n"
@@ -246,7 +299,8 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-	enum { OPT_DEVICE = 0x200, OPT_RW, OPT_BS, OPT_QD, OPT_TIME, OPT_COUNT, OPT_SEED, OPT_QUEUES };
+	enum { OPT_DEVICE = 0x200, OPT_RW, OPT_BS, OPT_QD, OPT_TIME, OPT_COUNT, OPT_SEED, OPT_QUEUES,
+	       OPT_POLL_MAX_US };
 	static const struct option longopts[] = {
 		{ "device", required_argument, NULL, OPT_DEVICE },
 		{ "rw", required_argument, NULL, OPT_RW },
@@ -256,6 +310,7 @@ int main(int argc, char **argv)
 		{ "count", required_argument, NULL, OPT_COUNT },
 		{ "seed", required_argument, NULL, OPT_SEED },
 		{ "queues", required_argument, NULL, OPT_QUEUES },
+		{ "poll-max-us", required_argument, NULL, OPT_POLL_MAX_US },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		HOST_LONG_OPTIONS,
@@ -264,8 +319,9 @@ int main(int argc, char **argv)
 	struct perf p = { .mode = RW_RANDREAD, .bs = 4096, .qd = 1, .seed = 1, .time_s = 10 };
 	const char *device = NULL;
 	char why[256];
-	unsigned want_queues = 1;
+	unsigned want_queues = 1, poll_max_us = EVLOOP_POLL_MAX_US_DEFAULT;
 	struct vec_watch watches[65];
+	struct evloop_poller poller = { .poll = poll_ctrl, .notify = notify_ctrl };
 	struct host_opts opts;
 	struct host host;
 	struct dma_buf mem = { 0 };
@@ -322,6 +378,14 @@ int main(int argc, char **argv)
 				return 1;
 			}
 			want_queues = (unsigned)v;
+			break;
+		case OPT_POLL_MAX_US:
+			if (parse_u64(optarg, 0, EVLOOP_POLL_MAX_US_LIMIT, &v)) {
+				log_err(NULL, "--poll-max-us: '%s' is not a number from 0 to %u", optarg,
+					EVLOOP_POLL_MAX_US_LIMIT);
+				return 1;
+			}
+			poll_max_us = (unsigned)v;
 			break;
 		case ':':
 			log_err(NULL, "option '%s' needs an argument (see --help)", argv[optind - 1]);
@@ -388,6 +452,7 @@ int main(int argc, char **argv)
 		goto out;
 	for (unsigned i = 0; i < p.nqps; i++)
 		p.qps[i] = nvme_ctrl_qpair(ctrl, i);
+	db_sum(&p, &p.db_last);
 	/* Buffers are page-aligned and described page by page, so that PRP
 	 * lists and multi-descriptor SGLs are both exercised. */
 	{
@@ -413,15 +478,23 @@ int main(int argc, char **argv)
 		goto out;
 	for (unsigned vv = 0; vv < nvme_ctrl_nr_vectors(ctrl) && vv < 65; vv++) {
 		watches[vv] = (struct vec_watch){ ctrl, vv };
-		if (evloop_add(p.loop, nvme_ctrl_vector_fd(ctrl, vv), EPOLLIN, on_vector, &watches[vv]))
+		if (evloop_add(p.loop, nvme_ctrl_vector_fd(ctrl, vv),
+			       EPOLLIN | (nvme_ctrl_vector_edge(ctrl, vv) ? EPOLLET : 0), on_vector,
+			       &watches[vv]))
 			goto out;
 	}
+	/* As the server does (--poll-max-us): completions are polled for a
+	 * bounded, adaptive window before the loop sleeps on the interrupt. */
+	poller.arg = ctrl;
+	evloop_poller_add(p.loop, &poller);
+	evloop_set_poll_max(p.loop, poll_max_us);
 	p.rng = p.seed;
 	printf("nvme-drv-perf: %s (%s) rw=%s bs=%u qd=%u queues=%u lba=%u first-lba=%" PRIu64
-	       " blocks=%" PRIu64 " %s %s\n",
+	       " blocks=%" PRIu64 " %s %s %s-doorbells\n",
 	       device, p.tgt.name, rw_names[p.mode], p.bs, p.qd, p.nqps, p.tgt.lba_size,
 	       p.tgt.first_lba, p.tgt.nlba, nvme_ctrl_info(ctrl)->sgl ? "SGL" : "PRP",
-	       vfio_irq_mode_name(nvme_ctrl_info(ctrl)->irq_mode));
+	       vfio_irq_mode_name(nvme_ctrl_info(ctrl)->irq_mode),
+	       nvme_ctrl_info(ctrl)->shadow_db ? "shadow" : "register");
 	fflush(stdout);
 	if (p.mode == RW_VERIFY) {
 		p.verify_write = true;

@@ -44,6 +44,11 @@ int host_opts_parse(struct host_opts *o, int opt, const char *arg)
 	case HOST_OPT_NOSGL:
 		o->ctrl.nosgl = true;
 		return 1;
+	case HOST_OPT_NO_SHADOW_DB:
+		/* Shadow doorbells are used whenever the controller offers
+		 * them (OACS bit 8); this turns them off, to compare. */
+		o->ctrl.no_shadow_db = true;
+		return 1;
 	case HOST_OPT_NOMSIX:
 		o->ctrl.irq_modes &= ~VFIO_IRQ_ALLOW(VFIO_IRQ_MSIX);
 		return 1;

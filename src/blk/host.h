@@ -33,6 +33,7 @@ enum {
 	HOST_OPT_QUEUE_DEPTH,
 	HOST_OPT_IO_TIMEOUT,
 	HOST_OPT_ADMIN_TIMEOUT,
+	HOST_OPT_NO_SHADOW_DB,
 };
 #define HOST_LONG_OPTIONS \
 	{ "pci", required_argument, NULL, HOST_OPT_PCI }, \
@@ -42,7 +43,8 @@ enum {
 	{ "io-queues", required_argument, NULL, HOST_OPT_IO_QUEUES }, \
 	{ "queue-depth", required_argument, NULL, HOST_OPT_QUEUE_DEPTH }, \
 	{ "io-timeout", required_argument, NULL, HOST_OPT_IO_TIMEOUT }, \
-	{ "admin-timeout", required_argument, NULL, HOST_OPT_ADMIN_TIMEOUT }
+	{ "admin-timeout", required_argument, NULL, HOST_OPT_ADMIN_TIMEOUT }, \
+	{ "no-shadow-doorbells", no_argument, NULL, HOST_OPT_NO_SHADOW_DB }
 
 #define HOST_OPTIONS_HELP \
 	"  --pci BDF          use this NVMe function (repeatable; default: every\n" \
@@ -55,7 +57,10 @@ enum {
 	"                     capped by the controller's CAP.MQES)\n" \
 	"  --io-timeout S     seconds an I/O command may take before it is aborted\n" \
 	"                     and then the controller reset (1-3600, default 30)\n" \
-	"  --admin-timeout S  seconds an admin command may take (1-3600, default 60)\n"
+	"  --admin-timeout S  seconds an admin command may take (1-3600, default 60)\n" \
+	"  --no-shadow-doorbells\n" \
+	"                     write every doorbell to the controller's register, even\n" \
+	"                     when it offers Doorbell Buffer Config\n"
 
 void host_opts_init(struct host_opts *o);
 /* Handles one getopt_long result if it is a HOST_OPT_*: returns 1 when

@@ -66,6 +66,8 @@ void inventory_write(const struct host *h, struct rec_out *o, inventory_holder_f
 		rec_text(o, "firmware", ci->firmware);
 		rec_u64(o, "mdts", ci->mdts_bytes);
 		rec_str(o, "sgl", ci->sgl ? "yes" : (ci->sgl_supported ? "off" : "no"));
+		rec_str(o, "shadow-doorbells",
+			ci->shadow_db ? "yes" : (ci->shadow_db_supported ? "off" : "no"));
 		rec_str(o, "interrupts", vfio_irq_mode_name(ci->irq_mode));
 		rec_u64(o, "vectors", ci->nvec);
 		rec_u64(o, "queues", ci->nr_io_queues);

@@ -48,6 +48,9 @@ struct static_client {
 	struct ctl_qos qos;
 };
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -97,6 +100,10 @@ static void usage(FILE *f)
 		"  --state-dir DIR    where what outlives a crash is kept (default\n"
 		"                     " STATE_DIR_DEFAULT "; a tmpfs): VDUSE inflight logs, so\n"
 		"                     that a restarted server takes its VDUSE devices over\n"
+		"  --poll-max-us N    poll completion and virtqueues for up to N microseconds\n"
+		"                     before sleeping, adapting the window to the load (0-10000;\n"
+		"                     0: never poll; default " STR(EVLOOP_POLL_MAX_US_DEFAULT) "); idle, the\n"
+		"                     server does not poll at all\n"
 		"  -d, --register-ds FILE\n"
 		"                     trusted shared-memory file (repeatable); once given, only\n"
 		"                     memory backed by these files may be used for DMA (by\n"
@@ -185,6 +192,7 @@ struct config {
 	const char *socket_dir;			/* as given, or NULL */
 	struct sock_perm perm;			/* --socket-owner, --socket-mode */
 	char sock_dir[CTL_SOCKET_PATH_SIZE];	/* resolved */
+	unsigned poll_max_us;			/* --poll-max-us */
 };
 
 /* Every client holds descriptors (a connected 4-queue vhost-user client
@@ -309,6 +317,20 @@ struct health {
 	int fd;
 };
 
+static bool poll_ctrl(void *arg)
+{
+	return nvme_ctrl_poll(arg) > 0;
+}
+
+/* The controller's interrupts stay on while the loop polls (VFIO cannot
+ * mask MSI-X vectors): their edges cost a callback, not a read. */
+static bool notify_ctrl(void *arg, bool on)
+{
+	(void)arg;
+	(void)on;
+	return false;
+}
+
 /* Once a second: a controller that died raises no interrupt to say so. */
 static void on_health(void *arg, uint32_t events)
 {
@@ -325,6 +347,7 @@ static void on_health(void *arg, uint32_t events)
 static int serve(struct host *h, const struct config *cfg)
 {
 	struct vec_watch watches[HOST_MAX_CTRLS * 65];
+	struct evloop_poller pollers[HOST_MAX_CTRLS];
 	struct itimerspec every_second = { { 1, 0 }, { 1, 0 } };
 	struct health hl = { .h = h, .fd = -1 };
 	struct clients *cs = NULL;
@@ -345,11 +368,20 @@ static int serve(struct host *h, const struct config *cfg)
 			if (nw >= sizeof(watches) / sizeof(watches[0]))
 				break;
 			watches[nw] = (struct vec_watch){ h->ctrls[i], v };
-			rc = evloop_add(loop, nvme_ctrl_vector_fd(h->ctrls[i], v), EPOLLIN, on_vector,
-					&watches[nw]);
+			rc = evloop_add(loop, nvme_ctrl_vector_fd(h->ctrls[i], v),
+					EPOLLIN | (nvme_ctrl_vector_edge(h->ctrls[i], v) ? EPOLLET : 0),
+					on_vector, &watches[nw]);
 			nw++;
 		}
 	}
+	/* Completion queues are polled with the virtqueues: a request's
+	 * completion is often what the loop waits for next. */
+	for (unsigned i = 0; !rc && i < h->nctrls; i++) {
+		pollers[i] = (struct evloop_poller){ .poll = poll_ctrl, .notify = notify_ctrl,
+						     .arg = h->ctrls[i] };
+		evloop_poller_add(loop, &pollers[i]);
+	}
+	evloop_set_poll_max(loop, cfg->poll_max_us);
 	if (!rc)
 		rc = start_clients(h, loop, cfg, &cs);
 	if (!rc) {
@@ -482,7 +514,8 @@ static int resolve_socket_dir(struct config *cfg)
 int main(int argc, char **argv)
 {
 	enum { OPT_CLIENT = 0x200, OPT_DEVICE, OPT_DS_MAX, OPT_READONLY, OPT_SVR, OPT_SOCKET_DIR,
-	       OPT_STATE_DIR, OPT_JSON, OPT_SOCKET_OWNER, OPT_SOCKET_MODE, OPT_QOS };
+	       OPT_STATE_DIR, OPT_JSON, OPT_SOCKET_OWNER, OPT_SOCKET_MODE, OPT_POLL_MAX_US,
+	       OPT_QOS };
 	static const struct option longopts[] = {
 		{ "list", no_argument, NULL, 'l' },
 		{ "json", no_argument, NULL, OPT_JSON },
@@ -498,6 +531,7 @@ int main(int argc, char **argv)
 		{ "socket-owner", required_argument, NULL, OPT_SOCKET_OWNER },
 		{ "socket-mode", required_argument, NULL, OPT_SOCKET_MODE },
 		{ "register-ds", required_argument, NULL, 'd' },
+		{ "poll-max-us", required_argument, NULL, OPT_POLL_MAX_US },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		HOST_LONG_OPTIONS,
@@ -523,6 +557,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	host_opts_init(&opts);
 	cfg.perm = (struct sock_perm){ (uid_t)-1, (gid_t)-1, -1 };
+	cfg.poll_max_us = EVLOOP_POLL_MAX_US_DEFAULT;
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, ":vqhVd:", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -649,6 +684,16 @@ int main(int argc, char **argv)
 			}
 			cfg.trusted[cfg.ntrusted++] = (struct vblk_trusted){ st.st_dev, st.st_ino };
 			break;
+		case OPT_POLL_MAX_US: {
+			uint64_t v;
+
+			if (parse_u64(optarg, 0, EVLOOP_POLL_MAX_US_LIMIT, &v) != 0) {
+				log_err(NULL, "--poll-max-us: '%s' is not 0-%u", optarg, EVLOOP_POLL_MAX_US_LIMIT);
+				return 1;
+			}
+			cfg.poll_max_us = (unsigned)v;
+			break;
+		}
 		case 'v': verbose++; break;
 		case 'q': quiet = 1; break;
 		case 'l': do_list = true; break;

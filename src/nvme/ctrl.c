@@ -119,6 +119,7 @@ static int identify_ctrl(struct nvme_ctrl *c, struct dma_buf *buf)
 	ci->vwc = id->vwc & NVME_VWC_PRESENT;
 	ci->dsm = id->oncs & NVME_ONCS_DSM;
 	ci->write_zeroes = id->oncs & NVME_ONCS_WRITE_ZEROES;
+	ci->shadow_db_supported = id->oacs & NVME_OACS_DBBUF;
 	switch (id->sgls & NVME_SGLS_SUPPORT_MASK) {
 	case NVME_SGLS_SUPPORTED:
 		ci->sgl_supported = true;
@@ -265,6 +266,62 @@ static int create_io_queue(struct nvme_ctrl *c, uint16_t qid, uint16_t depth, un
 	}
 	*out = qp;
 	return 0;
+}
+
+/* Shadow doorbells (Doorbell Buffer Config, 5.8), as Linux's nvme_dbbuf_*
+ * use them: the I/O queues' doorbell values go to a page of host memory
+ * and reach the registers only when the controller's EventIdx page asks,
+ * which saves a trap to the hypervisor per doorbell on an emulated
+ * controller. One page each, as the spec has them (the queues whose
+ * entries do not fit keep register writes). Sent once the I/O queues
+ * exist and before they carry a command, at bring-up and after every
+ * reset (the controller forgets the buffers with CC.EN = 0; Linux sends it
+ * again before it restarts I/O too). A controller that refuses it, or
+ * times out, gets register writes only from then on. */
+static void dbbuf_start(struct nvme_ctrl *c)
+{
+	struct nvme_sqe cmd = { .opc = NVME_ADM_DBBUF_CONFIG };
+	const size_t len = c->info.page_size;
+	unsigned attached = 0;
+	int rc;
+
+	c->info.shadow_db = false;
+	if (!c->info.shadow_db_supported || c->opts.no_shadow_db || c->dbbuf_failed || !c->nr_io)
+		return;
+	if (!c->dbbuf_dbs.va) {
+		rc = vfio_dma_alloc(c->vdev, len, &c->dbbuf_dbs);
+		if (!rc)
+			rc = vfio_dma_alloc(c->vdev, len, &c->dbbuf_eis);
+		if (rc) {
+			log_warn(c->info.bdf, "no memory for shadow doorbells: %s; using register writes",
+				 strerror(-rc));
+			c->dbbuf_failed = true;
+			return;
+		}
+	}
+	/* Zero, whatever a controller wrote there before it was reset: the
+	 * queues start over at 0. */
+	memset(c->dbbuf_dbs.va, 0, len);
+	memset(c->dbbuf_eis.va, 0, len);
+	cmd.dptr.prp.prp1 = c->dbbuf_dbs.iova;
+	cmd.dptr.prp.prp2 = c->dbbuf_eis.iova;
+	rc = nvme_qpair_exec_sync(c->admin, &cmd, c->admin_timeout_ms, NULL, NULL);
+	if (rc) {
+		log_warn(c->info.bdf, "Doorbell Buffer Config failed: %s; using register writes",
+			 strerror(-rc));
+		c->dbbuf_failed = true;
+		for (unsigned i = 0; i < c->nr_io; i++)
+			nvme_qpair_dbbuf_detach(c->io[i]);
+		return;
+	}
+	for (unsigned i = 0; i < c->nr_io; i++) {
+		if (nvme_qpair_dbbuf_attach(c->io[i], c->dbbuf_dbs.va, c->dbbuf_eis.va, len) == 0)
+			attached++;
+		else
+			log_debug(c->info.bdf, "queue %u: shadow doorbells lie beyond the page (stride %u)",
+				  c->io[i]->qid, c->db_stride);
+	}
+	c->info.shadow_db = attached > 0;
 }
 
 static void ns_setup(struct nvme_ctrl *c, struct nvme_ns *ns, uint32_t nsid,
@@ -584,16 +641,18 @@ int nvme_ctrl_open(const char *bdf, const struct nvme_ctrl_opts *opts, struct nv
 	}
 	c->info.nr_io_queues = c->nr_io;
 	c->info.io_depth = depth;
+	dbbuf_start(c);
 	rc = scan_namespaces(c, &idbuf, &nsbuf);
 	if (rc)
 		goto fail;
 	vfio_dma_free(c->vdev, &nsbuf);
 	vfio_dma_free(c->vdev, &idbuf);
-	log_info(bdf, "%s (%s, firmware %s): %u I/O queue%s of %u, %s x%u, %s, max transfer %u bytes",
+	log_info(bdf, "%s (%s, firmware %s): %u I/O queue%s of %u, %s x%u, %s, max transfer %u bytes, "
+		 "%s doorbells",
 		 c->info.serial, c->info.model, c->info.firmware, c->nr_io, c->nr_io == 1 ? "" : "s",
 		 depth,
 		 vfio_irq_mode_name(c->info.irq_mode), c->info.nvec, c->info.sgl ? "SGL" : "PRP",
-		 c->info.max_xfer);
+		 c->info.max_xfer, c->info.shadow_db ? "shadow" : "register");
 	*out = c;
 	return 0;
 fail:
@@ -661,8 +720,11 @@ void nvme_ctrl_close(struct nvme_ctrl *c)
 	for (unsigned i = 0; i < c->nr_io; i++)
 		nvme_qpair_destroy(c->io[i]);
 	nvme_qpair_destroy(c->admin);
-	if (c->vdev)
+	if (c->vdev) {
 		vfio_dma_free(c->vdev, &c->scratch);
+		vfio_dma_free(c->vdev, &c->dbbuf_eis);
+		vfio_dma_free(c->vdev, &c->dbbuf_dbs);
+	}
 	free(c->io);
 	free(c->ns);
 	vfio_close(c->vdev);
@@ -752,6 +814,7 @@ static int ctrl_reset(struct nvme_ctrl *c, const char *why)
 		ctrl_fail(c, "controller did not come back after a reset");
 		return rc;
 	}
+	dbbuf_start(c);
 	for (unsigned i = 0; i < c->nr_io; i++)
 		nvme_qpair_reset_end(c->io[i]);
 	log_info(c->info.bdf, "controller reset done; %u commands sent again", kept);
@@ -799,6 +862,24 @@ int nvme_ctrl_vector_fd(const struct nvme_ctrl *c, unsigned vec)
 	return vfio_irq_fd(c->vdev, vec);
 }
 
+bool nvme_ctrl_vector_edge(const struct nvme_ctrl *c, unsigned vec)
+{
+	return vec < c->info.nvec &&
+	       (c->info.irq_mode == VFIO_IRQ_MSIX || c->info.irq_mode == VFIO_IRQ_MSI);
+}
+
+unsigned nvme_ctrl_poll(struct nvme_ctrl *c)
+{
+	unsigned n = 0;
+
+	if (c->failed)
+		return 0;
+	for (unsigned i = 0; i < c->nr_io; i++)
+		if (c->io[i]->inflight)
+			n += nvme_qpair_process(c->io[i]);
+	return n;
+}
+
 void nvme_ctrl_service_vector(struct nvme_ctrl *c, unsigned vec)
 {
 	uint64_t cnt;
@@ -817,7 +898,7 @@ void nvme_ctrl_service_vector(struct nvme_ctrl *c, unsigned vec)
 		log_warn(c->info.bdf, "device released to the kernel");
 		return;
 	}
-	if (fd >= 0 && read(fd, &cnt, sizeof(cnt)) < 0) {
+	if (!nvme_ctrl_vector_edge(c, vec) && fd >= 0 && read(fd, &cnt, sizeof(cnt)) < 0) {
 		/* EAGAIN: spurious wake; nothing to drain */
 	}
 	if (c->admin && c->admin->vector == vec)

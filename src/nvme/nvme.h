@@ -26,6 +26,7 @@ struct nvme_ctrl_opts {
 	unsigned io_queue_depth;	/* entries per I/O queue; 0: default */
 	unsigned admin_timeout_ms;	/* an admin command's deadline; 0: 60 s as Linux */
 	unsigned io_timeout_ms;		/* an I/O command's deadline; 0: 30 s as Linux */
+	bool no_shadow_db;		/* --no-shadow-doorbells: every doorbell an MMIO write */
 };
 
 struct nvme_ctrl_info {
@@ -42,6 +43,8 @@ struct nvme_ctrl_info {
 	bool vwc;		/* volatile write cache: Flush is meaningful */
 	bool dsm;		/* Dataset Management (deallocate) */
 	bool write_zeroes;
+	bool shadow_db_supported;	/* OACS: Doorbell Buffer Config */
+	bool shadow_db;		/* shadow doorbells in use on the I/O queues */
 	uint16_t crdt[3];	/* retry delays a CQE's CRD selects, 100 ms units */
 	/* Limits of Write Zeroes and Dataset Management (Identify CNS 06h;
 	 * 0: none). Write Zeroes without WZSL is held to MDTS, as Linux does. */
@@ -105,6 +108,14 @@ bool nvme_ctrl_is_failed(const struct nvme_ctrl *ctrl);
 unsigned nvme_ctrl_nr_vectors(const struct nvme_ctrl *ctrl);
 int nvme_ctrl_vector_fd(const struct nvme_ctrl *ctrl, unsigned vec);
 void nvme_ctrl_service_vector(struct nvme_ctrl *ctrl, unsigned vec);
+/* Whether vector fd `vec` may be watched edge-triggered: an MSI or MSI-X
+ * eventfd, which service_vector then never reads (each interrupt is an
+ * edge; the read would be a system call per interrupt). INTx must be read
+ * and unmasked. */
+bool nvme_ctrl_vector_edge(const struct nvme_ctrl *ctrl, unsigned vec);
+/* Reaps every I/O queue's completions without waiting or a system call
+ * (phase tags), for a poller. Returns how many commands ended. */
+unsigned nvme_ctrl_poll(struct nvme_ctrl *ctrl);
 
 enum {
 	NVME_REQ_FUA = 1u << 0,		/* Read/Write: force unit access */
@@ -202,6 +213,14 @@ int nvme_submit(struct nvme_qpair *qp, struct nvme_req *req);
  * doorbell write of the last unplug. Plugs nest; always unplug. */
 void nvme_qpair_plug(struct nvme_qpair *qp);
 void nvme_qpair_unplug(struct nvme_qpair *qp);
+/* Doorbell updates of a queue pair since it was created: those written to
+ * the controller's register, and those that stayed in its shadow doorbell
+ * because the controller's EventIdx said it would look there anyway. */
+struct nvme_db_stats {
+	uint64_t sq_mmio, sq_shadow_only;
+	uint64_t cq_mmio, cq_shadow_only;
+};
+void nvme_qpair_db_stats(const struct nvme_qpair *qp, struct nvme_db_stats *out);
 /* Reaps completions without waiting; returns how many commands ended. */
 unsigned nvme_qpair_process(struct nvme_qpair *qp);
 /* Commands in flight and requests waiting for a free slot. */

@@ -66,6 +66,14 @@ struct nvme_qpair {
 	volatile uint32_t *sq_db, *cq_db;
 	uint16_t sq_tail, cq_head;
 	uint16_t db_tail;	/* the tail the SQ doorbell was last given */
+	uint16_t db_head;	/* the head the CQ doorbell was last given */
+	/* Shadow doorbells (Doorbell Buffer Config), I/O queues only; NULL:
+	 * every doorbell update is an MMIO write. The shadow entries are
+	 * ours to write; the EventIdx entries are the controller's, read
+	 * only as values to compare (nvme_dbbuf_need_event). */
+	volatile uint32_t *sq_shadow, *cq_shadow;
+	volatile uint32_t *sq_ei, *cq_ei;
+	struct nvme_db_stats dbstats;
 	unsigned plugged;	/* nvme_qpair_plug() depth: doorbell writes wait */
 	uint8_t phase;
 	struct nvme_tracker *trk;	/* depth - 1 of them: a full SQ keeps one slot empty */
@@ -108,6 +116,11 @@ struct nvme_ctrl {
 	struct nvme_ns *ns;
 	unsigned nr_ns;
 	struct dma_buf scratch;	/* one page for Set Features data after a reset */
+	/* The Shadow Doorbell and EventIdx pages while Doorbell Buffer
+	 * Config is wanted; kept until close even after it failed, since a
+	 * command that timed out may still be carried out. */
+	struct dma_buf dbbuf_dbs, dbbuf_eis;
+	bool dbbuf_failed;
 	unsigned resets;
 	bool failed;
 	/* Owners (nvme_share) with requests on any queue pair, the requests
@@ -119,6 +132,16 @@ struct nvme_ctrl {
 };
 
 uint64_t nvme_now_ms(void);
+
+/* Whether a doorbell moved from `old` to `val` must also be written to the
+ * register, given the controller's EventIdx `ei`: when ei lies in [old,
+ * val) as 16-bit values wrap (virtio's vring_need_event; Linux's
+ * nvme_dbbuf_need_event). For indexes below a queue's depth that is the
+ * ring's interval, across its wrap too; any ei is safe to compare. */
+static inline bool nvme_dbbuf_need_event(uint16_t ei, uint16_t val, uint16_t old)
+{
+	return (uint16_t)(val - ei - 1) < (uint16_t)(val - old);
+}
 
 /* qpair.c */
 int nvme_qpair_create(struct nvme_ctrl *c, uint16_t qid, uint16_t depth, unsigned vector,
@@ -148,6 +171,16 @@ void nvme_qpair_reset_end(struct nvme_qpair *qp);
  * The caller must have made sure the controller no longer touches their
  * memory (disabled, or bus mastering off). */
 void nvme_qpair_abort_all(struct nvme_qpair *qp, int err);
+/* Shadow doorbells for an I/O queue pair, in the pages given to Doorbell
+ * Buffer Config (each `len` bytes): its entries are set to the queue's
+ * doorbell values, and from then on a doorbell update goes to the shadow
+ * and to the register only when the EventIdx asks for it. -EINVAL for the
+ * admin queue (QEMU 7.x copies its register writes into the shadow, for
+ * drivers that, like Linux and SPDK, use shadows for I/O queues only),
+ * -ERANGE when the queue's entries lie beyond the page. Detach goes back
+ * to register writes only. */
+int nvme_qpair_dbbuf_attach(struct nvme_qpair *qp, void *dbs, void *eis, size_t len);
+void nvme_qpair_dbbuf_detach(struct nvme_qpair *qp);
 /* Submits one prepared command (CID filled in here) and waits for it,
  * bounded by timeout_ms. Returns 0, -ETIMEDOUT, -EBUSY, or the status
  * as negative errno; *status and *dw0 are set when it completed. */

@@ -131,18 +131,49 @@ static void trk_put(struct nvme_qpair *qp, uint16_t cid)
 	qp->free_ids[qp->nfree++] = cid;
 }
 
+static bool shadow_db_update(const struct nvme_qpair *qp, volatile uint32_t *shadow,
+			     volatile uint32_t *ei, uint16_t old, uint16_t val);
+
 /* Tells the controller the new tail, once for every command pushed since
  * the last time: each doorbell write is a trap to the hypervisor on a
- * virtual controller, and a posted write over PCIe on a real one. */
+ * virtual controller, and a posted write over PCIe on a real one. With
+ * shadow doorbells, the register is written only when the controller's
+ * EventIdx asks for it. */
 static void sq_ring(struct nvme_qpair *qp)
 {
-	if (qp->db_tail == qp->sq_tail)
+	uint16_t old = qp->db_tail;
+
+	if (old == qp->sq_tail)
 		return;
+	qp->db_tail = qp->sq_tail;
+	if (qp->sq_shadow && !shadow_db_update(qp, qp->sq_shadow, qp->sq_ei, old, qp->sq_tail)) {
+		qp->dbstats.sq_shadow_only++;
+		return;
+	}
 	/* The SQEs (and any PRP list or bounced data written before them)
 	 * must be visible to the device before the doorbell lets it fetch. */
 	mmio_wmb();
 	*qp->sq_db = qp->sq_tail;
-	qp->db_tail = qp->sq_tail;
+	qp->dbstats.sq_mmio++;
+}
+
+/* Tells the controller how far the CQ has been consumed, once per pass. */
+static void cq_ring(struct nvme_qpair *qp)
+{
+	uint16_t old = qp->db_head;
+
+	if (old == qp->cq_head)
+		return;
+	qp->db_head = qp->cq_head;
+	if (qp->cq_shadow && !shadow_db_update(qp, qp->cq_shadow, qp->cq_ei, old, qp->cq_head)) {
+		qp->dbstats.cq_shadow_only++;
+		return;
+	}
+	/* Every entry consumed was copied out before this store lets the
+	 * controller reuse its slot. */
+	mmio_wmb();
+	*qp->cq_db = qp->cq_head;
+	qp->dbstats.cq_mmio++;
 }
 
 /* Copies the command into the SQ and rings the tail doorbell, unless the
@@ -736,10 +767,7 @@ unsigned nvme_qpair_process(struct nvme_qpair *qp)
 		n++;
 	}
 	if (n) {
-		/* Every entry consumed was copied out above before this store
-		 * lets the controller reuse its slot. */
-		mmio_wmb();
-		*qp->cq_db = qp->cq_head;
+		cq_ring(qp);
 		qpair_issue(qp);
 	}
 	nvme_qpair_unplug(qp);
@@ -776,9 +804,24 @@ static int send_abort(struct nvme_qpair *admin, uint16_t sqid, uint16_t cid)
 	return 0;
 }
 
+/* Writes both doorbell registers with the values the shadows hold, from a
+ * deadline check that finds a late command: if the controller missed
+ * a shadow update (it set a wrong EventIdx, or read the shadow before our
+ * store), this costs two register writes and the command is not lost. */
+static void db_kick(struct nvme_qpair *qp)
+{
+	if (!qp->sq_shadow)
+		return;
+	mmio_wmb();
+	*qp->sq_db = qp->db_tail;
+	*qp->cq_db = qp->db_head;
+	qp->dbstats.sq_mmio++;
+	qp->dbstats.cq_mmio++;
+}
+
 bool nvme_qpair_check_deadlines(struct nvme_qpair *qp, struct nvme_qpair *admin, uint64_t now)
 {
-	bool reset = false;
+	bool reset = false, kicked = false;
 
 	if (qp->dead || qp->resetting || !qp->inflight)
 		return false;
@@ -792,6 +835,10 @@ bool nvme_qpair_check_deadlines(struct nvme_qpair *qp, struct nvme_qpair *admin,
 		if (t->expired) {
 			reset = true;
 			continue;
+		}
+		if (!kicked) {
+			db_kick(qp);
+			kicked = true;
 		}
 		if (qp->qid && !t->aborted && send_abort(admin, qp->qid, (uint16_t)cid) == 0) {
 			t->aborted = true;
@@ -831,8 +878,21 @@ unsigned nvme_qpair_reset_begin(struct nvme_qpair *qp, bool keep, int err)
 	qp->sq_tail = 0;
 	qp->db_tail = 0;
 	qp->cq_head = 0;
+	qp->db_head = 0;
 	qp->phase = 1;
 	memset(qp->cq_mem.va, 0, qp->cq_mem.len);
+	if (qp->sq_shadow) {
+		/* The controller forgot the buffers with CC.EN = 0 (5.8: not
+		 * retained across a Controller Level Reset) and the queue
+		 * starts over at 0: so do its entries. A stale EventIdx could
+		 * skip the new queue's first doorbell write, and QEMU takes a
+		 * stale shadow for the tail of a queue created after the
+		 * config. Whoever re-creates the queue configures them again. */
+		*qp->sq_shadow = 0;
+		*qp->cq_shadow = 0;
+		*qp->sq_ei = 0;
+		*qp->cq_ei = 0;
+	}
 	for (unsigned cid = 0; cid + 1u < qp->depth; cid++) {
 		struct nvme_tracker *t = &qp->trk[cid];
 		struct nvme_req *r;
@@ -871,6 +931,8 @@ unsigned nvme_qpair_reset_begin(struct nvme_qpair *qp, bool keep, int err)
 void nvme_qpair_reset_end(struct nvme_qpair *qp)
 {
 	qp->resetting = false;
+	/* What is sent again and what waited go out with one doorbell. */
+	nvme_qpair_plug(qp);
 	for (unsigned cid = 0; cid + 1u < qp->depth; cid++) {
 		struct nvme_tracker *t = &qp->trk[cid];
 
@@ -878,6 +940,7 @@ void nvme_qpair_reset_end(struct nvme_qpair *qp)
 			trk_push(qp, t);
 	}
 	qpair_issue(qp);
+	nvme_qpair_unplug(qp);
 }
 
 void nvme_qpair_abort_all(struct nvme_qpair *qp, int err)
@@ -911,6 +974,66 @@ void nvme_qpair_abort_all(struct nvme_qpair *qp, int err)
 			r->result = err;
 		req_maybe_done(r);
 	}
+}
+
+/* ---- shadow doorbells (Doorbell Buffer Config, 5.8) ---- */
+
+/* Publishes a doorbell value in its shadow and says whether the register
+ * must be written too. Linux's nvme_dbbuf_update_and_check_event, except
+ * that the old value is our own record, not read back from memory the
+ * controller may write, and that an EventIdx that is no index of the
+ * queue asks for the register write: a bogus one costs a register write,
+ * never a doorbell the controller does not see. */
+static bool shadow_db_update(const struct nvme_qpair *qp, volatile uint32_t *shadow,
+			     volatile uint32_t *ei, uint16_t old, uint16_t val)
+{
+	uint32_t e;
+
+	/* The queue entries the value hands over (SQEs and their lists; for
+	 * a CQ, the entries copied out) before the value itself. */
+	dma_wmb();
+	*shadow = val;
+	/* The controller stores its EventIdx and then reads the shadow; we
+	 * store the shadow and then read the EventIdx. With a full fence on
+	 * both sides, at least one sees the other's store: the controller
+	 * sees the new value, or we see an EventIdx that asks for the
+	 * register write. */
+	dma_mb();
+	e = *ei;
+	/* Doorbell values wrap at the queue's depth, not at 2^16; for
+	 * values below the depth, the 16-bit test below is the ring's. */
+	if (e >= qp->depth)
+		return true;
+	return nvme_dbbuf_need_event((uint16_t)e, val, old);
+}
+
+int nvme_qpair_dbbuf_attach(struct nvme_qpair *qp, void *dbs, void *eis, size_t len)
+{
+	uint32_t stride = qp->ctrl->db_stride;
+	size_t sq = NVME_DB_SQ_OFF(qp->qid, stride), cq = NVME_DB_CQ_OFF(qp->qid, stride);
+
+	if (!qp->qid)
+		return -EINVAL;
+	if (cq + sizeof(uint32_t) > len)
+		return -ERANGE;
+	qp->sq_shadow = (volatile uint32_t *)((char *)dbs + sq);
+	qp->cq_shadow = (volatile uint32_t *)((char *)dbs + cq);
+	qp->sq_ei = (volatile uint32_t *)((char *)eis + sq);
+	qp->cq_ei = (volatile uint32_t *)((char *)eis + cq);
+	*qp->sq_shadow = qp->db_tail;
+	*qp->cq_shadow = qp->db_head;
+	return 0;
+}
+
+void nvme_qpair_dbbuf_detach(struct nvme_qpair *qp)
+{
+	qp->sq_shadow = qp->cq_shadow = NULL;
+	qp->sq_ei = qp->cq_ei = NULL;
+}
+
+void nvme_qpair_db_stats(const struct nvme_qpair *qp, struct nvme_db_stats *out)
+{
+	*out = qp->dbstats;
 }
 
 int nvme_qpair_exec_sync(struct nvme_qpair *qp, struct nvme_sqe *cmd, unsigned timeout_ms,
@@ -951,9 +1074,18 @@ int nvme_qpair_exec_sync(struct nvme_qpair *qp, struct nvme_sqe *cmd, unsigned t
 		}
 		/* Wake at least every 100 ms and look at the CQ anyway, so a lost
 		 * interrupt costs time, not the command. */
-		if (fd >= 0 && poll(&pfd, 1, (int)(deadline - now < 100 ? deadline - now : 100)) > 0)
+		if (fd >= 0 && poll(&pfd, 1, (int)(deadline - now < 100 ? deadline - now : 100)) > 0) {
+			/* poll() is level-triggered: drain the eventfd that
+			 * service_vector leaves alone for an edge-triggered
+			 * loop, or the next poll() returns at once. */
+			uint64_t cnt;
+
+			if (nvme_ctrl_vector_edge(qp->ctrl, qp->vector) &&
+			    read(fd, &cnt, sizeof(cnt)) < 0) {
+				/* EAGAIN: another waiter drained it */
+			}
 			nvme_ctrl_service_vector(qp->ctrl, qp->vector);
-		else
+		} else
 			nvme_qpair_process(qp);
 	}
 	if (status)

@@ -29,6 +29,17 @@ enum {
 	NVME_REG_DBS = 0x1000,	/* doorbells start here, stride 4 << CAP.DSTRD */
 };
 
+/* Doorbells: SQ y's tail doorbell is at DBS + 2y * stride, CQ y's head
+ * doorbell at DBS + (2y + 1) * stride, stride = 4 << CAP.DSTRD (3.1.4.21).
+ * The buffers of Doorbell Buffer Config (5.8) mirror that layout from their
+ * start: the Shadow Doorbell buffer (PRP1, written by the host) and the
+ * EventIdx buffer (PRP2, written by the controller), each one memory page,
+ * page aligned; the value is in bits 15:0 of each 32-bit entry. */
+#define NVME_DB_SQ_OFF(qid, stride) (2u * (qid) * (stride))
+#define NVME_DB_CQ_OFF(qid, stride) ((2u * (qid) + 1u) * (stride))
+_Static_assert(NVME_DB_CQ_OFF(1, 4) == 12 && NVME_DB_SQ_OFF(2, 8) == 32,
+	       "doorbell offsets: SQ y at 2y strides, CQ y at 2y + 1");
+
 /* CAP: Controller Capabilities. MQES is 0-based; TO is in 500 ms units. */
 #define NVME_CAP_MQES_SHIFT 0
 #define NVME_CAP_MQES_MASK 0xffffull
@@ -164,6 +175,7 @@ enum nvme_admin_opc {
 	NVME_ADM_ABORT = 0x08,
 	NVME_ADM_SET_FEATURES = 0x09,
 	NVME_ADM_GET_FEATURES = 0x0a,
+	NVME_ADM_DBBUF_CONFIG = 0x7c,	/* Doorbell Buffer Config (5.8): PRP1, PRP2 */
 };
 
 /* NVM command set opcodes (NVM Command Set spec, 3.3). */
@@ -313,6 +325,8 @@ _Static_assert(offsetof(struct nvme_id_ctrl_nvm, dmsl) == 8, "DMSL at byte 8");
 /* VS: major [31:16], minor [15:8]. */
 #define NVME_VS(major, minor) (((uint32_t)(major) << 16) | ((uint32_t)(minor) << 8))
 
+/* OACS: Doorbell Buffer Config supported. */
+#define NVME_OACS_DBBUF (1u << 8)
 #define NVME_ONCS_DSM (1u << 2)
 #define NVME_ONCS_WRITE_ZEROES (1u << 3)
 #define NVME_VWC_PRESENT (1u << 0)

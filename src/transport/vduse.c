@@ -123,6 +123,7 @@ struct vduse_ep {
 	uint32_t notify_pending;
 	struct evloop_defer notify_all;
 	struct evloop_defer announce;	/* attached() of a re-attached device */
+	struct evloop_poller poller;	/* for its lifetime (evloop.h) */
 };
 
 #define LOG_QUEUE_LEN VHOST_USER_INFLIGHT_QUEUE_SIZE(QUEUE_SIZE)
@@ -372,21 +373,39 @@ static void tlb_drop(struct vduse_ep *ep, uint64_t lo, uint64_t hi)
 	}
 }
 
+/* Kick eventfds (ours) are watched edge-triggered and never read: each
+ * signal from VDUSE is an edge, and the read would be a system call per
+ * kick. */
 static void on_kick(void *arg, uint32_t events)
 {
 	struct kick *k = arg;
 	struct vduse_ep *ep = k->ep;
-	uint64_t cnt;
 
 	(void)events;
-	if (read(k->fd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
-		return;
 	/* The bounce buffer's IOTLB entry appears with the driver's first
 	 * streaming DMA mapping, after DRIVER_OK: the first request that uses
 	 * it brings it here. */
 	if (!tlb_covers(ep, 0) && !ep->tlb_failed && tlb_sync(ep, 0, 0) != 0)
 		ep->tlb_failed = true;	/* the request breaks the device: said once */
 	vblk_vq_kick(ep->dev, k->q);
+}
+
+/* Polling begins once the bounce buffer's IOTLB entry is in (the first
+ * request brings it, by a kick: until then kicks stay on). */
+static bool ep_poll(void *arg)
+{
+	struct vduse_ep *ep = arg;
+
+	return tlb_covers(ep, 0) && vblk_poll(ep->dev);
+}
+
+static bool ep_notify(void *arg, bool on)
+{
+	struct vduse_ep *ep = arg;
+
+	if (!on && !tlb_covers(ep, 0))
+		return false;
+	return vblk_set_notify(ep->dev, on);
 }
 
 static void queue_stop(struct vduse_ep *ep, unsigned q)
@@ -433,7 +452,7 @@ static int queue_start(struct vduse_ep *ep, unsigned q)
 	}
 	rc = vblk_vq_start(ep->dev, q);
 	if (!rc)
-		rc = evloop_add(ep->loop, k->fd, EPOLLIN, on_kick, k);
+		rc = evloop_add(ep->loop, k->fd, EPOLLIN | EPOLLET, on_kick, k);
 	if (rc) {
 		close_fd(&k->fd);
 		return rc;
@@ -1057,6 +1076,8 @@ int vduse_ep_create(struct evloop *loop, const char *name, const struct vblk_con
 		snprintf(why, whylen, "cannot make the block device: %s", strerror(-rc));
 		goto fail;
 	}
+	ep->poller = (struct evloop_poller){ .poll = ep_poll, .notify = ep_notify, .arg = ep };
+	evloop_poller_add(ep->loop, &ep->poller);
 	ep->ctl_fd = open(VDUSE_CONTROL, O_RDWR | O_CLOEXEC);
 	if (ep->ctl_fd < 0) {
 		rc = -errno;
@@ -1184,6 +1205,7 @@ void vduse_ep_destroy(struct vduse_ep *ep)
 		if (evloop_add(ep->loop, j->pidfd, EPOLLIN, on_orphan, j) != 0)
 			log_debug(ep->label, "the vdpa helper %d is left to init", (int)j->pid);
 	}
+	evloop_poller_del(ep->loop, &ep->poller);
 	if (ep->bus != BUS_OFF && ep->handover)
 		log_info(ep->label, "%s stays on the vdpa bus for the next server", ep->name);
 	else if (ep->bus != BUS_OFF)

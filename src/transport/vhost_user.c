@@ -60,6 +60,8 @@ struct vhu_ep {
 	 * the round brought (a system call each, and a VM exit in QEMU). */
 	uint32_t notify_pending;
 	struct evloop_defer notify_all;
+	/* Polled while a front end is connected (evloop.h). */
+	struct evloop_poller poller;
 	/* The inflight region (GET/SET_INFLIGHT_FD): the front end keeps it
 	 * across our restarts, so that a successor finishes what we took. */
 	uint8_t *inflight;
@@ -123,6 +125,7 @@ static void disconnect(struct vhu_ep *ep, const char *why)
 		log_warn(ep->name, "front end disconnected: %s", why);
 	else
 		log_info(ep->name, "front end disconnected");
+	evloop_poller_del(ep->loop, &ep->poller);
 	evloop_del(ep->loop, ep->conn_fd);
 	close_fd(&ep->conn_fd);
 	drop_rx_fds(ep);
@@ -336,6 +339,20 @@ static void on_kick(void *arg, uint32_t events)
 
 	(void)events;
 	vblk_vq_kick(k->ep->dev, k->q);
+}
+
+static bool ep_poll(void *arg)
+{
+	struct vhu_ep *ep = arg;
+
+	return vblk_poll(ep->dev);
+}
+
+static bool ep_notify(void *arg, bool on)
+{
+	struct vhu_ep *ep = arg;
+
+	return vblk_set_notify(ep->dev, on);
 }
 
 static void vq_maybe_run(struct vhu_ep *ep, unsigned q)
@@ -677,6 +694,7 @@ static int attach(struct vhu_ep *ep, int fd)
 		close_fd(&ep->conn_fd);
 		return rc;
 	}
+	evloop_poller_add(ep->loop, &ep->poller);
 	log_info(ep->name, "front end connected");
 	return 0;
 }
@@ -711,6 +729,7 @@ static int ep_new(struct evloop *loop, const struct vblk_conf *conf, const struc
 	ep->listen_fd = ep->conn_fd = -1;
 	ep->fail = (struct evloop_defer){ .cb = on_fail, .arg = ep };
 	ep->notify_all = (struct evloop_defer){ .cb = on_notify_all, .arg = ep };
+	ep->poller = (struct evloop_poller){ .poll = ep_poll, .notify = ep_notify, .arg = ep };
 	ep->ops = ops;
 	ep->ctx = ctx;
 	snprintf(ep->name, sizeof(ep->name), "%s", conf->name);

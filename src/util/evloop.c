@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Watches grow as needed, so that the number of clients is bounded by
@@ -30,6 +31,12 @@ struct evloop {
 	struct watch *w;
 	unsigned nw;		/* slots allocated */
 	unsigned free_hint;	/* no free slot below it */
+	/* polling (evloop.h) */
+	struct evloop_poller *pollers;
+	struct evloop_poller *cursor;	/* the next poller of a walk under way */
+	uint64_t poll_max_ns;
+	bool polling;		/* the pollers' notifications are off */
+	struct evloop_poll_stats st;
 };
 
 int evloop_new(struct evloop **out)
@@ -180,15 +187,143 @@ static void run_deferred(struct evloop *l)
 	}
 }
 
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void evloop_set_poll_max(struct evloop *l, unsigned us)
+{
+	l->poll_max_ns = (uint64_t)us * 1000u;
+	if (l->st.poll_ns > l->poll_max_ns)
+		l->st.poll_ns = l->poll_max_ns;
+}
+
+void evloop_poller_add(struct evloop *l, struct evloop_poller *p)
+{
+	if (p->added)
+		return;
+	p->prev = NULL;
+	p->next = l->pollers;
+	if (l->pollers)
+		l->pollers->prev = p;
+	l->pollers = p;
+	p->added = true;
+}
+
+void evloop_poller_del(struct evloop *l, struct evloop_poller *p)
+{
+	if (!p->added)
+		return;
+	if (l->cursor == p)
+		l->cursor = p->next;
+	if (p->prev)
+		p->prev->next = p->next;
+	else
+		l->pollers = p->next;
+	if (p->next)
+		p->next->prev = p->prev;
+	p->next = p->prev = NULL;
+	p->added = false;
+}
+
+void evloop_poll_stats(const struct evloop *l, struct evloop_poll_stats *out)
+{
+	*out = l->st;
+}
+
+/* One walk over the pollers, safe against any of them being removed on
+ * the way (the cursor is moved past a removed one). */
+static bool walk(struct evloop *l, bool poll, bool on)
+{
+	bool found = false;
+
+	for (struct evloop_poller *p = l->pollers; p; p = l->cursor) {
+		l->cursor = p->next;
+		if (poll ? p->poll(p->arg) : p->notify(p->arg, on))
+			found = true;
+	}
+	l->cursor = NULL;
+	return found;
+}
+
+/* The window after a round that waited `block_ns` for its first event
+ * (polling included), as QEMU's aio_poll adjusts it: a wait that polling
+ * covered changes nothing; one longer than the cap means polling could
+ * not have helped, so it stops; a shorter one means a longer window would
+ * have caught it. */
+static void adjust_window(struct evloop *l, uint64_t block_ns)
+{
+	uint64_t w = l->st.poll_ns;
+
+	if (block_ns <= w)
+		return;
+	if (block_ns > l->poll_max_ns)
+		w = 0;
+	else if (w < l->poll_max_ns)
+		w = w ? 2 * w : EVLOOP_POLL_START_NS;
+	l->st.poll_ns = w < l->poll_max_ns ? w : l->poll_max_ns;
+}
+
+/* Polls for at most the window. Returns true if work was found (the
+ * round then must not sleep); leaves notifications off while the loop
+ * keeps polling, on (with a last look) before it sleeps. */
+static bool poll_round(struct evloop *l, uint64_t t0)
+{
+	if (l->st.poll_ns) {
+		l->st.rounds++;
+		if (!l->polling) {
+			walk(l, false, false);
+			l->polling = true;
+		}
+		do {
+			if (walk(l, true, false)) {
+				l->st.hits++;
+				return true;
+			}
+		} while (now_ns() - t0 < l->st.poll_ns);
+	}
+	if (l->polling) {
+		l->polling = false;
+		if (walk(l, false, true))
+			return true;
+	}
+	return false;
+}
+
 int evloop_once(struct evloop *l, int timeout_ms)
 {
 	struct epoll_event ev[64];
+	bool timed = l->poll_max_ns && l->pollers && timeout_ms != 0;
+	uint64_t t0 = 0;
 	int n;
 
 	run_deferred(l);
+	if (timed) {
+		t0 = now_ns();
+		if (poll_round(l, t0)) {
+			/* Found by polling: the wait was within the window. The
+			 * fds are still looked at, without waiting. */
+			timeout_ms = 0;
+			timed = false;
+			run_deferred(l);
+		}
+	} else if (l->polling && timeout_ms != 0) {
+		/* Polling was switched off while notifications were off. */
+		l->polling = false;
+		if (walk(l, false, true))
+			timeout_ms = 0;
+	}
+	if (timeout_ms != 0)
+		l->st.sleeps++;
 	n = epoll_wait(l->epfd, ev, 64, timeout_ms);
 	if (n < 0)
 		return errno == EINTR ? 0 : -errno;
+	if (timed)
+		adjust_window(l, now_ns() - t0);
 	for (int i = 0; i < n; i++) {
 		struct watch *w = &l->w[ev[i].data.u32];
 		if (w->used)

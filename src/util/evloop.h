@@ -21,6 +21,47 @@ struct evloop_defer {
 	bool queued;
 };
 
+/* Adaptive bounded polling (as QEMU's AioContext): before the loop
+ * sleeps, it asks every poller for work, again and again, for a window of
+ * time; a poller looks without system calls (an NVMe completion queue's
+ * phase tag, a virtqueue's avail index) and does what it finds. The window
+ * starts at EVLOOP_POLL_START_NS once events come sooner than the cap,
+ * doubles while they keep coming within the cap and polling did not find
+ * them, and drops to 0 as soon as the loop waits longer than the cap: an
+ * idle loop does not poll at all.
+ *
+ * While the loop polls, pollers keep their peers' notifications off
+ * (notify(arg, false): a driver is asked not to kick); before the loop
+ * sleeps, notify(arg, true) asks for them again and, fenced against the
+ * peer, does what arrived meanwhile (no wake-up is lost: the peer either
+ * sees notifications on or its work is seen here). */
+struct evloop_poller {
+	/* Does what work it finds; returns true if it found some. */
+	bool (*poll)(void *arg);
+	/* Notifications off or on; turning them on, returns true if it found
+	 * (and did) work that came while they were off. */
+	bool (*notify)(void *arg, bool on);
+	void *arg;
+	/* private */
+	struct evloop_poller *next, *prev;
+	bool added;
+};
+
+#define EVLOOP_POLL_START_NS 4000u
+/* --poll-max-us of nvme-drv and nvme-drv-perf: the default, measured on
+ * the test bed (README "Polling"), and the most that is still a window
+ * rather than a busy CPU by another name. */
+#define EVLOOP_POLL_MAX_US_DEFAULT 1000
+#define EVLOOP_POLL_MAX_US_LIMIT 10000
+
+/* What polling did, for tests and statistics. */
+struct evloop_poll_stats {
+	uint64_t poll_ns;	/* the current window */
+	uint64_t rounds;	/* rounds that polled */
+	uint64_t hits;		/* of them, rounds whose polling found work */
+	uint64_t sleeps;	/* rounds that slept in epoll_wait */
+};
+
 int evloop_new(struct evloop **out);
 void evloop_free(struct evloop *l);
 /* Watches fd for `events` (EPOLLIN, ...). Returns 0 or negative errno. */
@@ -39,6 +80,13 @@ int evloop_run(struct evloop *l);
 /* One round: waits at most timeout_ms, dispatches, returns events seen. */
 int evloop_once(struct evloop *l, int timeout_ms);
 void evloop_stop(struct evloop *l);
+/* The poll window's cap in microseconds; 0 (the default) never polls. */
+void evloop_set_poll_max(struct evloop *l, unsigned us);
+/* Adds or removes a poller (the caller owns it; remove before freeing,
+ * from anywhere, also from a poller's own callback). */
+void evloop_poller_add(struct evloop *l, struct evloop_poller *p);
+void evloop_poller_del(struct evloop *l, struct evloop_poller *p);
+void evloop_poll_stats(const struct evloop *l, struct evloop_poll_stats *out);
 void evloop_defer(struct evloop *l, struct evloop_defer *d);
 void evloop_defer_cancel(struct evloop *l, struct evloop_defer *d);
 bool evloop_stopped(const struct evloop *l);

@@ -962,6 +962,13 @@ static void io_unref(struct vblk *d, struct vblk_io *io)
 
 /* The driver's memory is gone under us (its file was cut short): the
  * device is broken, the front end must reset it. */
+/* Whether queue q takes requests now. */
+static bool runnable(const struct vblk *d, const struct vqueue *v)
+{
+	return v->started && v->enabled && !v->stopping && !v->start_pending && !d->broken &&
+	       !d->destroying && !d->quiesced && !v->held;
+}
+
 static void vanished(struct vblk *d, unsigned q)
 {
 	log_err(d->name, "queue %u: client memory vanished (file truncated?); device needs reset", q);
@@ -1215,6 +1222,52 @@ static void break_device(struct vblk *d)
 }
 
 
+/* Polling (evloop.h): one load of each running ring's avail index; a
+ * ring with buffers is served as a kick would. Found work means requests
+ * taken, not merely seen (none may be takeable until I/O completes). */
+static bool poll_queue(struct vblk *d, unsigned q, bool notify, bool on)
+{
+	struct vqueue *v = &d->vqs[q];
+	struct memguard g;
+	uint16_t before;
+	bool avail;
+
+	memguard_push(&g);
+	if (sigsetjmp(g.env, 0)) {
+		vanished(d, q);
+		return true;
+	}
+	avail = notify ? vq_set_notify(&v->vq, on) : vq_avail(&v->vq);
+	memguard_pop(&g);
+	if (!avail || !runnable(d, v))
+		return false;
+	before = vq_get_base(&v->vq);
+	vblk_vq_kick(d, q);
+	return vq_get_base(&v->vq) != before;
+}
+
+bool vblk_poll(struct vblk *d)
+{
+	bool found = false;
+
+	for (unsigned q = 0; q < d->conf.num_queues && !d->broken; q++)
+		if (runnable(d, &d->vqs[q]) && poll_queue(d, q, false, false))
+			found = true;
+	return found;
+}
+
+bool vblk_set_notify(struct vblk *d, bool on)
+{
+	bool found = false;
+
+	/* Every ring that has one, running or not: none is left asking for
+	 * no kicks once polling ends. */
+	for (unsigned q = 0; q < d->conf.num_queues && !d->broken; q++)
+		if (d->vqs[q].started && poll_queue(d, q, true, on))
+			found = true;
+	return found;
+}
+
 void vblk_vq_kick(struct vblk *d, unsigned q)
 {
 	struct vqueue *v = vqueue(d, q);
@@ -1225,8 +1278,7 @@ void vblk_vq_kick(struct vblk *d, unsigned q)
 	/* Every request this kick brings goes to the controller with one
 	 * doorbell write. */
 	nvme_qpair_plug(pick_qp(d, q));
-	while (v->started && v->enabled && !v->stopping && !v->start_pending && !d->broken &&
-	       !d->destroying && !d->quiesced && !v->held) {
+	while (runnable(d, v)) {
 		struct vq_err err = { 0 };
 		struct vblk_io *io = io_get(d);
 		int rc;

@@ -127,5 +127,11 @@ uint16_t vblk_vq_base(const struct vblk *d, unsigned q);
 void vblk_vq_enable(struct vblk *d, unsigned q, bool on);
 /* Takes and starts every available request of queue q. */
 void vblk_vq_kick(struct vblk *d, unsigned q);
+/* For a transport's poller (evloop_poller): takes what the running rings
+ * hold without a kick; returns true if it took any. */
+bool vblk_poll(struct vblk *d);
+/* Kicks off (the loop polls) or on again; turning them on takes what came
+ * meanwhile and returns true if it took any. */
+bool vblk_set_notify(struct vblk *d, bool on);
 
 #endif

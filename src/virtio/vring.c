@@ -84,6 +84,8 @@ int vq_set_addr(struct vq *vq, unsigned size, uint64_t desc, uint64_t avail, uin
 	vq->shadow_avail_idx = vq->last_avail_idx;
 	vq->signalled_used_valid = false;
 	vq->broken = false;
+	vq->notify_off = false;
+	vq->flags_clean = false;
 	return 0;
 }
 
@@ -212,6 +214,48 @@ static int walk_chain(struct vq *vq, uint16_t head, struct vq_elem *e, struct vq
 	}
 }
 
+/* Asks the driver to kick for the next buffer (2.7.10.2): with EVENT_IDX,
+ * when it fills entry last_avail_idx; without, by clearing NO_NOTIFY. The
+ * driver stores avail->idx then loads our field; we store the field, then
+ * (the caller) load avail->idx. With a full fence on each side one of us
+ * sees the other's store, so no buffer is left without a kick. */
+static void ask_kick(struct vq *vq)
+{
+	if (vq->event_idx) {
+		__atomic_store_n(vq->avail_event, htole16(vq->last_avail_idx), __ATOMIC_RELAXED);
+	} else {
+		__atomic_store_n(&vq->used->flags, 0, __ATOMIC_RELAXED);
+		vq->flags_clean = true;
+	}
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+bool vq_avail(const struct vq *vq)
+{
+	if (!vq->size || vq->broken)
+		return false;
+	return le16toh(__atomic_load_n(&vq->avail->idx, __ATOMIC_RELAXED)) != vq->last_avail_idx;
+}
+
+bool vq_set_notify(struct vq *vq, bool on)
+{
+	if (!vq->size || vq->broken || vq->notify_off == !on)
+		return false;
+	vq->notify_off = !on;
+	if (!on) {
+		/* With EVENT_IDX nothing to write: avail_event stays where it
+		 * was, behind the driver's index after its next buffer. */
+		if (!vq->event_idx) {
+			__atomic_store_n(&vq->used->flags, htole16(VRING_USED_F_NO_NOTIFY),
+					 __ATOMIC_RELAXED);
+			vq->flags_clean = false;
+		}
+		return false;
+	}
+	ask_kick(vq);
+	return vq_avail(vq);
+}
+
 int vq_pop(struct vq *vq, struct vq_elem *elem, struct vq_err *err)
 {
 	uint16_t head;
@@ -225,16 +269,8 @@ int vq_pop(struct vq *vq, struct vq_elem *elem, struct vq_err *err)
 		rc = avail_pending(vq, err);
 		if (rc < 0)
 			return rc;
-		if (rc == 0 && vq->event_idx) {
-			/* 2.7.10.2: ask for a notification when the driver
-			 * fills entry last_avail_idx. The driver stores
-			 * avail->idx then loads avail_event; we store
-			 * avail_event then load avail->idx. With a full fence
-			 * on each side one of us sees the other's store, so
-			 * no buffer is left without a kick. */
-			__atomic_store_n(vq->avail_event, htole16(vq->last_avail_idx),
-					 __ATOMIC_RELAXED);
-			__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		if (rc == 0 && !vq->notify_off && (vq->event_idx || !vq->flags_clean)) {
+			ask_kick(vq);
 			rc = avail_pending(vq, err);
 			if (rc < 0)
 				return rc;

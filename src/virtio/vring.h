@@ -65,6 +65,8 @@ struct vq {
 	bool event_idx;		/* VIRTIO_RING_F_EVENT_IDX negotiated */
 	bool indirect;		/* VIRTIO_RING_F_INDIRECT_DESC negotiated */
 	bool broken;		/* the driver broke the ring rules; see vq_pop */
+	bool notify_off;	/* vq_set_notify(false): the device polls */
+	bool flags_clean;	/* used->flags known to be 0 (no NO_NOTIFY left) */
 };
 
 /* An idle queue with no ring, base 0 and no features. */
@@ -113,6 +115,21 @@ int vq_pop(struct vq *vq, struct vq_elem *elem, struct vq_err *err);
  * previous process took and did not complete (inflight tracking). Returns
  * 1, or vq_pop's errors for the chain (-EINVAL: head beyond the table). */
 int vq_pop_head(struct vq *vq, uint16_t head, struct vq_elem *elem, struct vq_err *err);
+
+/* Whether the driver has made buffers available that vq_pop has not
+ * taken: one load of avail->idx, no state changed (vq_pop judges a bad
+ * index). Returns false for a queue not set up or broken. */
+bool vq_avail(const struct vq *vq);
+
+/* Available buffer notifications (2.7.10), for a
+ * device that polls. Off: the driver is asked for no kicks (with
+ * EVENT_IDX avail_event is simply not moved on, so at most one more kick
+ * comes; without, VRING_USED_F_NO_NOTIFY). On: asked for a kick at the
+ * next buffer, fenced as vq_pop is; returns true if buffers came while
+ * they were off (no kick will come for them: the caller takes them). A
+ * queue's first empty vq_pop with notifications on clears a NO_NOTIFY an
+ * earlier process may have left in the ring. */
+bool vq_set_notify(struct vq *vq, bool on);
 
 /* The used index as the ring shows it to the driver (0 before set-up). */
 uint16_t vq_ring_used_idx(const struct vq *vq);

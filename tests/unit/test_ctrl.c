@@ -43,6 +43,13 @@ static struct {
 	atomic_bool gone;		/* every register reads all ones */
 	atomic_uint swallow;		/* I/O commands to take and never answer */
 	atomic_uint enables, aborts, io_cmds;
+	/* Doorbell Buffer Config: offered unless no_dbbuf, refused with
+	 * dbbuf_fail. Once configured, I/O SQ tails are read from the shadow
+	 * page and the EventIdx is set to the tail reached, as QEMU does; a
+	 * reset forgets it. */
+	atomic_bool no_dbbuf, dbbuf_fail;
+	atomic_uint dbbuf_configs;
+	volatile uint32_t *dbs, *eis;
 	struct fq q[MAXQ];
 	uint8_t disk[DISK_LBAS * 512];
 	int irq_fd;
@@ -121,6 +128,8 @@ static void admin_cmd(const struct nvme_sqe *c)
 			id->sqes = 0x66;
 			id->cqes = 0x44;
 			id->nn = 1;
+			if (!atomic_load(&dev.no_dbbuf))
+				id->oacs = NVME_OACS_DBBUF;
 		} else if (c->cdw10 == NVME_ID_CNS_NS_ACTIVE_LIST) {
 			((uint32_t *)buf)[0] = c->nsid < 1 ? 1 : 0;
 		} else if (c->cdw10 == NVME_ID_CNS_NS && c->nsid == 1) {
@@ -162,6 +171,16 @@ static void admin_cmd(const struct nvme_sqe *c)
 		if (qid < MAXQ)
 			dev.q[qid].cq = NULL;
 		break;
+	case NVME_ADM_DBBUF_CONFIG:
+		atomic_fetch_add(&dev.dbbuf_configs, 1);
+		if (atomic_load(&dev.no_dbbuf) || atomic_load(&dev.dbbuf_fail) ||
+		    (c->dptr.prp.prp1 & (PS - 1)) || (c->dptr.prp.prp2 & (PS - 1))) {
+			st = NVME_STATUS(NVME_SCT_GENERIC, NVME_SC_INVALID_FIELD);
+			break;
+		}
+		dev.dbs = (volatile uint32_t *)(uintptr_t)c->dptr.prp.prp1;
+		dev.eis = (volatile uint32_t *)(uintptr_t)c->dptr.prp.prp2;
+		break;
 	case NVME_ADM_ABORT:
 		atomic_fetch_add(&dev.aborts, 1);
 		dw0 = 1;	/* not aborted, as QEMU answers */
@@ -195,6 +214,7 @@ static void dev_reset(void)
 {
 	memset(dev.q, 0, sizeof(dev.q));
 	memset(dev.bar + NVME_REG_DBS, 0, BAR_LEN - NVME_REG_DBS);
+	dev.dbs = dev.eis = NULL;
 	dev.ready = false;
 }
 
@@ -238,7 +258,12 @@ static void *dev_main(void *arg)
 
 				if (!q->live)
 					continue;
-				tail = (uint16_t)*reg(NVME_REG_DBS + 8 * qid);
+				/* stride 4: SQ y's tail at 8y, in the registers
+				 * from DBS and in the shadow page alike */
+				if (qid && dev.dbs)
+					tail = (uint16_t)dev.dbs[2 * qid];
+				else
+					tail = (uint16_t)*reg(NVME_REG_DBS + 8 * qid);
 				while (q->head != tail && tail < q->size) {
 					struct nvme_sqe c = q->sq[q->head];
 
@@ -249,6 +274,8 @@ static void *dev_main(void *arg)
 					else
 						io_cmd(qid, &c);
 				}
+				if (qid && dev.eis)
+					dev.eis[2 * qid] = q->head;
 			}
 		}
 		usleep(100);
@@ -367,14 +394,19 @@ static void drive(struct nvme_ctrl *c, struct rec *x, unsigned ms, unsigned chec
 	}
 }
 
-static struct nvme_ctrl *open_ctrl(unsigned io_timeout_ms)
+static struct nvme_ctrl *open_ctrl_opts(unsigned io_timeout_ms, bool no_shadow_db)
 {
 	struct nvme_ctrl_opts o = { .io_queues = 2, .io_queue_depth = 16, .io_timeout_ms = io_timeout_ms,
-				    .admin_timeout_ms = 2000 };
+				    .admin_timeout_ms = 2000, .no_shadow_db = no_shadow_db };
 	struct nvme_ctrl *c = NULL;
 
 	CHECK_EQ_INT(nvme_ctrl_open("0000:00:04.0", &o, &c), 0);
 	return c;
+}
+
+static struct nvme_ctrl *open_ctrl(unsigned io_timeout_ms)
+{
+	return open_ctrl_opts(io_timeout_ms, false);
 }
 
 static void rw_req(struct nvme_req *r, struct nvme_ctrl *c, uint8_t opc, uint64_t lba, struct nvme_seg *s,
@@ -445,8 +477,13 @@ static void test_cfs_reset(void)
 	sleep_ms(5);
 	CHECK_EQ_INT(x.calls, 0);
 	CHECK_EQ_INT(atomic_load(&dev.enables), 1);
+	CHECK_EQ_INT(nvme_ctrl_info(c)->shadow_db, true);
+	CHECK_EQ_INT(atomic_load(&dev.dbbuf_configs), 1);
 	CHECK_EQ_INT(nvme_ctrl_check(c), 0);
 	CHECK_EQ_INT(atomic_load(&dev.enables), 2);
+	/* the reset forgot the buffers: configured again, the queues from 0 */
+	CHECK_EQ_INT(atomic_load(&dev.dbbuf_configs), 2);
+	CHECK_EQ_INT(nvme_ctrl_info(c)->shadow_db, true);
 	drive(c, &x, 2000, 1000);
 	CHECK_EQ_INT(x.calls, 1);
 	CHECK_EQ_INT(x.result, 0);
@@ -576,6 +613,127 @@ static void test_gone(void)
 	dev_stop();
 }
 
+/* Sums the doorbell counts of the controller's I/O queues. */
+static struct nvme_db_stats ctrl_db_stats(struct nvme_ctrl *c)
+{
+	struct nvme_db_stats sum = { 0 };
+
+	for (unsigned i = 0; i < nvme_ctrl_nr_qpairs(c); i++) {
+		struct nvme_db_stats st;
+
+		nvme_qpair_db_stats(nvme_ctrl_qpair(c, i), &st);
+		sum.sq_mmio += st.sq_mmio;
+		sum.sq_shadow_only += st.sq_shadow_only;
+		sum.cq_mmio += st.cq_mmio;
+		sum.cq_shadow_only += st.cq_shadow_only;
+	}
+	return sum;
+}
+
+static void rw_round_trip(struct nvme_ctrl *c, uint64_t lba)
+{
+	uint8_t buf[4096], back[4096];
+
+	for (unsigned i = 0; i < sizeof(buf); i++)
+		buf[i] = (uint8_t)(i * 3 + lba);
+	CHECK_EQ_INT(nvme_ns_rw_sync(nvme_ctrl_ns(c, 0), true, lba, 8, buf), 0);
+	CHECK_EQ_INT(nvme_ns_rw_sync(nvme_ctrl_ns(c, 0), false, lba, 8, back), 0);
+	CHECK(memcmp(buf, back, sizeof(buf)) == 0);
+}
+
+/* Offered, shadow doorbells are configured once the I/O queues exist,
+ * used by the I/O queues (the fake reads their tails from the shadow
+ * page only) and not by the admin queue. */
+static void test_shadow_doorbells(void)
+{
+	struct nvme_ctrl *c;
+	struct nvme_db_stats st;
+
+	dev_start();
+	c = open_ctrl(0);
+	if (!c) {
+		dev_stop();
+		return;
+	}
+	CHECK(nvme_ctrl_info(c)->shadow_db_supported);
+	CHECK(nvme_ctrl_info(c)->shadow_db);
+	CHECK_EQ_INT(atomic_load(&dev.dbbuf_configs), 1);
+	CHECK(c->io[0]->sq_shadow != NULL && c->io[1]->sq_shadow != NULL);
+	CHECK(c->admin->sq_shadow == NULL);
+	rw_round_trip(c, 64);
+	st = ctrl_db_stats(c);
+	CHECK_EQ_INT(st.sq_mmio + st.sq_shadow_only, 2);
+	CHECK_EQ_INT(c->io[0]->sq_shadow[0], 2);
+	nvme_ctrl_close(c);
+	dev_stop();
+}
+
+/* --no-shadow-doorbells: never configured, register writes only. */
+static void test_shadow_doorbells_off(void)
+{
+	struct nvme_ctrl *c;
+	struct nvme_db_stats st;
+
+	dev_start();
+	c = open_ctrl_opts(0, true);
+	if (!c) {
+		dev_stop();
+		return;
+	}
+	CHECK(nvme_ctrl_info(c)->shadow_db_supported);
+	CHECK(!nvme_ctrl_info(c)->shadow_db);
+	CHECK_EQ_INT(atomic_load(&dev.dbbuf_configs), 0);
+	CHECK(c->io[0]->sq_shadow == NULL);
+	rw_round_trip(c, 72);
+	st = ctrl_db_stats(c);
+	CHECK_EQ_INT(st.sq_mmio, 2);
+	CHECK_EQ_INT(st.sq_shadow_only, 0);
+	nvme_ctrl_close(c);
+	dev_stop();
+}
+
+/* A controller that refuses Doorbell Buffer Config: bring-up goes on with
+ * register writes (the fake, unconfigured, reads only the registers, so
+ * I/O works only if they are written), and a reset does not ask again. */
+static void test_shadow_config_fails(void)
+{
+	struct nvme_ctrl *c;
+	struct dma_buf b;
+	struct nvme_seg s;
+	struct nvme_req r;
+	struct rec x;
+
+	dev_start();
+	atomic_store(&dev.dbbuf_fail, true);
+	c = open_ctrl(0);
+	if (!c) {
+		dev_stop();
+		return;
+	}
+	CHECK(nvme_ctrl_info(c)->shadow_db_supported);
+	CHECK(!nvme_ctrl_info(c)->shadow_db);
+	CHECK_EQ_INT(atomic_load(&dev.dbbuf_configs), 1);
+	CHECK(c->io[0]->sq_shadow == NULL && c->io[1]->sq_shadow == NULL);
+	rw_round_trip(c, 80);
+	vfio_dma_alloc(NULL, 4096, &b);
+	s.iova = b.iova;
+	s.len = 4096;
+	atomic_store(&dev.cfs, true);
+	await_csts(NVME_CSTS_CFS);
+	CHECK_EQ_INT(nvme_ctrl_check(c), 0);
+	CHECK_EQ_INT(atomic_load(&dev.enables), 2);
+	CHECK_EQ_INT(atomic_load(&dev.dbbuf_configs), 1);
+	rw_req(&r, c, NVME_CMD_READ, 80, &s, &x);
+	CHECK_EQ_INT(nvme_submit(nvme_ctrl_qpair(c, 1), &r), 0);
+	drive(c, &x, 2000, 1000);
+	CHECK_EQ_INT(x.calls, 1);
+	CHECK_EQ_INT(x.result, 0);
+	CHECK_EQ_INT(((uint8_t *)b.va)[5], (uint8_t)(5 * 3 + 80));
+	vfio_dma_free(NULL, &b);
+	nvme_ctrl_close(c);
+	dev_stop();
+}
+
 int main(void)
 {
 	test_open_and_io();
@@ -583,5 +741,8 @@ int main(void)
 	test_timeout_reset();
 	test_unrecoverable();
 	test_gone();
+	test_shadow_doorbells();
+	test_shadow_doorbells_off();
+	test_shadow_config_fails();
 	return check_report("test_ctrl");
 }

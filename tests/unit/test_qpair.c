@@ -29,6 +29,13 @@ void nvme_ctrl_service_vector(struct nvme_ctrl *c, unsigned vec)
 	(void)vec;
 }
 
+bool nvme_ctrl_vector_edge(const struct nvme_ctrl *c, unsigned vec)
+{
+	(void)c;
+	(void)vec;
+	return false;
+}
+
 /* ---- the fake controller ---- */
 
 #define DISK_BYTES (1u << 20)
@@ -56,6 +63,10 @@ struct fake {
 	unsigned ncmds;
 	struct nvme_dsm_range ranges[256];
 	unsigned nranges;
+	/* shadow doorbells (fake_shadow): the fake takes the SQ tail from the
+	 * Shadow Doorbell page, as QEMU does once they are configured */
+	struct dma_buf dbs, eis;
+	bool shadow;
 };
 
 static struct fake *fk;
@@ -103,9 +114,16 @@ static int prp_xfer(struct fake *f, const struct nvme_sqe *sqe, size_t pos, size
 
 /* Takes every SQE up to the tail doorbell and executes it; the completion
  * waits in `held` until fake_post. */
+/* Queue 1's entries in the shadow doorbell pages, at stride 4: SQ 1 tail
+ * at byte 8, CQ 1 head at byte 12 (as its registers at DBS + 8, + 12). */
+static volatile uint32_t *shadow_at(struct dma_buf *b, unsigned off)
+{
+	return (volatile uint32_t *)((uint8_t *)b->va + off);
+}
+
 static void fake_fetch(struct fake *f)
 {
-	uint16_t tail = (uint16_t)*f->qp->sq_db;
+	uint16_t tail = (uint16_t)(f->shadow ? *shadow_at(&f->dbs, 8) : *f->qp->sq_db);
 
 	while (f->sq_head != tail) {
 		const struct nvme_sqe *sqe = &f->qp->sq[f->sq_head];
@@ -237,8 +255,21 @@ static void fake_disable(struct fake *f)
 	f->nheld = 0;
 }
 
+/* Doorbell Buffer Config, as ctrl.c does it once the queue exists. */
+static void fake_shadow(struct fake *f)
+{
+	CHECK_EQ_INT(vfio_dma_alloc(NULL, PS, &f->dbs), 0);
+	CHECK_EQ_INT(vfio_dma_alloc(NULL, PS, &f->eis), 0);
+	CHECK_EQ_INT(nvme_qpair_dbbuf_attach(f->qp, f->dbs.va, f->eis.va, PS), 0);
+	f->shadow = true;
+}
+
 static void fake_free(struct fake *f)
 {
+	if (f->shadow) {
+		vfio_dma_free(NULL, &f->dbs);
+		vfio_dma_free(NULL, &f->eis);
+	}
 	nvme_qpair_destroy(f->qp);
 	free(f->bar);
 	free(f);
@@ -969,6 +1000,311 @@ static void test_timeout_abort_reset(void)
 	fake_free(f);
 }
 
+/* ---- shadow doorbells (issue 11, item 1) ---- */
+
+static struct nvme_db_stats db_stats(struct fake *f)
+{
+	struct nvme_db_stats st;
+
+	nvme_qpair_db_stats(f->qp, &st);
+	return st;
+}
+
+/* Submits and completes `n` reads, one at a time: moves the rings on. */
+static void advance(struct fake *f, unsigned n, struct nvme_seg *s)
+{
+	for (unsigned i = 0; i < n; i++) {
+		struct nvme_req r;
+		struct done_rec d;
+
+		req_init(&r, f, NVME_CMD_READ, 0, 8, s, 1, &d);
+		CHECK_EQ_INT(nvme_submit(f->qp, &r), 0);
+		fake_run(f);
+		CHECK_EQ_INT(d.calls, 1);
+	}
+}
+
+/* The event index test itself, against the cases worked by hand: the
+ * register is written when the EventIdx lies in [old, new), 16-bit
+ * wrap-around included. */
+static void test_need_event(void)
+{
+	CHECK(nvme_dbbuf_need_event(0, 1, 0));
+	CHECK(nvme_dbbuf_need_event(4, 6, 4));
+	CHECK(nvme_dbbuf_need_event(5, 6, 4));
+	CHECK(!nvme_dbbuf_need_event(6, 6, 4));	/* it asked for beyond the new value */
+	CHECK(!nvme_dbbuf_need_event(3, 6, 4));	/* it is behind: still working, will look */
+	CHECK(nvme_dbbuf_need_event(65535, 1, 65534));
+	CHECK(nvme_dbbuf_need_event(0, 1, 65534));
+	CHECK(!nvme_dbbuf_need_event(1, 1, 65534));
+	CHECK(!nvme_dbbuf_need_event(65533, 1, 65534));
+}
+
+/* The SQ tail goes to the shadow on every update and to the register only
+ * when the EventIdx asks; a batch is one update; the fake, reading the
+ * shadow as QEMU does, sees every command. */
+static void test_shadow_sq(void)
+{
+	struct fake *f = fake_new(512, 16, 4u << 20);
+	uint8_t *mem = page_buf(6);
+	volatile uint32_t *sh, *ei;
+	struct nvme_seg s[6];
+	struct nvme_req r[6];
+	struct done_rec d[6];
+
+	fake_shadow(f);
+	sh = shadow_at(&f->dbs, 8);
+	ei = shadow_at(&f->eis, 8);
+	for (unsigned i = 0; i < 6; i++) {
+		s[i] = (struct nvme_seg){ (uintptr_t)(mem + i * PS), 4096 };
+		req_init(&r[i], f, NVME_CMD_READ, 8 * i, 8, &s[i], 1, &d[i]);
+	}
+	/* EventIdx 0 = the old tail: the controller wants to hear */
+	CHECK_EQ_INT(nvme_submit(f->qp, &r[0]), 0);
+	CHECK_EQ_INT(*sh, 1);
+	CHECK_EQ_INT(*f->qp->sq_db, 1);
+	/* still at 0: the controller is busy and will read the shadow */
+	CHECK_EQ_INT(nvme_submit(f->qp, &r[1]), 0);
+	CHECK_EQ_INT(*sh, 2);
+	CHECK_EQ_INT(*f->qp->sq_db, 1);
+	/* caught up to 2: the next one rings the register */
+	*ei = 2;
+	CHECK_EQ_INT(nvme_submit(f->qp, &r[2]), 0);
+	CHECK_EQ_INT(*sh, 3);
+	CHECK_EQ_INT(*f->qp->sq_db, 3);
+	/* three commands plugged: one update, here a shadow-only one */
+	*ei = 1;
+	nvme_qpair_plug(f->qp);
+	for (unsigned i = 3; i < 6; i++)
+		CHECK_EQ_INT(nvme_submit(f->qp, &r[i]), 0);
+	CHECK_EQ_INT(*sh, 3);
+	nvme_qpair_unplug(f->qp);
+	CHECK_EQ_INT(*sh, 6);
+	CHECK_EQ_INT(*f->qp->sq_db, 3);
+	CHECK_EQ_INT(db_stats(f).sq_mmio, 2);
+	CHECK_EQ_INT(db_stats(f).sq_shadow_only, 2);
+	fake_run(f);
+	for (unsigned i = 0; i < 6; i++) {
+		CHECK_EQ_INT(d[i].calls, 1);
+		CHECK_EQ_INT(d[i].result, 0);
+	}
+	CHECK_EQ_INT(f->reads, 6);
+	free(mem);
+	fake_free(f);
+}
+
+/* The CQ head likewise, once per completion pass. */
+static void test_shadow_cq(void)
+{
+	struct fake *f = fake_new(512, 16, 4u << 20);
+	uint8_t *mem = page_buf(3);
+	volatile uint32_t *sh, *ei;
+	struct nvme_seg s[3];
+	struct nvme_req r[3];
+	struct done_rec d[3];
+
+	fake_shadow(f);
+	sh = shadow_at(&f->dbs, 12);
+	ei = shadow_at(&f->eis, 12);
+	for (unsigned i = 0; i < 3; i++) {
+		s[i] = (struct nvme_seg){ (uintptr_t)(mem + i * PS), 4096 };
+		req_init(&r[i], f, NVME_CMD_READ, 8 * i, 8, &s[i], 1, &d[i]);
+		CHECK_EQ_INT(nvme_submit(f->qp, &r[i]), 0);
+	}
+	fake_fetch(f);
+	fake_post(f, 1);
+	CHECK_EQ_INT(nvme_qpair_process(f->qp), 1);
+	CHECK_EQ_INT(*sh, 1);
+	CHECK_EQ_INT(*f->qp->cq_db, 1);
+	fake_post(f, 1);
+	CHECK_EQ_INT(nvme_qpair_process(f->qp), 1);
+	CHECK_EQ_INT(*sh, 2);
+	CHECK_EQ_INT(*f->qp->cq_db, 1);	/* EventIdx 0: not asked for */
+	*ei = 2;
+	fake_post(f, 1);
+	CHECK_EQ_INT(nvme_qpair_process(f->qp), 1);
+	CHECK_EQ_INT(*sh, 3);
+	CHECK_EQ_INT(*f->qp->cq_db, 3);
+	CHECK_EQ_INT(db_stats(f).cq_mmio, 2);
+	CHECK_EQ_INT(db_stats(f).cq_shadow_only, 1);
+	for (unsigned i = 0; i < 3; i++)
+		CHECK_EQ_INT(d[i].calls, 1);
+	free(mem);
+	fake_free(f);
+}
+
+/* Across the ring's wrap (depth 16: the tail goes 15 -> 1) the EventIdx
+ * is judged on the ring, and one that is no index of the queue (>= its
+ * depth, or with bits above 15 set) costs a register write, never a
+ * doorbell skipped. */
+static void test_shadow_wrap_and_bogus(void)
+{
+	struct fake *f = fake_new(512, 16, 4u << 20);
+	uint8_t *mem = page_buf(2);
+	struct nvme_seg s[2] = { { (uintptr_t)mem, 4096 }, { (uintptr_t)(mem + PS), 4096 } };
+	volatile uint32_t *sh, *ei;
+	const struct { uint32_t ei; bool mmio; } wrap[] = {
+		{ 3, false },	/* behind: busy with the last lap */
+		{ 15, true },	/* at the old tail */
+		{ 0, true },	/* between old and new, across the wrap */
+		{ 1, false },	/* at the new tail: beyond what it asked */
+		{ 16, true },	/* no index of a 16-deep queue */
+		{ 0x10003, true },	/* 3 with high bits: not an index either */
+	};
+
+	fake_shadow(f);
+	sh = shadow_at(&f->dbs, 8);
+	ei = shadow_at(&f->eis, 8);
+	for (unsigned k = 0; k < sizeof(wrap) / sizeof(wrap[0]); k++) {
+		struct nvme_req r[2];
+		struct done_rec d[2];
+		uint32_t before;
+
+		*ei = 0;
+		advance(f, (16 + 15 - f->qp->sq_tail) % 16, s);
+		CHECK_EQ_INT(f->qp->sq_tail, 15);
+		before = *f->qp->sq_db;
+		*f->qp->sq_db = 0xdead;	/* so that a write shows */
+		*ei = wrap[k].ei;
+		nvme_qpair_plug(f->qp);
+		for (unsigned i = 0; i < 2; i++) {
+			req_init(&r[i], f, NVME_CMD_READ, 8 * i, 8, &s[i], 1, &d[i]);
+			CHECK_EQ_INT(nvme_submit(f->qp, &r[i]), 0);
+		}
+		nvme_qpair_unplug(f->qp);
+		CHECK_EQ_INT(*sh, 1);
+		if (wrap[k].mmio)
+			CHECK_EQ_INT(*f->qp->sq_db, 1);
+		else
+			CHECK_EQ_INT(*f->qp->sq_db, 0xdead);
+		*f->qp->sq_db = before;
+		fake_run(f);
+		CHECK_EQ_INT(d[0].calls + d[1].calls, 2);
+	}
+	/* the same bogus values away from the wrap: 4 -> 5 */
+	*ei = 0;
+	advance(f, 4 - f->qp->sq_tail, s);
+	for (unsigned k = 0; k < 2; k++) {
+		struct nvme_req r;
+		struct done_rec d;
+
+		*ei = k ? 0x10003u : 40u;
+		*f->qp->sq_db = 0xdead;
+		req_init(&r, f, NVME_CMD_READ, 0, 8, &s[0], 1, &d);
+		CHECK_EQ_INT(nvme_submit(f->qp, &r), 0);
+		CHECK_EQ_INT(*f->qp->sq_db, f->qp->sq_tail);
+		fake_run(f);
+		CHECK_EQ_INT(d.calls, 1);
+	}
+	free(mem);
+	fake_free(f);
+}
+
+/* A reset zeroes the queue's shadow and EventIdx entries (the controller
+ * forgot them; a stale EventIdx would skip the new queue's first doorbell,
+ * a stale shadow would be read as its tail); configured again, the
+ * commands kept go out through them from 0. */
+static void test_shadow_reset(void)
+{
+	struct fake *f = fake_new(512, 16, 4u << 20);
+	uint8_t *mem = page_buf(2);
+	struct nvme_seg s[2] = { { (uintptr_t)mem, 4096 }, { (uintptr_t)(mem + PS), 4096 } };
+	struct nvme_req a, b;
+	struct done_rec da, db;
+
+	fake_shadow(f);
+	advance(f, 5, s);
+	*shadow_at(&f->eis, 8) = 5;
+	*shadow_at(&f->eis, 12) = 5;
+	req_init(&a, f, NVME_CMD_READ, 0, 8, &s[0], 1, &da);
+	CHECK_EQ_INT(nvme_submit(f->qp, &a), 0);
+	fake_fetch(f);		/* in flight when the reset comes */
+	CHECK_EQ_INT(*shadow_at(&f->dbs, 8), 6);
+	f->qp->resetting = true;
+	fake_disable(f);
+	CHECK_EQ_INT(nvme_qpair_reset_begin(f->qp, true, -EIO), 1);
+	CHECK_EQ_INT(*shadow_at(&f->dbs, 8), 0);
+	CHECK_EQ_INT(*shadow_at(&f->dbs, 12), 0);
+	CHECK_EQ_INT(*shadow_at(&f->eis, 8), 0);
+	CHECK_EQ_INT(*shadow_at(&f->eis, 12), 0);
+	req_init(&b, f, NVME_CMD_READ, 8, 8, &s[1], 1, &db);
+	CHECK_EQ_INT(nvme_submit(f->qp, &b), 0);
+	CHECK_EQ_INT(*shadow_at(&f->dbs, 8), 0);	/* waits for the reset */
+	/* the queue re-created and the config sent again, as ctrl_reset does */
+	CHECK_EQ_INT(nvme_qpair_dbbuf_attach(f->qp, f->dbs.va, f->eis.va, PS), 0);
+	*f->qp->sq_db = 0xdead;
+	nvme_qpair_reset_end(f->qp);
+	CHECK_EQ_INT(*shadow_at(&f->dbs, 8), 2);	/* A again, then B */
+	CHECK_EQ_INT(*f->qp->sq_db, 2);		/* EventIdx 0 = old 0: asked for */
+	fake_run(f);
+	CHECK_EQ_INT(da.calls, 1);
+	CHECK_EQ_INT(da.result, 0);
+	CHECK_EQ_INT(db.calls, 1);
+	CHECK_EQ_INT(db.result, 0);
+	CHECK_EQ_INT(*shadow_at(&f->dbs, 12), 2);
+	free(mem);
+	fake_free(f);
+}
+
+/* The admin queue keeps register writes (Linux does too; QEMU copies them
+ * into the shadow); a queue whose entries lie beyond the page keeps them
+ * too; detached, a queue writes the register every time. A command late
+ * past its deadline gets both registers written once by the check, so a
+ * shadow update the controller missed costs time, not the command. */
+static void test_shadow_admin_and_kick(void)
+{
+	struct fake *f = fake_new_timeout(512, 8, 4u << 20, 100);
+	struct nvme_qpair *admin = NULL;
+	uint8_t *mem = page_buf(2);
+	struct nvme_seg s[2] = { { (uintptr_t)mem, 4096 }, { (uintptr_t)(mem + PS), 4096 } };
+	struct dma_buf dbs, eis;
+	struct nvme_req a, b;
+	struct done_rec da, db;
+
+	CHECK_EQ_INT(nvme_qpair_create(&f->c, 0, 8, 0, 1, &admin), 0);
+	CHECK_EQ_INT(vfio_dma_alloc(NULL, PS, &dbs), 0);
+	CHECK_EQ_INT(vfio_dma_alloc(NULL, PS, &eis), 0);
+	CHECK_EQ_INT(nvme_qpair_dbbuf_attach(admin, dbs.va, eis.va, PS), -EINVAL);
+	CHECK(admin->sq_shadow == NULL);
+	CHECK_EQ_INT(nvme_qpair_dbbuf_attach(f->qp, dbs.va, eis.va, 12), -ERANGE);
+	CHECK(f->qp->sq_shadow == NULL);
+	vfio_dma_free(NULL, &dbs);
+	vfio_dma_free(NULL, &eis);
+
+	fake_shadow(f);
+	req_init(&a, f, NVME_CMD_WRITE, 0, 8, &s[0], 1, &da);
+	req_init(&b, f, NVME_CMD_WRITE, 8, 8, &s[1], 1, &db);
+	CHECK_EQ_INT(nvme_submit(f->qp, &a), 0);
+	CHECK_EQ_INT(nvme_submit(f->qp, &b), 0);
+	CHECK_EQ_INT(*f->qp->sq_db, 1);		/* B only in the shadow */
+	CHECK_EQ_INT(*shadow_at(&f->dbs, 8), 2);
+	CHECK(!nvme_qpair_check_deadlines(f->qp, admin, nvme_now_ms()));
+	CHECK_EQ_INT(*f->qp->sq_db, 1);		/* not late yet: no kick */
+	sleep_ms(110);
+	CHECK(!nvme_qpair_check_deadlines(f->qp, admin, nvme_now_ms()));
+	CHECK_EQ_INT(*f->qp->sq_db, 2);		/* kicked */
+	CHECK_EQ_INT(admin->sq_tail, 2);	/* an Abort for each */
+	CHECK_EQ_INT(*admin->sq_db, 2);		/* the admin queue rings its register */
+	CHECK_EQ_INT(*shadow_at(&f->dbs, 0), 0);	/* and leaves its shadow alone */
+	fake_run(f);
+	CHECK_EQ_INT(da.calls, 1);
+	CHECK_EQ_INT(db.calls, 1);
+
+	/* detached: register writes only */
+	nvme_qpair_dbbuf_detach(f->qp);
+	f->shadow = false;
+	vfio_dma_free(NULL, &f->dbs);
+	vfio_dma_free(NULL, &f->eis);
+	req_init(&a, f, NVME_CMD_READ, 0, 8, &s[0], 1, &da);
+	CHECK_EQ_INT(nvme_submit(f->qp, &a), 0);
+	CHECK_EQ_INT(*f->qp->sq_db, 3);
+	fake_run(f);
+	CHECK_EQ_INT(da.calls, 1);
+	nvme_qpair_destroy(admin);
+	free(mem);
+	fake_free(f);
+}
+
 int main(void)
 {
 	test_prp_split_odd_iovecs();
@@ -983,5 +1319,11 @@ int main(void)
 	test_retry_delays();
 	test_dsm_and_wz_limits();
 	test_timeout_abort_reset();
+	test_need_event();
+	test_shadow_sq();
+	test_shadow_cq();
+	test_shadow_wrap_and_bogus();
+	test_shadow_reset();
+	test_shadow_admin_and_kick();
 	return check_report("test_qpair");
 }

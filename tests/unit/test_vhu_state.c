@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -711,6 +712,95 @@ static void test_qos_table_change(void)
 	fe_free(&f);
 }
 
+/* Adaptive polling over the real server (issue 11): while the loop polls,
+ * the ring asks the driver for no kicks (VRING_USED_F_NO_NOTIFY) and a
+ * request posted then is taken without one; before the loop sleeps, kicks
+ * are asked for again, and a request posted in between is taken then, not
+ * left for a kick the driver will never send. */
+struct poll_probe {
+	struct evloop_poller p;
+	struct fe *f;
+	bool post;		/* post one request (no kick) at the next poll */
+	bool post_on;		/* ... at the next notify(on), before the server's */
+	uint16_t flags_seen;	/* the used ring's flags when it posted */
+};
+
+static bool probe_poll(void *arg)
+{
+	struct poll_probe *pp = arg;
+
+	if (pp->post) {
+		pp->post = false;
+		pp->flags_seen = ((struct vring_used *)(pp->f->mem + FE_RING(0) + 0x2000))->flags;
+		fe_post(pp->f, 0, VIRTIO_BLK_T_IN, 8, 4096);
+	}
+	return false;
+}
+
+static bool probe_notify(void *arg, bool on)
+{
+	struct poll_probe *pp = arg;
+
+	if (on && pp->post_on) {
+		pp->post_on = false;
+		fe_post(pp->f, 0, VIRTIO_BLK_T_IN, 16, 4096);
+	}
+	return false;
+}
+
+static void on_ready(void *arg, uint32_t events)
+{
+	(void)arg;
+	(void)events;
+}
+
+static void test_poll(void)
+{
+	struct fe f;
+	struct poll_probe pp = { .f = &f };
+	struct evloop_poll_stats st;
+	int efd = eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK);	/* always ready */
+
+	reset_fake();
+	CHECK_EQ_INT(fe_new(&f, loop, "poll"), 0);
+	f.features_off = VIRTIO_BIT(VIRTIO_RING_F_EVENT_IDX);
+	CHECK_EQ_INT(fe_setup(&f, 1), 0);
+	/* The probe is walked before the server's endpoint (newest first). */
+	pp.p = (struct evloop_poller){ .poll = probe_poll, .notify = probe_notify, .arg = &pp };
+	evloop_poller_add(loop, &pp.p);
+	evloop_set_poll_max(loop, 100000);
+	/* Events that come at once make the loop poll (a window > 0). */
+	CHECK_EQ_INT(evloop_add(loop, efd, EPOLLIN, on_ready, NULL), 0);
+	for (int i = 0; i < 8; i++)
+		evloop_once(loop, 100);
+	evloop_poll_stats(loop, &st);
+	CHECK(st.poll_ns >= 64000);
+	CHECK_EQ_INT(fake_nvme.npending, 0);
+	/* (fe_kick is never called below: what is taken is polled.) */
+	/* Posted while the loop polls: the ring asks for no kicks then, and
+	 * the request is taken without one. */
+	pp.post = true;
+	evloop_once(loop, 100);
+	CHECK(!pp.post);
+	CHECK_EQ_INT(le16toh(pp.flags_seen), VRING_USED_F_NO_NOTIFY);
+	CHECK_EQ_INT(fake_nvme.npending, 1);
+	/* Posted as the loop turns kicks back on before sleeping: taken at
+	 * once (the last look), and kicks are on again. */
+	CHECK_EQ_INT(evloop_del(loop, efd), 0);
+	pp.post_on = true;
+	evloop_once(loop, 100);
+	evloop_once(loop, 100);
+	CHECK(!pp.post_on);
+	CHECK_EQ_INT(fake_nvme.npending, 2);
+	CHECK_EQ_INT(((struct vring_used *)(f.mem + FE_RING(0) + 0x2000))->flags, 0);
+	fake_nvme_complete_all(0);
+	fe_run(&f, 2);
+	evloop_poller_del(loop, &pp.p);
+	evloop_set_poll_max(loop, 0);
+	fe_free(&f);
+	close(efd);
+}
+
 /* With an argument, runs only the cases whose name contains it. */
 int main(int argc, char **argv)
 {
@@ -734,6 +824,7 @@ int main(int argc, char **argv)
 		{ "qos_change_applies_at_once", test_qos_change_applies_at_once },
 		{ "qos_session_change", test_qos_session_change },
 		{ "qos_table_change", test_qos_table_change },
+		{ "poll", test_poll },
 	};
 
 	log_set_level(getenv("NVD_TEST_VERBOSE") ? LOG_DEBUG : LOG_QUIET);

@@ -575,6 +575,63 @@ static void test_avail_event(void)
 	CHECK_EQ_INT(avail_event(), 0x1234);
 }
 
+/* A polling device (vq_set_notify): kicks off while it polls, on again
+ * with a last look before it sleeps; with and without EVENT_IDX. */
+static void test_poll_notify(void)
+{
+	/* EVENT_IDX: off leaves avail_event behind; an empty pop while
+	 * polling does not move it on (that would ask for a kick). */
+	fresh(ALL);
+	desc(0, BUF, 8, 0, 0);
+	CHECK(!vq_avail(&vq));
+	CHECK_EQ_INT(pop(), 0);
+	CHECK_EQ_INT(avail_event(), 0);
+	CHECK(!vq_set_notify(&vq, false));
+	offer(0);
+	CHECK(vq_avail(&vq));
+	CHECK_EQ_INT(pop(), 1);
+	CHECK(!vq_avail(&vq));
+	CHECK_EQ_INT(pop(), 0);
+	CHECK_EQ_INT(avail_event(), 0);	/* not 1: no kick wanted */
+	/* A buffer comes while kicks are off: turning them on says so (the
+	 * driver saw avail_event behind it and will not kick). */
+	offer(0);
+	CHECK(vq_set_notify(&vq, true));
+	CHECK_EQ_INT(avail_event(), 1);
+	CHECK_EQ_INT(pop(), 1);
+	CHECK_EQ_INT(pop(), 0);
+	CHECK_EQ_INT(avail_event(), 2);
+	CHECK(!vq_set_notify(&vq, true));	/* already on: nothing to do */
+
+	/* Without EVENT_IDX: VRING_USED_F_NO_NOTIFY while off, cleared on. */
+	fresh(0);
+	desc(0, BUF, 8, 0, 0);
+	CHECK(!vq_set_notify(&vq, false));
+	CHECK_EQ_INT(le16toh(used()->flags), VRING_USED_F_NO_NOTIFY);
+	CHECK_EQ_INT(pop(), 0);
+	CHECK_EQ_INT(le16toh(used()->flags), VRING_USED_F_NO_NOTIFY);
+	CHECK(!vq_set_notify(&vq, true));
+	CHECK_EQ_INT(le16toh(used()->flags), 0);
+	CHECK(!vq_set_notify(&vq, false));
+	offer(0);
+	CHECK(vq_set_notify(&vq, true));
+	CHECK_EQ_INT(le16toh(used()->flags), 0);
+
+	/* A NO_NOTIFY left in the ring by an earlier process (killed while
+	 * it polled) is cleared by the first empty pop of a new set-up. */
+	fresh(0);
+	used()->flags = htole16(VRING_USED_F_NO_NOTIFY);
+	CHECK_EQ_INT(vq_set_addr(&vq, QSZ, DESC, AVAIL, USED, &err), 0);
+	CHECK_EQ_INT(pop(), 0);
+	CHECK_EQ_INT(le16toh(used()->flags), 0);
+
+	/* Not set up, or broken: nothing is available, nothing is written. */
+	vq_init(&vq, &mem_ops, NULL);
+	CHECK(!vq_avail(&vq));
+	CHECK(!vq_set_notify(&vq, false));
+	CHECK(!vq_set_notify(&vq, true));
+}
+
 int main(void)
 {
 	static uint8_t sparse_byte;
@@ -597,6 +654,7 @@ int main(void)
 	test_notify_flags();
 	test_event_idx();
 	test_avail_event();
+	test_poll_notify();
 	CHECK(translations > 0);
 	for (unsigned i = 0; i < NREGIONS; i++)
 		if (!regions[i].sparse)

@@ -141,6 +141,11 @@ grep -q 'resetting the controller' "$work/server.err" && grep -q 'controller res
 	ok "the controller was reset and came back: $(grep -m1 'controller reset done' "$work/server.err" | sed 's/.*: controller/controller/')" ||
 	fail "no reset: $(grep -i 'reset\|timed out' "$work/server.err" | head -3 | tr '\n' ' ')"
 grep -q 'failing all I/O' "$work/server.err" && fail "a controller was given up: $(grep 'failing all I/O' "$work/server.err")"
+# The reset cleared the controller's Doorbell Buffer Config; it is sent
+# again before the kept commands go out, and must not have failed.
+if [ "$(grep -c ', shadow doorbells$' "$work/server.err")" = 2 ] && ! grep -q 'Doorbell Buffer Config failed' "$work/server.err"; then
+	ok "shadow doorbells in use on both controllers, configured again after the reset"
+else fail "shadow doorbells: $(grep -i 'doorbell' "$work/server.err" | head -3 | tr '\n' ' ')"; fi
 grep 'resetting the controller' "$work/server.err" | grep -qv '0000:00:05.0' &&
 	fail "a controller other than FE was reset: $(grep 'resetting the controller' "$work/server.err" | head -2 | tr '\n' ' ')"
 read -r n bad < "$work/other.out"

@@ -1,0 +1,200 @@
+/* The event loop's adaptive polling (evloop.h): the window grows while
+ * events come sooner than the cap, drops to 0 after a longer wait, never
+ * polls without a cap; notifications go off while it polls and on again
+ * (with a last look that can keep it awake) before it sleeps; pollers may
+ * remove themselves and each other during a walk. */
+#include <errno.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "util/evloop.h"
+
+struct tp {
+	struct evloop_poller p;
+	struct evloop *l;
+	unsigned polls, offs, ons;
+	int find_at;		/* poll() returns true on this call (1-based) */
+	bool work_on_notify;	/* notify(on) reports work once */
+	struct tp *del_other;	/* removed from inside poll() */
+	bool del_self;
+	bool off;		/* notifications are off now */
+};
+
+static bool tp_poll(void *arg)
+{
+	struct tp *t = arg;
+
+	t->polls++;
+	if (t->del_other) {
+		evloop_poller_del(t->l, &t->del_other->p);
+		t->del_other = NULL;
+	}
+	if (t->del_self)
+		evloop_poller_del(t->l, &t->p);
+	return t->find_at && (int)t->polls == t->find_at;
+}
+
+static bool tp_notify(void *arg, bool on)
+{
+	struct tp *t = arg;
+
+	if (on) {
+		t->ons++;
+		t->off = false;
+		if (t->work_on_notify) {
+			t->work_on_notify = false;
+			return true;
+		}
+	} else {
+		t->offs++;
+		t->off = true;
+	}
+	return false;
+}
+
+static void tp_init(struct tp *t, struct evloop *l)
+{
+	*t = (struct tp){ .l = l };
+	t->p = (struct evloop_poller){ .poll = tp_poll, .notify = tp_notify, .arg = t };
+}
+
+static void on_ready(void *arg, uint32_t events)
+{
+	(void)arg;
+	(void)events;
+}
+
+static uint64_t ms_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static struct evloop_poll_stats stats(struct evloop *l)
+{
+	struct evloop_poll_stats st;
+
+	evloop_poll_stats(l, &st);
+	return st;
+}
+
+int main(void)
+{
+	struct evloop *l;
+	struct tp a, b;
+	int efd = eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK);	/* always readable */
+	uint64_t t0, cnt;
+
+	CHECK(efd >= 0);
+	CHECK_EQ_INT(evloop_new(&l), 0);
+	tp_init(&a, l);
+	evloop_poller_add(l, &a.p);
+
+	/* No cap: never polls, not even with events coming at once. */
+	CHECK_EQ_INT(evloop_add(l, efd, EPOLLIN, on_ready, NULL), 0);
+	for (int i = 0; i < 20; i++)
+		evloop_once(l, 100);
+	CHECK_EQ_INT(a.polls, 0);
+	CHECK_EQ_INT(a.offs, 0);
+	CHECK_EQ_INT(stats(l).poll_ns, 0);
+
+	/* Events sooner than the cap: the window grows 4, 8, 16 ... us up
+	 * to the cap (a poll of the whole window that finds nothing, then an
+	 * event, is a wait longer than the cap: it drops to 0 after; polling
+	 * does not look at fds); each polling round turns notifications off first and
+	 * on again before it sleeps. */
+	evloop_set_poll_max(l, 1000);
+	evloop_once(l, 100);
+	CHECK_EQ_INT(stats(l).poll_ns, EVLOOP_POLL_START_NS);
+	for (int i = 0; i < 20 && stats(l).poll_ns < 1000000; i++)
+		evloop_once(l, 100);
+	CHECK_EQ_INT(stats(l).poll_ns, 1000000);
+	CHECK(a.polls > 0);
+	CHECK(a.offs > 0);
+	CHECK_EQ_INT(a.offs, a.ons);
+	CHECK(!a.off);
+
+	/* A poller that finds work: the round ends without sleeping and
+	 * notifications stay off (the loop goes on polling); the next round
+	 * that finds nothing turns them on before it sleeps. */
+	a.polls = 0;
+	a.find_at = 3;
+	unsigned ons = a.ons, hits = (unsigned)stats(l).hits;
+	evloop_once(l, 100);
+	CHECK_EQ_INT(a.polls, 3);
+	CHECK(a.off);
+	CHECK_EQ_INT(a.ons, ons);
+	CHECK_EQ_INT(stats(l).hits, hits + 1);
+	a.find_at = 0;
+	evloop_once(l, 100);
+	CHECK(!a.off);
+	CHECK_EQ_INT(a.ons, ons + 1);
+
+	/* The last look before sleeping finds work: no sleep. */
+	for (int i = 0; i < 20 && (stats(l).poll_ns < 64000 || stats(l).poll_ns > 500000); i++)
+		evloop_once(l, 100);
+	CHECK(stats(l).poll_ns >= 64000);
+	CHECK_EQ_INT(evloop_del(l, efd), 0);
+	a.work_on_notify = true;
+	t0 = ms_now();
+	evloop_once(l, 2000);
+	CHECK(ms_now() - t0 < 1000);
+	CHECK(!a.work_on_notify);
+
+	/* A wait longer than the cap: polling stops at once (window 0), and
+	 * a sleeping loop calls no poller. */
+	evloop_once(l, 20);
+	CHECK_EQ_INT(stats(l).poll_ns, 0);
+	a.polls = 0;
+	evloop_once(l, 5);
+	CHECK_EQ_INT(a.polls, 0);
+
+	/* Removal during a walk: a poller removes the next one and itself;
+	 * neither is called again, and the walk goes on safely. Pollers are
+	 * walked newest first. */
+	CHECK_EQ_INT(read(efd, &cnt, sizeof(cnt)), (int)sizeof(cnt));
+	cnt = 1;
+	CHECK_EQ_INT(write(efd, &cnt, sizeof(cnt)), (int)sizeof(cnt));
+	CHECK_EQ_INT(evloop_add(l, efd, EPOLLIN, on_ready, NULL), 0);
+	tp_init(&b, l);
+	evloop_poller_add(l, &b.p);
+	for (int i = 0; i < 20 && stats(l).poll_ns < 1000000; i++)
+		evloop_once(l, 100);
+	CHECK(stats(l).poll_ns > 0);
+	CHECK(b.polls > 0);
+	b.del_other = &a;
+	b.del_self = true;
+	a.polls = 0;
+	b.polls = 0;
+	evloop_once(l, 100);
+	CHECK_EQ_INT(b.polls, 1);
+	CHECK_EQ_INT(a.polls, 0);
+	evloop_once(l, 100);
+	CHECK_EQ_INT(b.polls, 1);
+	CHECK_EQ_INT(a.polls, 0);
+	/* Removing twice, or what was never added, is harmless. */
+	evloop_poller_del(l, &a.p);
+	evloop_poller_del(l, &b.p);
+
+	/* The cap lowered below the window clamps it. */
+	evloop_poller_add(l, &a.p);
+	for (int i = 0; i < 20 && stats(l).poll_ns < 1000000; i++)
+		evloop_once(l, 100);
+	CHECK_EQ_INT(stats(l).poll_ns, 1000000);
+	evloop_set_poll_max(l, 10);
+	CHECK(stats(l).poll_ns <= 10000);
+	evloop_set_poll_max(l, 0);
+	a.polls = 0;
+	evloop_once(l, 100);
+	CHECK_EQ_INT(a.polls, 0);
+
+	evloop_free(l);
+	close(efd);
+	return check_report("evloop");
+}
