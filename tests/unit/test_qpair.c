@@ -582,10 +582,10 @@ static void test_fair_share(void)
 	fake_free(f);
 }
 
-/* Issue 12: a deep owner beside a shallow one is full at 4 requests (so
- * the shallow one's waits behind 4, not the whole queue), stays so for
- * the grace period after the shallow one's last request, and is never
- * held back alone or beside owners of like demand. */
+/* Issue 12: a deep owner beside a shallow one is full at NVME_SHARE_MIN
+ * requests (the shallow one's wait behind those, not the whole queue),
+ * stays so for the grace period after the shallow one's last request,
+ * and is never held back alone or beside owners of like demand. */
 static void test_share_full(void)
 {
 	struct fake *f = fake_new(512, 64, 4u << 20);
@@ -613,7 +613,7 @@ static void test_share_full(void)
 	CHECK(nvme_share_full(f->qp, &a));	/* 32 > max(4, 4 x 1) */
 	CHECK(!nvme_share_full(f->qp, &b));
 	/* Everything ends. B's last request just ended: for the grace
-	 * period A is full again at 4, not at 3. */
+	 * period A is full again at NVME_SHARE_MIN, not below. */
 	for (unsigned guard = 0; guard < 100 && done_seq < 33; guard++) {
 		fake_fetch(f);
 		fake_post(f, 64);
@@ -623,10 +623,10 @@ static void test_share_full(void)
 	CHECK_EQ_INT(a.held + b.held, 0);
 	CHECK_EQ_INT(f->c.share_owners, 0);
 	CHECK_EQ_INT(f->c.share_held, 0);
-	for (unsigned i = 0; i < 4; i++)
+	for (unsigned i = 0; i < NVME_SHARE_MIN; i++)
 		CHECK_EQ_INT(nvme_submit(f->qp, &ra[i]), 0);
 	CHECK(nvme_share_full(f->qp, &a));
-	a.held--;	/* 3: under the least an owner may hold */
+	a.held--;	/* under the least an owner may hold */
 	CHECK(!nvme_share_full(f->qp, &a));
 	a.held++;
 	t = nvme_now_ms();
@@ -634,7 +634,7 @@ static void test_share_full(void)
 		;
 	CHECK(!nvme_share_full(f->qp, &a));	/* grace over: alone again */
 	/* Like demand: B with 8, A with 8: neither is full. */
-	for (unsigned i = 4; i < 8; i++)
+	for (unsigned i = NVME_SHARE_MIN; i < 8; i++)
 		CHECK_EQ_INT(nvme_submit(f->qp, &ra[i]), 0);
 	for (unsigned i = 0; i < 8; i++) {
 		rb[i] = (struct nvme_req){ .opc = NVME_CMD_READ, .ns = &f->ns, .slba = 800 + 8 * i,
