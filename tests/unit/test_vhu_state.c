@@ -674,6 +674,36 @@ static void test_qos_session_change(void)
 	check_serves("qos_session_change");
 }
 
+/* A hand-over (vhu_ep_quiesce) with a request held back: it was taken, so
+ * it goes to the controller at once, limit or not, and is counted in
+ * flight until it lands in the used ring; nothing more is taken. */
+static void test_qos_quiesce(void)
+{
+	struct fe f;
+	uint32_t id, len;
+	uint16_t head;
+
+	reset_fake();
+	CHECK_EQ_INT(fe_new(&f, loop, "qos-quiesce"), 0);
+	CHECK_EQ_INT(fe_setup(&f, 1), 0);
+	CHECK_EQ_INT(set_iops(&f, 1), 0);
+	head = fe_post(&f, 0, VIRTIO_BLK_T_IN, 0, 4096);
+	fe_post(&f, 0, VIRTIO_BLK_T_IN, 8, 4096);
+	fe_kick(&f, 0);
+	fe_run(&f, 3);
+	CHECK_EQ_INT(fake_nvme.npending, 0);
+	CHECK_EQ_INT(vhu_ep_quiesce(f.ep), 1);
+	CHECK_EQ_INT(fake_nvme.npending, 1);
+	fake_nvme_complete(0, 0);
+	fe_run(&f, 3);
+	CHECK_EQ_INT(vhu_ep_quiesce(f.ep), 0);
+	CHECK_EQ_INT(fe_used(&f, 0, &id, &len), 1);
+	CHECK_EQ_INT(id, head);
+	CHECK_EQ_INT(fe_used(&f, 0, &id, &len), 0);
+	CHECK_EQ_INT(fake_nvme.npending, 0);	/* the second stays for the successor */
+	fe_free(&f);
+}
+
 /* A held request across SET_MEM_TABLE (the same memory, sent again as on
  * memory hot-plug): let go, its data goes into the new mapping, which it
  * pins, and its status into the old one, which it still pins (found by
@@ -824,6 +854,7 @@ int main(int argc, char **argv)
 		{ "qos_change_applies_at_once", test_qos_change_applies_at_once },
 		{ "qos_session_change", test_qos_session_change },
 		{ "qos_table_change", test_qos_table_change },
+		{ "qos_quiesce", test_qos_quiesce },
 		{ "poll", test_poll },
 	};
 
