@@ -126,8 +126,10 @@ to_kernel() { # POLL-QUEUES -> prints the namespace's block device
 }
 # qemu-storage-daemon's nvme:// starts reliably only on a controller the
 # kernel driver had just before (TESTBED.md): callers pass through to_kernel.
-qsd_start() { # ARGS... (sets QSD)
-	qemu-storage-daemon --object iothread,id=t0 "$@" 2> "$W/qsd.err" &
+qsd_start() { # NAME ARGS... (sets QSD; its stderr goes to $W/NAME.err)
+	local name=$1
+	shift
+	qemu-storage-daemon --object iothread,id=t0 "$@" 2>> "$W/$name.err" &
 	QSD=$!
 }
 stop() { # PID: TERM, then KILL (qemu-storage-daemon 7.2 may hang on TERM with nvme://)

@@ -110,11 +110,15 @@ def parse_run(base):
     if not parts or any(p is None for p in parts):
         return None
     r = dict(iops=sum(p['iops'] for p in parts), ios=sum(p['ios'] for p in parts))
+    # Several clients: how evenly they were served (most / least IOPS).
+    lo = min(p['iops'] for p in parts)
+    r['mm'] = (max(p['iops'] for p in parts) / lo if lo else float('inf')) if len(parts) > 1 else None
 
     def agg(k, fn):
         v = [p[k] for p in parts if p[k] is not None]
         return fn(v) if v else None
-    # Several clients: mean p50, worst client's p99 and p99.9.
+    # Several clients: mean p50, worst client's p99 and p99.9 (aggregate of
+    # the latency logs is not available from the tools' summaries).
     r['p50'] = agg('p50', statistics.mean)
     r['p99'] = agg('p99', max)
     r['p999'] = agg('p999', max)
@@ -212,21 +216,23 @@ def main():
     summary = {}
     for p in pts:
         out.append('\n### %s\n' % point_label(p))
-        out.append('| path | IOPS | spread | p50 us | p99 us | p99.9 us | server CPU us/IO | guest CPU us/IO | runs |')
-        out.append('|---|---|---|---|---|---|---|---|---|')
+        multi = POINT_RE.match(p) and (POINT_RE.match(p).group(4) or '1') != '1'
+        out.append('| path | IOPS | spread | p50 us | p99 us | p99.9 us | server CPU us/IO | guest CPU us/IO | runs |'
+                   + (' clients max/min |' if multi else ''))
+        out.append('|---|---|---|---|---|---|---|---|---|' + ('---|' if multi else ''))
         for k in keys:
             rr = [parse_run(b) for b in runs_of(a.work, k, p)]
             n = len(rr)
             rr = [r for r in rr if r]
             if not n:
                 continue
-            m = {f: med([r[f] for r in rr]) for f in ('iops', 'p50', 'p99', 'p999', 'srv', 'sys')}
+            m = {f: med([r[f] for r in rr]) for f in ('iops', 'p50', 'p99', 'p999', 'srv', 'sys', 'mm')}
             m['srv_max'] = max([r['srv'] for r in rr if r['srv'] is not None], default=None)
             summary[(k, p)] = m
             out.append('| %s | %s | %s | %s | %s | %s | %s | %s | %d/%d |' % (
                 label[k], fmt(m['iops']), spread([r['iops'] for r in rr], m['iops']),
                 fmt(m['p50'], 1), fmt(m['p99'], 1), fmt(m['p999'], 1), fmt(m['srv'], 1), fmt(m['sys'], 1),
-                len(rr), n))
+                len(rr), n) + (' %s |' % fmt(m['mm'], 2) if multi else ''))
     # Ratios of nvme-drv's medians.
     if any(k == a.drv for k, _ in summary):
         hdr = ['point'] + ['%s/%s' % (label[a.drv], label[v]) for v in vs]
