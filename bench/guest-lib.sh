@@ -43,7 +43,7 @@ write_meta() { # FILE PID-SNAP0 PID-SNAP1 SYS0 SYS1 T0 T1 [KEY=VALUE...]
 		echo "sys_busy=$((s1 - s0))"; echo "sys_total=$((u1 - u0))"; echo "hz=$(getconf CLK_TCK)"
 		echo "wall_ns=$(($7 - $6))"
 		shift 7
-		for kv in "$@"; do echo "$kv"; done
+		for kv in "$@" ${MEASURE_META:-}; do echo "$kv"; done
 	} > "$f"
 }
 

@@ -100,7 +100,7 @@ def parse_run(base):
     parts = []
     for f in outs:
         text = open(f, errors='replace').read()
-        if 'spdk' in meta.get('kind', '') or 'Total' in text and 'NSID' in text:
+        if 'Total' in text and 'NSID' in text:
             r = parse_spdk(text, meta.get('secs', secs))
         elif text.lstrip().startswith('{') or '"fio version"' in text:
             r = parse_fio(text)
@@ -191,6 +191,7 @@ def main():
     ap.add_argument('--drv', default='drv')
     ap.add_argument('--vs', default='')
     ap.add_argument('--bound', default='')
+    ap.add_argument('--also', default='', help='more ratio columns: A:B,...')
     ap.add_argument('--md')
     a = ap.parse_args()
     paths = [kv.split('=', 1) for kv in a.paths.split(',')]
@@ -198,6 +199,7 @@ def main():
     keys = [k for k, _ in paths]
     vs = [k for k in a.vs.split(',') if k]
     bound = [k for k in a.bound.split(',') if k]
+    also = [x.split(':') for x in a.also.split(',') if x]
     pts = set()
     for k in keys:
         d = os.path.join(a.work, 'r', k)
@@ -241,6 +243,7 @@ def main():
         cpu_vs = [v for v in vs if any(kk == v and m['srv'] for (kk, _), m in summary.items())]
         hdr += ['server CPU/IO vs %s' % label[v] for v in cpu_vs]
         hdr += ['%s CPU/IO max/median' % label[a.drv]]
+        hdr += ['%s/%s' % (label[x], label[y]) for x, y in also]
         out.append('\n### %s against the others (ratios of medians)\n' % label[a.drv])
         out.append('| ' + ' | '.join(hdr) + ' |')
         out.append('|' + '---|' * len(hdr))
@@ -263,6 +266,9 @@ def main():
                 o = summary.get((v, p))
                 row.append('%.2f' % (d['srv'] / o['srv']) if o and o['srv'] and d['srv'] else '-')
             row.append('%.2f' % (d['srv_max'] / d['srv']) if d['srv'] and d['srv_max'] else '-')
+            for x, y in also:
+                xx, yy = summary.get((x, p)), summary.get((y, p))
+                row.append('%.2f' % (xx['iops'] / yy['iops']) if xx and yy and yy['iops'] else '-')
             out.append('| ' + ' | '.join(row) + ' |')
     # Idle.
     idle = [(k, [idle_run(b) for b in runs_of(a.work, k, 'idle')]) for k in keys]
