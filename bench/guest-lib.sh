@@ -62,16 +62,7 @@ measure() {
 }
 
 # idle PATH RUN PID SECONDS: the server's counters while nothing runs.
-idle() {
-	local path=$1 run=$2 pid=$3 p0 p1 s0 s1 t0 t1
-	O=$W/r/$path/idle/$run
-	mkdir -p "${O%/*}"
-	say "$path idle run $run ($4 s)"
-	p0=$(srv_snap "$pid"); s0=$(sys_snap); t0=$(now_ns)
-	sleep "$4"
-	t1=$(now_ns); s1=$(sys_snap); p1=$(srv_snap "$pid")
-	write_meta "$O.meta" "$p0" "$p1" "$s0" "$s1" "$t0" "$t1"
-}
+idle() { measure "$1" idle "$2" "$3" sleep "$4"; }
 
 # The load generators, run by measure (they write to $O.out*).
 fio_run() { # DEV RW BS QD [ENGINE-ARGS...]  fio with JSON output (clat percentiles)
