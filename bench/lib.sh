@@ -56,7 +56,9 @@ bench_guest() { # the body on stdin
 }
 
 bench_vm() { # tests/vm/run arguments (before --)
+	LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 	"$top/tests/vm/run" "$@" -- bash "$work/guest.sh"
+	LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
 }
 
 bench_report() {
@@ -64,4 +66,8 @@ bench_report() {
 	echo "($T s per point, $RUNS interleaved runs, spread = min/median-max/median;" \
 		"QEMU $(qemu-system-x86_64 --version | head -1 | awk '{print $4}') TCG, $(nproc) host cores," \
 		"guest 2 vCPUs${DRV_ARGS:+; nvme-drv options: $DRV_ARGS})"
+	# Under TCG the guest cannot see its vCPUs being descheduled on the host:
+	# that time counts as CPU time of whatever ran there, and QD1 suffers most.
+	echo "(host load average before/after: $LOAD0 / $LOAD1; above ~1 on $(nproc) cores other work" \
+		"competes with the guest's vCPUs: expect inflated CPU per I/O and wide spreads)"
 }
