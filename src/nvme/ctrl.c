@@ -276,9 +276,11 @@ static int create_io_queue(struct nvme_ctrl *c, uint16_t qid, uint16_t depth, un
  * entries do not fit keep register writes). Sent once the I/O queues
  * exist and before they carry a command, at bring-up and after every
  * reset (the controller forgets the buffers with CC.EN = 0; Linux sends it
- * again before it restarts I/O too). A controller that refuses it, or
- * times out, gets register writes only from then on. */
-static void dbbuf_start(struct nvme_ctrl *c)
+ * again before it restarts I/O too). A controller that refuses it gets
+ * register writes only from then on. One that does not answer may still
+ * carry it out and then read doorbells from zeroed pages: as after any
+ * admin command that timed out, the controller is not used (-ETIMEDOUT). */
+static int dbbuf_start(struct nvme_ctrl *c)
 {
 	struct nvme_sqe cmd = { .opc = NVME_ADM_DBBUF_CONFIG };
 	const size_t len = c->info.page_size;
@@ -287,7 +289,7 @@ static void dbbuf_start(struct nvme_ctrl *c)
 
 	c->info.shadow_db = false;
 	if (!c->info.shadow_db_supported || c->opts.no_shadow_db || c->dbbuf_failed || !c->nr_io)
-		return;
+		return 0;
 	if (!c->dbbuf_dbs.va) {
 		rc = vfio_dma_alloc(c->vdev, len, &c->dbbuf_dbs);
 		if (!rc)
@@ -296,7 +298,7 @@ static void dbbuf_start(struct nvme_ctrl *c)
 			log_warn(c->info.bdf, "no memory for shadow doorbells: %s; using register writes",
 				 strerror(-rc));
 			c->dbbuf_failed = true;
-			return;
+			return 0;
 		}
 	}
 	/* Zero, whatever a controller wrote there before it was reset: the
@@ -306,13 +308,15 @@ static void dbbuf_start(struct nvme_ctrl *c)
 	cmd.dptr.prp.prp1 = c->dbbuf_dbs.iova;
 	cmd.dptr.prp.prp2 = c->dbbuf_eis.iova;
 	rc = nvme_qpair_exec_sync(c->admin, &cmd, c->admin_timeout_ms, NULL, NULL);
+	if (rc == -ETIMEDOUT)
+		return rc;
 	if (rc) {
 		log_warn(c->info.bdf, "Doorbell Buffer Config failed: %s; using register writes",
 			 strerror(-rc));
 		c->dbbuf_failed = true;
 		for (unsigned i = 0; i < c->nr_io; i++)
 			nvme_qpair_dbbuf_detach(c->io[i]);
-		return;
+		return 0;
 	}
 	for (unsigned i = 0; i < c->nr_io; i++) {
 		if (nvme_qpair_dbbuf_attach(c->io[i], c->dbbuf_dbs.va, c->dbbuf_eis.va, len) == 0)
@@ -322,6 +326,7 @@ static void dbbuf_start(struct nvme_ctrl *c)
 				  c->io[i]->qid, c->db_stride);
 	}
 	c->info.shadow_db = attached > 0;
+	return 0;
 }
 
 static void ns_setup(struct nvme_ctrl *c, struct nvme_ns *ns, uint32_t nsid,
@@ -641,7 +646,9 @@ int nvme_ctrl_open(const char *bdf, const struct nvme_ctrl_opts *opts, struct nv
 	}
 	c->info.nr_io_queues = c->nr_io;
 	c->info.io_depth = depth;
-	dbbuf_start(c);
+	rc = dbbuf_start(c);
+	if (rc)
+		goto fail;
 	rc = scan_namespaces(c, &idbuf, &nsbuf);
 	if (rc)
 		goto fail;
@@ -810,11 +817,12 @@ static int ctrl_reset(struct nvme_ctrl *c, const char *why)
 		enable_acre(c, &c->scratch);
 	for (unsigned i = 0; !rc && i < c->nr_io; i++)
 		rc = create_io_queue_hw(c, c->io[i]);
+	if (!rc)
+		rc = dbbuf_start(c);
 	if (rc) {
 		ctrl_fail(c, "controller did not come back after a reset");
 		return rc;
 	}
-	dbbuf_start(c);
 	for (unsigned i = 0; i < c->nr_io; i++)
 		nvme_qpair_reset_end(c->io[i]);
 	log_info(c->info.bdf, "controller reset done; %u commands sent again", kept);

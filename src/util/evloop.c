@@ -218,6 +218,10 @@ void evloop_poller_del(struct evloop *l, struct evloop_poller *p)
 {
 	if (!p->added)
 		return;
+	/* Its peers' notifications back on: a ring must not stay asking for
+	 * no kicks after whoever polled it has stopped looking. */
+	if (l->polling)
+		p->notify(p->arg, true);
 	if (l->cursor == p)
 		l->cursor = p->next;
 	if (p->prev)
@@ -268,6 +272,17 @@ static void adjust_window(struct evloop *l, uint64_t block_ns)
 	l->st.poll_ns = w < l->poll_max_ns ? w : l->poll_max_ns;
 }
 
+/* Notifications back on when the loop stops looking (evloop_run returns,
+ * polling switched off): the peers must be able to wake whoever runs
+ * next, or this loop in a later round. */
+static bool polling_end(struct evloop *l)
+{
+	if (!l->polling)
+		return false;
+	l->polling = false;
+	return walk(l, false, true);
+}
+
 /* Polls for at most the window. Returns true if work was found (the
  * round then must not sleep); leaves notifications off while the loop
  * keeps polling, on (with a last look) before it sleeps. */
@@ -286,12 +301,7 @@ static bool poll_round(struct evloop *l, uint64_t t0)
 			}
 		} while (now_ns() - t0 < l->st.poll_ns);
 	}
-	if (l->polling) {
-		l->polling = false;
-		if (walk(l, false, true))
-			return true;
-	}
-	return false;
+	return polling_end(l);
 }
 
 int evloop_once(struct evloop *l, int timeout_ms)
@@ -311,11 +321,16 @@ int evloop_once(struct evloop *l, int timeout_ms)
 			timed = false;
 			run_deferred(l);
 		}
-	} else if (l->polling && timeout_ms != 0) {
+	} else if (timeout_ms != 0 && polling_end(l)) {
 		/* Polling was switched off while notifications were off. */
-		l->polling = false;
-		if (walk(l, false, true))
-			timeout_ms = 0;
+		timeout_ms = 0;
+	}
+	/* What the pollers left for the end of the round (a failed client,
+	 * a notification) is not left waiting for the next wake-up. */
+	if (timeout_ms != 0 && l->deferred) {
+		run_deferred(l);
+		timeout_ms = 0;
+		timed = false;
 	}
 	if (timeout_ms != 0)
 		l->st.sleeps++;
@@ -335,12 +350,15 @@ int evloop_once(struct evloop *l, int timeout_ms)
 
 int evloop_run(struct evloop *l)
 {
+	int rc = 0;
+
 	while (!l->stop) {
-		int rc = evloop_once(l, -1);
+		rc = evloop_once(l, -1);
 		if (rc < 0)
-			return rc;
+			break;
 	}
-	return 0;
+	polling_end(l);
+	return rc < 0 ? rc : 0;
 }
 
 void evloop_stop(struct evloop *l)

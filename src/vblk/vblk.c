@@ -466,6 +466,7 @@ static void rings_refresh(struct vblk *d)
 		struct vqueue *v = &d->vqs[q];
 		uint64_t dg, ag, ug;
 		struct vq_err err = { 0 };
+		bool notify_off = v->vq.notify_off;
 
 		if (!v->started)
 			continue;
@@ -475,7 +476,14 @@ static void rings_refresh(struct vblk *d)
 			v->started = false;
 			d->broken = true;
 			d->ops->broken(d->ctx);
+			continue;
 		}
+		/* The same ring, mapped anew: kicks the loop turned off while it
+		 * polls are still off in it (NO_NOTIFY, or avail_event left
+		 * behind), and vblk_set_notify(on) must still ask for them
+		 * again before the loop sleeps (vq_set_notify skips a ring it
+		 * thinks is on). */
+		v->vq.notify_off = notify_off;
 	}
 }
 
@@ -884,6 +892,21 @@ int vblk_vq_set_inflight(struct vblk *d, unsigned q, void *log, size_t len)
 	return 0;
 }
 
+/* A ring handed back to the front end (stopped) asks for kicks again,
+ * whatever the loop's polling left in it: whoever runs it next (another
+ * back end, an older nvme-drv) may not know to clear NO_NOTIFY. */
+static void ring_kicks_on(struct vblk *d, struct vqueue *v)
+{
+	struct memguard g;
+
+	(void)d;
+	memguard_push(&g);
+	if (sigsetjmp(g.env, 0))
+		return;	/* memory gone: nothing to hand back */
+	vq_set_notify(&v->vq, true);
+	memguard_pop(&g);
+}
+
 int vblk_vq_stop(struct vblk *d, unsigned q)
 {
 	struct vqueue *v = vqueue(d, q);
@@ -899,6 +922,7 @@ int vblk_vq_stop(struct vblk *d, unsigned q)
 		v->stopping = true;
 		return 0;
 	}
+	ring_kicks_on(d, v);
 	v->started = false;
 	return 1;
 }
@@ -1054,6 +1078,7 @@ static void nvme_done(struct nvme_req *r)
 		start_pending_queues(d);
 	if (same_session && v->inflight && !--v->inflight && v->stopping) {
 		v->stopping = false;
+		ring_kicks_on(d, v);
 		v->started = false;
 		d->ops->drained(d->ctx, q);
 	}
@@ -1250,9 +1275,11 @@ bool vblk_poll(struct vblk *d)
 {
 	bool found = false;
 
+	hold(d);
 	for (unsigned q = 0; q < d->conf.num_queues && !d->broken; q++)
 		if (runnable(d, &d->vqs[q]) && poll_queue(d, q, false, false))
 			found = true;
+	release(d);
 	return found;
 }
 
@@ -1262,9 +1289,11 @@ bool vblk_set_notify(struct vblk *d, bool on)
 
 	/* Every ring that has one, running or not: none is left asking for
 	 * no kicks once polling ends. */
+	hold(d);
 	for (unsigned q = 0; q < d->conf.num_queues && !d->broken; q++)
 		if (d->vqs[q].started && poll_queue(d, q, true, on))
 			found = true;
+	release(d);
 	return found;
 }
 

@@ -175,6 +175,10 @@ int main(void)
 	evloop_once(l, 100);
 	CHECK_EQ_INT(b.polls, 1);
 	CHECK_EQ_INT(a.polls, 0);
+	/* Removed while the loop polled: their notifications are back on
+	 * (nobody would turn them on later). */
+	CHECK(!a.off);
+	CHECK(!b.off);
 	evloop_once(l, 100);
 	CHECK_EQ_INT(b.polls, 1);
 	CHECK_EQ_INT(a.polls, 0);
@@ -193,6 +197,19 @@ int main(void)
 	a.polls = 0;
 	evloop_once(l, 100);
 	CHECK_EQ_INT(a.polls, 0);
+
+	/* evloop_run returning (stopped) while polling turns them on too. */
+	evloop_set_poll_max(l, 1000);
+	for (int i = 0; i < 20 && (stats(l).poll_ns < 64000 || stats(l).poll_ns > 500000); i++)
+		evloop_once(l, 100);
+	a.find_at = (int)a.polls + 1;
+	evloop_stop(l);
+	a.off = false;
+	a.offs = 0;
+	CHECK_EQ_INT(evloop_once(l, 100) >= 0, 1);
+	CHECK(a.off);
+	CHECK_EQ_INT(evloop_run(l), 0);
+	CHECK(!a.off);
 
 	evloop_free(l);
 	close(efd);

@@ -1,0 +1,154 @@
+# bench/guest-lib.sh: helpers for the benchmark scripts' guest side (sourced
+# inside a tests/vm/run guest by the scripts that bench/lib.sh writes).
+# Needs: W (the work directory, shared with the host), BUILD, TOP, T (seconds
+# per point), DRV_ARGS (extra nvme-drv / nvme-drv-perf options).
+#
+# Every measured run leaves two files in $W/r/PATH/POINT/RUN.*:
+#   .out (or .out.1 .out.2 ... for several clients): the tool's own output
+#        (fio JSON, nvme-drv-io / nvme-drv-perf lines, spdk_nvme_perf text)
+#   .meta: KEY=VALUE lines: the server's CPU time in ns and its timeslices
+#        (sum of /proc/PID/task/*/schedstat fields 1 and 3; 0 without a
+#        server), its voluntary context switches, the whole guest's busy
+#        and total CPU ticks (/proc/stat "cpu" line), USER_HZ, wall time.
+# bench/report.py turns them into tables on the host.
+
+BDF=${BDF:-0000:00:04.0}
+IO=$BUILD/tools/nvme-drv-io
+PERF=$BUILD/tools/nvme-drv-perf
+DRV=$BUILD/src/daemon/nvme-drv
+say() { echo "bench: $*" >&2; }
+
+# Server counters, summed over its threads: "ns slices voluntary-switches".
+srv_snap() { # PID (0: none)
+	if [ "$1" = 0 ] || [ ! -d /proc/$1 ]; then echo "0 0 0"; return; fi
+	local ns=0 sl=0 vcs=0 a b c t k v
+	for t in /proc/$1/task/*; do
+		read -r a b c < "$t/schedstat" 2>/dev/null || continue
+		ns=$((ns + a)); sl=$((sl + c))
+		# bash alone (no awk per thread): cheap enough not to blur the window
+		while read -r k v; do
+			[ "$k" = voluntary_ctxt_switches: ] && vcs=$((vcs + v))
+		done < "$t/status" 2>/dev/null
+	done
+	echo "$ns $sl $vcs"
+}
+# Whole guest: "busy total" ticks (busy = user nice system irq softirq steal).
+sys_snap() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat; }
+now_ns() { date +%s%N; }
+
+write_meta() { # FILE PID-SNAP0 PID-SNAP1 SYS0 SYS1 T0 T1 [KEY=VALUE...]
+	local f=$1 a0 b0 c0 a1 b1 c1 s0 u0 s1 u1
+	read -r a0 b0 c0 <<<"$2"; read -r a1 b1 c1 <<<"$3"
+	read -r s0 u0 <<<"$4"; read -r s1 u1 <<<"$5"
+	{
+		echo "srv_ns=$((a1 - a0))"; echo "srv_slices=$((b1 - b0))"; echo "srv_vcs=$((c1 - c0))"
+		echo "sys_busy=$((s1 - s0))"; echo "sys_total=$((u1 - u0))"; echo "hz=$(getconf CLK_TCK)"
+		echo "wall_ns=$(($7 - $6))"
+		shift 7
+		for kv in "$@" ${MEASURE_META:-}; do echo "$kv"; done
+	} > "$f"
+}
+
+# measure PATH POINT RUN PID CMD...: run CMD (through eval, with $O the
+# output prefix: it writes $O.out or $O.out.N) and record the counters.
+measure() {
+	local path=$1 point=$2 run=$3 pid=$4 p0 p1 s0 s1 t0 t1
+	shift 4
+	O=$W/r/$path/$point/$run
+	mkdir -p "${O%/*}"
+	say "$path $point run $run"
+	# The wall-clock window encloses the counters' (for idle CPU shares).
+	t0=$(now_ns); p0=$(srv_snap "$pid"); s0=$(sys_snap)
+	eval "$*"
+	s1=$(sys_snap); p1=$(srv_snap "$pid"); t1=$(now_ns)
+	write_meta "$O.meta" "$p0" "$p1" "$s0" "$s1" "$t0" "$t1"
+}
+
+# idle PATH RUN PID SECONDS: the server's counters while nothing runs.
+idle() { measure "$1" idle "$2" "$3" sleep "$4"; }
+
+# The load generators, run by measure (they write to $O.out*).
+fio_run() { # DEV RW BS QD [ENGINE-ARGS...]  fio with JSON output (clat percentiles)
+	local dev=$1 rw=$2 bs=$3 qd=$4
+	shift 4
+	[ $# -gt 0 ] || set -- --ioengine=libaio
+	fio --name=b --filename="$dev" --direct=1 --rw="$rw" --bs="$bs" --iodepth="$qd" "$@" \
+		--time_based --runtime="$T" --output-format=json --output="$O.out" 2> "$O.err"
+}
+io_run() { # SOCKET RW BS QD [N]: nvme-drv-io; N clients at once on SOCKET with %i = 1..N
+	local n=${5:-1} i pids=
+	for i in $(seq "$n"); do
+		timeout $((T + 60)) "$IO" ${IO_ARGS:-} --socket "$(echo "$1" | sed "s/%i/$i/")" \
+			--rw "$2" --bs "$3" --qd "$4" --time "$T" > "$O.out.$i" 2>&1 &
+		pids="$pids $!"
+	done
+	wait $pids
+}
+perf_run() { # DEVICE RW BS QD: nvme-drv-perf (DRV_ARGS passed through)
+	timeout $((T + 60)) "$PERF" $DRV_ARGS --device "$1" --rw "$2" --bs "$3" --qd "$4" --time "$T" > "$O.out.1" 2>&1
+}
+
+waitsock() { local i; for i in $(seq 300); do [ -S "$1" ] && return 0; sleep 0.1; done; return 1; }
+vdev_of() { # VDPA-NAME -> /dev/vdX, waiting for it to appear
+	local i b
+	for i in $(seq 100); do
+		for b in /sys/bus/vdpa/devices/$1/virtio*/block/*; do
+			[ -e "$b" ] && { echo "/dev/$(basename "$b")"; return 0; }
+		done
+		sleep 0.1
+	done
+	return 1
+}
+
+# Controller ownership: only one process or driver has it at a time.
+to_vfio() { "$TOP/tests/vm/bind-vfio" --quiet "$BDF"; }
+# The kernel's nvme driver with N poll queues (0: interrupts only); the
+# parameter is read when the controller is probed, so it is rebound.
+to_kernel() { # POLL-QUEUES -> prints the namespace's block device
+	"$TOP/tests/vm/modprobe" nvme
+	echo "$1" > /sys/module/nvme/parameters/poll_queues
+	[ -e "/sys/bus/pci/devices/$BDF/driver" ] && echo "$BDF" > "/sys/bus/pci/devices/$BDF/driver/unbind"
+	"$TOP/tests/vm/bind-vfio" --quiet --driver nvme "$BDF"
+	local i b
+	for i in $(seq 100); do
+		for b in /sys/bus/pci/devices/$BDF/nvme/nvme*/nvme*n1; do
+			[ -e "$b" ] && [ -e "/dev/${b##*/}" ] && { echo "/dev/${b##*/}"; return 0; }
+		done
+		sleep 0.1
+	done
+	say "no namespace from the kernel's nvme driver"; return 1
+}
+# qemu-storage-daemon's nvme:// starts reliably only on a controller the
+# kernel driver had just before (TESTBED.md): callers pass through to_kernel.
+qsd_start() { # NAME ARGS... (sets QSD; its stderr goes to $W/NAME.err)
+	local name=$1
+	shift
+	qemu-storage-daemon --object iothread,id=t0 "$@" 2>> "$W/$name.err" &
+	QSD=$!
+}
+# stop PID: TERM, then KILL (qemu-storage-daemon 7.2 may hang on TERM with
+# nvme://). With an iothread it often aborts at exit instead ("qemu_mutex_destroy:
+# Device or resource busy", bash then says "Aborted"): after the measurements,
+# harmless.
+stop() {
+	kill "$1" 2>/dev/null
+	local i
+	for i in $(seq 30); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+	kill -9 "$1" 2>/dev/null
+	wait "$1" 2>/dev/null
+	return 0
+}
+# Hold N vhost-user clients connected and idle: nvme-drv-io runs one I/O,
+# then is stopped (SIGSTOP) with its rings set up and nothing in flight.
+idle_clients() { # SOCKET-with-%i N -> sets IDLE_PIDS
+	local i
+	IDLE_PIDS=
+	for i in $(seq "$2"); do
+		$IO ${IO_ARGS:-} --socket "$(echo "$1" | sed "s/%i/$i/")" --rw randread --qd 1 --time 3600 > /dev/null 2>&1 &
+		IDLE_PIDS="$IDLE_PIDS $!"
+	done
+	sleep 1
+	kill -STOP $IDLE_PIDS
+	sleep 0.5
+}
+idle_clients_end() { kill -KILL $IDLE_PIDS 2>/dev/null; wait $IDLE_PIDS 2>/dev/null; return 0; }

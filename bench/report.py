@@ -1,0 +1,292 @@
+#!/usr/bin/env python3
+"""bench/report.py: the tables of bench/raw, compare, clients and spdk.
+
+Reads WORK/r/PATH/POINT/RUN.{out*,meta} (written in the guest by
+bench/guest-lib.sh) and prints Markdown tables: per point, every path's
+median IOPS over its runs with their spread (min/median-max/median),
+median p50/p99/p99.9 latency, the server's CPU per I/O (schedstat) and the
+whole guest's CPU per I/O (/proc/stat); then nvme-drv's ratios against the
+peers and against the path's bound; then idle CPU and wake-ups per second.
+
+  report.py WORK --paths KEY=LABEL,... [--drv KEY] [--vs KEY,...]
+            [--bound TRANSPORT-CEILING-KEY,DRIVER-CEILING-KEY] [--md FILE]
+
+The bound of a path made of a transport (ceiling a: the most any server gets
+through it) and a driver (ceiling b: the device through our driver alone) is
+their serial composition 1/(1/a + 1/b) at one request in flight (the two
+latencies add up) and min(a, b) at depth (the slower stage limits).
+"""
+import argparse
+import json
+import os
+import re
+import statistics
+import sys
+
+
+def read_meta(f):
+    m = {}
+    with open(f) as fh:
+        for line in fh:
+            k, _, v = line.strip().partition('=')
+            if k:
+                try:
+                    m[k] = float(v)
+                except ValueError:
+                    m[k] = v
+    return m
+
+
+def parse_fio(text):
+    i = text.find('{')
+    if i < 0:
+        return None
+    j = json.loads(text[i:])['jobs'][0]
+    if j.get('error'):
+        return None
+    d = j['read'] if j['read']['total_ios'] > 0 else j['write']
+    pct = d.get('clat_ns', {}).get('percentile', {})
+
+    def p(q):
+        for k, v in pct.items():
+            if abs(float(k) - q) < 1e-6:
+                return v / 1000.0
+        return None
+    return dict(iops=d['iops'], ios=d['total_ios'], p50=p(50), p99=p(99), p999=p(99.9))
+
+
+NVD_RE = re.compile(r'ios=(\d+) time=[\d.]+s iops=(\d+)')
+
+
+def parse_nvd(text):
+    """nvme-drv-io / nvme-drv-perf: the last 'PHASE: ios=.. iops=..' line."""
+    r = None
+    for line in text.splitlines():
+        m = NVD_RE.search(line)
+        if not m:
+            continue
+        r = dict(iops=float(m.group(2)), ios=float(m.group(1)), p50=None, p99=None, p999=None)
+        for k, key in (('p50', 'p50'), ('p99', 'p99'), ('p999', r'p99\.9')):
+            mm = re.search(r'\b' + key + r'=([\d.]+)', line)
+            if mm:
+                r[k] = float(mm.group(1))
+    return r
+
+
+def parse_spdk(text, secs):
+    """spdk_nvme_perf: the 'Total :' line; percentiles from -L's summary."""
+    r = None
+    for line in text.splitlines():
+        m = re.match(r'\s*Total\s*:\s*([\d.]+)', line)
+        if m:
+            iops = float(m.group(1))
+            r = dict(iops=iops, ios=iops * secs, p50=None, p99=None, p999=None)
+    if r:
+        for k, q in (('p50', '50.00000'), ('p99', '99.00000'), ('p999', '99.90000')):
+            m = re.search(r'^\s*' + re.escape(q) + r'%\s*:\s*([\d.]+)us', text, re.M)
+            if m:
+                r[k] = float(m.group(1))
+    return r
+
+
+def parse_run(base):
+    """One run: its .out (or .out.N for N clients) and .meta -> dict or None."""
+    meta = read_meta(base + '.meta')
+    d = os.path.dirname(base)
+    run = os.path.basename(base)
+    outs = sorted(os.path.join(d, f) for f in os.listdir(d)
+                  if f == run + '.out' or f.startswith(run + '.out.'))
+    secs = meta.get('wall_ns', 0) / 1e9
+    parts = []
+    for f in outs:
+        text = open(f, errors='replace').read()
+        if 'Total' in text and 'NSID' in text:
+            r = parse_spdk(text, meta.get('secs', secs))
+        elif text.lstrip().startswith('{') or '"fio version"' in text:
+            r = parse_fio(text)
+        else:
+            r = parse_nvd(text)
+        parts.append(r)
+    if not parts or any(p is None for p in parts):
+        return None
+    r = dict(iops=sum(p['iops'] for p in parts), ios=sum(p['ios'] for p in parts))
+    # Several clients: how evenly they were served (most / least IOPS).
+    lo = min(p['iops'] for p in parts)
+    r['mm'] = (max(p['iops'] for p in parts) / lo if lo else float('inf')) if len(parts) > 1 else None
+
+    def agg(k, fn):
+        v = [p[k] for p in parts if p[k] is not None]
+        return fn(v) if v else None
+    # Several clients: mean p50, worst client's p99 and p99.9 (aggregate of
+    # the latency logs is not available from the tools' summaries).
+    r['p50'] = agg('p50', statistics.mean)
+    r['p99'] = agg('p99', max)
+    r['p999'] = agg('p999', max)
+    ios = r['ios']
+    r['srv'] = meta['srv_ns'] / 1e3 / ios if ios and meta.get('srv_ns') else None
+    hz = meta.get('hz', 100)
+    r['sys'] = meta['sys_busy'] / hz * 1e6 / ios if ios else None
+    if not ios:
+        return None
+    return r
+
+
+def idle_run(base):
+    m = read_meta(base + '.meta')
+    s = m['wall_ns'] / 1e9
+    return dict(cpu=m['srv_ns'] / m['wall_ns'] * 100, wake=m['srv_slices'] / s, vcs=m['srv_vcs'] / s,
+                sys=m['sys_busy'] / max(m['sys_total'], 1) * 100)
+
+
+def runs_of(work, path, point):
+    d = os.path.join(work, 'r', path, point)
+    if not os.path.isdir(d):
+        return []
+    return sorted(os.path.join(d, f[:-5]) for f in os.listdir(d) if f.endswith('.meta'))
+
+
+def med(v):
+    v = [x for x in v if x is not None]
+    return statistics.median(v) if v else None
+
+
+def fmt(x, nd=0):
+    if x is None:
+        return '-'
+    if nd == 0:
+        return '%.0f' % x
+    return '%.*f' % (nd, x)
+
+
+def spread(v, m):
+    v = [x for x in v if x is not None]
+    if not v or not m:
+        return '-'
+    return '%.2f-%.2f' % (min(v) / m, max(v) / m)
+
+
+POINT_RE = re.compile(r'^(\w+)-(\w+)-(\d+)(?:-c(\d+))?$')
+
+
+def point_label(p):
+    m = POINT_RE.match(p)
+    if not m:
+        return p
+    rw, bs, qd, c = m.groups()
+    s = '%s %s QD%s' % (rw, bs, qd)
+    if c:
+        s += ', %s clients' % c
+    return s
+
+
+def point_qd1(p):
+    m = POINT_RE.match(p)
+    return bool(m) and m.group(3) == '1' and (m.group(4) in (None, '1'))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('work')
+    ap.add_argument('--paths', required=True)
+    ap.add_argument('--drv', default='drv')
+    ap.add_argument('--vs', default='')
+    ap.add_argument('--bound', default='')
+    ap.add_argument('--also', default='', help='more ratio columns: A:B,...')
+    ap.add_argument('--md')
+    a = ap.parse_args()
+    paths = [kv.split('=', 1) for kv in a.paths.split(',')]
+    label = dict(paths)
+    keys = [k for k, _ in paths]
+    vs = [k for k in a.vs.split(',') if k]
+    bound = [k for k in a.bound.split(',') if k]
+    also = [x.split(':') for x in a.also.split(',') if x]
+    pts = set()
+    for k in keys:
+        d = os.path.join(a.work, 'r', k)
+        if os.path.isdir(d):
+            pts.update(p for p in os.listdir(d) if p != 'idle')
+    # Points in a stable order: by rw, then bs, clients, QD.
+    def pkey(p):
+        m = POINT_RE.match(p)
+        if not m:
+            return (p,)
+        rw, bs, qd, c = m.groups()
+        return (rw, int(re.sub(r'\D', '', bs) or 0), int(c or 1), int(qd))
+    pts = sorted(pts, key=pkey)
+
+    out = []
+    summary = {}
+    for p in pts:
+        out.append('\n### %s\n' % point_label(p))
+        multi = POINT_RE.match(p) and (POINT_RE.match(p).group(4) or '1') != '1'
+        out.append('| path | IOPS | spread | p50 us | p99 us | p99.9 us | server CPU us/IO | guest CPU us/IO | runs |'
+                   + (' clients max/min |' if multi else ''))
+        out.append('|---|---|---|---|---|---|---|---|---|' + ('---|' if multi else ''))
+        for k in keys:
+            rr = [parse_run(b) for b in runs_of(a.work, k, p)]
+            n = len(rr)
+            rr = [r for r in rr if r]
+            if not n:
+                continue
+            m = {f: med([r[f] for r in rr]) for f in ('iops', 'p50', 'p99', 'p999', 'srv', 'sys', 'mm')}
+            m['srv_max'] = max([r['srv'] for r in rr if r['srv'] is not None], default=None)
+            summary[(k, p)] = m
+            out.append('| %s | %s | %s | %s | %s | %s | %s | %s | %d/%d |' % (
+                label[k], fmt(m['iops']), spread([r['iops'] for r in rr], m['iops']),
+                fmt(m['p50'], 1), fmt(m['p99'], 1), fmt(m['p999'], 1), fmt(m['srv'], 1), fmt(m['sys'], 1),
+                len(rr), n) + (' %s |' % fmt(m['mm'], 2) if multi else ''))
+    # Ratios of nvme-drv's medians.
+    if any(k == a.drv for k, _ in summary):
+        hdr = ['point'] + ['%s/%s' % (label[a.drv], label[v]) for v in vs]
+        if len(bound) == 2:
+            hdr += ['bound (IOPS)', '%s/bound' % label[a.drv]]
+        cpu_vs = [v for v in vs if any(kk == v and m['srv'] for (kk, _), m in summary.items())]
+        hdr += ['server CPU/IO vs %s' % label[v] for v in cpu_vs]
+        hdr += ['%s CPU/IO max/median' % label[a.drv]]
+        hdr += ['%s/%s' % (label[x], label[y]) for x, y in also]
+        out.append('\n### %s against the others (ratios of medians)\n' % label[a.drv])
+        out.append('| ' + ' | '.join(hdr) + ' |')
+        out.append('|' + '---|' * len(hdr))
+        for p in pts:
+            d = summary.get((a.drv, p))
+            if not d or not d['iops']:
+                continue
+            row = [point_label(p)]
+            for v in vs:
+                o = summary.get((v, p))
+                row.append('%.2f' % (d['iops'] / o['iops']) if o and o['iops'] else '-')
+            if len(bound) == 2:
+                x, y = summary.get((bound[0], p)), summary.get((bound[1], p))
+                if x and y and x['iops'] and y['iops']:
+                    b = 1 / (1 / x['iops'] + 1 / y['iops']) if point_qd1(p) else min(x['iops'], y['iops'])
+                    row += ['%.0f (%s)' % (b, 'serial' if point_qd1(p) else 'min'), '%.2f' % (d['iops'] / b)]
+                else:
+                    row += ['-', '-']
+            for v in cpu_vs:
+                o = summary.get((v, p))
+                row.append('%.2f' % (d['srv'] / o['srv']) if o and o['srv'] and d['srv'] else '-')
+            row.append('%.2f' % (d['srv_max'] / d['srv']) if d['srv'] and d['srv_max'] else '-')
+            for x, y in also:
+                xx, yy = summary.get((x, p)), summary.get((y, p))
+                row.append('%.2f' % (xx['iops'] / yy['iops']) if xx and yy and yy['iops'] else '-')
+            out.append('| ' + ' | '.join(row) + ' |')
+    # Idle.
+    idle = [(k, [idle_run(b) for b in runs_of(a.work, k, 'idle')]) for k in keys]
+    idle = [(k, v) for k, v in idle if v]
+    if idle:
+        out.append('\n### Idle, clients connected\n')
+        out.append('| server | CPU % | wake-ups/s (timeslices) | voluntary switches/s | whole guest busy % | runs |')
+        out.append('|---|---|---|---|---|---|')
+        for k, v in idle:
+            out.append('| %s | %.2f | %.1f | %.1f | %.1f | %d |' % (
+                label[k], med([x['cpu'] for x in v]), med([x['wake'] for x in v]),
+                med([x['vcs'] for x in v]), med([x['sys'] for x in v]), len(v)))
+    text = '\n'.join(out).lstrip('\n') + '\n'
+    sys.stdout.write(text)
+    if a.md:
+        with open(a.md, 'w') as fh:
+            fh.write(text)
+
+
+if __name__ == '__main__':
+    main()
