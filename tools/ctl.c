@@ -40,8 +40,9 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: " PROG " --svr PATH [--timeout S] create 0 device=DEV [ds-max=N] [read-only]\n"
-		"                    [socket=PATH | vduse=NAME] [-- COMMAND [ARGS...]]\n"
+		"                    [socket=PATH | vduse=NAME] [LIMIT...] [-- COMMAND [ARGS...]]\n"
 		"       " PROG " --svr PATH [--timeout S] destroy PATH-or-NAME\n"
+		"       " PROG " --svr PATH [--timeout S] qos CLIENT LIMIT...\n"
 		"       " PROG " --svr PATH [--timeout S] [--json] list | disks | stats\n"
 		"Calls the NVMe server on its control socket (nvme-drv --svr PATH): the\n"
 		"L4Re server's create(0, \"ds-max=4\", \"device=1234:n1\") is\n"
@@ -64,9 +65,19 @@ static void usage(FILE *f)
 		"                 closes the descriptor, which ends the client. e.g.\n"
 		"                   " PROG " --svr /run/nvd.ctl create 0 device=SN1:n1 \\\n"
 		"                       -- nvme-drv-io --fd 3 --rw verify\n"
+		"  LIMIT          iops=N, riops=N, wiops=N: requests per second (all, reads,\n"
+		"                 writes; writes include flushes, discards, write-zeroes);\n"
+		"                 bps=N, rbps=N, wbps=N: bytes per second (K, M, G, T\n"
+		"                 suffixes, binary); 0 or absent: no limit\n"
 		"destroy X        ends the client made with socket=X (X starts with '/')\n"
 		"                 or vduse=X; only its creator's user or root may\n"
-		"list             the server's clients: device, target, transport, counters\n"
+		"qos CLIENT LIMIT...\n"
+		"                 changes the limits given of CLIENT (its name in list: a\n"
+		"                 socket path, vduse:NAME or NAME, fd-client-N) at once; the\n"
+		"                 others stay (iops=0 lifts one). A dynamic client's creator,\n"
+		"                 root or the server's user may; a static client's, the last two\n"
+		"list             the server's clients: device, target, transport, limits,\n"
+		"                 counters\n"
 		"disks            the controllers, namespaces and partitions the server\n"
 		"                 drives (as nvme-drv --list), each with held-by=CLIENT\n"
 		"                 when a client holds it\n"
@@ -458,7 +469,8 @@ int main(int argc, char **argv)
 			close(r.fd);
 			return fail(-EPROTO, "the reply carries a descriptor nobody asked for");
 		}
-		if (json && (req.cmd == CTL_CMD_CREATE || req.cmd == CTL_CMD_DESTROY))
+		if (json && (req.cmd == CTL_CMD_CREATE || req.cmd == CTL_CMD_DESTROY ||
+			     req.cmd == CTL_CMD_QOS))
 			return print_json_result(&req, body, bodylen);
 		fwrite(body, 1, bodylen, stdout);
 		return fflush(stdout) ? 1 : 0;

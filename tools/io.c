@@ -52,6 +52,7 @@ struct run {
 	uint64_t seed;
 	double time_s;
 	uint64_t count;		/* I/Os to issue (0: by time) */
+	uint64_t start_at_ns;	/* --start-at: CLOCK_REALTIME of the first I/O; 0: at once */
 	uint64_t first;		/* device sector of block 0 */
 	uint64_t blocks;	/* bs-sized slots from `first` on */
 	int timeout_ms;
@@ -208,6 +209,18 @@ static int run_phase(struct run *r, const char *phase)
 	int rc;
 
 	r->issued = r->completed = r->seq = 0;
+	if (r->start_at_ns) {
+		struct timespec at = { (time_t)(r->start_at_ns / 1000000000ull),
+				       (long)(r->start_at_ns % 1000000000ull) }, now;
+
+		/* Clients started one after another all measure one window. */
+		clock_gettime(CLOCK_REALTIME, &now);
+		if ((uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec > r->start_at_ns)
+			fprintf(stderr, "nvme-drv-io: warning: ready only after --start-at\n");
+		while (clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &at, NULL) == EINTR && !g_stop)
+			;
+		r->start_at_ns = 0;
+	}
 	t0 = idle_since = now_ns();
 	r->deadline_ns = t0 + (uint64_t)(r->time_s * 1e9);
 	for (unsigned i = 0; i < r->qd; i++)
@@ -539,6 +552,9 @@ static void usage(FILE *f)
 		"  --queues N         virtqueues to spread them over (default 1; more needs MQ)\n"
 		"  --time SECONDS     run time for read/write modes (default 10)\n"
 		"  --count N          number of I/Os instead of a time\n"
+		"  --start-at T       connect and set up now, start the I/O at T (seconds since\n"
+		"                     the epoch, as date +%%s.%%N prints): clients started one\n"
+		"                     after another measure the same window\n"
 		"  --seed N           pattern and random seed (default 1)\n"
 		"  --offset-sectors N start of the range, in 512-byte sectors (default 0)\n"
 		"  --size SIZE        length of the range in bytes (default: to the end)\n"
@@ -576,7 +592,7 @@ int main(int argc, char **argv)
 	enum {
 		OPT_SOCKET = 0x200, OPT_FD, OPT_INFO, OPT_GET_ID, OPT_RW, OPT_BS, OPT_QD, OPT_QUEUES,
 		OPT_TIME, OPT_COUNT, OPT_SEED, OPT_OFFSET, OPT_SIZE, OPT_UNMAP, OPT_INDIRECT,
-		OPT_QSIZE, OPT_TIMEOUT, OPT_REGIONS, OPT_MEM_FILE,
+		OPT_QSIZE, OPT_TIMEOUT, OPT_REGIONS, OPT_MEM_FILE, OPT_START_AT,
 	};
 	static const struct option longopts[] = {
 		{ "socket", required_argument, NULL, OPT_SOCKET },
@@ -588,6 +604,7 @@ int main(int argc, char **argv)
 		{ "qd", required_argument, NULL, OPT_QD },
 		{ "queues", required_argument, NULL, OPT_QUEUES },
 		{ "time", required_argument, NULL, OPT_TIME },
+		{ "start-at", required_argument, NULL, OPT_START_AT },
 		{ "count", required_argument, NULL, OPT_COUNT },
 		{ "seed", required_argument, NULL, OPT_SEED },
 		{ "offset-sectors", required_argument, NULL, OPT_OFFSET },
@@ -669,6 +686,21 @@ int main(int argc, char **argv)
 			if (opt_count(optarg, &r.count))
 				return 1;
 			break;
+		case OPT_START_AT: {
+			char *end;
+			double t;
+
+			errno = 0;
+			t = strtod(optarg, &end);
+			if (errno || end == optarg || *end || !(t > 0 && t < 1e11) ||
+			    optarg[0] < '0' || optarg[0] > '9') {
+				log_err(NULL, "--start-at: '%s' is not a time in seconds since the epoch "
+					"(date +%%s.%%N)", optarg);
+				return 1;
+			}
+			r.start_at_ns = (uint64_t)(t * 1e9);
+			break;
+		}
 		case OPT_SEED:
 			if (opt_seed(optarg, &r.seed))
 				return 1;

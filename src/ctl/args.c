@@ -207,6 +207,141 @@ int ctl_check_vduse_name(const char *s, char *why, size_t whylen)
 	return 0;
 }
 
+const char *const ctl_qos_names[CTL_QOS_NKEYS] = {
+	[CTL_QOS_IOPS] = "iops", [CTL_QOS_RIOPS] = "riops", [CTL_QOS_WIOPS] = "wiops",
+	[CTL_QOS_BPS] = "bps", [CTL_QOS_RBPS] = "rbps", [CTL_QOS_WBPS] = "wbps",
+};
+
+static bool qos_is_bytes(int k)
+{
+	return k == CTL_QOS_BPS || k == CTL_QOS_RBPS || k == CTL_QOS_WBPS;
+}
+
+/* Plain decimal, then for bytes an optional K, M, G or T (binary). */
+static int parse_qos_value(const char *s, bool bytes, uint64_t *out)
+{
+	static const char suffixes[] = "KMGT";
+	char digits[24];
+	size_t n = strlen(s);
+	unsigned shift = 0;
+	const char *suf;
+	uint64_t v;
+	int rc;
+
+	if (bytes && n > 1 && (suf = strchr(suffixes, s[n - 1])) != NULL) {
+		shift = 10 * (unsigned)(suf - suffixes + 1);
+		n--;
+	}
+	if (n == 0 || n >= sizeof(digits))
+		return n ? -ERANGE : -EINVAL;
+	memcpy(digits, s, n);
+	digits[n] = '\0';
+	rc = parse_dec(digits, 0, UINT64_MAX >> shift, &v);
+	if (rc)
+		return rc;
+	*out = v << shift;
+	return 0;
+}
+
+int ctl_parse_qos_word(const char *w, struct ctl_qos *q, char *why, size_t whylen)
+{
+	char qw[QUOTE_SIZE];
+	const char *eq = strchr(w, '=');
+	uint64_t v, min, max;
+	int k, rc;
+
+	if (why && whylen)
+		why[0] = '\0';
+	if (!eq)
+		return -ENOENT;
+	for (k = 0; k < CTL_QOS_NKEYS; k++)
+		if (strlen(ctl_qos_names[k]) == (size_t)(eq - w) &&
+		    strncmp(w, ctl_qos_names[k], (size_t)(eq - w)) == 0)
+			break;
+	if (k == CTL_QOS_NKEYS)
+		return -ENOENT;
+	if (q->set & (1u << k))
+		return fail(why, whylen, "%s= given twice", ctl_qos_names[k]);
+	min = qos_is_bytes(k) ? CTL_QOS_BPS_MIN : 1;
+	max = qos_is_bytes(k) ? CTL_QOS_BPS_MAX : CTL_QOS_IOPS_MAX;
+	rc = parse_qos_value(eq + 1, qos_is_bytes(k), &v);
+	if (rc == -EINVAL)
+		return fail(why, whylen, "%s '%s' is not a plain decimal number%s", ctl_qos_names[k],
+			    quote(qw, eq + 1), qos_is_bytes(k) ? " (with K, M, G or T)" : "");
+	if (rc || (v && (v < min || v > max)))
+		return fail(why, whylen, "%s %s is out of range: 0 (no limit) or %llu..%llu",
+			    ctl_qos_names[k], quote(qw, eq + 1), (unsigned long long)min,
+			    (unsigned long long)max);
+	q->v[k] = v;
+	q->set |= 1u << k;
+	return 0;
+}
+
+int ctl_parse_qos_list(const char *s, struct ctl_qos *out, char *why, size_t whylen)
+{
+	struct ctl_qos q = { .set = 0 };
+	char w[64], qw[QUOTE_SIZE];
+
+	if (!*s)
+		return fail(why, whylen, "no limits (e.g. iops=500,bps=10M)");
+	for (const char *p = s;;) {
+		const char *comma = strchr(p, ',');
+		size_t n = comma ? (size_t)(comma - p) : strlen(p);
+		int rc;
+
+		if (n == 0)
+			return fail(why, whylen, "empty limit in '%s'", quote(qw, s));
+		if (n >= sizeof(w))
+			return fail(why, whylen, "limit '%s' is too long", quote(qw, p));
+		memcpy(w, p, n);
+		w[n] = '\0';
+		rc = ctl_parse_qos_word(w, &q, why, whylen);
+		if (rc == -ENOENT)
+			return fail(why, whylen, "unknown limit '%s' (expected iops=, riops=, wiops=, "
+				    "bps=, rbps= or wbps=)", quote(qw, w));
+		if (rc)
+			return rc;
+		if (!comma)
+			break;
+		p = comma + 1;
+	}
+	*out = q;
+	return 0;
+}
+
+int ctl_parse_qos_cmd(unsigned nwords, const char *const *words, struct qos_args *out,
+		      char *why, size_t whylen)
+{
+	struct qos_args a = { .name = "" };
+	char qw[QUOTE_SIZE];
+	size_t len;
+	long bad;
+
+	if (nwords < 1 || strcmp(words[0], "qos") != 0)
+		return fail(why, whylen, "not a qos request");
+	if (nwords < 3)
+		return fail(why, whylen, "qos needs a client and at least one limit (e.g. qos "
+			    "/run/vm1.sock iops=500)");
+	len = strnlen(words[1], CTL_CLIENT_NAME_MAX + 1);
+	if (len > CTL_CLIENT_NAME_MAX)
+		return fail(why, whylen, "client name is longer than %d bytes", CTL_CLIENT_NAME_MAX);
+	bad = find_control(words[1]);
+	if (bad >= 0)
+		return fail(why, whylen, "client name holds a control character (byte %ld)", bad);
+	memcpy(a.name, words[1], len + 1);
+	for (unsigned i = 2; i < nwords; i++) {
+		int rc = ctl_parse_qos_word(words[i], &a.qos, why, whylen);
+
+		if (rc == -ENOENT)
+			return fail(why, whylen, "unknown word '%s' (expected iops=N, riops=N, wiops=N, "
+				    "bps=N, rbps=N or wbps=N)", quote(qw, words[i]));
+		if (rc)
+			return rc;
+	}
+	*out = a;
+	return 0;
+}
+
 enum create_key { KEY_DEVICE, KEY_DS_MAX, KEY_READ_ONLY, KEY_SOCKET, KEY_VDUSE, KEY_COUNT };
 
 /* A key ending in '=' takes a value; the others are flags. */
@@ -266,10 +401,17 @@ int ctl_parse_create(unsigned nwords, const char *const *words, struct create_ar
 		const char *v = NULL;
 		int k = match_key(words[i], &v);
 
-		if (k < 0)
-			return fail(why, whylen,
-				    "unknown word '%s' (expected device=DEV, ds-max=N, read-only, "
-				    "socket=PATH or vduse=NAME)", quote(q, words[i]));
+		if (k < 0) {
+			rc = ctl_parse_qos_word(words[i], &a.qos, why, whylen);
+			if (rc == -ENOENT)
+				return fail(why, whylen,
+					    "unknown word '%s' (expected device=DEV, ds-max=N, "
+					    "read-only, socket=PATH, vduse=NAME or a limit, e.g. iops=N)",
+					    quote(q, words[i]));
+			if (rc)
+				return rc;
+			continue;
+		}
 		if (seen[k])
 			return fail(why, whylen, "%s given twice", create_keys[k]);
 		seen[k] = true;
@@ -353,6 +495,12 @@ int ctl_parse_request(unsigned nwords, const char *const *words, struct ctl_requ
 			out->cmd = CTL_CMD_DESTROY;
 		return rc;
 	}
+	if (strcmp(words[0], "qos") == 0) {
+		rc = ctl_parse_qos_cmd(nwords, words, &out->qos, why, whylen);
+		if (!rc)
+			out->cmd = CTL_CMD_QOS;
+		return rc;
+	}
 	static const struct {
 		const char *word;
 		enum ctl_cmd cmd;
@@ -368,8 +516,8 @@ int ctl_parse_request(unsigned nwords, const char *const *words, struct ctl_requ
 		out->json = nwords == 2;
 		return 0;
 	}
-	return fail(why, whylen, "unknown command '%s' (expected create, destroy, list, disks or "
-		    "stats)", quote(q, words[0]));
+	return fail(why, whylen, "unknown command '%s' (expected create, destroy, qos, list, disks "
+		    "or stats)", quote(q, words[0]));
 }
 
 static size_t min_size(size_t a, size_t b)

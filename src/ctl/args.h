@@ -23,6 +23,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "spec/ctl_proto.h"
 
@@ -41,6 +42,24 @@
  * names the block device and its sysfs entries; keep it short. */
 #define CTL_VDUSE_NAME_MAX 31
 
+/* QoS limits, per second, 0 for none: "iops=N", "riops=N", "wiops=N" (requests:
+ * all, reads, writes), "bps=N", "rbps=N", "wbps=N" (bytes; a K, M, G or T
+ * suffix multiplies by 1024 to the 1st..4th power). Writes include
+ * flushes, discards and write-zeroes. The order is vblk/qos.h's. */
+enum ctl_qos_key { CTL_QOS_IOPS, CTL_QOS_RIOPS, CTL_QOS_WIOPS, CTL_QOS_BPS, CTL_QOS_RBPS,
+		   CTL_QOS_WBPS, CTL_QOS_NKEYS };
+#define CTL_QOS_IOPS_MAX 100000000ull	/* 100 M requests/s */
+#define CTL_QOS_BPS_MIN 4096ull		/* one block a second */
+#define CTL_QOS_BPS_MAX (1ull << 40)	/* 1 TiB/s */
+
+struct ctl_qos {
+	uint64_t v[CTL_QOS_NKEYS];
+	unsigned set;		/* bit k: key k was given */
+};
+
+/* "iops", "riops", ...: the key names, without '='. */
+extern const char *const ctl_qos_names[CTL_QOS_NKEYS];
+
 /* How the new client's vhost-user (or VDUSE) connection is made. */
 enum ctl_transport {
 	CTL_TRANSPORT_FD,	/* neither given: reply "fd" + SCM_RIGHTS */
@@ -56,6 +75,7 @@ struct create_args {
 	enum ctl_transport transport;
 	char socket[CTL_SOCKET_PATH_SIZE];	/* "" unless CTL_TRANSPORT_SOCKET */
 	char vduse[CTL_VDUSE_NAME_MAX + 1];	/* "" unless CTL_TRANSPORT_VDUSE */
+	struct ctl_qos qos;			/* limits given (ctl_qos.set) */
 };
 
 /* "destroy" names a client by where it was created: a word starting with
@@ -66,12 +86,21 @@ struct destroy_args {
 	char name[CTL_SOCKET_PATH_SIZE];
 };
 
+/* "qos CLIENT LIMIT...": CLIENT as list names it (a socket path,
+ * vduse:NAME or fd-client-N; a bare VDUSE NAME too). */
+#define CTL_CLIENT_NAME_MAX (CTL_SOCKET_PATH_SIZE + 15)
+struct qos_args {
+	char name[CTL_CLIENT_NAME_MAX + 1];
+	struct ctl_qos qos;	/* the limits given change; the others stay */
+};
+
 enum ctl_cmd {
 	CTL_CMD_CREATE,
 	CTL_CMD_DESTROY,
 	CTL_CMD_LIST,
 	CTL_CMD_DISKS,
 	CTL_CMD_STATS,
+	CTL_CMD_QOS,
 };
 
 struct ctl_request {
@@ -80,6 +109,7 @@ struct ctl_request {
 	union {
 		struct create_args create;	/* CTL_CMD_CREATE */
 		struct destroy_args destroy;	/* CTL_CMD_DESTROY */
+		struct qos_args qos;		/* CTL_CMD_QOS */
 	};
 };
 
@@ -115,10 +145,22 @@ int ctl_parse_socket_mode(const char *s, unsigned *out, char *why, size_t whylen
  * in the last component). */
 int ctl_check_socket_in_dir(const char *dir, const char *path, char *why, size_t whylen);
 
+/* One QoS word, "KEY=N" (see enum ctl_qos_key), into q. Returns 0,
+ * -ENOENT for a word that is not a QoS key (q untouched, why empty), or
+ * -EINVAL for a key already in q->set, a value that is not plain decimal
+ * (with a suffix for bytes), or one outside 1..CTL_QOS_IOPS_MAX
+ * (requests) or CTL_QOS_BPS_MIN..CTL_QOS_BPS_MAX (bytes) other than 0. */
+int ctl_parse_qos_word(const char *w, struct ctl_qos *q, char *why, size_t whylen);
+/* --qos LIST: QoS words separated by commas ("iops=500,bps=10M"). Returns
+ * 0 or -EINVAL (an empty list or word, or what ctl_parse_qos_word
+ * refuses, an unknown key included). */
+int ctl_parse_qos_list(const char *s, struct ctl_qos *out, char *why, size_t whylen);
+
 /* words[0] is "create", words[1] the object type (plain decimal; only
  * CTL_OBJ_VIRTIO_BLK is served), then in any order: "device=DEV"
  * (required), "ds-max=N", "read-only" (or "readonly", as the command
- * line's --readonly), "socket=PATH" or "vduse=NAME".
+ * line's --readonly), "socket=PATH" or "vduse=NAME", and QoS words
+ * (ctl_parse_qos_word).
  * Returns 0, or -EINVAL for: a missing or malformed object type, an
  * unsupported one, a missing device=, any key given twice, socket= with
  * vduse=, a bad value (see above), a value on read-only, or an unknown
@@ -130,7 +172,13 @@ int ctl_parse_create(unsigned nwords, const char *const *words, struct create_ar
  * ctl_check_vduse_name refuses. */
 int ctl_parse_destroy(unsigned nwords, const char *const *words, struct destroy_args *out,
 		      char *why, size_t whylen);
-/* Dispatches on words[0]: "create", "destroy", or one of the reports
+/* words: "qos" "CLIENT" and one or more QoS words. Returns 0, or -EINVAL
+ * for a missing client or limit, a client name that is empty, longer than
+ * CTL_CLIENT_NAME_MAX or holds a control character, or a word
+ * ctl_parse_qos_word refuses (an unknown one included). */
+int ctl_parse_qos_cmd(unsigned nwords, const char *const *words, struct qos_args *out,
+		      char *why, size_t whylen);
+/* Dispatches on words[0]: "create", "destroy", "qos", or one of the reports
  * "list", "disks" and "stats", each with nothing or "json" after it.
  * Returns 0, or -EINVAL for no words, an unknown command, a report with
  * another word, or what the command's parser refuses. */

@@ -34,6 +34,12 @@
 #define CTL_CONNS_PER_UID 16
 #define CTL_IDLE_MS 10000
 
+_Static_assert((int)CTL_QOS_NKEYS == (int)QOS_NKEYS && (int)CTL_QOS_IOPS == (int)QOS_IOPS &&
+	       (int)CTL_QOS_BPS == (int)QOS_BPS && (int)CTL_QOS_WBPS == (int)QOS_WBPS &&
+	       CTL_QOS_IOPS_MAX == QOS_IOPS_MAX && CTL_QOS_BPS_MIN == QOS_BPS_MIN &&
+	       CTL_QOS_BPS_MAX == QOS_BPS_MAX,
+	       "the control words' limits are vblk's, key for key");
+
 struct client {
 	struct clients *cs;
 	char name[CTL_SOCKET_PATH_SIZE + 16];
@@ -42,12 +48,14 @@ struct client {
 	bool is_static;
 	bool by_fd;
 	uid_t creator;		/* a dynamic client: who asked for it */
+	gid_t creator_gid;
 	/* A dynamic client's record in the state directory ("" if none): what
 	 * makes it again after a restart. Removed when it is destroyed. */
 	char record[CTL_VDUSE_NAME_MAX + CTL_SOCKET_PATH_SIZE + 16];
 	bool readonly;
 	bool stopping;		/* its VDUSE device is on the way off the bus */
 	unsigned ds_max;
+	struct qos_limits qos;	/* as now set (nvme-drv-ctl qos changes them) */
 	struct blk_target tgt;
 	struct vhu_ep *ep;	/* a vhost-user client, or */
 	struct vduse_ep *vep;	/* a VDUSE client */
@@ -142,6 +150,19 @@ static int apply_perm(const struct clients *cs, const char *path, char *why, siz
 }
 
 static void ctl_reply(struct ctl_conn *cc, const char *text, int fd);
+
+/* ", limits iops=N ..." for a log line: the limits set, or "". */
+static const char *qos_text(const struct qos_limits *l, char *buf, size_t len)
+{
+	size_t o = 0;
+
+	buf[0] = '\0';
+	for (int k = 0; k < QOS_NKEYS && o < len; k++)
+		if (l->v[k])
+			o += (size_t)snprintf(buf + o, len - o, "%s%s=%llu", o ? " " : ", limits ",
+					      ctl_qos_names[k], (unsigned long long)l->v[k]);
+	return buf;
+}
 static void ctl_error(struct ctl_conn *cc, int err, const char *msg);
 static void ctl_ok(struct ctl_conn *cc, const char *body);
 static void on_ctl_conn(void *arg, uint32_t events);
@@ -218,6 +239,7 @@ static void stats_add(struct vblk_stats *sum, const struct vblk_stats *s)
 	sum->bytes_read += s->bytes_read;
 	sum->bytes_written += s->bytes_written;
 	sum->errors += s->errors;
+	sum->throttled += s->throttled;
 }
 
 static void client_free(struct client *c)
@@ -441,6 +463,7 @@ static int client_new(struct clients *cs, const struct ucred *creator, bool rest
 	const char *device = spec->device, *socket_path = spec->socket;
 	struct vblk_conf conf;
 	struct client *c;
+	char qtext[160];
 	int sv[2] = { -1, -1 };
 	int rc;
 
@@ -521,8 +544,10 @@ static int client_new(struct clients *cs, const struct ucred *creator, bool rest
 	}
 	c->is_static = !creator;
 	c->creator = creator ? creator->uid : 0;
+	c->creator_gid = creator ? creator->gid : 0;
 	c->readonly = spec->readonly;
 	c->ds_max = spec->ds_max;
+	c->qos = spec->qos;
 	memset(&conf, 0, sizeof(conf));
 	conf.name = c->name;
 	conf.target = c->tgt;
@@ -533,6 +558,8 @@ static int client_new(struct clients *cs, const struct ucred *creator, bool rest
 	/* A VDUSE device offers fewer when ds-max is small (transport/vduse.h). */
 	conf.num_queues = CLIENT_QUEUES;
 	conf.qp_first = cs->next_qp++;
+	conf.qos = spec->qos;
+	conf.loop = cs->loop;
 	if (spec->vduse) {
 		rc = vduse_ep_create(cs->loop, spec->vduse, &conf, cs->state_dir, &vduse_ops, c, &c->vep,
 				     why, whylen);
@@ -572,8 +599,9 @@ static int client_new(struct clients *cs, const struct ucred *creator, bool rest
 	cs->list = c;
 	if (fd_out)
 		*fd_out = sv[1];
-	log_info(c->name, "client of %s (%s)%s, ds-max %u", device, c->tgt.name,
-		 spec->readonly || c->tgt.readonly ? ", read-only" : "", spec->ds_max);
+	log_info(c->name, "client of %s (%s)%s, ds-max %u%s", device, c->tgt.name,
+		 spec->readonly || c->tgt.readonly ? ", read-only" : "", spec->ds_max,
+		 qos_text(&spec->qos, qtext, sizeof(qtext)));
 	*out = c;
 	return 0;
 fail:
@@ -618,6 +646,19 @@ static struct client *find_dynamic(struct clients *cs, const struct destroy_args
 	return NULL;
 }
 
+void clients_qos_from_ctl(const struct ctl_qos *q, struct qos_limits *out)
+{
+	for (int k = 0; k < QOS_NKEYS; k++)
+		out->v[k] = q->v[k];
+}
+
+/* The limits, each by its create() word (0: none). */
+static void write_qos(struct rec_out *o, const struct qos_limits *l)
+{
+	for (int k = 0; k < QOS_NKEYS; k++)
+		rec_u64(o, ctl_qos_names[k], l->v[k]);
+}
+
 static void write_counters(struct rec_out *o, const struct vblk_stats *s)
 {
 	rec_u64(o, "reads", s->reads);
@@ -628,6 +669,7 @@ static void write_counters(struct rec_out *o, const struct vblk_stats *s)
 	rec_u64(o, "errors", s->errors);
 	rec_u64(o, "bytes-read", s->bytes_read);
 	rec_u64(o, "bytes-written", s->bytes_written);
+	rec_u64(o, "throttled", s->throttled);
 }
 
 /* inventory_holder_fn: a whole disk and its partitions exclude each other,
@@ -682,6 +724,7 @@ void clients_report(const struct clients *cs, enum ctl_cmd what, struct rec_out 
 			rec_str(o, "target", c->tgt.name);
 			rec_str(o, "controller", ci < h->nctrls ? nvme_ctrl_info(h->ctrls[ci])->bdf : "");
 		}
+		write_qos(o, &c->qos);
 		write_counters(o, client_stats(c));
 		rec_end(o);
 	}
@@ -778,6 +821,82 @@ static void record_write(struct client *c, unsigned nwords, const char *const *w
 	}
 }
 
+/* The record of a client whose limits changed, written again from what
+ * it is now (the create() words that would make it so). */
+static void record_rewrite(struct client *c)
+{
+	const struct ucred peer = { .uid = c->creator, .gid = c->creator_gid };
+	char buf[CTL_MAX_WORDS][CTL_SOCKET_PATH_SIZE + 32];
+	const char *words[CTL_MAX_WORDS];
+	unsigned n = 0;
+
+	if (!c->record[0])
+		return;
+	snprintf(buf[n++], sizeof(buf[0]), "create");
+	snprintf(buf[n++], sizeof(buf[0]), "%d", CTL_OBJ_VIRTIO_BLK);
+	snprintf(buf[n++], sizeof(buf[0]), "ds-max=%u", c->ds_max);
+	if (c->readonly)
+		snprintf(buf[n++], sizeof(buf[0]), "read-only");
+	if (c->vep)
+		snprintf(buf[n++], sizeof(buf[0]), "vduse=%s", c->vduse);
+	else
+		snprintf(buf[n++], sizeof(buf[0]), "socket=%s", c->name);
+	for (int k = 0; k < QOS_NKEYS; k++)
+		if (c->qos.v[k])
+			snprintf(buf[n++], sizeof(buf[0]), "%s=%llu", ctl_qos_names[k],
+				 (unsigned long long)c->qos.v[k]);
+	for (unsigned i = 0; i < n; i++)
+		words[i] = buf[i];
+	/* device= last: the one word that may be longer than the others. */
+	{
+		char dev[sizeof(c->device) + 8];
+
+		snprintf(dev, sizeof(dev), "device=%s", c->device);
+		words[n++] = dev;
+		record_write(c, n, words, &peer);
+	}
+}
+
+/* nvme-drv-ctl qos CLIENT LIMIT...: the limits given change now, the
+ * others stay. A static client's are the operator's (root or the server's
+ * user); a dynamic one's also its creator's, as destroy. */
+static int client_set_qos(struct ctl_conn *cc, const struct qos_args *a, char *why,
+			  size_t whylen)
+{
+	struct client *c;
+	struct qos_limits l;
+	char qtext[160];
+	uid_t uid = cc->peer.uid;
+	int rc;
+
+	for (c = cc->cs->list; c; c = c->next)
+		if (strcmp(c->name, a->name) == 0 || (c->vep && strcmp(c->vduse, a->name) == 0))
+			break;
+	if (!c) {
+		snprintf(why, whylen, "no client %s (nvme-drv-ctl list names them)", a->name);
+		return -ENOENT;
+	}
+	if (uid != 0 && uid != geteuid() && (c->is_static || uid != c->creator)) {
+		snprintf(why, whylen, "uid %u may not change the limits of client %s", (unsigned)uid,
+			 c->name);
+		return -EPERM;
+	}
+	l = c->qos;
+	for (int k = 0; k < QOS_NKEYS; k++)
+		if (a->qos.set & (1u << k))
+			l.v[k] = a->qos.v[k];
+	rc = c->vep ? vduse_ep_set_qos(c->vep, &l) : vhu_ep_set_qos(c->ep, &l);
+	if (rc) {
+		snprintf(why, whylen, "cannot set the limits of %s: %s", c->name, strerror(-rc));
+		return rc;
+	}
+	c->qos = l;
+	log_info(c->name, "limits changed%s", qos_text(&l, qtext, sizeof(qtext))[0] ? qtext
+										 : ": none");
+	record_rewrite(c);
+	return 0;
+}
+
 /* Makes one recorded client again. Returns 0 or -errno (why says). */
 static int record_restore(struct clients *cs, const char *name, char *why, size_t whylen)
 {
@@ -830,7 +949,7 @@ static int record_restore(struct clients *cs, const char *name, char *why, size_
 	cred.uid = uid;
 	cred.gid = gid;
 	{
-		const struct client_spec spec = {
+		struct client_spec spec = {
 			.device = a.device,
 			.ds_max = a.ds_max,
 			.readonly = a.read_only,
@@ -838,6 +957,7 @@ static int record_restore(struct clients *cs, const char *name, char *why, size_
 			.vduse = a.transport == CTL_TRANSPORT_VDUSE ? a.vduse : NULL,
 		};
 
+		clients_qos_from_ctl(&a.qos, &spec.qos);
 		rc = client_new(cs, &cred, true, &spec, NULL, &c, why, whylen);
 	}
 	if (rc)
@@ -886,7 +1006,7 @@ static void ctl_handle(struct ctl_conn *cc, const char *msg, size_t len)
 	switch (rq.cmd) {
 	case CTL_CMD_CREATE: {
 		struct client *c;
-		const struct client_spec spec = {
+		struct client_spec spec = {
 			.device = rq.create.device,
 			.ds_max = rq.create.ds_max,
 			.readonly = rq.create.read_only,
@@ -894,6 +1014,7 @@ static void ctl_handle(struct ctl_conn *cc, const char *msg, size_t len)
 			.vduse = rq.create.transport == CTL_TRANSPORT_VDUSE ? rq.create.vduse : NULL,
 		};
 
+		clients_qos_from_ctl(&rq.create.qos, &spec.qos);
 		if (spec.socket) {
 			rc = ctl_check_socket_in_dir(cc->cs->sock_dir, spec.socket, why, sizeof(why));
 			if (rc) {
@@ -959,6 +1080,13 @@ static void ctl_handle(struct ctl_conn *cc, const char *msg, size_t len)
 		ctl_ok(cc, "");
 		return;
 	}
+	case CTL_CMD_QOS:
+		rc = client_set_qos(cc, &rq.qos, why, sizeof(why));
+		if (rc)
+			ctl_error(cc, rc, why);
+		else
+			ctl_ok(cc, "");
+		return;
 	case CTL_CMD_LIST:
 	case CTL_CMD_DISKS:
 	case CTL_CMD_STATS: {

@@ -36,7 +36,11 @@ struct client_spec {
 	const char *socket;	/* vhost-user: listen on this path; or */
 	const char *vduse;	/* VDUSE: make the kernel block device of this name; */
 	/* neither: *fd_out receives the front end's end of a socket pair. */
+	struct qos_limits qos;	/* all 0: no limits */
 };
+
+/* The limits a --qos list or create()'s words gave (ctl_qos.set aside). */
+void clients_qos_from_ctl(const struct ctl_qos *q, struct qos_limits *out);
 
 /* Creates a client of spec->device. A VDUSE client's block device appears
  * a moment later (once the kernel's driver has probed it).

@@ -45,6 +45,7 @@ struct static_client {
 	const char *device;
 	unsigned ds_max;
 	bool readonly;
+	struct ctl_qos qos;
 };
 
 #define STR_(x) #x
@@ -75,6 +76,12 @@ static void usage(FILE *f)
 		"                     queue, so it offers N-1 queues (at most 4) and needs N >= 2\n"
 		"  --readonly, --read-only\n"
 		"                     read-only access (create()'s read-only)\n"
+		"  --qos LIMIT[,LIMIT...]\n"
+		"                     I/O limits per second (create()'s words): iops=N, riops=N,\n"
+		"                     wiops=N (requests: all, reads, writes), bps=N, rbps=N,\n"
+		"                     wbps=N (bytes; K, M, G, T suffixes); 0: none. Writes\n"
+		"                     include flushes, discards and write-zeroes. nvme-drv-ctl\n"
+		"                     qos changes them at run time\n"
 		"Dynamic clients:\n"
 		"  --svr PATH         control socket for create()/destroy/list (see nvme-drv-ctl),\n"
 		"                     made with mode 0600: whoever may connect (chmod, chgrp it\n"
@@ -249,13 +256,15 @@ static int start_clients(struct host *h, struct evloop *loop, const struct confi
 	/* Static clients claim their devices before anyone else can. */
 	for (unsigned i = 0; i < cfg->nsc; i++) {
 		const struct static_client *sc = &cfg->sc[i];
-		const struct client_spec spec = {
+		struct client_spec spec = {
 			.device = sc->device,
 			.ds_max = sc->ds_max,
 			.readonly = sc->readonly,
 			.socket = sc->socket,
 			.vduse = sc->vduse,
 		};
+
+		clients_qos_from_ctl(&sc->qos, &spec.qos);
 
 		rc = clients_create(cs, true, &spec, NULL, why, sizeof(why));
 		if (rc) {
@@ -505,7 +514,8 @@ static int resolve_socket_dir(struct config *cfg)
 int main(int argc, char **argv)
 {
 	enum { OPT_CLIENT = 0x200, OPT_DEVICE, OPT_DS_MAX, OPT_READONLY, OPT_SVR, OPT_SOCKET_DIR,
-	       OPT_STATE_DIR, OPT_JSON, OPT_SOCKET_OWNER, OPT_SOCKET_MODE, OPT_POLL_MAX_US };
+	       OPT_STATE_DIR, OPT_JSON, OPT_SOCKET_OWNER, OPT_SOCKET_MODE, OPT_POLL_MAX_US,
+	       OPT_QOS };
 	static const struct option longopts[] = {
 		{ "list", no_argument, NULL, 'l' },
 		{ "json", no_argument, NULL, OPT_JSON },
@@ -514,6 +524,7 @@ int main(int argc, char **argv)
 		{ "ds-max", required_argument, NULL, OPT_DS_MAX },
 		{ "readonly", no_argument, NULL, OPT_READONLY },
 		{ "read-only", no_argument, NULL, OPT_READONLY },
+		{ "qos", required_argument, NULL, OPT_QOS },
 		{ "svr", required_argument, NULL, OPT_SVR },
 		{ "state-dir", required_argument, NULL, OPT_STATE_DIR },
 		{ "socket-dir", required_argument, NULL, OPT_SOCKET_DIR },
@@ -582,17 +593,27 @@ int main(int argc, char **argv)
 		case OPT_DEVICE:
 		case OPT_DS_MAX:
 		case OPT_READONLY:
+		case OPT_QOS:
 			if (!cur) {
 				/* By name: argv[optind - 1] is the value when it came
 				 * as a separate word (--ds-max 4). */
 				log_err(NULL, "%s belongs to a client: give --client SOCKET (or "
 					"vduse:NAME) first",
 					opt == OPT_DEVICE ? "--device" : opt == OPT_DS_MAX ? "--ds-max"
-											  : "--readonly");
+					: opt == OPT_QOS ? "--qos" : "--readonly");
 				return 1;
 			}
 			if (opt == OPT_READONLY) {
 				cur->readonly = true;
+			} else if (opt == OPT_QOS) {
+				if (cur->qos.set) {
+					log_err(NULL, "--client %s: --qos given twice", cur->arg);
+					return 1;
+				}
+				if (ctl_parse_qos_list(optarg, &cur->qos, why, sizeof(why))) {
+					log_err(NULL, "--qos %s: %s", optarg, why);
+					return 1;
+				}
 			} else if (opt == OPT_DS_MAX) {
 				if (ctl_parse_ds_max(optarg, &cur->ds_max, why, sizeof(why))) {
 					log_err(NULL, "--ds-max %s: %s", optarg, why);

@@ -139,7 +139,29 @@ struct nvme_range {
 struct nvme_share {
 	uint64_t last_round;	/* the turn of the owner's newest waiting request */
 	unsigned waiting;	/* its requests on a pending list */
+	unsigned held;		/* its requests the queue pair has (waiting or sent) */
+	struct nvme_qpair *qp;	/* the queue pair that has them */
 };
+
+/* Turns for waiting requests are not enough: a request waits for a slot
+ * only while its queue is full, and then goes behind every command sent
+ * before it, on any queue of the controller (a QD1 owner next to a QD256
+ * one waited behind 255 commands in the controller, 20 times as long as
+ * alone, whether on the same queue pair or another). So while a
+ * controller is shared (two or more owners have requests there, or had in
+ * the last NVME_SHARE_GRACE_MS), an owner should hold no more than
+ * NVME_SHARE_RATIO times what the others hold on average, and at least
+ * NVME_SHARE_MIN: the rest of its requests it keeps itself (a virtqueue
+ * leaves them in its ring) until one of its own completes.
+ * nvme_share_full() says when it holds that many. Owners of like demand
+ * are never held back (16 at QD8 hold 8 each); an owner alone never is.
+ * The price: a QD256 owner beside a QD1 one gets 4 commands at a time,
+ * and on QEMU's NVMe about half its throughput alone (t-qos.sh). 2 instead of
+ * 4 changed neither its throughput nor the other's latency there. */
+#define NVME_SHARE_MIN 4
+#define NVME_SHARE_RATIO 4
+#define NVME_SHARE_GRACE_MS 20
+bool nvme_share_full(const struct nvme_qpair *qp, const struct nvme_share *s);
 
 /* One block request. The driver splits it into as many commands as MDTS,
  * NLB widths, list sizes and the DSM/Write Zeroes limits require; `done`

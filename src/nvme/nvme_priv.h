@@ -123,6 +123,12 @@ struct nvme_ctrl {
 	bool dbbuf_failed;
 	unsigned resets;
 	bool failed;
+	/* Owners (nvme_share) with requests on any queue pair, the requests
+	 * they hold in all, and until when the controller counts as shared
+	 * (nvme_share_full); 0: it never was. */
+	unsigned share_owners;
+	unsigned share_held;
+	uint64_t shared_until_ms;
 };
 
 uint64_t nvme_now_ms(void);

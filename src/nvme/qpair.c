@@ -491,8 +491,32 @@ static void pend_push(struct nvme_qpair *qp, struct nvme_req *r)
  * back while the SQ was full). */
 static void req_maybe_done(struct nvme_req *r)
 {
-	if (r->inflight == 0 && !r->queued && req_fully_issued(r))
+	struct nvme_share *s = r->share;
+
+	if (r->inflight == 0 && !r->queued && req_fully_issued(r)) {
+		if (s && s->held && s->qp) {
+			struct nvme_ctrl *c = s->qp->ctrl;
+
+			c->share_held--;
+			if (!--s->held)
+				c->share_owners--;
+		}
 		r->done(r);
+	}
+}
+
+bool nvme_share_full(const struct nvme_qpair *qp, const struct nvme_share *s)
+{
+	const struct nvme_ctrl *c = qp->ctrl;
+	unsigned others, cap;
+
+	if (s->held < NVME_SHARE_MIN)
+		return false;
+	if (c->share_owners < 2 && (!c->shared_until_ms || nvme_now_ms() >= c->shared_until_ms))
+		return false;
+	others = c->share_owners - 1u;	/* s holds some: it is one of them */
+	cap = others ? NVME_SHARE_RATIO * ((c->share_held - s->held) / others) : 0;
+	return s->held >= (cap > NVME_SHARE_MIN ? cap : NVME_SHARE_MIN);
 }
 
 /* Issues commands for queued requests while trackers are free, and
@@ -602,6 +626,17 @@ int nvme_submit(struct nvme_qpair *qp, struct nvme_req *r)
 	/* Flush covers nothing, so mark it by one pseudo-LBA to issue. */
 	if (r->opc == NVME_CMD_FLUSH)
 		r->nlb = 1;
+	if (r->share) {
+		struct nvme_ctrl *c = qp->ctrl;
+
+		if (r->share->held++ == 0) {
+			r->share->qp = qp;
+			c->share_owners++;
+		}
+		c->share_held++;
+		if (c->share_owners > 1)
+			c->shared_until_ms = nvme_now_ms() + NVME_SHARE_GRACE_MS;
+	}
 	pend_push(qp, r);
 	qpair_issue(qp);
 	return 0;

@@ -8,7 +8,12 @@
  * Request: the words of the call, each NUL-terminated, in one message of
  * at most CTL_MSG_MAX bytes:
  *     "create" "0" "device=DEV" ["ds-max=N"] ["read-only"] ["socket=PATH"] ["vduse=NAME"]
+ *              [LIMIT...]
  *     "destroy" "PATH-or-NAME"
+ *     "qos" "CLIENT" LIMIT...   changes the client's limits named, at once
+ *   LIMIT: "iops=N" "riops=N" "wiops=N" (requests per second: all, reads,
+ *   writes) or "bps=N" "rbps=N" "wbps=N" (bytes per second, N with an
+ *   optional K, M, G or T); 0 is no limit (ctl/args.h gives the bounds).
  *     "list" ["json"]     the clients
  *     "disks" ["json"]    controllers, namespaces, partitions and who holds each
  *     "stats" ["json"]    I/O counters per client and per controller

@@ -1252,6 +1252,11 @@ const struct vblk_stats *vduse_ep_stats(const struct vduse_ep *ep)
 	return vblk_stats(ep->dev);
 }
 
+int vduse_ep_set_qos(struct vduse_ep *ep, const struct qos_limits *l)
+{
+	return vblk_set_qos(ep->dev, l);
+}
+
 unsigned vduse_ep_quiesce(struct vduse_ep *ep)
 {
 	ep->handover = true;

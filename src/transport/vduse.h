@@ -84,6 +84,8 @@ bool vduse_ep_stop(struct vduse_ep *ep);
  * first. Client memory stays mapped until the I/O in flight has ended. */
 void vduse_ep_destroy(struct vduse_ep *ep);
 const struct vblk_stats *vduse_ep_stats(const struct vduse_ep *ep);
+/* vblk_set_qos() of the device. */
+int vduse_ep_set_qos(struct vduse_ep *ep, const struct qos_limits *l);
 /* Hand-over: takes no more requests; returns how many are still in
  * flight. Once none is, vduse_ep_destroy() leaves the device on the vdpa
  * bus with its inflight log, for a successor to take over: the kernel's

@@ -824,6 +824,11 @@ const struct vblk_stats *vhu_ep_stats(const struct vhu_ep *ep)
 	return vblk_stats(ep->dev);
 }
 
+int vhu_ep_set_qos(struct vhu_ep *ep, const struct qos_limits *l)
+{
+	return vblk_set_qos(ep->dev, l);
+}
+
 unsigned vhu_ep_quiesce(struct vhu_ep *ep)
 {
 	vblk_quiesce(ep->dev);

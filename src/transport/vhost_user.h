@@ -30,6 +30,8 @@ int vhu_ep_adopt(struct evloop *loop, int fd, const struct vblk_conf *conf,
  * client memory stays mapped until I/O in flight has ended. */
 void vhu_ep_destroy(struct vhu_ep *ep);
 const struct vblk_stats *vhu_ep_stats(const struct vhu_ep *ep);
+/* vblk_set_qos() of the device. */
+int vhu_ep_set_qos(struct vhu_ep *ep, const struct qos_limits *l);
 /* Hand-over: takes no more requests (vblk_quiesce); returns how many are
  * still in flight. Destroy the endpoint once none is: the front end sees
  * a disconnect and reconnects to the successor, which finds nothing of

@@ -5,12 +5,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/epoll.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <stdio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "nvme/nvme.h"
 #include "spec/vhost_user.h"
+#include "util/evloop.h"
 #include "util/log.h"
 #include "util/memguard.h"
 #include "virtio/blk_req.h"
@@ -58,6 +62,7 @@ struct vqueue {
 	bool started;
 	bool enabled;
 	bool stopping;		/* taking no more; stops when inflight is 0 */
+	bool fair_wait;		/* holds its part of a shared queue pair (nvme_share_full) */
 	bool start_pending;	/* started, taking nothing until old I/O ends */
 	/* Its turn among the other queues on its NVMe queue pair when that is
 	 * full: a virtqueue maps to one queue pair (pick_qp). */
@@ -72,6 +77,9 @@ struct vqueue {
 	uint64_t counter;
 	uint16_t *resubmit;
 	unsigned nresubmit, resubmit_pos;
+	/* Taken and held back by a QoS limit (the end of this file): the
+	 * queue takes nothing more until it has gone to the controller. */
+	struct vblk_io *held;
 };
 
 struct vblk_io {
@@ -125,7 +133,20 @@ struct vblk {
 	bool quiesced;		/* vblk_quiesce(): a successor takes the rest */
 	bool broken;
 	struct vblk_stats stats;
+	/* QoS (the end of this file): the buckets, the timer that lets held
+	 * requests go (armed only while one is held, so that an idle server
+	 * sleeps), and which queue's turn is first. */
+	struct qos qos;
+	int qos_fd;
+	uint64_t qos_deadline;	/* CLOCK_MONOTONIC ns the timer is armed for; 0: not */
+	unsigned nheld;
+	unsigned qos_next;
 };
+
+static bool qos_hold(struct vblk *d, struct vqueue *v, struct vblk_io *io);
+static void qos_flush(struct vblk *d, unsigned q);
+static void qos_drop(struct vblk *d);
+static void qos_close(struct vblk *d);
 
 /* ---- memory ---- */
 
@@ -472,6 +493,7 @@ int vblk_new(const struct vblk_conf *conf, const struct vblk_ops *ops, void *ctx
 {
 	const struct nvme_ctrl_info *ci;
 	struct vblk *d;
+	int rc;
 
 	if (!conf->num_queues || conf->num_queues > VBLK_MAX_QUEUES || !conf->ds_max ||
 	    conf->ds_max > VBLK_DS_MAX_LIMIT)
@@ -524,6 +546,13 @@ int vblk_new(const struct vblk_conf *conf, const struct vblk_ops *ops, void *ctx
 		d->features |= VIRTIO_BIT(VIRTIO_BLK_F_WRITE_ZEROES);
 	for (unsigned q = 0; q < VBLK_MAX_QUEUES; q++)
 		vq_init(&d->vqs[q].vq, &mem_ops, d);
+	d->qos_fd = -1;
+	rc = vblk_set_qos(d, &conf->qos);
+	if (rc) {
+		free(d->trusted);
+		free(d);
+		return rc;
+	}
 	memguard_install();
 	*out = d;
 	return 0;
@@ -533,6 +562,7 @@ int vblk_new(const struct vblk_conf *conf, const struct vblk_ops *ops, void *ctx
 static void vblk_free(struct vblk *d)
 {
 	drop_table(d);
+	qos_close(d);
 	while (d->free_ios) {
 		struct vblk_io *io = d->free_ios;
 		d->free_ios = io->next_free;
@@ -562,9 +592,10 @@ void vblk_reset(struct vblk *d)
 	 * until then). The counters below are the new session's. */
 	d->gen++;
 	d->old_inflight = d->inflight;
+	qos_drop(d);	/* never sent: nothing of them reaches the controller */
 	for (unsigned q = 0; q < VBLK_MAX_QUEUES; q++) {
 		struct vqueue *v = &d->vqs[q];
-		v->started = v->enabled = v->stopping = v->start_pending = false;
+		v->started = v->enabled = v->stopping = v->start_pending = v->fair_wait = false;
 		v->inflight = 0;
 		v->taken = 0;
 		v->num = 0;
@@ -582,6 +613,10 @@ void vblk_reset(struct vblk *d)
 void vblk_quiesce(struct vblk *d)
 {
 	d->quiesced = true;
+	/* Requests held back by a limit were taken: they go now, so that they
+	 * are in the used ring before the successor takes over. */
+	for (unsigned q = 0; q < d->conf.num_queues; q++)
+		qos_flush(d, q);
 }
 
 void vblk_destroy(struct vblk *d)
@@ -590,6 +625,7 @@ void vblk_destroy(struct vblk *d)
 		return;
 	vblk_reset(d);
 	d->destroying = true;
+	qos_close(d);
 	if (d->inflight == 0 && d->busy == 0)
 		vblk_free(d);
 }
@@ -881,6 +917,7 @@ int vblk_vq_stop(struct vblk *d, unsigned q)
 	 * the used ring first, or the driver would wait for it forever. */
 	v->base = vq_get_base(&v->vq);
 	v->start_pending = false;
+	qos_flush(d, q);	/* taken before base: it must reach the used ring */
 	if (v->inflight) {
 		v->stopping = true;
 		return 0;
@@ -953,7 +990,7 @@ static void io_unref(struct vblk *d, struct vblk_io *io)
 static bool runnable(const struct vblk *d, const struct vqueue *v)
 {
 	return v->started && v->enabled && !v->stopping && !v->start_pending && !d->broken &&
-	       !d->destroying && !d->quiesced;
+	       !d->destroying && !d->quiesced && !v->held;
 }
 
 static void vanished(struct vblk *d, unsigned q)
@@ -1044,6 +1081,11 @@ static void nvme_done(struct nvme_req *r)
 		ring_kicks_on(d, v);
 		v->started = false;
 		d->ops->drained(d->ctx, q);
+	}
+	/* One of its own ended: the queue may take again what it left. */
+	if (same_session && v->fair_wait) {
+		v->fair_wait = false;
+		vblk_vq_kick(d, q);
 	}
 	release(d);
 }
@@ -1272,6 +1314,12 @@ void vblk_vq_kick(struct vblk *d, unsigned q)
 
 		if (!io)
 			break;	/* retried on the next kick or completion */
+		if (nvme_share_full(pick_qp(d, q), &v->share)) {
+			/* The rest stays in the ring until one of ours ends. */
+			io_put(d, io);
+			v->fair_wait = true;
+			break;
+		}
 		if (v->taken >= v->num) {
 			/* More requests than the ring has room for: the driver made
 			 * a head available again before it was used (2.7.13). */
@@ -1311,8 +1359,250 @@ void vblk_vq_kick(struct vblk *d, unsigned q)
 			io_finish(io, io->req.status, 0);
 			continue;
 		}
+		if (qos_hold(d, v, io))
+			break;
 		io_start(d, io);
 	}
 	nvme_qpair_unplug(pick_qp(d, q));
 	release(d);
+}
+
+/* ---- QoS ----
+ *
+ * A request a limit holds back (vblk/qos.h) has been taken from its ring
+ * and parsed: it waits in vqueue.held, in order (its queue takes nothing
+ * more meanwhile), until the timer lets it go. Until then it is a
+ * request waiting to be issued: a queue stopped (GET_VRING_BASE) or
+ * quiesced (hand-over) issues it at once, limit or not, so that it
+ * reaches the used ring; a reset (a new session) drops it unanswered, as
+ * the driver that posted it is gone. Only requests that reach the
+ * controller count: reads, writes, flushes, discards, write-zeroes. */
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static bool qos_counts(const struct vblk_io *io)
+{
+	switch (io->req.type) {
+	case VIRTIO_BLK_T_IN:
+	case VIRTIO_BLK_T_OUT:
+	case VIRTIO_BLK_T_FLUSH:
+	case VIRTIO_BLK_T_DISCARD:
+	case VIRTIO_BLK_T_WRITE_ZEROES:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static enum qos_dir qos_dir_of(const struct vblk_io *io)
+{
+	return io->req.type == VIRTIO_BLK_T_IN ? QOS_READ : QOS_WRITE;
+}
+
+static uint64_t qos_bytes(const struct vblk *d, const struct vblk_io *io)
+{
+	if (io->req.type != VIRTIO_BLK_T_IN && io->req.type != VIRTIO_BLK_T_OUT)
+		return 0;
+	return (uint64_t)io->req.nlb * d->vt.lba_size;
+}
+
+/* Arms the timer for the earliest moment a held request may go, or
+ * disarms it when none is held (or none may go: a broken device waits
+ * for its reset). */
+static void qos_rearm(struct vblk *d)
+{
+	struct itimerspec its = { { 0, 0 }, { 0, 0 } };
+	uint64_t now = now_ns(), wait = UINT64_MAX, at = 0;
+
+	if (d->qos_fd < 0)
+		return;
+	for (unsigned q = 0; q < d->conf.num_queues && d->nheld && !d->broken; q++) {
+		struct vblk_io *io = d->vqs[q].held;
+		struct qos probe = d->qos;	/* qos_admit charges: ask a copy */
+		uint64_t w;
+
+		if (!io)
+			continue;
+		w = qos_admit(&probe, qos_dir_of(io), qos_bytes(d, io), now);
+		if (w < wait)
+			wait = w;
+	}
+	if (wait != UINT64_MAX)
+		at = now + (wait ? wait : 1);
+	if (at == d->qos_deadline)
+		return;
+	its.it_value.tv_sec = (time_t)(at / 1000000000ull);
+	its.it_value.tv_nsec = (long)(at % 1000000000ull);
+	if (timerfd_settime(d->qos_fd, TFD_TIMER_ABSTIME, &its, NULL) != 0) {
+		/* Cannot happen with a valid fd and time; were it to, the held
+		 * requests go at the next kick of their queue's neighbours. */
+		log_err(d->name, "QoS timer: %s", strerror(errno));
+		return;
+	}
+	d->qos_deadline = at;
+}
+
+/* The request was taken while queue v's turn was not due, or while
+ * another request waits: it waits too. Returns false when it may go. */
+static bool qos_hold(struct vblk *d, struct vqueue *v, struct vblk_io *io)
+{
+	if (!qos_active(&d->qos) || !qos_counts(io))
+		return false;
+	if (!d->nheld && qos_admit(&d->qos, qos_dir_of(io), qos_bytes(d, io), now_ns()) == 0)
+		return false;
+	v->held = io;
+	d->nheld++;
+	d->stats.throttled++;
+	qos_rearm(d);
+	return true;
+}
+
+/* Pins the regions io's data buffers lie in now: the memory table may
+ * have changed while it waited (a front end sends SET_MEM_TABLE again on
+ * memory hot-plug), and the controller must move data only into memory
+ * that stays mapped until io ends. The regions its header and status were
+ * parsed in stay pinned too: they are written where they were read.
+ * Returns false when a buffer is in no region now, or too many regions
+ * would be held. */
+static bool io_ref_data(struct vblk *d, struct vblk_io *io)
+{
+	for (unsigned i = 0; i < io->req.ndata; i++) {
+		struct region *r = find_gpa(d, io->req.data[i].gpa, io->req.data[i].len);
+		bool have = false;
+
+		if (!r)
+			return false;
+		for (unsigned k = 0; k < io->nrefs && !have; k++)
+			have = io->refs[k] == r;
+		if (have)
+			continue;
+		if (io->nrefs == VBLK_MAX_SEGS)
+			return false;
+		r->refs++;
+		io->refs[io->nrefs++] = r;
+	}
+	return true;
+}
+
+/* Sends queue q's held request; one whose data the client has taken out
+ * of its memory meanwhile fails (IOERR), as at io_start(). */
+static void qos_start(struct vblk *d, unsigned q)
+{
+	struct vblk_io *io = d->vqs[q].held;
+
+	d->vqs[q].held = NULL;
+	d->nheld--;
+	if (!io_ref_data(d, io)) {
+		log_debug(d->name, "queue %u: a held request's data left the memory table", q);
+		io_finish(io, VIRTIO_BLK_S_IOERR, 0);
+		return;
+	}
+	io_start(d, io);
+}
+
+/* Lets every held request go that the limits admit now, each queue in
+ * turn (the first turn moves on each time), and takes more from the
+ * queues that were let go. */
+static void qos_release(struct vblk *d)
+{
+	unsigned n = d->conf.num_queues;
+	uint64_t now = now_ns();
+
+	hold(d);
+	for (unsigned i = 0; i < n && d->nheld && !d->broken && !d->destroying; i++) {
+		unsigned q = (d->qos_next + i) % n;
+		struct vblk_io *io = d->vqs[q].held;
+
+		if (!io || !d->vqs[q].started ||
+		    qos_admit(&d->qos, qos_dir_of(io), qos_bytes(d, io), now) != 0)
+			continue;
+		qos_start(d, q);
+		vblk_vq_kick(d, q);
+	}
+	d->qos_next = (d->qos_next + 1) % n;
+	qos_rearm(d);
+	release(d);
+}
+
+static void qos_on_timer(void *arg, uint32_t events)
+{
+	struct vblk *d = arg;
+	uint64_t ticks;
+
+	(void)events;
+	if (read(d->qos_fd, &ticks, sizeof(ticks)) < 0)
+		return;	/* re-armed since it fired */
+	d->qos_deadline = 0;
+	qos_release(d);
+}
+
+static void qos_flush(struct vblk *d, unsigned q)
+{
+	if (!d->vqs[q].held)
+		return;
+	hold(d);
+	qos_start(d, q);
+	qos_rearm(d);
+	release(d);
+}
+
+static void qos_drop(struct vblk *d)
+{
+	for (unsigned q = 0; q < VBLK_MAX_QUEUES; q++) {
+		struct vblk_io *io = d->vqs[q].held;
+
+		if (!io)
+			continue;
+		d->vqs[q].held = NULL;
+		io_unref(d, io);
+		io_put(d, io);
+	}
+	d->nheld = 0;
+	qos_rearm(d);
+}
+
+static void qos_close(struct vblk *d)
+{
+	if (d->qos_fd < 0)
+		return;
+	evloop_del(d->conf.loop, d->qos_fd);
+	close(d->qos_fd);
+	d->qos_fd = -1;
+}
+
+int vblk_set_qos(struct vblk *d, const struct qos_limits *l)
+{
+	bool any = false;
+	int rc;
+
+	if (qos_check(l))
+		return -EINVAL;
+	for (int k = 0; k < QOS_NKEYS; k++)
+		any |= l->v[k] != 0;
+	if (any && !d->conf.loop)
+		return -EINVAL;
+	if (any && d->qos_fd < 0) {
+		int fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+
+		if (fd < 0)
+			return -errno;
+		rc = evloop_add(d->conf.loop, fd, EPOLLIN, qos_on_timer, d);
+		if (rc) {
+			close(fd);
+			return rc;
+		}
+		d->qos_fd = fd;
+		d->qos_deadline = 0;
+	}
+	qos_set(&d->qos, l, now_ns());
+	d->conf.qos = *l;
+	/* Held requests are judged again under the new limits now. */
+	qos_release(d);
+	return 0;
 }

@@ -16,6 +16,7 @@
 #include <sys/types.h>
 
 #include "blk/disk.h"
+#include "vblk/qos.h"
 #include "spec/virtio_blk.h"
 
 #define VBLK_MAX_QUEUES 16
@@ -24,6 +25,7 @@
 #define VBLK_DS_MAX_DEFAULT 2	/* as in L4Re */
 
 struct vblk;
+struct evloop;
 
 /* A file whose memory may be used for DMA (-d/--register-ds). */
 struct vblk_trusted {
@@ -40,6 +42,10 @@ struct vblk_conf {
 	unsigned ntrusted;
 	unsigned num_queues;		/* virtqueues offered (1..VBLK_MAX_QUEUES) */
 	unsigned qp_first;		/* spreads clients over the I/O queues */
+	/* Limits (vblk/qos.h; all 0: none), and the loop whose timer lets
+	 * requests held back by them go (NULL: no limits can be set). */
+	struct qos_limits qos;
+	struct evloop *loop;
 };
 
 struct vblk_ops {
@@ -65,6 +71,7 @@ struct vblk_stats {
 	uint64_t reads, writes, flushes, discards, write_zeroes, get_ids;
 	uint64_t bytes_read, bytes_written;
 	uint64_t errors;	/* requests answered IOERR or UNSUPP */
+	uint64_t throttled;	/* requests held back by a QoS limit */
 };
 
 int vblk_new(const struct vblk_conf *conf, const struct vblk_ops *ops, void *ctx, struct vblk **out);
@@ -84,6 +91,10 @@ void vblk_get_config(const struct vblk *d, struct virtio_blk_config *cfg);
 unsigned vblk_num_queues(const struct vblk *d);
 unsigned vblk_ds_max(const struct vblk *d);
 const struct vblk_stats *vblk_stats(const struct vblk *d);
+/* Changes the limits at once: requests held back are judged again now.
+ * Errors: -EINVAL (a value outside qos_check's bounds, or limits without
+ * conf->loop), or timerfd's. */
+int vblk_set_qos(struct vblk *d, const struct qos_limits *l);
 unsigned vblk_inflight(const struct vblk *d);
 
 /* Memory. Each takes ownership of the fds it is given (closes them, on

@@ -21,6 +21,20 @@ static void check_why(const char *why)
 	FUZZ_ASSERT(!fuzz_has_control(why));
 }
 
+/* Limits: only keys given are set, each 0 or inside its bounds. */
+static void check_qos(const struct ctl_qos *q)
+{
+	FUZZ_ASSERT(q->set < (1u << CTL_QOS_NKEYS));
+	for (int k = 0; k < CTL_QOS_NKEYS; k++) {
+		bool bytes = k == CTL_QOS_BPS || k == CTL_QOS_RBPS || k == CTL_QOS_WBPS;
+		uint64_t v = q->v[k];
+
+		FUZZ_ASSERT((q->set & (1u << k)) || v == 0);
+		FUZZ_ASSERT(v == 0 || (bytes ? v >= CTL_QOS_BPS_MIN && v <= CTL_QOS_BPS_MAX
+					     : v <= CTL_QOS_IOPS_MAX));
+	}
+}
+
 static void check_create(const struct create_args *a)
 {
 	char why[CTL_WHY_MAX];
@@ -44,6 +58,7 @@ static void check_create(const struct create_args *a)
 	default:
 		FUZZ_ASSERT(!"transport out of range");
 	}
+	check_qos(&a->qos);
 	/* client_new's next step; only the sanitizers judge it here (the
 	 * devname target checks its results). */
 	(void)devname_parse(a->device, &dn);
@@ -112,6 +127,12 @@ static void as_request(const uint8_t *data, size_t size)
 		else
 			FUZZ_ASSERT(rq.destroy.transport == CTL_TRANSPORT_VDUSE &&
 				    ctl_check_vduse_name(rq.destroy.name, why, sizeof(why)) == 0);
+	} else if (rq.cmd == CTL_CMD_QOS) {
+		FUZZ_ASSERT(n >= 3 && rq.qos.qos.set != 0);
+		FUZZ_ASSERT(rq.qos.name[0] && strlen(rq.qos.name) <= CTL_CLIENT_NAME_MAX);
+		for (const char *p = rq.qos.name; *p; p++)
+			FUZZ_ASSERT((unsigned char)*p >= 0x20 && *p != 0x7f);
+		check_qos(&rq.qos.qos);
 	} else {
 		/* A report: its word, and "json" exactly when asked for. */
 		FUZZ_ASSERT(rq.cmd == CTL_CMD_LIST || rq.cmd == CTL_CMD_DISKS ||

@@ -3,7 +3,8 @@
  * the NVMe layer faked. The input is a program of operations, each a
  * byte of opcode and its operands: messages with any header, payload and
  * file descriptors (memfds, truncated memfds, eventfds full or blocking),
- * inflight regions and a server that dies and is replaced,
+ * inflight regions and a server that dies and is replaced, QoS limits
+ * set and changed (requests held back across all of the above),
  * writes into the shared memory, well-formed set-ups and requests (to get
  * deep quickly), kicks, completions in any order with any result, and a
  * socket that closes. After each input every request is completed and
@@ -23,6 +24,7 @@
 
 #include "../unit/fake_nvme.h"
 #include "../unit/vhu_fe.h"
+#include "transport/vhost_user.h"
 #include "spec/virtio_blk.h"
 #include "util/log.h"
 #include "util/peerfd.h"
@@ -223,6 +225,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				restarts++;
 				f.base[0] = (uint16_t)u16(&in);
 				break;
+			case 2: {	/* limits: none, tight, loose; by requests or bytes */
+				static const uint64_t iops[] = { 0, 1, 100, 100000 };
+				static const uint64_t bps[] = { 0, 4096, 1 << 20, 1ull << 30 };
+				struct qos_limits l = { { 0 } };
+				unsigned k = u8(&in);
+
+				l.v[k % QOS_NKEYS] = (k % QOS_NKEYS) >= QOS_BPS ? bps[(k >> 4) % 4]
+										  : iops[(k >> 4) % 4];
+				if (f.ep && vhu_ep_set_qos(f.ep, &l) != 0)
+					abort();
+				break;
+			}
 			default:
 				break;
 			}

@@ -56,6 +56,13 @@ void nvme_qpair_unplug(struct nvme_qpair *q)
 		fake_nvme.doorbells++;
 }
 
+bool nvme_share_full(const struct nvme_qpair *q, const struct nvme_share *s)
+{
+	(void)q;
+	(void)s;
+	return false;
+}
+
 int nvme_submit(struct nvme_qpair *q, struct nvme_req *req)
 {
 	(void)q;

@@ -658,6 +658,83 @@ static void test_errno_names(void)
 	CHECK_EQ_INT(ctl_errno_from_name(""), 0);
 }
 
+/* QoS words: in create, in --qos lists, and the qos command. */
+static void test_qos(void)
+{
+	const char *const cr[] = { "create", "0", "device=SN1:n1", "iops=500", "wbps=10M",
+				   "riops=0", "read-only" };
+	const char *const q1[] = { "qos", "/run/nvd/vm1.sock", "iops=0", "bps=1G" };
+	const char *const q2[] = { "qos", "vduse:vd0", "riops=100", "wiops=200", "rbps=4096",
+				   "wbps=1T" };
+	const char *const qnone[] = { "qos", "vd0" };
+	const char *const qunk[] = { "qos", "vd0", "ops=5" };
+	const char *const qctl[] = { "qos", "v\nd", "iops=5" };
+	const char *const qtwice[] = { "qos", "vd0", "iops=5", "iops=6" };
+	struct create_args a;
+	struct ctl_request r;
+	struct ctl_qos q;
+
+	CHECK_EQ_INT(ctl_parse_create(NW(cr), cr, &a, why, sizeof(why)), 0);
+	CHECK_EQ_INT(a.qos.set, (1u << CTL_QOS_IOPS) | (1u << CTL_QOS_WBPS) | (1u << CTL_QOS_RIOPS));
+	CHECK_EQ_INT(a.qos.v[CTL_QOS_IOPS], 500);
+	CHECK_EQ_INT(a.qos.v[CTL_QOS_WBPS], 10 << 20);
+	CHECK_EQ_INT(a.qos.v[CTL_QOS_RIOPS], 0);
+	CHECK_EQ_INT(a.qos.v[CTL_QOS_BPS], 0);
+	CHECK(a.read_only);
+
+	CHECK_EQ_INT(ctl_parse_request(NW(q1), q1, &r, why, sizeof(why)), 0);
+	CHECK_EQ_INT(r.cmd, CTL_CMD_QOS);
+	CHECK_STREQ(r.qos.name, "/run/nvd/vm1.sock");
+	CHECK_EQ_INT(r.qos.qos.set, (1u << CTL_QOS_IOPS) | (1u << CTL_QOS_BPS));
+	CHECK_EQ_INT(r.qos.qos.v[CTL_QOS_BPS], 1 << 30);
+	CHECK_EQ_INT(ctl_parse_request(NW(q2), q2, &r, why, sizeof(why)), 0);
+	CHECK_STREQ(r.qos.name, "vduse:vd0");
+	CHECK_EQ_INT(r.qos.qos.v[CTL_QOS_RIOPS], 100);
+	CHECK_EQ_INT(r.qos.qos.v[CTL_QOS_WIOPS], 200);
+	CHECK_EQ_INT(r.qos.qos.v[CTL_QOS_RBPS], 4096);
+	CHECK_EQ_INT(r.qos.qos.v[CTL_QOS_WBPS], 1ull << 40);
+	CHECK_EQ_INT(ctl_parse_request(NW(qnone), qnone, &r, why, sizeof(why)), -EINVAL);
+	CHECK(strstr(why, "at least one limit"));
+	CHECK_EQ_INT(ctl_parse_request(NW(qunk), qunk, &r, why, sizeof(why)), -EINVAL);
+	CHECK(strstr(why, "unknown word 'ops=5'"));
+	CHECK_EQ_INT(ctl_parse_request(NW(qctl), qctl, &r, why, sizeof(why)), -EINVAL);
+	CHECK(strstr(why, "control character"));
+	CHECK_EQ_INT(ctl_parse_request(NW(qtwice), qtwice, &r, why, sizeof(why)), -EINVAL);
+	CHECK(strstr(why, "iops= given twice"));
+
+	/* Bounds and forms: EINVAL with a reason for each. */
+	BAD("iops 100000001 is out of range", "create", "0", "device=a", "iops=100000001");
+	BAD("bps 4095 is out of range", "create", "0", "device=a", "bps=4095");
+	BAD("wbps 2T is out of range", "create", "0", "device=a", "wbps=2T");
+	BAD("rbps 99999999999999999999999 is out of range", "create", "0", "device=a",
+	    "rbps=99999999999999999999999");
+	BAD("bps 17179869184G is out of range", "create", "0", "device=a", "bps=17179869184G");
+	BAD("iops '5K' is not a plain decimal", "create", "0", "device=a", "iops=5K");
+	BAD("iops '-5' is not a plain decimal", "create", "0", "device=a", "iops=-5");
+	BAD("iops '0x10' is not a plain decimal", "create", "0", "device=a", "iops=0x10");
+	BAD("iops '' is not a plain decimal", "create", "0", "device=a", "iops=");
+	BAD("bps 'K' is not a plain decimal", "create", "0", "device=a", "bps=K");
+	BAD("bps '10k' is not a plain decimal", "create", "0", "device=a", "bps=10k");
+	BAD("iops= given twice", "create", "0", "device=a", "iops=1", "iops=2");
+	BAD("unknown word 'IOPS=1'", "create", "0", "device=a", "IOPS=1");
+
+	CHECK_EQ_INT(ctl_parse_qos_list("iops=500,bps=10M", &q, why, sizeof(why)), 0);
+	CHECK_EQ_INT(q.v[CTL_QOS_IOPS], 500);
+	CHECK_EQ_INT(q.v[CTL_QOS_BPS], 10 << 20);
+	CHECK_EQ_INT(ctl_parse_qos_list("wiops=1", &q, why, sizeof(why)), 0);
+	CHECK_EQ_INT(q.set, 1u << CTL_QOS_WIOPS);
+	CHECK_EQ_INT(ctl_parse_qos_list("", &q, why, sizeof(why)), -EINVAL);
+	CHECK(strstr(why, "no limits"));
+	CHECK_EQ_INT(ctl_parse_qos_list("iops=5,,bps=8K", &q, why, sizeof(why)), -EINVAL);
+	CHECK(strstr(why, "empty limit"));
+	CHECK_EQ_INT(ctl_parse_qos_list("iops=5,", &q, why, sizeof(why)), -EINVAL);
+	CHECK_EQ_INT(ctl_parse_qos_list("iops=5,device=x", &q, why, sizeof(why)), -EINVAL);
+	CHECK(strstr(why, "unknown limit 'device=x'"));
+	CHECK_EQ_INT(ctl_parse_qos_list("iops", &q, why, sizeof(why)), -EINVAL);
+	CHECK_EQ_INT(ctl_parse_qos_list("iops=1,iops=1", &q, why, sizeof(why)), -EINVAL);
+	CHECK_EQ_INT(q.set, 1u << CTL_QOS_WIOPS);	/* untouched on failure */
+}
+
 int main(void)
 {
 	test_manual_examples();
@@ -674,5 +751,6 @@ int main(void)
 	test_replies();
 	test_reply_invalid();
 	test_errno_names();
+	test_qos();
 	return check_report("ctl_args");
 }

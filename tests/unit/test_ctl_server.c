@@ -153,6 +153,14 @@ static void test_mode_and_dir(void)
 	CHECK_PREFIX(CALL("create", "0", "device=SN:n1", out), "error ENODEV");
 	snprintf(out, sizeof(out), "%s/x.sock", dir);
 	CHECK_PREFIX(CALL("destroy", out), "error ENOENT");
+	/* Limits: checked before the device is looked for; qos names a
+	 * client that must exist. */
+	snprintf(out, sizeof(out), "socket=%s/x.sock", dir);
+	CHECK_HAS(CALL("create", "0", "device=SN:n1", out, "iops=100000001"), "error EINVAL");
+	CHECK_PREFIX(CALL("create", "0", "device=SN:n1", out, "iops=500", "wbps=1M"), "error ENODEV");
+	CHECK_HAS(CALL("qos", "/run/nothing.sock", "iops=5"), "error ENOENT");
+	CHECK_HAS(CALL("qos", "/run/nothing.sock", "bps=1"), "error EINVAL");
+	CHECK_HAS(CALL("qos", "/run/nothing.sock"), "error EINVAL");
 }
 
 /* ALL connections at once, then one more: refused with a reason. */

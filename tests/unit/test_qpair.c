@@ -582,6 +582,78 @@ static void test_fair_share(void)
 	fake_free(f);
 }
 
+/* Issue 12: a deep owner beside a shallow one is full at NVME_SHARE_MIN
+ * requests (the shallow one's wait behind those, not the whole queue),
+ * stays so for the grace period after the shallow one's last request,
+ * and is never held back alone or beside owners of like demand. */
+static void test_share_full(void)
+{
+	struct fake *f = fake_new(512, 64, 4u << 20);
+	uint8_t *mem = page_buf(2);
+	struct nvme_seg seg = { (uintptr_t)mem, 4096 };
+	struct nvme_share a = { 0 }, b = { 0 };
+	struct nvme_req ra[32], rb[8];
+	unsigned oa[32] = { 0 }, ob[8] = { 0 };
+	uint64_t t;
+
+	done_seq = 0;
+	for (unsigned i = 0; i < 32; i++) {
+		ra[i] = (struct nvme_req){ .opc = NVME_CMD_READ, .ns = &f->ns, .slba = 8 * i, .nlb = 8,
+					   .segs = &seg, .nseg = 1, .done = on_done_seq,
+					   .priv = &oa[i], .share = &a };
+		CHECK(!nvme_share_full(f->qp, &a));	/* alone: never */
+		CHECK_EQ_INT(nvme_submit(f->qp, &ra[i]), 0);
+	}
+	rb[0] = (struct nvme_req){ .opc = NVME_CMD_READ, .ns = &f->ns, .slba = 800, .nlb = 8,
+				   .segs = &seg, .nseg = 1, .done = on_done_seq, .priv = &ob[0],
+				   .share = &b };
+	CHECK_EQ_INT(nvme_submit(f->qp, &rb[0]), 0);
+	CHECK_EQ_INT(a.held, 32);
+	CHECK_EQ_INT(b.held, 1);
+	CHECK(nvme_share_full(f->qp, &a));	/* 32 > max(4, 4 x 1) */
+	CHECK(!nvme_share_full(f->qp, &b));
+	/* Everything ends. B's last request just ended: for the grace
+	 * period A is full again at NVME_SHARE_MIN, not below. */
+	for (unsigned guard = 0; guard < 100 && done_seq < 33; guard++) {
+		fake_fetch(f);
+		fake_post(f, 64);
+		nvme_qpair_process(f->qp);
+	}
+	CHECK_EQ_INT(done_seq, 33);
+	CHECK_EQ_INT(a.held + b.held, 0);
+	CHECK_EQ_INT(f->c.share_owners, 0);
+	CHECK_EQ_INT(f->c.share_held, 0);
+	for (unsigned i = 0; i < NVME_SHARE_MIN; i++)
+		CHECK_EQ_INT(nvme_submit(f->qp, &ra[i]), 0);
+	CHECK(nvme_share_full(f->qp, &a));
+	a.held--;	/* under the least an owner may hold */
+	CHECK(!nvme_share_full(f->qp, &a));
+	a.held++;
+	t = nvme_now_ms();
+	while (nvme_now_ms() < t + NVME_SHARE_GRACE_MS + 2)
+		;
+	CHECK(!nvme_share_full(f->qp, &a));	/* grace over: alone again */
+	/* Like demand: B with 8, A with 8: neither is full. */
+	for (unsigned i = NVME_SHARE_MIN; i < 8; i++)
+		CHECK_EQ_INT(nvme_submit(f->qp, &ra[i]), 0);
+	for (unsigned i = 0; i < 8; i++) {
+		rb[i] = (struct nvme_req){ .opc = NVME_CMD_READ, .ns = &f->ns, .slba = 800 + 8 * i,
+					   .nlb = 8, .segs = &seg, .nseg = 1, .done = on_done_seq,
+					   .priv = &ob[i], .share = &b };
+		CHECK_EQ_INT(nvme_submit(f->qp, &rb[i]), 0);
+	}
+	CHECK(!nvme_share_full(f->qp, &a));
+	CHECK(!nvme_share_full(f->qp, &b));
+	for (unsigned guard = 0; guard < 100 && f->c.share_held; guard++) {
+		fake_fetch(f);
+		fake_post(f, 64);
+		nvme_qpair_process(f->qp);
+	}
+	CHECK_EQ_INT(f->c.share_owners, 0);
+	free(mem);
+	fake_free(f);
+}
+
 /* A retriable status without DNR is retried (same command again); with
  * DNR it is final at once. */
 static void test_retry_and_dnr(void)
@@ -1242,6 +1314,7 @@ int main(void)
 	test_doorbells_inside_bar();
 	test_plug_one_doorbell();
 	test_fair_share();
+	test_share_full();
 	test_cqe_sqid_checked();
 	test_retry_delays();
 	test_dsm_and_wz_limits();

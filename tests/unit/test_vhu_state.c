@@ -13,6 +13,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -20,6 +21,7 @@
 #include "spec/nvme_spec.h"
 #include "spec/virtio_blk.h"
 #include "util/log.h"
+#include "transport/vhost_user.h"
 #include "util/peerfd.h"
 #include "vhu_fe.h"
 
@@ -495,6 +497,251 @@ static void test_batched_kick(void)
 	fe_free(&f);
 }
 
+static long long mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+static int set_iops(struct fe *f, uint64_t iops)
+{
+	struct qos_limits l = { { [QOS_IOPS] = iops } };
+
+	return vhu_ep_set_qos(f->ep, &l);
+}
+
+/* QoS: a client limited to 50 requests a second has 5 reads (all the
+ * test ring holds) held back and let go by the timer, in about a tenth
+ * of a second (a new limit starts with an empty bucket), each answered
+ * once. */
+static void test_qos_held_and_released(void)
+{
+	struct fe f;
+	uint32_t id, len;
+	unsigned done = 0, seen[FE_QSIZE] = { 0 };
+	long long t0, t1;
+
+	reset_fake();
+	CHECK_EQ_INT(fe_new(&f, loop, "qos"), 0);
+	CHECK_EQ_INT(fe_setup(&f, 1), 0);
+	CHECK_EQ_INT(set_iops(&f, 50), 0);
+	t0 = mono_ms();
+	for (int i = 0; i < 5; i++)
+		fe_post(&f, 0, VIRTIO_BLK_T_IN, 8 * (uint64_t)i, 4096);
+	fe_kick(&f, 0);
+	fe_run(&f, 3);
+	CHECK_EQ_INT(fake_nvme.npending, 0);	/* the first waits 20 ms */
+	CHECK(vhu_ep_stats(f.ep)->throttled >= 1);
+	while (done < 5 && mono_ms() - t0 < 2000) {
+		evloop_once(loop, 50);
+		fake_nvme_complete_all(0);
+		fe_run(&f, 1);
+		while (fe_used(&f, 0, &id, &len) == 1 && id < FE_QSIZE) {
+			CHECK_EQ_INT(fe_status(&f, 0, (uint16_t)id, len), VIRTIO_BLK_S_OK);
+			seen[id]++;
+			done++;
+		}
+	}
+	t1 = mono_ms();
+	CHECK_EQ_INT(done, 5);
+	for (unsigned i = 0; i < FE_QSIZE; i++)
+		CHECK(seen[i] <= 1);
+	if (t1 - t0 < 90 || t1 - t0 > 600) {
+		printf("qos_held_and_released: 5 requests at 50/s took %lld ms\n", t1 - t0);
+		CHECK(0);
+	}
+	/* Nothing held: the timer is disarmed, an idle round sees nothing. */
+	CHECK_EQ_INT(evloop_once(loop, 30), 0);
+	fe_free(&f);
+}
+
+/* A limit changed at run time applies to the requests already held: at
+ * one a second three reads wait; lifted, they go at once; a request held
+ * by a new limit of 1 goes as soon as the limit is raised. */
+static void test_qos_change_applies_at_once(void)
+{
+	struct fe f;
+
+	reset_fake();
+	CHECK_EQ_INT(fe_new(&f, loop, "qos-change"), 0);
+	CHECK_EQ_INT(fe_setup(&f, 1), 0);
+	CHECK_EQ_INT(set_iops(&f, 1), 0);
+	for (int i = 0; i < 3; i++)
+		fe_post(&f, 0, VIRTIO_BLK_T_IN, 8 * (uint64_t)i, 4096);
+	fe_kick(&f, 0);
+	fe_run(&f, 3);
+	CHECK_EQ_INT(fake_nvme.npending, 0);
+	CHECK_EQ_INT(set_iops(&f, 0), 0);
+	fe_run(&f, 3);
+	CHECK_EQ_INT(fake_nvme.npending, 3);
+	fake_nvme_complete_all(0);
+	CHECK_EQ_INT(set_iops(&f, 1), 0);
+	fe_post(&f, 0, VIRTIO_BLK_T_OUT, 64, 4096);
+	fe_kick(&f, 0);
+	fe_run(&f, 3);
+	CHECK_EQ_INT(fake_nvme.npending, 0);
+	CHECK_EQ_INT(set_iops(&f, 100000), 0);
+	evloop_once(loop, 20);	/* 10 us of an empty bucket */
+	fe_run(&f, 3);
+	CHECK_EQ_INT(fake_nvme.npending, 1);
+	fake_nvme_complete_all(0);
+	/* Out of bounds: refused, the limit stays. */
+	CHECK_EQ_INT(set_iops(&f, QOS_IOPS_MAX + 1), -EINVAL);
+	fe_free(&f);
+}
+
+/* Held requests across the ends of a session: GET_VRING_BASE sends the
+ * held one (it was taken: it must reach the used ring before the reply,
+ * once); RESET_DEVICE drops it unanswered and the next session is not
+ * held back by it; a close with one held frees it (ASan: no leak). */
+static void test_qos_session_change(void)
+{
+	struct vhost_user_msg m;
+	struct fe f;
+	uint32_t id, len;
+	uint16_t head;
+
+	reset_fake();
+	CHECK_EQ_INT(fe_new(&f, loop, "qos-stop"), 0);
+	CHECK_EQ_INT(fe_setup(&f, 1), 0);
+	CHECK_EQ_INT(set_iops(&f, 1), 0);
+	head = fe_post(&f, 0, VIRTIO_BLK_T_IN, 0, 4096);
+	fe_post(&f, 0, VIRTIO_BLK_T_IN, 8, 4096);	/* stays in the ring */
+	fe_kick(&f, 0);
+	fe_run(&f, 3);
+	CHECK_EQ_INT(fake_nvme.npending, 0);
+	fe_send_state(&f, VHOST_USER_GET_VRING_BASE, 0, 0);
+	fe_run(&f, 3);
+	CHECK_EQ_INT(fake_nvme.npending, 1);	/* sent, limit or not */
+	CHECK_EQ_INT(fe_recv(&f, &m, 3), 0);	/* the reply waits for it */
+	fake_nvme_complete(0, 0);
+	CHECK_EQ_INT(fe_recv(&f, &m, 5), 1);
+	CHECK_EQ_INT(m.payload.state.num, 1);	/* the second is not taken */
+	CHECK_EQ_INT(fe_used(&f, 0, &id, &len), 1);
+	CHECK_EQ_INT(id, head);
+	CHECK_EQ_INT(fe_used(&f, 0, &id, &len), 0);
+	CHECK_EQ_INT(fake_nvme.npending, 0);
+	fe_free(&f);
+
+	reset_fake();
+	CHECK_EQ_INT(fe_new(&f, loop, "qos-reset"), 0);
+	CHECK_EQ_INT(fe_setup(&f, 1), 0);
+	CHECK_EQ_INT(set_iops(&f, 1), 0);
+	fe_post(&f, 0, VIRTIO_BLK_T_IN, 0, 4096);
+	fe_kick(&f, 0);
+	fe_run(&f, 3);
+	CHECK_EQ_INT(fake_nvme.npending, 0);
+	fe_send(&f, VHOST_USER_RESET_DEVICE, 0, NULL, 0, NULL, 0);
+	fe_run(&f, 3);
+	CHECK_EQ_INT(fake_nvme.npending, 0);	/* dropped, never sent */
+	memset(f.mem, 0, 0x4000);
+	f.avail_idx[0] = f.used_seen[0] = 0;
+	for (unsigned q = 0; q < FE_NQ; q++) {
+		if (f.kick[q] >= 0)
+			close(f.kick[q]);
+		if (f.call[q] >= 0)
+			close(f.call[q]);
+		f.kick[q] = f.call[q] = -1;
+	}
+	CHECK_EQ_INT(fe_setup(&f, 1), 0);
+	CHECK_EQ_INT(set_iops(&f, 0), 0);
+	head = fe_post(&f, 0, VIRTIO_BLK_T_IN, 16, 4096);
+	fe_kick(&f, 0);
+	fe_run(&f, 3);
+	CHECK_EQ_INT(fake_nvme.npending, 1);	/* not held back by the old one */
+	fake_nvme_complete(0, 0);
+	fe_run(&f, 3);
+	CHECK_EQ_INT(fe_used(&f, 0, &id, &len), 1);
+	CHECK_EQ_INT(id, head);
+	CHECK_EQ_INT(fe_used(&f, 0, &id, &len), 0);
+	fe_free(&f);
+
+	reset_fake();
+	CHECK_EQ_INT(fe_new(&f, loop, "qos-close"), 0);
+	CHECK_EQ_INT(fe_setup(&f, 1), 0);
+	CHECK_EQ_INT(set_iops(&f, 1), 0);
+	fe_post(&f, 0, VIRTIO_BLK_T_IN, 0, 4096);
+	fe_kick(&f, 0);
+	fe_run(&f, 3);
+	close(f.sock);
+	f.sock = -1;
+	fe_run(&f, 5);
+	CHECK(f.ended);
+	CHECK_EQ_INT(fake_nvme.npending, 0);
+	fe_free(&f);
+	check_serves("qos_session_change");
+}
+
+/* A hand-over (vhu_ep_quiesce) with a request held back: it was taken, so
+ * it goes to the controller at once, limit or not, and is counted in
+ * flight until it lands in the used ring; nothing more is taken. */
+static void test_qos_quiesce(void)
+{
+	struct fe f;
+	uint32_t id, len;
+	uint16_t head;
+
+	reset_fake();
+	CHECK_EQ_INT(fe_new(&f, loop, "qos-quiesce"), 0);
+	CHECK_EQ_INT(fe_setup(&f, 1), 0);
+	CHECK_EQ_INT(set_iops(&f, 1), 0);
+	head = fe_post(&f, 0, VIRTIO_BLK_T_IN, 0, 4096);
+	fe_post(&f, 0, VIRTIO_BLK_T_IN, 8, 4096);
+	fe_kick(&f, 0);
+	fe_run(&f, 3);
+	CHECK_EQ_INT(fake_nvme.npending, 0);
+	CHECK_EQ_INT(vhu_ep_quiesce(f.ep), 1);
+	CHECK_EQ_INT(fake_nvme.npending, 1);
+	fake_nvme_complete(0, 0);
+	fe_run(&f, 3);
+	CHECK_EQ_INT(vhu_ep_quiesce(f.ep), 0);
+	CHECK_EQ_INT(fe_used(&f, 0, &id, &len), 1);
+	CHECK_EQ_INT(id, head);
+	CHECK_EQ_INT(fe_used(&f, 0, &id, &len), 0);
+	CHECK_EQ_INT(fake_nvme.npending, 0);	/* the second stays for the successor */
+	fe_free(&f);
+}
+
+/* A held request across SET_MEM_TABLE (the same memory, sent again as on
+ * memory hot-plug): let go, its data goes into the new mapping, which it
+ * pins, and its status into the old one, which it still pins (found by
+ * fuzz_vhu_state: the status went into a mapping already gone). */
+static void test_qos_table_change(void)
+{
+	struct vhost_user_mem_table t = { .nregions = 1 };
+	struct fe f;
+	uint32_t id, len;
+	uint16_t head;
+
+	reset_fake();
+	CHECK_EQ_INT(fe_new(&f, loop, "qos-table"), 0);
+	CHECK_EQ_INT(fe_setup(&f, 1), 0);
+	CHECK_EQ_INT(set_iops(&f, 1), 0);
+	head = fe_post(&f, 0, VIRTIO_BLK_T_OUT, 0, 4096);
+	fe_kick(&f, 0);
+	fe_run(&f, 3);
+	CHECK_EQ_INT(fake_nvme.npending, 0);
+	t.regions[0] = (struct vhost_user_mem_region){
+		.guest_phys_addr = 0, .memory_size = FE_MEM_SIZE, .userspace_addr = FE_UVA,
+	};
+	fe_send(&f, VHOST_USER_SET_MEM_TABLE, 0, &t,
+		(uint32_t)(offsetof(struct vhost_user_mem_table, regions) + sizeof(t.regions[0])),
+		&f.memfd, 1);
+	fe_run(&f, 3);
+	CHECK_EQ_INT(fake_nvme.maps, 2);	/* the old one is held by the request */
+	CHECK_EQ_INT(set_iops(&f, 0), 0);
+	CHECK_EQ_INT(fake_nvme.npending, 1);
+	fake_nvme_complete(0, 0);
+	fe_run(&f, 3);
+	CHECK_EQ_INT(fake_nvme.maps, 1);
+	CHECK_EQ_INT(fe_used(&f, 0, &id, &len), 1);
+	CHECK_EQ_INT(id, head);
+	CHECK_EQ_INT(fe_status(&f, 0, head, len), VIRTIO_BLK_S_OK);
+	fe_free(&f);
+}
+
 /* Adaptive polling over the real server (issue 11): while the loop polls,
  * the ring asks the driver for no kicks (VRING_USED_F_NO_NOTIFY) and a
  * request posted then is taken without one; before the loop sleeps, kicks
@@ -674,6 +921,11 @@ int main(int argc, char **argv)
 		{ "inflight_waits_for_old_io", test_inflight_waits_for_old_io },
 		{ "discard_ranges", test_discard_ranges },
 		{ "batched_kick", test_batched_kick },
+		{ "qos_held_and_released", test_qos_held_and_released },
+		{ "qos_change_applies_at_once", test_qos_change_applies_at_once },
+		{ "qos_session_change", test_qos_session_change },
+		{ "qos_table_change", test_qos_table_change },
+		{ "qos_quiesce", test_qos_quiesce },
 		{ "poll", test_poll },
 		{ "poll_table_change", test_poll_table_change },
 		{ "poll_table_change_event_idx", test_poll_table_change_event_idx },

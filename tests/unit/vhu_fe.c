@@ -33,6 +33,7 @@ static int connect_ep(struct fe *f, const char *name)
 		.target = { .ns = fake_nvme_ns(), .first_lba = 0, .nlba = FAKE_NLBA, .lba_size = 512 },
 		.ds_max = 2,
 		.num_queues = FE_NQ,
+		.loop = f->loop,
 	};
 	int sv[2];
 
