@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <time.h>
 
 #include "nvd_version.h"
@@ -172,31 +171,6 @@ static void io_start(struct perf *p, struct io *io)
 	}
 }
 
-struct vec_watch {
-	struct nvme_ctrl *ctrl;
-	unsigned vec;
-};
-
-static void on_vector(void *arg, uint32_t events)
-{
-	struct vec_watch *w = arg;
-
-	(void)events;
-	nvme_ctrl_service_vector(w->ctrl, w->vec);
-}
-
-static bool poll_ctrl(void *arg)
-{
-	return nvme_ctrl_poll(arg) > 0;
-}
-
-static bool notify_ctrl(void *arg, bool on)
-{
-	(void)arg;
-	(void)on;
-	return false;
-}
-
 static void on_signal(void *arg, uint32_t signo)
 {
 	struct perf *p = arg;
@@ -320,8 +294,6 @@ int main(int argc, char **argv)
 	const char *device = NULL;
 	char why[256];
 	unsigned want_queues = 1, poll_max_us = EVLOOP_POLL_MAX_US_DEFAULT;
-	struct vec_watch watches[65];
-	struct evloop_poller poller = { .poll = poll_ctrl, .notify = notify_ctrl };
 	struct host_opts opts;
 	struct host host;
 	struct dma_buf mem = { 0 };
@@ -476,17 +448,10 @@ int main(int argc, char **argv)
 	}
 	if (evloop_new(&p.loop) || evloop_catch_signals(p.loop, on_signal, &p))
 		goto out;
-	for (unsigned vv = 0; vv < nvme_ctrl_nr_vectors(ctrl) && vv < 65; vv++) {
-		watches[vv] = (struct vec_watch){ ctrl, vv };
-		if (evloop_add(p.loop, nvme_ctrl_vector_fd(ctrl, vv),
-			       EPOLLIN | (nvme_ctrl_vector_edge(ctrl, vv) ? EPOLLET : 0), on_vector,
-			       &watches[vv]))
-			goto out;
-	}
 	/* As the server does (--poll-max-us): completions are polled for a
 	 * bounded, adaptive window before the loop sleeps on the interrupt. */
-	poller.arg = ctrl;
-	evloop_poller_add(p.loop, &poller);
+	if (host_watch(&host, p.loop))
+		goto out;
 	evloop_set_poll_max(p.loop, poll_max_us);
 	p.rng = p.seed;
 	printf("nvme-drv-perf: %s (%s) rw=%s bs=%u qd=%u queues=%u lba=%u first-lba=%" PRIu64

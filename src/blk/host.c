@@ -1,5 +1,7 @@
 #include "blk/host.h"
 
+#include <sys/epoll.h>
+
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -187,6 +189,51 @@ int host_open(const struct host_opts *o, struct host *h)
 		n, fns[0].bdf, fns[0].driver[0] ? fns[0].driver : "no driver", fns[0].bdf, fns[0].bdf,
 		fns[0].driver[0] ? fns[0].driver : "nvme", fns[0].bdf);
 	return -ENODEV;
+}
+
+static void on_vector(void *arg, uint32_t events)
+{
+	struct host_vec *w = arg;
+
+	(void)events;
+	nvme_ctrl_service_vector(w->ctrl, w->vec);
+}
+
+static bool poll_ctrl(void *arg)
+{
+	return nvme_ctrl_poll(arg) > 0;
+}
+
+static bool notify_ctrl(void *arg, bool on)
+{
+	(void)arg;
+	(void)on;
+	return false;
+}
+
+int host_watch(struct host *h, struct evloop *loop)
+{
+	unsigned nw = 0;
+
+	for (unsigned i = 0; i < h->nctrls; i++) {
+		struct nvme_ctrl *c = h->ctrls[i];
+
+		for (unsigned v = 0; v < nvme_ctrl_nr_vectors(c) && v < HOST_MAX_VECS; v++) {
+			int rc;
+
+			h->vecs[nw] = (struct host_vec){ c, v };
+			rc = evloop_add(loop, nvme_ctrl_vector_fd(c, v),
+					EPOLLIN | (nvme_ctrl_vector_edge(c, v) ? EPOLLET : 0), on_vector,
+					&h->vecs[nw]);
+			if (rc)
+				return rc;
+			nw++;
+		}
+		h->pollers[i] = (struct evloop_poller){ .poll = poll_ctrl, .notify = notify_ctrl,
+							.arg = c };
+		evloop_poller_add(loop, &h->pollers[i]);
+	}
+	return 0;
 }
 
 void host_close(struct host *h)

@@ -8,8 +8,12 @@
 
 #include "blk/disk.h"
 #include "nvme/nvme.h"
+#include "util/evloop.h"
 
 #define HOST_MAX_CTRLS 32
+/* Interrupt vectors watched per controller: 64 queues' and the device
+ * request notification. */
+#define HOST_MAX_VECS 65
 
 struct host_opts {
 	char pci[HOST_MAX_CTRLS][16];	/* --pci BDF, canonical form */
@@ -17,10 +21,18 @@ struct host_opts {
 	struct nvme_ctrl_opts ctrl;
 };
 
+struct host_vec {
+	struct nvme_ctrl *ctrl;
+	unsigned vec;
+};
+
 struct host {
 	struct nvme_ctrl *ctrls[HOST_MAX_CTRLS];
 	unsigned nctrls;
 	struct blk_registry reg;
+	/* host_watch() */
+	struct host_vec vecs[HOST_MAX_CTRLS * HOST_MAX_VECS];
+	struct evloop_poller pollers[HOST_MAX_CTRLS];
 };
 
 /* The driver options every program shares, as getopt_long entries. */
@@ -72,6 +84,12 @@ int host_opts_add_pci(struct host_opts *o, const char *bdf);
 /* Opens every controller. Returns 0 with at least one controller, or a
  * negative errno after logging why none could be used. */
 int host_open(const struct host_opts *o, struct host *h);
+/* Serves every controller from `loop`: its interrupt vectors (MSI and
+ * MSI-X edge-triggered, never read: nvme_ctrl_vector_edge) and a poller
+ * of its completion queues (evloop.h; their interrupts stay on while the
+ * loop polls, VFIO cannot mask MSI-X vectors). Returns 0 or a negative
+ * errno from evloop_add. */
+int host_watch(struct host *h, struct evloop *loop);
 void host_close(struct host *h);
 
 #endif

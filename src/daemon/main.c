@@ -169,19 +169,6 @@ static void on_signal(void *arg, uint32_t signo)
 	evloop_stop(arg);
 }
 
-struct vec_watch {
-	struct nvme_ctrl *ctrl;
-	unsigned vec;
-};
-
-static void on_vector(void *arg, uint32_t events)
-{
-	struct vec_watch *w = arg;
-
-	(void)events;
-	nvme_ctrl_service_vector(w->ctrl, w->vec);
-}
-
 struct config {
 	struct static_client sc[MAX_STATIC];
 	unsigned nsc;
@@ -317,20 +304,6 @@ struct health {
 	int fd;
 };
 
-static bool poll_ctrl(void *arg)
-{
-	return nvme_ctrl_poll(arg) > 0;
-}
-
-/* The controller's interrupts stay on while the loop polls (VFIO cannot
- * mask MSI-X vectors): their edges cost a callback, not a read. */
-static bool notify_ctrl(void *arg, bool on)
-{
-	(void)arg;
-	(void)on;
-	return false;
-}
-
 /* Once a second: a controller that died raises no interrupt to say so. */
 static void on_health(void *arg, uint32_t events)
 {
@@ -346,12 +319,9 @@ static void on_health(void *arg, uint32_t events)
 
 static int serve(struct host *h, const struct config *cfg)
 {
-	struct vec_watch watches[HOST_MAX_CTRLS * 65];
-	struct evloop_poller pollers[HOST_MAX_CTRLS];
 	struct itimerspec every_second = { { 1, 0 }, { 1, 0 } };
 	struct health hl = { .h = h, .fd = -1 };
 	struct clients *cs = NULL;
-	unsigned nw = 0;
 	struct evloop *loop;
 	int rc = evloop_new(&loop);
 
@@ -363,24 +333,10 @@ static int serve(struct host *h, const struct config *cfg)
 		rc = -errno;
 	if (!rc)
 		rc = evloop_add(loop, hl.fd, EPOLLIN, on_health, &hl);
-	for (unsigned i = 0; !rc && i < h->nctrls; i++) {
-		for (unsigned v = 0; !rc && v < nvme_ctrl_nr_vectors(h->ctrls[i]); v++) {
-			if (nw >= sizeof(watches) / sizeof(watches[0]))
-				break;
-			watches[nw] = (struct vec_watch){ h->ctrls[i], v };
-			rc = evloop_add(loop, nvme_ctrl_vector_fd(h->ctrls[i], v),
-					EPOLLIN | (nvme_ctrl_vector_edge(h->ctrls[i], v) ? EPOLLET : 0),
-					on_vector, &watches[nw]);
-			nw++;
-		}
-	}
 	/* Completion queues are polled with the virtqueues: a request's
 	 * completion is often what the loop waits for next. */
-	for (unsigned i = 0; !rc && i < h->nctrls; i++) {
-		pollers[i] = (struct evloop_poller){ .poll = poll_ctrl, .notify = notify_ctrl,
-						     .arg = h->ctrls[i] };
-		evloop_poller_add(loop, &pollers[i]);
-	}
+	if (!rc)
+		rc = host_watch(h, loop);
 	evloop_set_poll_max(loop, cfg->poll_max_us);
 	if (!rc)
 		rc = start_clients(h, loop, cfg, &cs);
