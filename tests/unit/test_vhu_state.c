@@ -224,6 +224,20 @@ static void test_mem_reg_churn(void)
 	CHECK_EQ_INT(fake_nvme.maps, 0);
 }
 
+/* SET_MEM_TABLE again with the same memory (what QEMU sends when a DIMM
+ * elsewhere comes or goes): the server maps it anew. */
+static void send_same_table(struct fe *f)
+{
+	struct vhost_user_mem_table t = { .nregions = 1 };
+
+	t.regions[0] = (struct vhost_user_mem_region){
+		.guest_phys_addr = 0, .memory_size = FE_MEM_SIZE, .userspace_addr = FE_UVA,
+	};
+	fe_send(f, VHOST_USER_SET_MEM_TABLE, 0, &t,
+		(uint32_t)(offsetof(struct vhost_user_mem_table, regions) + sizeof(t.regions[0])),
+		&f->memfd, 1);
+}
+
 /* A new memory table while a request is in flight: its status byte still
  * has to be written into the table it was posted in, which stays mapped
  * until then (found by fuzz_vhu_state: the region was unmapped as soon as
@@ -231,7 +245,6 @@ static void test_mem_reg_churn(void)
 static void test_table_change_in_flight(void)
 {
 	struct fe f;
-	struct vhost_user_mem_table t = { .nregions = 1 };
 	uint32_t id, len;
 	uint16_t head;
 
@@ -242,12 +255,7 @@ static void test_table_change_in_flight(void)
 	fe_kick(&f, 0);
 	fe_run(&f, 5);
 	CHECK_EQ_INT(fake_nvme.npending, 1);
-	t.regions[0] = (struct vhost_user_mem_region){
-		.guest_phys_addr = 0, .memory_size = FE_MEM_SIZE, .userspace_addr = FE_UVA,
-	};
-	fe_send(&f, VHOST_USER_SET_MEM_TABLE, 0, &t,
-		(uint32_t)(offsetof(struct vhost_user_mem_table, regions) + sizeof(t.regions[0])),
-		&f.memfd, 1);
+	send_same_table(&f);
 	fe_run(&f, 3);
 	CHECK_EQ_INT(fake_nvme.maps, 2);	/* the old one is held by the request */
 	fake_nvme_complete(0, 0);
@@ -710,7 +718,6 @@ static void test_qos_quiesce(void)
  * fuzz_vhu_state: the status went into a mapping already gone). */
 static void test_qos_table_change(void)
 {
-	struct vhost_user_mem_table t = { .nregions = 1 };
 	struct fe f;
 	uint32_t id, len;
 	uint16_t head;
@@ -723,12 +730,7 @@ static void test_qos_table_change(void)
 	fe_kick(&f, 0);
 	fe_run(&f, 3);
 	CHECK_EQ_INT(fake_nvme.npending, 0);
-	t.regions[0] = (struct vhost_user_mem_region){
-		.guest_phys_addr = 0, .memory_size = FE_MEM_SIZE, .userspace_addr = FE_UVA,
-	};
-	fe_send(&f, VHOST_USER_SET_MEM_TABLE, 0, &t,
-		(uint32_t)(offsetof(struct vhost_user_mem_table, regions) + sizeof(t.regions[0])),
-		&f.memfd, 1);
+	send_same_table(&f);
 	fe_run(&f, 3);
 	CHECK_EQ_INT(fake_nvme.maps, 2);	/* the old one is held by the request */
 	CHECK_EQ_INT(set_iops(&f, 0), 0);
@@ -784,27 +786,45 @@ static void on_ready(void *arg, uint32_t events)
 	(void)events;
 }
 
-static void test_poll(void)
+/* A front end (EVENT_IDX as asked) with the probe, and a loop that polls:
+ * `efd`, always ready, makes events come at once, so the window grows. */
+static void poll_start(struct fe *f, struct poll_probe *pp, const char *name, bool event_idx,
+		       int efd)
 {
-	struct fe f;
-	struct poll_probe pp = { .f = &f };
 	struct evloop_poll_stats st;
-	int efd = eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK);	/* always ready */
 
 	reset_fake();
-	CHECK_EQ_INT(fe_new(&f, loop, "poll"), 0);
-	f.features_off = VIRTIO_BIT(VIRTIO_RING_F_EVENT_IDX);
-	CHECK_EQ_INT(fe_setup(&f, 1), 0);
+	CHECK_EQ_INT(fe_new(f, loop, name), 0);
+	f->features_off = event_idx ? 0 : VIRTIO_BIT(VIRTIO_RING_F_EVENT_IDX);
+	CHECK_EQ_INT(fe_setup(f, 1), 0);
 	/* The probe is walked before the server's endpoint (newest first). */
-	pp.p = (struct evloop_poller){ .poll = probe_poll, .notify = probe_notify, .arg = &pp };
-	evloop_poller_add(loop, &pp.p);
+	pp->p = (struct evloop_poller){ .poll = probe_poll, .notify = probe_notify, .arg = pp };
+	evloop_poller_add(loop, &pp->p);
 	evloop_set_poll_max(loop, 100000);
-	/* Events that come at once make the loop poll (a window > 0). */
 	CHECK_EQ_INT(evloop_add(loop, efd, EPOLLIN, on_ready, NULL), 0);
 	for (int i = 0; i < 8; i++)
 		evloop_once(loop, 100);
 	evloop_poll_stats(loop, &st);
 	CHECK(st.poll_ns >= 64000);
+}
+
+static void poll_finish(struct fe *f, struct poll_probe *pp, int efd)
+{
+	fake_nvme_complete_all(0);
+	fe_run(f, 2);
+	evloop_poller_del(loop, &pp->p);
+	evloop_set_poll_max(loop, 0);
+	fe_free(f);
+	close(efd);
+}
+
+static void test_poll(void)
+{
+	struct fe f;
+	struct poll_probe pp = { .f = &f };
+	int efd = eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK);	/* always ready */
+
+	poll_start(&f, &pp, "poll", false, efd);
 	CHECK_EQ_INT(fake_nvme.npending, 0);
 	/* (fe_kick is never called below: what is taken is polled.) */
 	/* Posted while the loop polls: the ring asks for no kicks then, and
@@ -823,12 +843,7 @@ static void test_poll(void)
 	CHECK(!pp.post_on);
 	CHECK_EQ_INT(fake_nvme.npending, 2);
 	CHECK_EQ_INT(((struct vring_used *)(f.mem + FE_RING(0) + 0x2000))->flags, 0);
-	fake_nvme_complete_all(0);
-	fe_run(&f, 2);
-	evloop_poller_del(loop, &pp.p);
-	evloop_set_poll_max(loop, 0);
-	fe_free(&f);
-	close(efd);
+	poll_finish(&f, &pp, efd);
 }
 
 /* A memory table that changes while the loop polls (memory hot-plug in the
@@ -840,32 +855,14 @@ static void poll_table_change(bool event_idx)
 {
 	struct fe f;
 	struct poll_probe pp = { .f = &f };
-	struct evloop_poll_stats st;
-	struct vhost_user_mem_table t = { .nregions = 1 };
 	struct vring_used *used;
 	int efd = eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK);	/* always ready */
 
-	reset_fake();
-	CHECK_EQ_INT(fe_new(&f, loop, "polltable"), 0);
-	f.features_off = event_idx ? 0 : VIRTIO_BIT(VIRTIO_RING_F_EVENT_IDX);
-	CHECK_EQ_INT(fe_setup(&f, 1), 0);
+	poll_start(&f, &pp, "polltable", event_idx, efd);
 	used = (struct vring_used *)(f.mem + FE_RING(0) + 0x2000);
-	pp.p = (struct evloop_poller){ .poll = probe_poll, .notify = probe_notify, .arg = &pp };
-	evloop_poller_add(loop, &pp.p);
-	evloop_set_poll_max(loop, 100000);
-	CHECK_EQ_INT(evloop_add(loop, efd, EPOLLIN, on_ready, NULL), 0);
-	for (int i = 0; i < 8; i++)
-		evloop_once(loop, 100);
-	evloop_poll_stats(loop, &st);
-	CHECK(st.poll_ns >= 64000);
 	/* The new table (same memory) waits on the socket; polling finds a
 	 * request, and the same round reads the table with kicks off. */
-	t.regions[0] = (struct vhost_user_mem_region){
-		.guest_phys_addr = 0, .memory_size = FE_MEM_SIZE, .userspace_addr = FE_UVA,
-	};
-	fe_send(&f, VHOST_USER_SET_MEM_TABLE, 0, &t,
-		(uint32_t)(offsetof(struct vhost_user_mem_table, regions) + sizeof(t.regions[0])),
-		&f.memfd, 1);
+	send_same_table(&f);
 	pp.post = true;
 	evloop_once(loop, 100);
 	if (!event_idx)
@@ -891,12 +888,7 @@ static void poll_table_change(bool event_idx)
 	for (int i = 0; i < 3; i++)
 		evloop_once(loop, 100);
 	CHECK_EQ_INT(fake_nvme.npending, 2);
-	fake_nvme_complete_all(0);
-	fe_run(&f, 2);
-	evloop_poller_del(loop, &pp.p);
-	evloop_set_poll_max(loop, 0);
-	fe_free(&f);
-	close(efd);
+	poll_finish(&f, &pp, efd);
 }
 
 static void test_poll_table_change(void) { poll_table_change(false); }
