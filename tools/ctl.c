@@ -19,6 +19,7 @@
 
 #include "nvd_version.h"
 #include "ctl/args.h"
+#include "ctl/reply.h"
 #include "util/parse.h"
 #include "util/rec.h"
 
@@ -35,6 +36,9 @@
 /* How COMMAND's status is passed on when it could not be started (as
  * env(1) does). */
 #define EXIT_NOT_RUN 127
+/* The longest reply taken (a report of its parts, spec/ctl_proto.h): far
+ * more than the server makes (CTL_REPORT_MAX in daemon/clients.c). */
+#define REPLY_MAX (1024u << 20)
 
 static void usage(FILE *f)
 {
@@ -127,8 +131,7 @@ static int fail(int err, const char *msg)
 }
 
 struct reply {
-	char buf[CTL_MSG_MAX];
-	size_t len;
+	struct ctl_reply r;	/* the status and the whole body */
 	int fd;		/* the descriptor that came with it, or -1 */
 };
 
@@ -180,15 +183,16 @@ static void close_fds(const int *fds, unsigned n)
 		close(fds[i]);
 }
 
-/* Receives one reply and at most one descriptor. Returns 0 or a negative
- * errno with `why`. */
-static int recv_reply(int s, unsigned timeout_s, struct reply *r, char *why, size_t whylen)
+/* Receives one message of a reply and at most one descriptor into r.
+ * Returns 0 or a negative errno with `why`. */
+static int recv_part(int s, unsigned timeout_s, struct reply *r, char *why, size_t whylen)
 {
+	static char buf[CTL_MSG_MAX];
 	union {
 		struct cmsghdr h;
 		char b[CMSG_SPACE(sizeof(int) * MAX_FDS)];
 	} cbuf;
-	struct iovec iov = { .iov_base = r->buf, .iov_len = sizeof(r->buf) };
+	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
 	struct msghdr mh = {
 		.msg_iov = &iov, .msg_iovlen = 1,
 		.msg_control = cbuf.b, .msg_controllen = sizeof(cbuf.b),
@@ -196,6 +200,7 @@ static int recv_reply(int s, unsigned timeout_s, struct reply *r, char *why, siz
 	int fds[MAX_FDS];
 	unsigned nfds = 0;
 	ssize_t n;
+	int rc;
 
 	do {
 		n = recvmsg(s, &mh, MSG_CMSG_CLOEXEC);
@@ -222,16 +227,43 @@ static int recv_reply(int s, unsigned timeout_s, struct reply *r, char *why, siz
 		snprintf(why, whylen, "the server closed the connection without a reply");
 		return -ECONNRESET;
 	}
-	if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC) || nfds > 1) {
+	/* A descriptor comes only with a reply of one message. */
+	if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC) || nfds > 1 || (nfds && r->r.parts)) {
 		close_fds(fds, nfds);
 		snprintf(why, whylen, "%s", mh.msg_flags & MSG_TRUNC ?
 			 "the reply is longer than the protocol allows" :
 			 "the reply carries more than one descriptor");
 		return -EPROTO;
 	}
-	r->len = (size_t)n;
-	r->fd = nfds ? fds[0] : -1;
+	rc = ctl_reply_add(&r->r, buf, (size_t)n, REPLY_MAX);
+	if (rc) {
+		close_fds(fds, nfds);
+		snprintf(why, whylen, "%s", rc == -EPROTO ? "malformed reply" :
+			 rc == -EMSGSIZE ? "the reply is longer than " PROG " takes" : strerror(-rc));
+		return rc == -ENOMEM ? rc : -EPROTO;
+	}
+	if (nfds && !r->r.done) {
+		close_fds(fds, nfds);
+		snprintf(why, whylen, "the reply carries a descriptor in a part");
+		return -EPROTO;
+	}
+	if (nfds)
+		r->fd = fds[0];
 	return 0;
+}
+
+/* Receives a whole reply: one message, or the parts of a long report
+ * (spec/ctl_proto.h), each within the timeout. Returns 0 or a negative
+ * errno with `why`. */
+static int recv_reply(int s, unsigned timeout_s, struct reply *r, char *why, size_t whylen)
+{
+	int rc;
+
+	r->fd = -1;
+	do
+		rc = recv_part(s, timeout_s, r, why, whylen);
+	while (!rc && !r->r.done);
+	return rc;
 }
 
 /* One call: connect, send the words, receive the reply, hang up. */
@@ -366,7 +398,7 @@ int main(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	static struct reply r;
+	static struct reply r = { .fd = -1 };
 	struct ctl_request req;
 	const char *svr = NULL, *body;
 	char why[CTL_WHY_MAX + 128];
@@ -449,13 +481,14 @@ int main(int argc, char **argv)
 	}
 
 	rc = call(svr, (unsigned)timeout_s, words, nwords, &r, why, sizeof(why));
-	if (rc)
-		return fail(rc, why);
-	if (ctl_parse_reply(r.buf, r.len, &err, &body, &bodylen)) {
+	if (rc) {
 		if (r.fd >= 0)
 			close(r.fd);
-		return fail(-EPROTO, "malformed reply");
+		return fail(rc, why);
 	}
+	err = r.r.err;
+	body = r.r.body ? r.r.body : "";
+	bodylen = r.r.len;
 	if (err) {
 		if (r.fd >= 0)
 			close(r.fd);

@@ -651,8 +651,26 @@ static int parse_error_line(const char *s, size_t len, int *err)
 int ctl_parse_reply(const char *buf, size_t len, int *err, const char **body,
 		    size_t *bodylen)
 {
+	bool more;
+	int e, rc;
+	const char *b;
+	size_t bl;
+
+	rc = ctl_parse_reply_part(buf, len, &e, &b, &bl, &more);
+	if (rc || more)
+		return -EPROTO;
+	*err = e;
+	*body = b;
+	*bodylen = bl;
+	return 0;
+}
+
+int ctl_parse_reply_part(const char *buf, size_t len, int *err, const char **body,
+			 size_t *bodylen, bool *more)
+{
 	const char *nl, *rest;
 	size_t ll, rl;
+	bool m = false;
 	int e = 0;
 
 	if (len == 0 || len > CTL_MSG_MAX || memchr(buf, '\0', len))
@@ -665,6 +683,11 @@ int ctl_parse_reply(const char *buf, size_t len, int *err, const char **body,
 	rl = len - ll - 1;
 	if (ll == 2 && memcmp(buf, "ok", 2) == 0) {
 		e = 0;
+	} else if (ll == 4 && memcmp(buf, "more", 4) == 0) {
+		/* An empty piece would be a part that moves nothing along. */
+		if (rl == 0)
+			return -EPROTO;
+		m = true;
 	} else if (ll > 6 && memcmp(buf, "error ", 6) == 0) {
 		const char *inner;
 
@@ -679,7 +702,32 @@ int ctl_parse_reply(const char *buf, size_t len, int *err, const char **body,
 	*err = e;
 	*body = rest;
 	*bodylen = rl;
+	*more = m;
 	return 0;
+}
+
+size_t ctl_part_len(const char *body, size_t len, bool *last)
+{
+	const char *nl;
+
+	*last = len <= CTL_MSG_MAX - 3;
+	if (*last)
+		return len;
+	nl = memrchr(body, '\n', CTL_PART_MAX);
+	return nl ? (size_t)(nl - body) + 1 : CTL_PART_MAX;
+}
+
+int ctl_format_part(char *buf, size_t cap, const char *piece, size_t n, bool last)
+{
+	size_t limit = min_size(cap, CTL_MSG_MAX + 1), hl = last ? 3 : 5;
+
+	if (limit <= hl || n > limit - hl - 1)
+		return -E2BIG;
+	memcpy(buf, last ? "ok\n" : "more\n", hl);
+	if (n)
+		memcpy(buf + hl, piece, n);
+	buf[hl + n] = '\0';
+	return (int)(hl + n);
 }
 
 #define E(x) { x, #x }

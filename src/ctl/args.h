@@ -215,6 +215,24 @@ int ctl_format_error(char *buf, size_t cap, int err, const char *msg);
  * than one line. */
 int ctl_parse_reply(const char *buf, size_t len, int *err, const char **body,
 		    size_t *bodylen);
+/* As ctl_parse_reply, and also takes a "more\n" part of a long report
+ * (spec/ctl_proto.h): *more is then true, *err 0, and *body the piece,
+ * which must not be empty. The parts' pieces joined, up to the final "ok"
+ * reply's body, are the report. */
+int ctl_parse_reply_part(const char *buf, size_t len, int *err, const char **body,
+			 size_t *bodylen, bool *more);
+
+/* A report of len bytes, sent as the parts of spec/ctl_proto.h: how many
+ * of its first bytes the next part carries. *last is true when that is
+ * all of them (it fits one "ok\n" message: CTL_MSG_MAX - 3 bytes); else
+ * it is a "more\n" part of CTL_PART_MAX bytes, or fewer so that it ends
+ * after the last newline among them, when there is one (text reports then
+ * come in whole lines; JSON, which is one line, in full parts). */
+size_t ctl_part_len(const char *body, size_t len, bool *last);
+/* One part: "more\n" (or "ok\n" when last) and the n bytes of piece, plus
+ * a NUL as ctl_format_ok. Returns the length, or -E2BIG when it would not
+ * fit min(cap, CTL_MSG_MAX + 1). */
+int ctl_format_part(char *buf, size_t cap, const char *piece, size_t n, bool last);
 
 /* "ENODEV" for ENODEV or -ENODEV; "EUNKNOWN" for a value not in the
  * table. Never NULL. */

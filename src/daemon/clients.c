@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include "ctl/args.h"
+#include "ctl/reply.h"
 #include "daemon/inventory.h"
 #include "transport/vduse.h"
 #include "transport/vhost_user.h"
@@ -33,6 +35,14 @@
 #define CTL_CONNS_MAX 64
 #define CTL_CONNS_PER_UID 16
 #define CTL_IDLE_MS 10000
+/* Replies a connection's peer has not read yet wait in its queue
+ * (util/sendq.h), which takes one reply however long and, beyond it, at
+ * most CTL_QUEUED_MAX bytes: a peer that sends requests without reading
+ * the replies is cut off there, and one that reads nothing of a pending
+ * reply for CTL_IDLE_MS too. A report is made whole, as one snapshot, up
+ * to CTL_REPORT_MAX bytes (some 500000 clients). */
+#define CTL_QUEUED_MAX (1u << 20)
+#define CTL_REPORT_MAX (256u << 20)
 
 _Static_assert((int)CTL_QOS_NKEYS == (int)QOS_NKEYS && (int)CTL_QOS_IOPS == (int)QOS_IOPS &&
 	       (int)CTL_QOS_BPS == (int)QOS_BPS && (int)CTL_QOS_WBPS == (int)QOS_WBPS &&
@@ -70,8 +80,13 @@ struct ctl_conn {
 	struct clients *cs;
 	int fd;
 	struct ucred peer;	/* SO_PEERCRED: who connected */
-	long long idle_since;	/* ms: accepted, or last answered */
+	long long idle_since;	/* ms: accepted, last asked, or last sent to */
 	bool deferred;		/* an answer is owed: not idle */
+	bool accepted;		/* in cs->conns (a refused one never is) */
+	bool dropped;		/* closed at the end of the loop's round */
+	uint32_t watched;	/* the events the loop watches (0: not there) */
+	struct sendq out;	/* replies the peer has not taken yet */
+	struct evloop_defer drop;
 	struct ctl_conn *next;
 };
 
@@ -165,7 +180,7 @@ static const char *qos_text(const struct qos_limits *l, char *buf, size_t len)
 }
 static void ctl_error(struct ctl_conn *cc, int err, const char *msg);
 static void ctl_ok(struct ctl_conn *cc, const char *body);
-static void on_ctl_conn(void *arg, uint32_t events);
+static void conn_watch(struct ctl_conn *cc);
 static long long now_ms(void);
 
 /* A create or destroy that waits for the kernel: the connection is not
@@ -176,7 +191,7 @@ static void defer(struct client *c, struct ctl_conn *cc, bool created)
 	c->waiter = cc;
 	c->waiter_created = created;
 	cc->deferred = true;
-	evloop_del(cc->cs->loop, cc->fd);
+	conn_watch(cc);
 }
 
 /* The answer owed to a deferred request; the connection is read again. */
@@ -196,8 +211,7 @@ static void answer(struct client *c, int err, const char *msg)
 	c->waiter = NULL;
 	cc->deferred = false;
 	cc->idle_since = now_ms();
-	if (evloop_add(cc->cs->loop, cc->fd, EPOLLIN, on_ctl_conn, cc) != 0)
-		log_warn("control", "cannot watch a connection again; it stays idle");
+	conn_watch(cc);
 }
 
 static void record_remove(struct client *c)
@@ -278,7 +292,10 @@ static void ctl_conn_close(struct ctl_conn *cc)
 			cc->cs->nconns--;
 			break;
 		}
-	evloop_del(cc->cs->loop, cc->fd);
+	evloop_defer_cancel(cc->cs->loop, &cc->drop);
+	if (cc->watched)
+		evloop_del(cc->cs->loop, cc->fd);
+	sendq_clear(&cc->out);
 	close(cc->fd);
 	free(cc);
 }
@@ -754,16 +771,104 @@ void clients_report(const struct clients *cs, enum ctl_cmd what, struct rec_out 
 
 /* ---- the control socket ---- */
 
+static void on_ctl_conn(void *arg, uint32_t events);
+
+static void conn_drop_now(void *arg)
+{
+	ctl_conn_close(arg);
+}
+
+/* Ends a connection that must go (said at level lvl): it is no longer
+ * watched or sent to, and closed at the end of the loop's round, when no
+ * caller holds it any more. */
+static void conn_drop(struct ctl_conn *cc, enum log_level lvl, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void conn_drop(struct ctl_conn *cc, enum log_level lvl, const char *fmt, ...)
+{
+	char why[CTL_WHY_MAX];
+	va_list ap;
+
+	if (cc->dropped)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	log_msg(lvl, "control", "uid %u: %s; connection closed", (unsigned)cc->peer.uid, why);
+	cc->dropped = true;
+	if (cc->watched)
+		evloop_del(cc->cs->loop, cc->fd);
+	cc->watched = 0;
+	cc->drop = (struct evloop_defer){ .cb = conn_drop_now, .arg = cc };
+	evloop_defer(cc->cs->loop, &cc->drop);
+}
+
+/* What the loop watches cc for: requests, unless an answer is owed (a
+ * deferred create or destroy: replies stay in the order of the requests),
+ * and room in the socket while replies wait in cc->out. */
+static void conn_watch(struct ctl_conn *cc)
+{
+	uint32_t ev = (cc->deferred ? 0 : EPOLLIN) | (sendq_empty(&cc->out) ? 0 : EPOLLOUT);
+	int rc;
+
+	if (!cc->accepted || cc->dropped || ev == cc->watched)
+		return;
+	if (!cc->watched)
+		rc = evloop_add(cc->cs->loop, cc->fd, ev, on_ctl_conn, cc);
+	else if (!ev)
+		rc = evloop_del(cc->cs->loop, cc->fd);
+	else
+		rc = evloop_mod(cc->cs->loop, cc->fd, ev);
+	if (rc) {
+		conn_drop(cc, LOG_WARN, "cannot watch the connection: %s", strerror(-rc));
+		return;
+	}
+	cc->watched = ev;
+}
+
+/* Sends what the socket takes of cc's queue; the rest waits for EPOLLOUT.
+ * A peer that hung up before its reply is no news. */
+static void conn_flush(struct ctl_conn *cc)
+{
+	unsigned sent = 0;
+	int rc = sendq_flush(&cc->out, cc->fd, &sent);
+
+	if (sent)
+		cc->idle_since = now_ms();
+	if (rc && rc != -EAGAIN) {
+		conn_drop(cc, rc == -EPIPE || rc == -ECONNRESET ? LOG_INFO : LOG_WARN,
+			  "cannot send a reply: %s", strerror(-rc));
+		return;
+	}
+	conn_watch(cc);
+}
+
+/* The peer reads its replies or is cut off (CTL_QUEUED_MAX). */
+static void conn_no_room(struct ctl_conn *cc)
+{
+	conn_drop(cc, LOG_WARN, "requests sent without reading the replies: %zu bytes wait, "
+		  "and at most %u KiB may", cc->out.bytes, CTL_QUEUED_MAX >> 10);
+}
+
+/* One reply message (with fd, if >= 0, as SCM_RIGHTS; the caller keeps
+ * its copy). */
 static void ctl_reply(struct ctl_conn *cc, const char *text, int fd)
 {
-	struct iovec iov = { (void *)text, strlen(text) };
-	union scm_one_fd ctl;
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	size_t len = strlen(text);
+	int rc;
 
-	if (fd >= 0)
-		scm_attach_fd(&mh, &ctl, fd);
-	if (sendmsg(cc->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
-		log_warn("control", "cannot send a reply: %s", strerror(errno));
+	if (cc->dropped)
+		return;
+	if (!sendq_room(&cc->out, len, 1)) {
+		conn_no_room(cc);
+		return;
+	}
+	rc = sendq_push(&cc->out, text, len, fd);
+	if (rc) {
+		conn_drop(cc, LOG_WARN, "cannot queue a reply: %s", strerror(-rc));
+		return;
+	}
+	conn_flush(cc);
 }
 
 static void ctl_error(struct ctl_conn *cc, int err, const char *msg)
@@ -985,6 +1090,65 @@ void clients_restore(struct clients *cs)
 	closedir(d);
 }
 
+/* A report, whole: one snapshot of the clients, however many there are
+ * and however slowly the peer reads it. Returns it (malloc) with its
+ * length, or NULL with -ENOMEM or -E2BIG (past CTL_REPORT_MAX). */
+static char *report_make(const struct clients *cs, enum ctl_cmd what, bool json, size_t *len,
+			 int *err)
+{
+	/* Room for a few hundred bytes a client at once, for most. */
+	size_t cap = 65536 + (size_t)clients_count(cs) * 512;
+
+	for (;;) {
+		char *buf = malloc(cap);
+		struct rec_out o;
+		int n;
+
+		if (!buf) {
+			*err = -ENOMEM;
+			return NULL;
+		}
+		rec_init(&o, buf, cap, json);
+		clients_report(cs, what, &o);
+		n = rec_finish(&o);
+		if (n >= 0) {
+			*len = (size_t)n;
+			return buf;
+		}
+		free(buf);
+		if (cap >= CTL_REPORT_MAX) {
+			*err = -E2BIG;
+			return NULL;
+		}
+		cap = cap * 2 < CTL_REPORT_MAX ? cap * 2 : CTL_REPORT_MAX;
+	}
+}
+
+/* list, disks, stats: the report as one reply, in parts when it is
+ * longer than a message (spec/ctl_proto.h). */
+static void ctl_report(struct ctl_conn *cc, enum ctl_cmd what, bool json)
+{
+	char why[CTL_WHY_MAX];
+	size_t len;
+	int rc;
+	char *rep = report_make(cc->cs, what, json, &len, &rc);
+
+	if (!rep) {
+		snprintf(why, sizeof(why), rc == -E2BIG ? "the report is longer than %u MiB"
+			 : "no memory for the report (of %u MiB at most)", CTL_REPORT_MAX >> 20);
+		ctl_error(cc, rc, why);
+		return;
+	}
+	rc = cc->dropped ? 0 : ctl_queue_report(&cc->out, rep, len);
+	free(rep);
+	if (rc == -ENOBUFS)
+		conn_no_room(cc);
+	else if (rc)
+		conn_drop(cc, LOG_WARN, "cannot queue a report: %s", strerror(-rc));
+	else
+		conn_flush(cc);
+}
+
 static void ctl_handle(struct ctl_conn *cc, const char *msg, size_t len)
 {
 	static char out[CTL_MSG_MAX], body[CTL_MSG_MAX - 64];
@@ -1089,21 +1253,9 @@ static void ctl_handle(struct ctl_conn *cc, const char *msg, size_t len)
 		return;
 	case CTL_CMD_LIST:
 	case CTL_CMD_DISKS:
-	case CTL_CMD_STATS: {
-		struct rec_out o;
-
-		rec_init(&o, body, sizeof(body), rq.json);
-		clients_report(cc->cs, rq.cmd, &o);
-		if (rec_finish(&o) < 0) {
-			snprintf(why, sizeof(why), "the report is longer than a reply may be (%zu "
-				 "bytes)", sizeof(body));
-			ctl_error(cc, -E2BIG, why);
-			return;
-		}
-		ctl_format_ok(out, sizeof(out), body);
-		ctl_reply(cc, out, -1);
+	case CTL_CMD_STATS:
+		ctl_report(cc, rq.cmd, rq.json);
 		return;
-	}
 	}
 }
 
@@ -1111,9 +1263,17 @@ static void on_ctl_conn(void *arg, uint32_t events)
 {
 	static char buf[CTL_MSG_MAX + 1];
 	struct ctl_conn *cc = arg;
-	ssize_t n = recv(cc->fd, buf, sizeof(buf), MSG_DONTWAIT | MSG_TRUNC);
+	ssize_t n;
 
-	(void)events;
+	if (events & EPOLLOUT) {
+		conn_flush(cc);
+		if (cc->dropped)
+			return;
+	}
+	/* A hang-up or error shows as a failed recv too. */
+	if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)) || cc->deferred)
+		return;
+	n = recv(cc->fd, buf, sizeof(buf), MSG_DONTWAIT | MSG_TRUNC);
 	if (n < 0 && errno == EAGAIN)
 		return;
 	if (n <= 0) {
@@ -1166,8 +1326,14 @@ static void on_idle_timer(void *arg, uint32_t events)
 		return;
 	for (cc = cs->conns; cc; cc = next) {
 		next = cc->next;
-		if (cc->deferred || now - cc->idle_since < CTL_IDLE_MS)
+		if (cc->deferred || cc->dropped || now - cc->idle_since < CTL_IDLE_MS)
 			continue;
+		/* Replies waiting for a peer that takes none of them. */
+		if (!sendq_empty(&cc->out)) {
+			conn_drop(cc, LOG_WARN, "%zu bytes of replies not read in %d s",
+				  cc->out.bytes, CTL_IDLE_MS / 1000);
+			continue;
+		}
 		snprintf(why, sizeof(why), "no request in %d s; connection closed",
 			 CTL_IDLE_MS / 1000);
 		ctl_error(cc, -ETIMEDOUT, why);
@@ -1194,6 +1360,7 @@ static void on_ctl_listen(void *arg, uint32_t events)
 	cc->cs = cs;
 	cc->fd = fd;
 	cc->idle_since = now_ms();
+	sendq_init(&cc->out, CTL_QUEUED_MAX);
 	len = sizeof(cc->peer);
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cc->peer, &len) != 0) {
 		log_warn("control", "SO_PEERCRED: %s; connection closed", strerror(errno));
@@ -1206,11 +1373,15 @@ static void on_ctl_listen(void *arg, uint32_t events)
 	}
 	if (evloop_add(cs->loop, fd, EPOLLIN, on_ctl_conn, cc) != 0)
 		goto refuse;
+	cc->watched = EPOLLIN;
+	cc->accepted = true;
 	cc->next = cs->conns;
 	cs->conns = cc;
 	cs->nconns++;
 	return;
 refuse:
+	/* Whatever of the refusal the socket did not take is lost with it. */
+	sendq_clear(&cc->out);
 	free(cc);
 	close(fd);
 }

@@ -105,6 +105,18 @@ int evloop_del(struct evloop *l, int fd)
 	return -ENOENT;
 }
 
+int evloop_mod(struct evloop *l, int fd, uint32_t events)
+{
+	for (unsigned i = 0; i < l->nw; i++) {
+		if (l->w[i].used && l->w[i].fd == fd) {
+			struct epoll_event ev = { .events = events, .data.u32 = i };
+
+			return epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &ev) ? -errno : 0;
+		}
+	}
+	return -ENOENT;
+}
+
 static void on_signal(void *arg, uint32_t events)
 {
 	struct evloop *l = arg;

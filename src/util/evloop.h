@@ -67,6 +67,9 @@ void evloop_free(struct evloop *l);
 /* Watches fd for `events` (EPOLLIN, ...). Returns 0 or negative errno. */
 int evloop_add(struct evloop *l, int fd, uint32_t events, evloop_cb cb, void *arg);
 int evloop_del(struct evloop *l, int fd);
+/* Changes the events an added fd is watched for (same callback). Returns
+ * 0, -ENOENT for an fd not added, or a negative errno from epoll. */
+int evloop_mod(struct evloop *l, int fd, uint32_t events);
 /* Blocks SIGINT, SIGTERM, SIGHUP, SIGQUIT and SIGUSR2 and reports them through
  * cb(arg, signo). */
 int evloop_catch_signals(struct evloop *l, evloop_cb cb, void *arg);

@@ -7,11 +7,15 @@
  * unpacked words pack back to the same bytes, an accepted create() is
  * within its documented bounds, every refusal leaves one printable line in
  * `why`, and the reply the server would send parses back to the same
- * errno and body. */
+ * errno and body. A third reading takes the input as a report (repeated,
+ * so that it spans several messages): cut into parts as the server cuts
+ * it and joined as nvme-drv-ctl joins them, it is the same bytes again. */
 #include <errno.h>
+#include <stdlib.h>
 
 #include "blk/devname.h"
 #include "ctl/args.h"
+#include "ctl/reply.h"
 #include "fuzz.h"
 
 static void check_why(const char *why)
@@ -145,15 +149,80 @@ static void as_request(const uint8_t *data, size_t size)
 
 static void as_reply(const uint8_t *data, size_t size)
 {
-	const char *body = NULL;
-	size_t bodylen = 0;
-	int err = 1;
+	const char *body = NULL, *pbody = NULL;
+	size_t bodylen = 0, pbodylen = 0;
+	bool more = true;
+	int err = 1, perr = 1, rc, prc;
+	struct ctl_reply r;
 
-	if (ctl_parse_reply((const char *)data, size, &err, &body, &bodylen) != 0)
+	/* One message ("ok", "error") reads the same either way; a "more"
+	 * part only as a part. */
+	prc = ctl_parse_reply_part((const char *)data, size, &perr, &pbody, &pbodylen, &more);
+	rc = ctl_parse_reply((const char *)data, size, &err, &body, &bodylen);
+	FUZZ_ASSERT(rc == 0 || rc == -EPROTO);
+	FUZZ_ASSERT(prc == 0 || prc == -EPROTO);
+	FUZZ_ASSERT(rc == 0 ? prc == 0 && !more && perr == err && pbody == body &&
+			      pbodylen == bodylen
+			    : prc != 0 || more);
+	if (prc == 0 && more)
+		FUZZ_ASSERT(perr == 0 && pbodylen > 0 && pbody == (const char *)data + 5);
+	/* The same message joined: the body, once; nothing after the end. */
+	ctl_reply_init(&r);
+	FUZZ_ASSERT(ctl_reply_add(&r, (const char *)data, size, CTL_MSG_MAX) == prc);
+	if (prc == 0) {
+		FUZZ_ASSERT(r.done == !more && r.len == pbodylen);
+		FUZZ_ASSERT(memcmp(r.body, pbody, pbodylen) == 0 && r.body[r.len] == '\0');
+		if (r.done)
+			FUZZ_ASSERT(ctl_reply_add(&r, "ok\n", 3, CTL_MSG_MAX) == -EPROTO);
+	}
+	ctl_reply_free(&r);
+	if (rc != 0)
 		return;
 	FUZZ_ASSERT(err <= 0 && err >= -4095);
 	FUZZ_ASSERT(body >= (const char *)data && bodylen <= size &&
 		    (size_t)(body - (const char *)data) == size - bodylen);
+}
+
+/* The input, without its NULs (a report has none), repeated to n bytes:
+ * sent as parts and joined again. */
+static void as_report(const uint8_t *data, size_t size)
+{
+	static char rep[4 * CTL_MSG_MAX], msg[CTL_MSG_MAX + 1];
+	size_t len = 0, off = 0, n, parts = 0, want;
+	struct ctl_reply r;
+	bool last;
+	int m;
+
+	if (size == 0)
+		return;
+	/* Its first byte picks the length: one message, or up to four. */
+	want = (size_t)data[0] * (sizeof(rep) / 256) + size % 256;
+	if (want > sizeof(rep))
+		want = sizeof(rep);
+	while (len < want) {
+		n = want - len < size ? want - len : size;
+		memcpy(rep + len, data, n);
+		len += n;
+	}
+	for (char *p = memchr(rep, '\0', len); p; p = memchr(p, '\0', len - (size_t)(p - rep)))
+		*p = '\n';
+	ctl_reply_init(&r);
+	do {
+		n = ctl_part_len(rep + off, len - off, &last);
+		FUZZ_ASSERT(n <= len - off && (n > 0 || last));
+		FUZZ_ASSERT(last ? n <= CTL_MSG_MAX - 3 : n <= CTL_PART_MAX);
+		m = ctl_format_part(msg, sizeof(msg), rep + off, n, last);
+		FUZZ_ASSERT(m > 0 && m <= CTL_MSG_MAX);
+		FUZZ_ASSERT(ctl_reply_add(&r, msg, (size_t)m, sizeof(rep)) == 0);
+		FUZZ_ASSERT(r.done == last);
+		off += n;
+		parts++;
+	} while (!last);
+	FUZZ_ASSERT(off == len && r.len == len && r.err == 0 && r.parts == parts);
+	FUZZ_ASSERT(len == 0 || memcmp(r.body, rep, len) == 0);
+	/* Fits one message: one, exactly as ctl_format_ok. */
+	FUZZ_ASSERT((parts == 1) == (len <= CTL_MSG_MAX - 3));
+	ctl_reply_free(&r);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -162,5 +231,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	 * one byte past the message. */
 	as_request(data, size);
 	as_reply(data, size);
+	as_report(data, size);
 	return 0;
 }

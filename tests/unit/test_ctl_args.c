@@ -634,6 +634,70 @@ static void test_reply_invalid(void)
 	CHECK_EQ_INT(ctl_parse_reply(big, CTL_MSG_MAX + 1, &err, &body, &bl), -EPROTO);
 }
 
+/* The parts of a long report (spec/ctl_proto.h): "more\n" and a piece
+ * that is not empty, then an ordinary reply; ctl_parse_reply, which knows
+ * one message only, refuses a part. */
+static void test_reply_parts(void)
+{
+	static char big[CTL_MSG_MAX + 1], out[CTL_MSG_MAX + 1];
+	const char *body;
+	size_t bl, n;
+	bool more, last;
+	int err;
+
+	CHECK_EQ_INT(ctl_parse_reply_part("more\nab", 7, &err, &body, &bl, &more), 0);
+	CHECK(more);
+	CHECK_EQ_INT(err, 0);
+	CHECK_EQ_INT(bl, 2);
+	CHECK(memcmp(body, "ab", 2) == 0);
+	CHECK_EQ_INT(ctl_parse_reply_part("ok\nab", 5, &err, &body, &bl, &more), 0);
+	CHECK(!more);
+	CHECK_EQ_INT(ctl_parse_reply_part("error EIO 5\nx\n", 14, &err, &body, &bl, &more), 0);
+	CHECK(!more);
+	CHECK_EQ_INT(err, -EIO);
+	CHECK_EQ_INT(ctl_parse_reply_part("more\n", 5, &err, &body, &bl, &more), -EPROTO);
+	CHECK_EQ_INT(ctl_parse_reply_part("more", 4, &err, &body, &bl, &more), -EPROTO);
+	CHECK_EQ_INT(ctl_parse_reply_part("MORE\nx", 6, &err, &body, &bl, &more), -EPROTO);
+	CHECK_EQ_INT(ctl_parse_reply_part("more \nx", 7, &err, &body, &bl, &more), -EPROTO);
+	CHECK_EQ_INT(ctl_parse_reply_part("more\nx\0", 7, &err, &body, &bl, &more), -EPROTO);
+	REPLY_BAD("more\nab");
+
+	/* Short: one "ok" message, as before parts existed. */
+	n = ctl_part_len("a\nb\n", 4, &last);
+	CHECK_EQ_INT(n, 4);
+	CHECK(last);
+	memset(big, 'x', sizeof(big));
+	CHECK_EQ_INT(ctl_part_len(big, CTL_MSG_MAX - 3, &last), CTL_MSG_MAX - 3);
+	CHECK(last);
+	/* One byte more: a full part (no newline to end at), then the rest. */
+	CHECK_EQ_INT(ctl_part_len(big, CTL_MSG_MAX - 2, &last), CTL_PART_MAX);
+	CHECK(!last);
+	/* With lines: the part ends after the last newline it holds, and a
+	 * newline just past it does not count. */
+	big[99] = '\n';
+	big[CTL_PART_MAX] = '\n';
+	CHECK_EQ_INT(ctl_part_len(big, sizeof(big), &last), 100);
+	CHECK(!last);
+	big[CTL_PART_MAX - 1] = '\n';
+	CHECK_EQ_INT(ctl_part_len(big, sizeof(big), &last), CTL_PART_MAX);
+
+	CHECK_EQ_INT(ctl_format_part(out, sizeof(out), big, CTL_PART_MAX, false), CTL_MSG_MAX);
+	CHECK(memcmp(out, "more\n", 5) == 0);
+	CHECK_EQ_INT(ctl_parse_reply_part(out, CTL_MSG_MAX, &err, &body, &bl, &more), 0);
+	CHECK(more && bl == CTL_PART_MAX && body == out + 5);
+	CHECK_EQ_INT(ctl_format_part(out, sizeof(out), big, CTL_PART_MAX + 1, false), -E2BIG);
+	CHECK_EQ_INT(ctl_format_part(out, sizeof(out), big, CTL_MSG_MAX - 3, true), CTL_MSG_MAX);
+	CHECK_EQ_INT(ctl_format_part(out, sizeof(out), big, CTL_MSG_MAX - 2, true), -E2BIG);
+	CHECK_EQ_INT(ctl_format_part(out, 9, "abc", 3, false), 8);
+	CHECK_STREQ(out, "more\nabc");
+	CHECK_EQ_INT(ctl_format_part(out, 8, "abc", 3, false), -E2BIG);
+	/* The last part is the reply ctl_format_ok makes. */
+	CHECK_EQ_INT(ctl_format_part(out, sizeof(out), "x\n", 2, true), 5);
+	CHECK_STREQ(out, "ok\nx\n");
+	CHECK_EQ_INT(ctl_format_part(out, sizeof(out), NULL, 0, true), 3);
+	CHECK_STREQ(out, "ok\n");
+}
+
 static void test_errno_names(void)
 {
 	static const int table[] = { ENODEV, EBUSY, EINVAL, ENOSPC, EEXIST, ENOENT, EPERM,
@@ -750,6 +814,7 @@ int main(void)
 	test_garbage();
 	test_replies();
 	test_reply_invalid();
+	test_reply_parts();
 	test_errno_names();
 	test_qos();
 	return check_report("ctl_args");

@@ -5,6 +5,7 @@
  * Creating real clients needs a controller: t-clients-hostile.sh does. */
 #include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -244,11 +245,113 @@ static void test_per_uid(void)
 	close(go[1]);
 }
 
-/* A connection that sends nothing is closed after 10 s, and says so. */
+/* Sends up to most "list" requests on s, as many as the socket takes now;
+ * returns how many, or -1 when the server has hung up. */
+static int send_lists(int s, int most)
+{
+	int n = 0;
+
+	while (n < most && send(s, "list", 5, MSG_DONTWAIT | MSG_NOSIGNAL) == 5)
+		n++;
+	return n == most || errno == EAGAIN ? n : -1;
+}
+
+/* Reads the replies waiting on s: how many, each "ok\n" (else -1000);
+ * *eof when the server has hung up. */
+static int read_replies(int s, bool *eof)
+{
+	int n = 0;
+
+	for (;;) {
+		const char *p = pending(s);
+
+		if (!p[0])
+			return n;
+		if (strcmp(p, "EOF") == 0) {
+			*eof = true;
+			return n;
+		}
+		n += strcmp(p, "ok\n") == 0 ? 1 : -1000;
+	}
+}
+
+/* Requests sent one after the other without waiting: every reply comes,
+ * in order, to a peer that reads them slowly, though most of them had to
+ * wait in the server's queue (its socket holds a few hundred). */
+static void test_pipelined_slow_reader(void)
+{
+	int s = conn(), sent = 0, got = 0;
+	bool eof = false;
+
+	for (int round = 0; round < 20000 && got < 3000; round++) {
+		int n = send_lists(s, 3000 - sent);
+
+		CHECK(n >= 0);
+		sent += n > 0 ? n : 0;
+		evloop_once(loop, 1);
+		/* One reply read every other round, slower than they come,
+		 * until all are asked for. */
+		if (sent < 3000 && round % 2 == 0 && pending(s)[0])
+			got++;
+		if (sent == 3000)
+			got += read_replies(s, &eof);
+	}
+	pump(50);
+	got += read_replies(s, &eof);
+	CHECK_EQ_INT(sent, 3000);
+	CHECK_EQ_INT(got, sent);
+	CHECK(!eof);
+	printf("test_ctl_server: %d requests sent at once, %d replies read slowly\n", sent, got);
+	close(s);
+	pump(20);
+}
+
+/* A peer that sends requests and never reads: once more than the bound
+ * (1 MiB, with each reply's overhead) waits for it, the server closes the
+ * connection, frees what waited, and goes on serving others. */
+static void test_pipelined_no_reader(void)
+{
+	int s = conn(), sent = 0, got;
+	bool eof = false;
+	long long end = now_ms() + 30000;
+
+	while (now_ms() < end) {
+		int n = send_lists(s, 1 << 20);
+
+		if (n < 0)
+			break;
+		sent += n;
+		for (int i = 0; i < 64; i++)
+			evloop_once(loop, 0);
+	}
+	pump(50);
+	/* 1 MiB of replies of 3 + 64 bytes each: some 15650, and a few
+	 * hundred more in the socket. */
+	CHECK(sent > 15000);
+	got = read_replies(s, &eof);
+	CHECK(eof);
+	CHECK(got > 100 && got < sent);
+	printf("test_ctl_server: a peer that does not read: %d requests sent, %d replies "
+	       "had reached it when it was cut off\n", sent, got);
+	close(s);
+	CHECK_STREQ(CALL("list", "json"), "ok\n{\"clients\":[],\"controllers\":[]}\n");
+}
+
+/* A connection that sends nothing is closed after 10 s, and says so. One
+ * that asked for replies and reads none of them for 10 s goes too. */
 static void test_idle(void)
 {
-	int s = conn(), t;
+	int s = conn(), t, u = conn(), sent = 0;
+	bool eof = false;
 
+	/* Past what the socket holds: replies wait in the server's queue. */
+	for (int i = 0; i < 100 && sent < 1000; i++) {
+		int n = send_lists(u, 1000 - sent);
+
+		sent += n > 0 ? n : 0;
+		pump(5);
+	}
+	CHECK(sent >= 1000);
 	pump(9000);
 	t = conn();
 	CHECK_STREQ(pending(s), "");
@@ -257,8 +360,11 @@ static void test_idle(void)
 	CHECK_PREFIX(pending(s), "EOF");
 	/* Younger: still open. */
 	CHECK_STREQ(pending(t), "");
+	CHECK(read_replies(u, &eof) > 0);
+	CHECK(eof);
 	close(s);
 	close(t);
+	close(u);
 }
 
 int main(void)
@@ -291,6 +397,8 @@ int main(void)
 	test_mode_and_dir();
 	test_all();
 	test_per_uid();
+	test_pipelined_slow_reader();
+	test_pipelined_no_reader();
 	test_idle();
 
 	clients_free(cs);

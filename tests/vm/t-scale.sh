@@ -13,6 +13,9 @@
 # strays by one block changes a byte the host checks.
 # Then 48 nvme-drv-io on 4 queues each at once while the server's file
 # descriptors, watches and memory are counted: what each client costs.
+# Last, 256 more dynamic clients of ns15 (GPT with 256 partitions of 4 KiB,
+# m1..m256, nobody connects): list and stats of all 320, text and JSON,
+# are whole though far longer than one control message (64 KiB).
 # On the host: every vhost-user range carries nvme-drv-io's pattern, every
 # VDUSE range the bytes its writer put there, every other byte unchanged.
 set -uo pipefail
@@ -30,12 +33,19 @@ mkgpt() { # IMG MIB PREFIX COUNT
 }
 mkgpt "$work/n1.img" 48 u 40
 mkgpt "$work/n10.img" 16 k 12
+MANY=256
+mkimg "$work/n15.img" 4
+margs=()
+for i in $(seq $MANY); do margs+=(-n "$i:$((2048 + (i - 1) * 8)):$((2048 + i * 8 - 1))" -c "$i:m$i"); done
+sgdisk -Z --resize-table=$MANY -a 8 "${margs[@]}" "$work/n15.img" >/dev/null
 nsargs=()
 for n in $(seq 14); do
 	[ -e "$work/n$n.img" ] || mkimg "$work/n$n.img" 1
 	cp "$work/n$n.img" "$work/n$n.orig"
 	nsargs+=(--ns file="$work/n$n.img")
 done
+cp "$work/n15.img" "$work/n15.orig"
+nsargs+=(--ns file="$work/n15.img")
 # What each VDUSE client writes: its own random MiB.
 for i in $(seq 12); do head -c $((SZ * 512)) /dev/urandom > "$work/k$i.pat"; done
 for n in 11 12 13 14; do head -c $((SZ * 512)) /dev/urandom > "$work/n$n.pat"; done
@@ -126,6 +136,17 @@ snapshot busy
 sleep 2
 snapshot busy2
 while read -r c pid; do wait \$pid; echo \$? >"\$W/r-\$c.rc"; done </tmp/pids
+# Many clients: reports longer than one control message.
+: >"\$W/many-create.err"
+for i in \$(seq $MANY); do
+	$CTL create 0 device=partlabel:m\$i socket=/tmp/m\$i.sock >/dev/null 2>>"\$W/many-create.err" ||
+		echo "m\$i: exit \$?" >>"\$W/many-create.err"
+done
+step many-list $CTL list
+step many-list-json $CTL --json list
+step many-stats $CTL stats
+step many-stats-json $CTL --json stats
+python3 $here/ctlraw.py /tmp/ctl.sock list >"\$W/many-raw.out" 2>&1; echo \$? >"\$W/many-raw.rc"
 kill -TERM \$srv; wait \$srv; echo \$? >"\$W/sigterm.rc"
 dmesg >"\$W/dmesg.out"
 exit 0
@@ -166,6 +187,24 @@ nl=$(grep -c '^client .*connected=yes' "$work/list.out")
 [ "$nl" = 64 ] && ok "list: 64 clients, all connected at once ($(cat "$work/connect-ms.out") ms after the readers started)" ||
 	fail "list: $nl clients connected: $(grep -c '^client ' "$work/list.out") listed"
 
+# 320 clients: every one listed, in reports of several messages each.
+all=$((64 + MANY))
+[ -s "$work/many-create.err" ] && fail "creating $MANY clients of ns15: $(head -3 "$work/many-create.err" | tr '\n' ' ')" ||
+	ok "$MANY more dynamic clients created ($all in all)"
+for r in list stats; do
+	expect_ok many-$r; expect_ok many-$r-json
+	n=$(grep -c '^client ' "$work/many-$r.out"); sz=$(wc -c <"$work/many-$r.out")
+	[ "$n" = $all ] && [ "$sz" -gt 65536 ] && ok "$r: all $all clients in $sz bytes (more than one 64 KiB message)" ||
+		fail "$r: $n of $all clients listed, $sz bytes"
+	n=$(python3 -c 'import json, sys; print(len(json.load(open(sys.argv[1]))["clients"]))' "$work/many-$r-json.out" 2>&1)
+	[ "$n" = $all ] && ok "$r --json: one JSON document of all $all clients ($(wc -c <"$work/many-$r-json.out") bytes)" ||
+		fail "$r --json: $n"
+done
+[ "$(grep -c '^client /tmp/m' "$work/many-list.out")" = $MANY ] && ok "list: the $MANY clients of ns15 by name" ||
+	fail "list: $(grep -c '^client /tmp/m' "$work/many-list.out") of $MANY clients of ns15"
+[ "$(cat "$work/many-raw.rc")" = 0 ] && [ "$(grep -c '^client ' "$work/many-raw.out")" = $all ] &&
+	ok "ctlraw.py joins the parts too" || fail "ctlraw.py list: exit $(cat "$work/many-raw.rc"), $(grep -c '^client ' "$work/many-raw.out") clients"
+
 # What the clients cost, from the server's own descriptors and memory.
 echo "# a reader: $(grep -h 'iops=' "$work/r-u1.out" | head -1)"
 total() { awk '{s += $1} END {print s + 0}' "$work/fds-$1.out"; }
@@ -199,6 +238,8 @@ for n in 2 3 4 5 6 7 8 9; do check_img "ns$n: the namespace carries its client's
 args=()
 for i in $(seq 12); do args+=(--any "$(start_of "$i"):$SZ"); done
 check_img "ns10: GPT and the gaps between the 12 VDUSE partitions unchanged" n10 "${args[@]}"
+cmp -s "$work/n15.orig" "$work/n15.img" && ok "host check ns15: unchanged (its $MANY clients were only listed)" ||
+	fail "host check ns15: changed"
 bad=0
 for i in $(seq 12); do
 	cmp -s <(dd if="$work/n10.img" bs=512 skip="$(start_of "$i")" count=$SZ status=none) "$work/k$i.pat" ||
