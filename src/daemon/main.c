@@ -23,6 +23,7 @@
 #include "daemon/clients.h"
 #include "daemon/inventory.h"
 #include "transport/vduse.h"
+#include "util/cpuload.h"
 #include "util/evloop.h"
 #include "util/log.h"
 #include "util/notify.h"
@@ -322,6 +323,7 @@ static int serve(struct host *h, const struct config *cfg)
 	struct itimerspec every_second = { { 1, 0 }, { 1, 0 } };
 	struct health hl = { .h = h, .fd = -1 };
 	struct clients *cs = NULL;
+	struct cpuload load;
 	struct evloop *loop;
 	int rc = evloop_new(&loop);
 
@@ -338,6 +340,9 @@ static int serve(struct host *h, const struct config *cfg)
 	if (!rc)
 		rc = host_watch(h, loop);
 	evloop_set_poll_max(loop, cfg->poll_max_us);
+	/* Polling spins only on spare CPU (util/cpuload.h). */
+	if (cpuload_open(&load) == 0)
+		evloop_set_poll_gate(loop, cpuload_spare, &load);
 	if (!rc)
 		rc = start_clients(h, loop, cfg, &cs);
 	if (!rc) {
@@ -369,6 +374,7 @@ static int serve(struct host *h, const struct config *cfg)
 				    : "stopped");
 	clients_free(cs);
 	evloop_free(loop);
+	cpuload_close(&load);
 	if (hl.fd >= 0)
 		close(hl.fd);
 	return rc;

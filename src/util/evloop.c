@@ -36,6 +36,10 @@ struct evloop {
 	struct evloop_poller *cursor;	/* the next poller of a walk under way */
 	uint64_t poll_max_ns;
 	bool polling;		/* the pollers' notifications are off */
+	evloop_gate_fn gate;
+	void *gate_arg;
+	uint64_t gate_at;	/* when it was last asked */
+	bool gate_shut;		/* its last answer was no */
 	struct evloop_poll_stats st;
 };
 
@@ -214,6 +218,34 @@ void evloop_set_poll_max(struct evloop *l, unsigned us)
 		l->st.poll_ns = l->poll_max_ns;
 }
 
+void evloop_set_poll_gate(struct evloop *l, evloop_gate_fn fn, void *arg)
+{
+	l->gate = fn;
+	l->gate_arg = arg;
+	l->gate_at = 0;
+	l->gate_shut = false;
+}
+
+/* Whether the gate lets the loop poll; asks it at most every
+ * EVLOOP_GATE_MS, and shuts the window while it says no. */
+static bool gate_open(struct evloop *l)
+{
+	uint64_t now;
+
+	if (!l->gate)
+		return true;
+	now = now_ns();
+	if (!l->gate_at || now - l->gate_at >= (uint64_t)EVLOOP_GATE_MS * 1000000u) {
+		l->gate_at = now;
+		l->gate_shut = !l->gate(l->gate_arg);
+		if (l->gate_shut)
+			l->st.gated++;
+	}
+	if (l->gate_shut)
+		l->st.poll_ns = 0;
+	return !l->gate_shut;
+}
+
 void evloop_poller_add(struct evloop *l, struct evloop_poller *p)
 {
 	if (p->added)
@@ -319,7 +351,7 @@ static bool poll_round(struct evloop *l, uint64_t t0)
 int evloop_once(struct evloop *l, int timeout_ms)
 {
 	struct epoll_event ev[64];
-	bool timed = l->poll_max_ns && l->pollers && timeout_ms != 0;
+	bool timed = l->poll_max_ns && l->pollers && timeout_ms != 0 && gate_open(l);
 	uint64_t t0 = 0;
 	int n;
 

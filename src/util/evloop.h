@@ -54,12 +54,20 @@ struct evloop_poller {
 #define EVLOOP_POLL_MAX_US_DEFAULT 1000
 #define EVLOOP_POLL_MAX_US_LIMIT 10000
 
+/* A gate asked, at most every EVLOOP_GATE_MS while the loop would poll,
+ * whether it may (cpuload_spare: only on spare CPU). While it says no,
+ * the window stays 0: the loop sleeps as it would without a cap. */
+#define EVLOOP_GATE_MS 200
+typedef bool (*evloop_gate_fn)(void *arg);
+void evloop_set_poll_gate(struct evloop *l, evloop_gate_fn fn, void *arg);
+
 /* What polling did, for tests and statistics. */
 struct evloop_poll_stats {
 	uint64_t poll_ns;	/* the current window */
 	uint64_t rounds;	/* rounds that polled */
 	uint64_t hits;		/* of them, rounds whose polling found work */
 	uint64_t sleeps;	/* rounds that slept in epoll_wait */
+	uint64_t gated;		/* gate samples that kept polling off */
 };
 
 int evloop_new(struct evloop **out);

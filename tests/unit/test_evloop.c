@@ -62,6 +62,16 @@ static void tp_init(struct tp *t, struct evloop *l)
 	t->p = (struct evloop_poller){ .poll = tp_poll, .notify = tp_notify, .arg = t };
 }
 
+static unsigned gate_calls;
+static bool gate_answer;
+
+static bool gate(void *arg)
+{
+	(void)arg;
+	gate_calls++;
+	return gate_answer;
+}
+
 static void on_ready(void *arg, uint32_t events)
 {
 	(void)arg;
@@ -210,6 +220,32 @@ int main(void)
 	CHECK(a.off);
 	CHECK_EQ_INT(evloop_run(l), 0);
 	CHECK(!a.off);
+
+	/* A gate that says no (no spare CPU): the window drops to 0 and
+	 * stays there, events coming sooner than the cap or not; nothing is
+	 * polled; the gate is asked once per EVLOOP_GATE_MS at most. Once
+	 * it says yes, polling comes back. */
+	gate_answer = false;
+	gate_calls = 0;
+	evloop_set_poll_gate(l, gate, NULL);
+	a.find_at = 0;
+	a.polls = 0;
+	t0 = ms_now();
+	for (int i = 0; i < 50; i++)
+		evloop_once(l, 100);
+	CHECK_EQ_INT(stats(l).poll_ns, 0);
+	CHECK_EQ_INT(a.polls, 0);
+	CHECK(!a.off);
+	CHECK(gate_calls >= 1);
+	CHECK(gate_calls <= 1 + (ms_now() - t0) / EVLOOP_GATE_MS);
+	CHECK(stats(l).gated >= 1);
+	gate_answer = true;
+	usleep(EVLOOP_GATE_MS * 1000 + 10000);
+	for (int i = 0; i < 20 && stats(l).poll_ns < 64000; i++)
+		evloop_once(l, 100);
+	CHECK(stats(l).poll_ns >= 64000);
+	CHECK(a.polls > 0);
+	evloop_set_poll_gate(l, NULL, NULL);
 
 	evloop_free(l);
 	close(efd);
