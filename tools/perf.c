@@ -52,6 +52,7 @@ struct perf {
 	struct lat_log lat;
 	struct evloop *loop;
 	struct nvme_db_stats db_last;	/* doorbell counts when the phase began */
+	struct evloop_poll_stats poll_last;	/* polling counts when the phase began */
 };
 
 /* The verify pattern of one LBA: its absolute LBA in the first word (so a
@@ -211,6 +212,22 @@ static void report_doorbells(struct perf *p)
 	p->db_last = sum;
 }
 
+/* What the event loop's polling did in the phase: rounds that polled,
+ * of them those that found work, sleeps, and sleeps cut short to look at
+ * polled queues (a polled command the window did not see). */
+static void report_polling(struct perf *p)
+{
+	struct evloop_poll_stats s;
+
+	evloop_poll_stats(p->loop, &s);
+	printf("polling: rounds=%" PRIu64 " hits=%" PRIu64 " sleeps=%" PRIu64 " ticks=%" PRIu64
+	       " window-us=%" PRIu64 "\n",
+	       s.rounds - p->poll_last.rounds, s.hits - p->poll_last.hits,
+	       s.sleeps - p->poll_last.sleeps, s.ticks - p->poll_last.ticks, s.poll_ns / 1000);
+	fflush(stdout);
+	p->poll_last = s;
+}
+
 static int run_phase(struct perf *p, struct io *ios, const char *phase)
 {
 	uint64_t t0, next_check;
@@ -235,6 +252,7 @@ static int run_phase(struct perf *p, struct io *ios, const char *phase)
 	}
 	report_phase(phase, p->completed, p->bs, t0, now_ns(), &p->lat);
 	report_doorbells(p);
+	report_polling(p);
 	return 0;
 }
 
@@ -304,6 +322,8 @@ int main(int argc, char **argv)
 
 	log_set_prog(argv[0]);
 	host_opts_init(&opts);
+	/* The driver's own ceiling: polled queues, as spdk_nvme_perf. */
+	opts.ctrl.polled_queues = true;
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, ":vqhV", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -384,6 +404,8 @@ int main(int argc, char **argv)
 	if (!opts.ctrl.io_queues && want_queues > 2)
 		opts.ctrl.io_queues = want_queues;
 
+	if (!poll_max_us)
+		opts.ctrl.polled_queues = false;
 	if (host_open(&opts, &host))
 		return 1;
 	rc = blk_lookup(&host.reg, device, &p.tgt, why, sizeof(why));
@@ -454,9 +476,10 @@ int main(int argc, char **argv)
 		goto out;
 	evloop_set_poll_max(p.loop, poll_max_us);
 	p.rng = p.seed;
-	printf("nvme-drv-perf: %s (%s) rw=%s bs=%u qd=%u queues=%u lba=%u first-lba=%" PRIu64
+	printf("nvme-drv-perf: %s (%s) rw=%s bs=%u qd=%u queues=%u polled-queues=%u lba=%u first-lba=%" PRIu64
 	       " blocks=%" PRIu64 " %s %s %s-doorbells\n",
-	       device, p.tgt.name, rw_names[p.mode], p.bs, p.qd, p.nqps, p.tgt.lba_size,
+	       device, p.tgt.name, rw_names[p.mode], p.bs, p.qd, p.nqps,
+	       nvme_ctrl_info(ctrl)->nr_polled_queues, p.tgt.lba_size,
 	       p.tgt.first_lba, p.tgt.nlba, nvme_ctrl_info(ctrl)->sgl ? "SGL" : "PRP",
 	       vfio_irq_mode_name(nvme_ctrl_info(ctrl)->irq_mode),
 	       nvme_ctrl_info(ctrl)->shadow_db ? "shadow" : "register");

@@ -51,6 +51,13 @@ int host_opts_parse(struct host_opts *o, int opt, const char *arg)
 		 * them (OACS bit 8); this turns them off, to compare. */
 		o->ctrl.no_shadow_db = true;
 		return 1;
+	case HOST_OPT_POLLED_QUEUES:
+	case HOST_OPT_NO_POLLED_QUEUES:
+		/* Polled twins (IEN=0), used while the loop polls: on in
+		 * nvme-drv-perf, off in nvme-drv (BENCHMARKS.md "Polled queue
+		 * pairs": through a transport they did not pay on the bed). */
+		o->ctrl.polled_queues = opt == HOST_OPT_POLLED_QUEUES;
+		return 1;
 	case HOST_OPT_NOMSIX:
 		o->ctrl.irq_modes &= ~VFIO_IRQ_ALLOW(VFIO_IRQ_MSIX);
 		return 1;
@@ -204,11 +211,19 @@ static bool poll_ctrl(void *arg)
 	return nvme_ctrl_poll(arg) > 0;
 }
 
+/* While the loop polls, commands go to the polled twins (no interrupt);
+ * when it stops, new ones go back to interrupt-driven queues and a last
+ * look reaps what came meanwhile. */
 static bool notify_ctrl(void *arg, bool on)
 {
-	(void)arg;
-	(void)on;
-	return false;
+	nvme_ctrl_set_polling(arg, !on);
+	return on && nvme_ctrl_poll(arg) > 0;
+}
+
+/* Commands on polled twins raise no interrupt: the loop must look. */
+static bool pending_ctrl(void *arg)
+{
+	return nvme_ctrl_polled_busy(arg);
 }
 
 int host_watch(struct host *h, struct evloop *loop)
@@ -230,7 +245,7 @@ int host_watch(struct host *h, struct evloop *loop)
 			nw++;
 		}
 		h->pollers[i] = (struct evloop_poller){ .poll = poll_ctrl, .notify = notify_ctrl,
-							.arg = c };
+							.pending = pending_ctrl, .arg = c };
 		evloop_poller_add(loop, &h->pollers[i]);
 	}
 	return 0;

@@ -46,6 +46,8 @@ enum {
 	HOST_OPT_IO_TIMEOUT,
 	HOST_OPT_ADMIN_TIMEOUT,
 	HOST_OPT_NO_SHADOW_DB,
+	HOST_OPT_POLLED_QUEUES,
+	HOST_OPT_NO_POLLED_QUEUES,
 };
 #define HOST_LONG_OPTIONS \
 	{ "pci", required_argument, NULL, HOST_OPT_PCI }, \
@@ -56,7 +58,9 @@ enum {
 	{ "queue-depth", required_argument, NULL, HOST_OPT_QUEUE_DEPTH }, \
 	{ "io-timeout", required_argument, NULL, HOST_OPT_IO_TIMEOUT }, \
 	{ "admin-timeout", required_argument, NULL, HOST_OPT_ADMIN_TIMEOUT }, \
-	{ "no-shadow-doorbells", no_argument, NULL, HOST_OPT_NO_SHADOW_DB }
+	{ "no-shadow-doorbells", no_argument, NULL, HOST_OPT_NO_SHADOW_DB }, \
+	{ "polled-queues", no_argument, NULL, HOST_OPT_POLLED_QUEUES }, \
+	{ "no-polled-queues", no_argument, NULL, HOST_OPT_NO_POLLED_QUEUES }
 
 #define HOST_OPTIONS_HELP \
 	"  --pci BDF          use this NVMe function (repeatable; default: every\n" \
@@ -72,7 +76,11 @@ enum {
 	"  --admin-timeout S  seconds an admin command may take (1-3600, default 60)\n" \
 	"  --no-shadow-doorbells\n" \
 	"                     write every doorbell to the controller's register, even\n" \
-	"                     when it offers Doorbell Buffer Config\n"
+	"                     when it offers Doorbell Buffer Config\n" \
+	"  --polled-queues, --no-polled-queues\n" \
+	"                     while polling, send commands to twin queue pairs that\n" \
+	"                     raise no interrupt, or not (nvme-drv: not by default;\n" \
+	"                     nvme-drv-perf: by default)\n"
 
 void host_opts_init(struct host_opts *o);
 /* Handles one getopt_long result if it is a HOST_OPT_*: returns 1 when

@@ -71,6 +71,7 @@ void inventory_write(const struct host *h, struct rec_out *o, inventory_holder_f
 		rec_str(o, "interrupts", vfio_irq_mode_name(ci->irq_mode));
 		rec_u64(o, "vectors", ci->nvec);
 		rec_u64(o, "queues", ci->nr_io_queues);
+		rec_u64(o, "polled-queues", ci->nr_polled_queues);
 		rec_u64(o, "depth", ci->io_depth);
 		rec_list_begin(o, "namespaces");
 		for (unsigned k = 0; k < nvme_ctrl_ns_count(c); k++)

@@ -710,6 +710,9 @@ int main(int argc, char **argv)
 	if (cfg.svr && resolve_socket_dir(&cfg))
 		return 1;
 
+	/* Polled queues serve only a loop that polls. */
+	if (!cfg.poll_max_us)
+		opts.ctrl.polled_queues = false;
 	rc = host_open(&opts, &host);
 	if (rc)
 		return 1;

@@ -228,7 +228,8 @@ static int create_io_queue_hw(struct nvme_ctrl *c, struct nvme_qpair *qp)
 	cmd.opc = NVME_ADM_CREATE_CQ;
 	cmd.dptr.prp.prp1 = qp->cq_mem.iova;
 	cmd.cdw10 = qid | ((uint32_t)(depth - 1) << 16);
-	cmd.cdw11 = NVME_CREATE_Q_PC | NVME_CREATE_CQ_IEN | ((uint32_t)vector << NVME_CREATE_CQ_IV_SHIFT);
+	cmd.cdw11 = NVME_CREATE_Q_PC | (qp->polled ? 0 : NVME_CREATE_CQ_IEN) |
+		    ((uint32_t)vector << NVME_CREATE_CQ_IV_SHIFT);
 	rc = nvme_qpair_exec_sync(c->admin, &cmd, c->admin_timeout_ms, NULL, NULL);
 	if (rc) {
 		log_err(c->info.bdf, "Create I/O CQ %u failed: %s", qid, strerror(-rc));
@@ -252,13 +253,14 @@ static int create_io_queue_hw(struct nvme_ctrl *c, struct nvme_qpair *qp)
 }
 
 static int create_io_queue(struct nvme_ctrl *c, uint16_t qid, uint16_t depth, unsigned vector,
-			   unsigned list_pages, struct nvme_qpair **out)
+			   unsigned list_pages, bool irq, struct nvme_qpair **out)
 {
 	struct nvme_qpair *qp;
 	int rc = nvme_qpair_create(c, qid, depth, vector, list_pages, &qp);
 
 	if (rc)
 		return rc;
+	qp->polled = !irq;
 	rc = create_io_queue_hw(c, qp);
 	if (rc) {
 		nvme_qpair_destroy(qp);
@@ -288,7 +290,7 @@ static int dbbuf_start(struct nvme_ctrl *c)
 	int rc;
 
 	c->info.shadow_db = false;
-	if (!c->info.shadow_db_supported || c->opts.no_shadow_db || c->dbbuf_failed || !c->nr_io)
+	if (!c->info.shadow_db_supported || c->opts.no_shadow_db || c->dbbuf_failed || !c->nr_hw)
 		return 0;
 	if (!c->dbbuf_dbs.va) {
 		rc = vfio_dma_alloc(c->vdev, len, &c->dbbuf_dbs);
@@ -314,11 +316,11 @@ static int dbbuf_start(struct nvme_ctrl *c)
 		log_warn(c->info.bdf, "Doorbell Buffer Config failed: %s; using register writes",
 			 strerror(-rc));
 		c->dbbuf_failed = true;
-		for (unsigned i = 0; i < c->nr_io; i++)
+		for (unsigned i = 0; i < c->nr_hw; i++)
 			nvme_qpair_dbbuf_detach(c->io[i]);
 		return 0;
 	}
-	for (unsigned i = 0; i < c->nr_io; i++) {
+	for (unsigned i = 0; i < c->nr_hw; i++) {
 		if (nvme_qpair_dbbuf_attach(c->io[i], c->dbbuf_dbs.va, c->dbbuf_eis.va, len) == 0)
 			attached++;
 		else
@@ -501,7 +503,7 @@ int nvme_ctrl_open(const char *bdf, const struct nvme_ctrl_opts *opts, struct nv
 	struct dma_buf idbuf = { 0 }, nsbuf = { 0 };
 	struct nvme_ctrl *c;
 	volatile void *bar;
-	unsigned want, got, depth, list_pages, per_page, entries;
+	unsigned want, got, nirq, twins = 0, depth, list_pages, per_page, entries;
 	int rc;
 
 	c = calloc(1, sizeof(*c));
@@ -611,10 +613,16 @@ int nvme_ctrl_open(const char *bdf, const struct nvme_ctrl_opts *opts, struct nv
 			log_info(bdf, "%zu I/O queues at most: BAR0 holds no more doorbells", by_bar);
 			want = (unsigned)by_bar;
 		}
+		/* Polled twins need no vector, only doorbells and the
+		 * controller's consent: as many as it grants beyond the rest. */
+		if (c->opts.polled_queues)
+			twins = want <= by_bar - want ? want : (unsigned)(by_bar - want);
 	}
-	rc = set_num_queues(c, want, &got);
+	rc = set_num_queues(c, want + twins, &got);
 	if (rc)
 		goto fail;
+	nirq = got < want ? got : want;
+	twins = got - nirq < twins ? got - nirq : twins;
 	depth = c->opts.io_queue_depth;
 	if (depth > NVME_CAP_FIELD(c->cap, MQES) + 1)
 		depth = (unsigned)NVME_CAP_FIELD(c->cap, MQES) + 1;	/* MQES is 0-based */
@@ -631,20 +639,28 @@ int nvme_ctrl_open(const char *bdf, const struct nvme_ctrl_opts *opts, struct nv
 	per_page = c->info.page_size / 8;
 	entries = c->info.max_xfer / c->info.page_size + 1;
 	list_pages = entries - 1 <= per_page ? 1 : 1 + (entries - 1 - per_page + per_page - 2) / (per_page - 1);
-	c->io = calloc(got, sizeof(*c->io));
+	c->io = calloc(nirq + twins, sizeof(*c->io));
 	if (!c->io) {
 		rc = -ENOMEM;
 		goto fail;
 	}
-	for (unsigned i = 0; i < got; i++) {
-		unsigned vec = c->info.nvec > 1 ? 1 + i % (c->info.nvec - 1) : 0;
+	for (unsigned i = 0; i < nirq + twins; i++) {
+		unsigned k = i < nirq ? i : i - nirq;	/* the twin of queue pair k */
+		unsigned vec = c->info.nvec > 1 ? 1 + k % (c->info.nvec - 1) : 0;
 		rc = create_io_queue(c, (uint16_t)(i + 1), (uint16_t)(depth == 65536 ? 65535 : depth), vec,
-				     list_pages, &c->io[i]);
+				     list_pages, i < nirq, &c->io[i]);
 		if (rc)
 			goto fail;
-		c->nr_io++;
+		c->nr_hw++;
+		if (i < nirq) {
+			c->nr_io++;
+		} else {
+			c->io[k]->twin = c->io[i];
+			c->nr_polled++;
+		}
 	}
 	c->info.nr_io_queues = c->nr_io;
+	c->info.nr_polled_queues = c->nr_polled;
 	c->info.io_depth = depth;
 	rc = dbbuf_start(c);
 	if (rc)
@@ -654,10 +670,10 @@ int nvme_ctrl_open(const char *bdf, const struct nvme_ctrl_opts *opts, struct nv
 		goto fail;
 	vfio_dma_free(c->vdev, &nsbuf);
 	vfio_dma_free(c->vdev, &idbuf);
-	log_info(bdf, "%s (%s, firmware %s): %u I/O queue%s of %u, %s x%u, %s, max transfer %u bytes, "
-		 "%s doorbells",
+	log_info(bdf, "%s (%s, firmware %s): %u I/O queue%s of %u (and %u polled), %s x%u, %s, "
+		 "max transfer %u bytes, %s doorbells",
 		 c->info.serial, c->info.model, c->info.firmware, c->nr_io, c->nr_io == 1 ? "" : "s",
-		 depth,
+		 depth, c->nr_polled,
 		 vfio_irq_mode_name(c->info.irq_mode), c->info.nvec, c->info.sgl ? "SGL" : "PRP",
 		 c->info.max_xfer, c->info.shadow_db ? "shadow" : "register");
 	*out = c;
@@ -716,7 +732,7 @@ void nvme_ctrl_close(struct nvme_ctrl *c)
 	if (!c)
 		return;
 	if (c->bar && c->admin) {
-		for (unsigned i = c->nr_io; i-- > 0;)
+		for (unsigned i = c->nr_hw; i-- > 0;)
 			delete_io_queue(c, c->io[i]);
 		if (!c->failed)
 			ctrl_shutdown(c);
@@ -724,7 +740,7 @@ void nvme_ctrl_close(struct nvme_ctrl *c)
 	}
 	if (c->vdev)
 		vfio_irq_disable(c->vdev);
-	for (unsigned i = 0; i < c->nr_io; i++)
+	for (unsigned i = 0; i < c->nr_hw; i++)
 		nvme_qpair_destroy(c->io[i]);
 	nvme_qpair_destroy(c->admin);
 	if (c->vdev) {
@@ -770,7 +786,7 @@ static void ctrl_fail(struct nvme_ctrl *c, const char *why)
 		(void)wait_csts(c, NVME_CSTS_RDY, 0, c->timeout_ms, false, "disabling a failed controller");
 	}
 	vfio_disable_bus_master(c->vdev);
-	for (unsigned i = 0; i < c->nr_io; i++)
+	for (unsigned i = 0; i < c->nr_hw; i++)
 		nvme_qpair_abort_all(c->io[i], -EIO);
 	nvme_qpair_abort_all(c->admin, -EIO);
 }
@@ -796,7 +812,7 @@ static int ctrl_reset(struct nvme_ctrl *c, const char *why)
 	/* Nothing may be sent from done() callbacks while queues are torn
 	 * down, whichever queue they submit to. */
 	c->admin->resetting = true;
-	for (unsigned i = 0; i < c->nr_io; i++)
+	for (unsigned i = 0; i < c->nr_hw; i++)
 		c->io[i]->resetting = true;
 	rc = ctrl_disable(c);
 	if (rc) {
@@ -804,18 +820,18 @@ static int ctrl_reset(struct nvme_ctrl *c, const char *why)
 		return rc;
 	}
 	nvme_qpair_reset_begin(c->admin, false, -EIO);
-	for (unsigned i = 0; i < c->nr_io; i++)
+	for (unsigned i = 0; i < c->nr_hw; i++)
 		kept += nvme_qpair_reset_begin(c->io[i], true, -EIO);
 	rc = ctrl_start(c);
 	if (!rc) {
 		nvme_qpair_reset_end(c->admin);
-		rc = set_num_queues(c, c->nr_io, &got);
-		if (!rc && got < c->nr_io)
+		rc = set_num_queues(c, c->nr_hw, &got);
+		if (!rc && got < c->nr_hw)
 			rc = -ENOSPC;
 	}
 	if (!rc)
 		enable_acre(c, &c->scratch);
-	for (unsigned i = 0; !rc && i < c->nr_io; i++)
+	for (unsigned i = 0; !rc && i < c->nr_hw; i++)
 		rc = create_io_queue_hw(c, c->io[i]);
 	if (!rc)
 		rc = dbbuf_start(c);
@@ -823,7 +839,7 @@ static int ctrl_reset(struct nvme_ctrl *c, const char *why)
 		ctrl_fail(c, "controller did not come back after a reset");
 		return rc;
 	}
-	for (unsigned i = 0; i < c->nr_io; i++)
+	for (unsigned i = 0; i < c->nr_hw; i++)
 		nvme_qpair_reset_end(c->io[i]);
 	log_info(c->info.bdf, "controller reset done; %u commands sent again", kept);
 	return 0;
@@ -852,11 +868,11 @@ int nvme_ctrl_check(struct nvme_ctrl *c)
 	/* A delayed retry must go out even if nothing else wakes its queue:
 	 * this runs every second or so. */
 	nvme_qpair_retry_due(c->admin);
-	for (unsigned i = 0; i < c->nr_io; i++)
+	for (unsigned i = 0; i < c->nr_hw; i++)
 		nvme_qpair_retry_due(c->io[i]);
 	now = nvme_now_ms();
 	reset = nvme_qpair_check_deadlines(c->admin, c->admin, now);
-	for (unsigned i = 0; i < c->nr_io; i++)
+	for (unsigned i = 0; i < c->nr_hw; i++)
 		reset |= nvme_qpair_check_deadlines(c->io[i], c->admin, now);
 	if (reset)
 		return ctrl_reset(c, "command timeout") ? -EIO : 0;
@@ -882,10 +898,25 @@ unsigned nvme_ctrl_poll(struct nvme_ctrl *c)
 
 	if (c->failed)
 		return 0;
-	for (unsigned i = 0; i < c->nr_io; i++)
+	for (unsigned i = 0; i < c->nr_hw; i++)
 		if (c->io[i]->inflight)
 			n += nvme_qpair_process(c->io[i]);
 	return n;
+}
+
+void nvme_ctrl_set_polling(struct nvme_ctrl *c, bool on)
+{
+	c->polling = on && c->nr_polled;
+}
+
+bool nvme_ctrl_polled_busy(const struct nvme_ctrl *c)
+{
+	if (c->failed)
+		return false;
+	for (unsigned i = c->nr_io; i < c->nr_hw; i++)
+		if (c->io[i]->inflight || c->io[i]->pend_head)
+			return true;
+	return false;
 }
 
 void nvme_ctrl_service_vector(struct nvme_ctrl *c, unsigned vec)
@@ -911,7 +942,7 @@ void nvme_ctrl_service_vector(struct nvme_ctrl *c, unsigned vec)
 	}
 	if (c->admin && c->admin->vector == vec)
 		nvme_qpair_process(c->admin);
-	for (unsigned i = 0; i < c->nr_io; i++)
+	for (unsigned i = 0; i < c->nr_hw; i++)
 		if (c->io[i]->vector == vec)
 			nvme_qpair_process(c->io[i]);
 	if (c->info.irq_mode == VFIO_IRQ_INTX)
@@ -972,7 +1003,7 @@ int nvme_ns_rw_sync(struct nvme_ns *ns, bool write, uint64_t slba, uint32_t nlb,
 			ctrl_fail(c, "a start-up read or write did not complete");
 			break;
 		}
-		if (!nvme_qpair_process(qp))
+		if (!nvme_qpair_process(qp) && !(qp->twin && nvme_qpair_process(qp->twin)))
 			sleep_ms(1);
 	}
 	rc = r.result;

@@ -27,6 +27,7 @@ struct nvme_ctrl_opts {
 	unsigned admin_timeout_ms;	/* an admin command's deadline; 0: 60 s as Linux */
 	unsigned io_timeout_ms;		/* an I/O command's deadline; 0: 30 s as Linux */
 	bool no_shadow_db;		/* --no-shadow-doorbells: every doorbell an MMIO write */
+	bool polled_queues;		/* a polled twin per I/O queue pair (nvme_ctrl_set_polling) */
 };
 
 struct nvme_ctrl_info {
@@ -55,6 +56,7 @@ struct nvme_ctrl_info {
 	enum vfio_irq_mode irq_mode;
 	unsigned nvec;
 	unsigned nr_io_queues;
+	unsigned nr_polled_queues;	/* twins created with interrupts off */
 	unsigned io_depth;
 	uint32_t nn;
 };
@@ -116,6 +118,17 @@ bool nvme_ctrl_vector_edge(const struct nvme_ctrl *ctrl, unsigned vec);
 /* Reaps every I/O queue's completions without waiting or a system call
  * (phase tags), for a poller. Returns how many commands ended. */
 unsigned nvme_ctrl_poll(struct nvme_ctrl *ctrl);
+/* Polled queue pairs (opts.polled_queues), as SPDK's and Linux's poll
+ * queues: each I/O queue pair gets a twin whose CQ raises no interrupt
+ * (IEN=0), where the controller grants the queues. While polling is on,
+ * requests submitted to a queue pair go to its twin: a completion there
+ * costs the controller no interrupt and this process no wake-up, which
+ * on an emulated controller is most of an I/O's cost. Whoever turns it
+ * on must reap with nvme_ctrl_poll; after turning it off, until
+ * nvme_ctrl_polled_busy() says none is left, the twins' commands are
+ * found only by polling (the event loop looks every millisecond). */
+void nvme_ctrl_set_polling(struct nvme_ctrl *ctrl, bool on);
+bool nvme_ctrl_polled_busy(const struct nvme_ctrl *ctrl);
 
 enum {
 	NVME_REQ_FUA = 1u << 0,		/* Read/Write: force unit access */

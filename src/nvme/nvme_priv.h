@@ -92,6 +92,11 @@ struct nvme_qpair {
 	bool issuing;
 	bool resetting;		/* controller being reset: issue nothing */
 	bool dead;
+	/* A polled queue pair: its CQ raises no interrupt (IEN=0); never
+	 * handed to other layers. `twin` of an interrupt-driven one is the
+	 * polled one its requests go to while the controller polls. */
+	bool polled;
+	struct nvme_qpair *twin;
 };
 
 struct nvme_ns {
@@ -111,8 +116,12 @@ struct nvme_ctrl {
 	unsigned admin_timeout_ms;	/* how long one admin command may take */
 	unsigned shutdown_ms;	/* RTD3E */
 	struct nvme_qpair *admin;
+	/* I/O queue pairs: nr_io interrupt-driven ones (the ones other
+	 * layers see), then nr_polled polled twins of the first nr_polled;
+	 * nr_hw of them in all. */
 	struct nvme_qpair **io;
-	unsigned nr_io;
+	unsigned nr_io, nr_polled, nr_hw;
+	bool polling;		/* nvme_ctrl_set_polling */
 	struct nvme_ns *ns;
 	unsigned nr_ns;
 	struct dma_buf scratch;	/* one page for Set Features data after a reset */

@@ -187,13 +187,18 @@ static void sq_push(struct nvme_qpair *qp, const struct nvme_sqe *cmd)
 		sq_ring(qp);
 }
 
+/* A twin is plugged with its queue pair: submissions may go to either. */
 void nvme_qpair_plug(struct nvme_qpair *qp)
 {
 	qp->plugged++;
+	if (qp->twin)
+		qp->twin->plugged++;
 }
 
 void nvme_qpair_unplug(struct nvme_qpair *qp)
 {
+	if (qp->twin)
+		nvme_qpair_unplug(qp->twin);
 	if (qp->plugged && !--qp->plugged)
 		sq_ring(qp);
 }
@@ -611,6 +616,9 @@ int nvme_submit(struct nvme_qpair *qp, struct nvme_req *r)
 	default:
 		return -EOPNOTSUPP;
 	}
+	/* While the controller is polled, the polled twin takes it. */
+	if (qp->twin && qp->ctrl->polling && !qp->twin->dead)
+		qp = qp->twin;
 	if (qp->dead)
 		return -ENODEV;
 	r->result = 0;
@@ -780,7 +788,7 @@ unsigned nvme_qpair_busy(const struct nvme_qpair *qp)
 
 	for (const struct nvme_req *r = qp->pend_head; r; r = r->next)
 		n++;
-	return n;
+	return n + (qp->twin ? nvme_qpair_busy(qp->twin) : 0);
 }
 
 static int send_abort(struct nvme_qpair *admin, uint16_t sqid, uint16_t cid)
@@ -1034,6 +1042,12 @@ void nvme_qpair_dbbuf_detach(struct nvme_qpair *qp)
 void nvme_qpair_db_stats(const struct nvme_qpair *qp, struct nvme_db_stats *out)
 {
 	*out = qp->dbstats;
+	if (qp->twin) {
+		out->sq_mmio += qp->twin->dbstats.sq_mmio;
+		out->sq_shadow_only += qp->twin->dbstats.sq_shadow_only;
+		out->cq_mmio += qp->twin->dbstats.cq_mmio;
+		out->cq_shadow_only += qp->twin->dbstats.cq_shadow_only;
+	}
 }
 
 int nvme_qpair_exec_sync(struct nvme_qpair *qp, struct nvme_sqe *cmd, unsigned timeout_ms,

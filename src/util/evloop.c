@@ -298,6 +298,15 @@ static bool walk(struct evloop *l, bool poll, bool on)
 	return found;
 }
 
+/* Whether a poller has work under way that raises no event. */
+static bool pending(const struct evloop *l)
+{
+	for (const struct evloop_poller *p = l->pollers; p; p = p->next)
+		if (p->pending && p->pending(p->arg))
+			return true;
+	return false;
+}
+
 /* The window after a round that waited `block_ns` for its first event
  * (polling included), as QEMU's aio_poll adjusts it: a wait that polling
  * covered changes nothing; one longer than the cap means polling could
@@ -338,12 +347,19 @@ static bool poll_round(struct evloop *l, uint64_t t0)
 			walk(l, false, false);
 			l->polling = true;
 		}
+		uint64_t waited;
+
+		/* Past the window, work that raises no event keeps the loop
+		 * looking, up to EVLOOP_PENDING_POLL_MS: it would otherwise wait
+		 * for a tick, and the window would collapse with it (on the TCG
+		 * bed a command now and then takes several milliseconds). */
 		do {
 			if (walk(l, true, false)) {
 				l->st.hits++;
 				return true;
 			}
-		} while (now_ns() - t0 < l->st.poll_ns);
+			waited = now_ns() - t0;
+		} while (waited < l->st.poll_ns || (waited < EVLOOP_PENDING_POLL_MS * 1000000ull && pending(l)));
 	}
 	return polling_end(l);
 }
@@ -353,6 +369,7 @@ int evloop_once(struct evloop *l, int timeout_ms)
 	struct epoll_event ev[64];
 	bool timed = l->poll_max_ns && l->pollers && timeout_ms != 0 && gate_open(l);
 	uint64_t t0 = 0;
+	bool pend;
 	int n;
 
 	run_deferred(l);
@@ -376,6 +393,13 @@ int evloop_once(struct evloop *l, int timeout_ms)
 		timeout_ms = 0;
 		timed = false;
 	}
+	/* Work that raises no event: sleep no longer than a tick, and look
+	 * on waking whatever woke the loop. */
+	pend = timeout_ms != 0 && pending(l);
+	if (pend && (timeout_ms < 0 || timeout_ms > EVLOOP_PENDING_MS)) {
+		timeout_ms = EVLOOP_PENDING_MS;
+		l->st.ticks++;
+	}
 	if (timeout_ms != 0)
 		l->st.sleeps++;
 	n = epoll_wait(l->epfd, ev, 64, timeout_ms);
@@ -383,6 +407,8 @@ int evloop_once(struct evloop *l, int timeout_ms)
 		return errno == EINTR ? 0 : -errno;
 	if (timed)
 		adjust_window(l, now_ns() - t0);
+	if (pend)
+		walk(l, true, false);
 	for (int i = 0; i < n; i++) {
 		struct watch *w = &l->w[ev[i].data.u32];
 		if (w->used)

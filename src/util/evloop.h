@@ -41,6 +41,12 @@ struct evloop_poller {
 	/* Notifications off or on; turning them on, returns true if it found
 	 * (and did) work that came while they were off. */
 	bool (*notify)(void *arg, bool on);
+	/* Optional: true while it has work under way that raises no event
+	 * (commands on queues without interrupts). Then a round that ends
+	 * its window keeps polling, up to EVLOOP_PENDING_POLL_MS, and a
+	 * loop that sleeps all the same wakes every EVLOOP_PENDING_MS to
+	 * look (a command that hangs costs ticks, not a spinning CPU). */
+	bool (*pending)(void *arg);
 	void *arg;
 	/* private */
 	struct evloop_poller *next, *prev;
@@ -48,6 +54,8 @@ struct evloop_poller {
 };
 
 #define EVLOOP_POLL_START_NS 4000u
+#define EVLOOP_PENDING_MS 1
+#define EVLOOP_PENDING_POLL_MS 20
 /* --poll-max-us of nvme-drv and nvme-drv-perf: the default, measured on
  * the test bed (README "Polling"), and the most that is still a window
  * rather than a busy CPU by another name. */
@@ -67,6 +75,7 @@ struct evloop_poll_stats {
 	uint64_t rounds;	/* rounds that polled */
 	uint64_t hits;		/* of them, rounds whose polling found work */
 	uint64_t sleeps;	/* rounds that slept in epoll_wait */
+	uint64_t ticks;		/* of them, cut to EVLOOP_PENDING_MS for pending work */
 	uint64_t gated;		/* gate samples that kept polling off */
 };
 

@@ -22,7 +22,7 @@
 #define PS 4096u
 #define BAR_LEN 0x2000u
 #define DISK_LBAS 2048u
-#define MAXQ 4
+#define MAXQ 6
 
 /* ---- the fake controller ---- */
 
@@ -32,6 +32,8 @@ struct fq {
 	volatile struct nvme_cqe *cq;
 	uint16_t size, head, tail;
 	uint8_t phase;
+	bool ien;		/* its CQ raises interrupts */
+	unsigned cmds;		/* I/O commands it carried */
 };
 
 static struct {
@@ -49,6 +51,7 @@ static struct {
 	 * reset forgets it. */
 	atomic_bool no_dbbuf, dbbuf_fail;
 	atomic_uint dbbuf_configs;
+	unsigned grant;		/* I/O queues Number of Queues grants; 0: 2 */
 	volatile uint32_t *dbs, *eis;
 	struct fq q[MAXQ];
 	uint8_t disk[DISK_LBAS * 512];
@@ -82,7 +85,7 @@ static void post(unsigned qid, uint16_t cid, uint16_t status, uint32_t dw0)
 		q->tail = 0;
 		q->phase ^= 1;
 	}
-	if (write(dev.irq_fd, &one, sizeof(one)) < 0) {
+	if ((qid == 0 || q->ien) && write(dev.irq_fd, &one, sizeof(one)) < 0) {
 		/* the eventfd counter cannot overflow here */
 	}
 }
@@ -141,8 +144,11 @@ static void admin_cmd(const struct nvme_sqe *c)
 		}
 		break;
 	case NVME_ADM_SET_FEATURES:
-		if ((c->cdw10 & 0xff) == NVME_FEAT_NUM_QUEUES)
-			dw0 = (MAXQ - 2) | ((MAXQ - 2) << 16);	/* 2 I/O queues, 0-based */
+		if ((c->cdw10 & 0xff) == NVME_FEAT_NUM_QUEUES) {
+			unsigned g = dev.grant ? dev.grant : 2;
+
+			dw0 = (g - 1) | ((g - 1) << 16);	/* 0-based */
+		}
 		break;
 	case NVME_ADM_CREATE_CQ:
 		if (qid == 0 || qid >= MAXQ) {
@@ -153,6 +159,7 @@ static void admin_cmd(const struct nvme_sqe *c)
 		dev.q[qid].size = (uint16_t)((c->cdw10 >> 16) + 1);
 		dev.q[qid].tail = 0;
 		dev.q[qid].phase = 1;
+		dev.q[qid].ien = (c->cdw11 & NVME_CREATE_CQ_IEN) != 0;
 		break;
 	case NVME_ADM_CREATE_SQ:
 		if (qid == 0 || qid >= MAXQ || !dev.q[qid].cq) {
@@ -198,6 +205,7 @@ static void io_cmd(unsigned qid, const struct nvme_sqe *c)
 	uint16_t st = 0;
 
 	atomic_fetch_add(&dev.io_cmds, 1);
+	dev.q[qid].cmds++;
 	if (atomic_load(&dev.swallow)) {
 		atomic_fetch_sub(&dev.swallow, 1);
 		return;
@@ -734,6 +742,105 @@ static void test_shadow_config_fails(void)
 	dev_stop();
 }
 
+/* Polls the controller, as the daemon's poller does, until x is done. */
+static void poll_until(struct nvme_ctrl *c, struct rec *x, unsigned ms)
+{
+	uint64_t end = nvme_now_ms() + ms;
+
+	while (!x->calls && nvme_now_ms() < end) {
+		nvme_ctrl_poll(c);
+		sleep_ms(1);
+	}
+}
+
+/* Polled twins (issue 11): each I/O queue pair gets one whose CQ raises
+ * no interrupt; while the controller is polled, requests go there and
+ * complete by polling alone; otherwise to the interrupt-driven queue. A
+ * reset re-creates the twins without interrupts and sends their commands
+ * again. A controller that grants no more queues gets no twins. */
+static void test_polled_queues(void)
+{
+	struct nvme_ctrl_opts o = { .io_queues = 2, .io_queue_depth = 16, .admin_timeout_ms = 2000,
+				    .polled_queues = true };
+	struct nvme_ctrl *c = NULL;
+	struct dma_buf b;
+	struct nvme_seg s;
+	struct nvme_req r;
+	struct rec x;
+	uint64_t cnt;
+
+	dev_start();
+	dev.grant = 4;
+	CHECK_EQ_INT(nvme_ctrl_open("0000:00:04.0", &o, &c), 0);
+	if (!c) {
+		dev_stop();
+		return;
+	}
+	CHECK_EQ_INT(nvme_ctrl_nr_qpairs(c), 2);
+	CHECK_EQ_INT(nvme_ctrl_info(c)->nr_polled_queues, 2);
+	CHECK(dev.q[1].ien && dev.q[2].ien);
+	CHECK(!dev.q[3].ien && !dev.q[4].ien);
+	vfio_dma_alloc(NULL, 4096, &b);
+	s.iova = b.iova;
+	s.len = 4096;
+
+	/* not polled: queue 1, with an interrupt */
+	rw_req(&r, c, NVME_CMD_READ, 8, &s, &x);
+	CHECK_EQ_INT(nvme_submit(nvme_ctrl_qpair(c, 0), &r), 0);
+	drive(c, &x, 2000, 1000);
+	CHECK_EQ_INT(x.calls, 1);
+	CHECK_EQ_INT(dev.q[1].cmds, 1);
+	CHECK_EQ_INT(dev.q[3].cmds, 0);
+
+	/* polled: queue 3 (the twin of queue pair 0), no interrupt, found
+	 * by nvme_ctrl_poll; busy until then */
+	while (read(dev.irq_fd, &cnt, sizeof(cnt)) > 0)
+		;
+	nvme_ctrl_set_polling(c, true);
+	memset(dev.disk + 24 * 512, 0x6b, 4096);
+	rw_req(&r, c, NVME_CMD_READ, 24, &s, &x);
+	CHECK_EQ_INT(nvme_submit(nvme_ctrl_qpair(c, 0), &r), 0);
+	CHECK(nvme_ctrl_polled_busy(c));
+	poll_until(c, &x, 2000);
+	CHECK_EQ_INT(x.calls, 1);
+	CHECK_EQ_INT(x.result, 0);
+	CHECK_EQ_INT(((uint8_t *)b.va)[7], 0x6b);
+	CHECK_EQ_INT(dev.q[3].cmds, 1);
+	CHECK_EQ_INT(dev.q[1].cmds, 1);
+	CHECK(!nvme_ctrl_polled_busy(c));
+	CHECK(read(dev.irq_fd, &cnt, sizeof(cnt)) < 0);	/* no interrupt came */
+
+	/* a reset with a command on the twin: sent again there, completes */
+	atomic_store(&dev.cfs, true);
+	await_csts(NVME_CSTS_CFS);
+	rw_req(&r, c, NVME_CMD_READ, 24, &s, &x);
+	CHECK_EQ_INT(nvme_submit(nvme_ctrl_qpair(c, 1), &r), 0);
+	CHECK(nvme_ctrl_polled_busy(c));
+	CHECK_EQ_INT(nvme_ctrl_check(c), 0);
+	CHECK_EQ_INT(atomic_load(&dev.enables), 2);
+	CHECK(dev.q[1].ien && !dev.q[3].ien && !dev.q[4].ien);
+	poll_until(c, &x, 2000);
+	CHECK_EQ_INT(x.calls, 1);
+	CHECK_EQ_INT(x.result, 0);
+	CHECK_EQ_INT(dev.q[4].cmds, 1);
+	CHECK(!nvme_ctrl_polled_busy(c));
+	nvme_ctrl_set_polling(c, false);
+	vfio_dma_free(NULL, &b);
+	nvme_ctrl_close(c);
+	dev_stop();
+
+	/* two queues granted: no twins, polling changes nothing */
+	dev_start();
+	c = NULL;
+	CHECK_EQ_INT(nvme_ctrl_open("0000:00:04.0", &o, &c), 0);
+	if (c) {
+		CHECK_EQ_INT(nvme_ctrl_nr_qpairs(c), 2);
+		CHECK_EQ_INT(nvme_ctrl_info(c)->nr_polled_queues, 0);
+		nvme_ctrl_close(c);
+	}
+	dev_stop();
+}
+
 int main(void)
 {
 	test_open_and_io();
@@ -744,5 +851,6 @@ int main(void)
 	test_shadow_doorbells();
 	test_shadow_doorbells_off();
 	test_shadow_config_fails();
+	test_polled_queues();
 	return check_report("test_ctrl");
 }

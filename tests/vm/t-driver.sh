@@ -62,6 +62,9 @@ step verify-mdts-split-prp $P --device $U4 --rw verify --bs 128k --qd 2 --nosgl 
 step verify-shadow-db $P --device NVD-A:n4 --rw verify --bs 4k --qd 32 --seed 4
 step verify-no-shadow-db $P --device NVD-A:n4 --rw verify --bs 4k --qd 32 --seed 5 --no-shadow-doorbells
 step list-no-shadow-db $D --list --no-shadow-doorbells
+step verify-no-polled $P --device NVD-A:n4 --rw verify --bs 4k --qd 32 --seed 6 --no-polled-queues
+step verify-polled-qd1 $P --device NVD-A:n4 --rw verify --bs 4k --qd 1 --count 2000 --seed 7
+step list-polled $D --list --polled-queues
 step bad-option $D --bogus
 step bad-option-arg $D --pci
 step bad-pci-syntax $D --pci zz:1 --list
@@ -154,6 +157,18 @@ head -1 "$N" | grep -q ' register-doorbells$' && ok "perf --no-shadow-doorbells 
 if [ "$(grep -c '^doorbells: sq-mmio=[0-9]* sq-shadow-only=0 cq-mmio=[0-9]* cq-shadow-only=0 ' "$N")" = 2 ]; then
 	ok "--no-shadow-doorbells: no update left in memory"
 else fail "--no-shadow-doorbells: $(grep '^doorbells' "$N" | tr '\n' ' ')"; fi
+# Polled twin queue pairs (IEN=0): nvme-drv-perf's default, nvme-drv's
+# with --polled-queues; data verifies with and without them.
+expect_ok verify-no-polled
+expect_ok verify-polled-qd1
+head -1 "$S" | grep -q ' polled-queues=2 ' && ok "perf used polled twins (2)" || fail "perf twins: $(head -1 "$S")"
+head -1 "$work/verify-no-polled.out" | grep -q ' polled-queues=0 ' && ok "perf --no-polled-queues: none" ||
+	fail "perf --no-polled-queues: $(head -1 "$work/verify-no-polled.out")"
+expect_ok list-polled
+[ "$(grep -c ' queues=2 polled-queues=2 ' "$work/list-polled.out")" = 2 ] && ok "list --polled-queues: 2 twins on both" ||
+	fail "list --polled-queues: $(grep '^controller' "$work/list-polled.out")"
+[ "$(grep -c ' polled-queues=0 ' "$L")" = 2 ] && ok "list: no twins by default" || fail "list: $(grep '^controller' "$L")"
+echo "# polled twins, verify QD1: $(grep -m1 '^polling' "$work/verify-polled-qd1.out")"
 echo "# shadow doorbells, verify QD32 write phase: $(grep -m1 '^doorbells' "$S" | cut -d' ' -f2-)"
 echo "# register doorbells, verify QD32 write phase: $(grep -m1 '^doorbells' "$N" | cut -d' ' -f2-)"
 
