@@ -46,11 +46,12 @@ static struct {
 	atomic_uint swallow;		/* I/O commands to take and never answer */
 	atomic_uint enables, aborts, io_cmds;
 	/* Doorbell Buffer Config: offered unless no_dbbuf, refused with
-	 * dbbuf_fail. Once configured, I/O SQ tails are read from the shadow
-	 * page and the EventIdx is set to the tail reached, as QEMU does; a
-	 * reset forgets it. */
+	 * dbbuf_fail, taken and never answered while dbbuf_swallow counts
+	 * down. Once configured, I/O SQ tails are read from the shadow page
+	 * and the EventIdx is set to the tail reached, as QEMU does; a reset
+	 * forgets it. */
 	atomic_bool no_dbbuf, dbbuf_fail;
-	atomic_uint dbbuf_configs;
+	atomic_uint dbbuf_configs, dbbuf_swallow;
 	unsigned grant;		/* I/O queues Number of Queues grants; 0: 2 */
 	volatile uint32_t *dbs, *eis;
 	struct fq q[MAXQ];
@@ -180,6 +181,10 @@ static void admin_cmd(const struct nvme_sqe *c)
 		break;
 	case NVME_ADM_DBBUF_CONFIG:
 		atomic_fetch_add(&dev.dbbuf_configs, 1);
+		if (atomic_load(&dev.dbbuf_swallow)) {
+			atomic_fetch_sub(&dev.dbbuf_swallow, 1);
+			return;
+		}
 		if (atomic_load(&dev.no_dbbuf) || atomic_load(&dev.dbbuf_fail) ||
 		    (c->dptr.prp.prp1 & (PS - 1)) || (c->dptr.prp.prp2 & (PS - 1))) {
 			st = NVME_STATUS(NVME_SCT_GENERIC, NVME_SC_INVALID_FIELD);
@@ -742,6 +747,57 @@ static void test_shadow_config_fails(void)
 	dev_stop();
 }
 
+/* A Doorbell Buffer Config that is never answered: the controller may
+ * still carry it out late and then read its doorbells from pages nobody
+ * writes, so it is not used, as after any admin command that timed out.
+ * At bring-up nvme_ctrl_open fails (and frees all it made: ASan); at a
+ * reset the controller is failed, its requests end with -EIO. */
+static void test_shadow_config_timeout(void)
+{
+	struct nvme_ctrl_opts o = { .io_queues = 2, .io_queue_depth = 16, .admin_timeout_ms = 500 };
+	struct nvme_ctrl *c = NULL;
+	struct dma_buf b;
+	struct nvme_seg s;
+	struct nvme_req r;
+	struct rec x;
+
+	dev_start();
+	atomic_store(&dev.dbbuf_swallow, 1);
+	CHECK_EQ_INT(nvme_ctrl_open("0000:00:04.0", &o, &c), -ETIMEDOUT);
+	CHECK_EQ_INT(atomic_load(&dev.dbbuf_configs), 1);
+	if (c)
+		nvme_ctrl_close(c);	/* the old code went on with it */
+	dev_stop();
+
+	dev_start();
+	c = NULL;
+	CHECK_EQ_INT(nvme_ctrl_open("0000:00:04.0", &o, &c), 0);
+	if (!c) {
+		dev_stop();
+		return;
+	}
+	CHECK(nvme_ctrl_info(c)->shadow_db);
+	vfio_dma_alloc(NULL, 4096, &b);
+	s.iova = b.iova;
+	s.len = 4096;
+	atomic_store(&dev.dbbuf_swallow, 1);
+	atomic_store(&dev.cfs, true);
+	await_csts(NVME_CSTS_CFS);
+	rw_req(&r, c, NVME_CMD_READ, 8, &s, &x);
+	CHECK_EQ_INT(nvme_submit(nvme_ctrl_qpair(c, 0), &r), 0);
+	CHECK_EQ_INT(nvme_ctrl_check(c), -EIO);
+	CHECK_EQ_INT(atomic_load(&dev.enables), 2);
+	CHECK_EQ_INT(atomic_load(&dev.dbbuf_configs), 2);
+	CHECK(nvme_ctrl_is_failed(c));
+	CHECK_EQ_INT(x.calls, 1);
+	CHECK_EQ_INT(x.result, -EIO);
+	if (!x.calls)
+		drive(c, &x, 2000, 1000);	/* the old code: let the read land first */
+	vfio_dma_free(NULL, &b);
+	nvme_ctrl_close(c);
+	dev_stop();
+}
+
 /* Polls the controller, as the daemon's poller does, until x is done. */
 static void poll_until(struct nvme_ctrl *c, struct rec *x, unsigned ms)
 {
@@ -851,6 +907,7 @@ int main(void)
 	test_shadow_doorbells();
 	test_shadow_doorbells_off();
 	test_shadow_config_fails();
+	test_shadow_config_timeout();
 	test_polled_queues();
 	return check_report("test_ctrl");
 }
