@@ -7,9 +7,11 @@
  * is tested is the recovery: the reset on CFS and on a timeout, and the
  * end of a controller that cannot come back. */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -46,11 +48,13 @@ static struct {
 	atomic_uint swallow;		/* I/O commands to take and never answer */
 	atomic_uint enables, aborts, io_cmds;
 	/* Doorbell Buffer Config: offered unless no_dbbuf, refused with
-	 * dbbuf_fail. Once configured, I/O SQ tails are read from the shadow
-	 * page and the EventIdx is set to the tail reached, as QEMU does; a
-	 * reset forgets it. */
+	 * dbbuf_fail, taken and never answered while dbbuf_swallow counts
+	 * down. Once configured, I/O SQ tails are read from the shadow page
+	 * and the EventIdx is set to the tail reached, as QEMU does; a reset
+	 * forgets it. */
 	atomic_bool no_dbbuf, dbbuf_fail;
-	atomic_uint dbbuf_configs;
+	atomic_uint dbbuf_configs, dbbuf_swallow;
+	atomic_uint admin_delay_ms;	/* the next admin command waits this long */
 	unsigned grant;		/* I/O queues Number of Queues grants; 0: 2 */
 	volatile uint32_t *dbs, *eis;
 	struct fq q[MAXQ];
@@ -180,6 +184,10 @@ static void admin_cmd(const struct nvme_sqe *c)
 		break;
 	case NVME_ADM_DBBUF_CONFIG:
 		atomic_fetch_add(&dev.dbbuf_configs, 1);
+		if (atomic_load(&dev.dbbuf_swallow)) {
+			atomic_fetch_sub(&dev.dbbuf_swallow, 1);
+			return;
+		}
 		if (atomic_load(&dev.no_dbbuf) || atomic_load(&dev.dbbuf_fail) ||
 		    (c->dptr.prp.prp1 & (PS - 1)) || (c->dptr.prp.prp2 & (PS - 1))) {
 			st = NVME_STATUS(NVME_SCT_GENERIC, NVME_SC_INVALID_FIELD);
@@ -277,8 +285,13 @@ static void *dev_main(void *arg)
 
 					if (++q->head == q->size)
 						q->head = 0;
-					if (qid == 0)
+					if (qid == 0) {
+						unsigned d = atomic_exchange(&dev.admin_delay_ms, 0);
+
+						if (d)
+							usleep(d * 1000);
 						admin_cmd(&c);
+					}
 					else
 						io_cmd(qid, &c);
 				}
@@ -319,6 +332,7 @@ struct vfio_dev {
 };
 static struct vfio_dev the_vdev;
 static unsigned bm_off, released;
+static atomic_uint irq_fd_calls;	/* service_vector asks once a call */
 
 int vfio_open(const char *bdf, struct vfio_dev **out)
 {
@@ -349,7 +363,12 @@ int vfio_irq_enable(struct vfio_dev *d, unsigned allowed, unsigned want, enum vf
 	return 0;
 }
 void vfio_irq_disable(struct vfio_dev *d) { (void)d; }
-int vfio_irq_fd(const struct vfio_dev *d, unsigned vec) { (void)d; return vec == 0 ? dev.irq_fd : -1; }
+int vfio_irq_fd(const struct vfio_dev *d, unsigned vec)
+{
+	(void)d;
+	atomic_fetch_add(&irq_fd_calls, 1);
+	return vec == 0 ? dev.irq_fd : -1;
+}
 int vfio_irq_unmask(struct vfio_dev *d) { (void)d; return 0; }
 int vfio_req_enable(struct vfio_dev *d) { (void)d; return -ENOTSUP; }
 int vfio_req_fd(const struct vfio_dev *d) { (void)d; return -1; }
@@ -742,6 +761,111 @@ static void test_shadow_config_fails(void)
 	dev_stop();
 }
 
+/* A Doorbell Buffer Config that is never answered: the controller may
+ * still carry it out late and then read its doorbells from pages nobody
+ * writes, so it is not used, as after any admin command that timed out.
+ * At bring-up nvme_ctrl_open fails (and frees all it made: ASan); at a
+ * reset the controller is failed, its requests end with -EIO. */
+static void test_shadow_config_timeout(void)
+{
+	struct nvme_ctrl_opts o = { .io_queues = 2, .io_queue_depth = 16, .admin_timeout_ms = 500 };
+	struct nvme_ctrl *c = NULL;
+	struct dma_buf b;
+	struct nvme_seg s;
+	struct nvme_req r;
+	struct rec x;
+
+	dev_start();
+	atomic_store(&dev.dbbuf_swallow, 1);
+	CHECK_EQ_INT(nvme_ctrl_open("0000:00:04.0", &o, &c), -ETIMEDOUT);
+	CHECK_EQ_INT(atomic_load(&dev.dbbuf_configs), 1);
+	if (c)
+		nvme_ctrl_close(c);	/* the old code went on with it */
+	dev_stop();
+
+	dev_start();
+	c = NULL;
+	CHECK_EQ_INT(nvme_ctrl_open("0000:00:04.0", &o, &c), 0);
+	if (!c) {
+		dev_stop();
+		return;
+	}
+	CHECK(nvme_ctrl_info(c)->shadow_db);
+	vfio_dma_alloc(NULL, 4096, &b);
+	s.iova = b.iova;
+	s.len = 4096;
+	atomic_store(&dev.dbbuf_swallow, 1);
+	atomic_store(&dev.cfs, true);
+	await_csts(NVME_CSTS_CFS);
+	rw_req(&r, c, NVME_CMD_READ, 8, &s, &x);
+	CHECK_EQ_INT(nvme_submit(nvme_ctrl_qpair(c, 0), &r), 0);
+	CHECK_EQ_INT(nvme_ctrl_check(c), -EIO);
+	CHECK_EQ_INT(atomic_load(&dev.enables), 2);
+	CHECK_EQ_INT(atomic_load(&dev.dbbuf_configs), 2);
+	CHECK(nvme_ctrl_is_failed(c));
+	CHECK_EQ_INT(x.calls, 1);
+	CHECK_EQ_INT(x.result, -EIO);
+	if (!x.calls)
+		drive(c, &x, 2000, 1000);	/* the old code: let the read land first */
+	vfio_dma_free(NULL, &b);
+	nvme_ctrl_close(c);
+	dev_stop();
+}
+
+/* The synchronous admin wait poll()s the admin vector's eventfd, which
+ * is level-triggered, while an MSI-X vector is watched edge-triggered and
+ * never read by nvme_ctrl_service_vector. The interrupts of I/O completed
+ * before leave the counter above 0; unless the wait drains it, its poll()
+ * returns at once, again and again, and the wait spins on the CPU
+ * servicing the vector until the command ends. Here an Identify the
+ * controller answers after 300 ms must be waited for with a few wake-ups
+ * (every 100 ms, and the interrupt), and leaves the eventfd drained. */
+static void test_sync_wait_drains_vector(void)
+{
+	struct nvme_sqe cmd = { .opc = NVME_ADM_IDENTIFY, .cdw10 = NVME_ID_CNS_CTRL };
+	struct pollfd pfd = { .events = POLLIN };
+	struct nvme_ctrl *c;
+	struct dma_buf b;
+	struct nvme_seg s;
+	struct nvme_req r;
+	struct rec x;
+	unsigned calls;
+
+	dev_start();
+	c = open_ctrl(0);
+	if (!c) {
+		dev_stop();
+		return;
+	}
+	CHECK(nvme_ctrl_vector_edge(c, 0));
+	vfio_dma_alloc(NULL, 4096, &b);
+	s.iova = b.iova;
+	s.len = 4096;
+	/* I/O served as the daemon serves it: the vector's interrupt is
+	 * serviced, its eventfd not read. */
+	rw_req(&r, c, NVME_CMD_READ, 0, &s, &x);
+	CHECK_EQ_INT(nvme_submit(nvme_ctrl_qpair(c, 0), &r), 0);
+	drive(c, &x, 2000, 1000);
+	CHECK_EQ_INT(x.calls, 1);
+	pfd.fd = dev.irq_fd;
+	CHECK_EQ_INT(poll(&pfd, 1, 0), 1);	/* left above 0 */
+
+	memset(b.va, 0, 4096);
+	cmd.dptr.prp.prp1 = b.iova;
+	atomic_store(&dev.admin_delay_ms, 300);
+	atomic_store(&irq_fd_calls, 0);
+	CHECK_EQ_INT(nvme_qpair_exec_sync(c->admin, &cmd, 2000, NULL, NULL), 0);
+	calls = atomic_load(&irq_fd_calls);
+	if (calls > 10)
+		printf("sync_wait_drains_vector: the vector serviced %u times in one wait\n", calls);
+	CHECK(calls <= 10);
+	CHECK(memcmp(((struct nvme_id_ctrl *)b.va)->sn, "FAKE", 4) == 0);
+	CHECK_EQ_INT(poll(&pfd, 1, 0), 0);	/* drained */
+	vfio_dma_free(NULL, &b);
+	nvme_ctrl_close(c);
+	dev_stop();
+}
+
 /* Polls the controller, as the daemon's poller does, until x is done. */
 static void poll_until(struct nvme_ctrl *c, struct rec *x, unsigned ms)
 {
@@ -851,6 +975,8 @@ int main(void)
 	test_shadow_doorbells();
 	test_shadow_doorbells_off();
 	test_shadow_config_fails();
+	test_shadow_config_timeout();
+	test_sync_wait_drains_vector();
 	test_polled_queues();
 	return check_report("test_ctrl");
 }

@@ -894,6 +894,64 @@ static void poll_table_change(bool event_idx)
 static void test_poll_table_change(void) { poll_table_change(false); }
 static void test_poll_table_change_event_idx(void) { poll_table_change(true); }
 
+/* A ring stopped by GET_VRING_BASE while the loop polls (kicks off in it:
+ * VRING_USED_F_NO_NOTIFY, or avail_event left behind the requests polled
+ * since) is handed back asking for kicks: whoever runs it next (another
+ * back end, an older nvme-drv) may not know to turn them on, and a driver
+ * that sees kicks off never kicks. The loop's own "kicks on before
+ * sleeping" skips a stopped ring. Without EVENT_IDX and with it; the ring
+ * stopped with nothing in flight (vblk_vq_stop) and with a request in
+ * flight, stopped when it lands (nvme_done). */
+static void poll_get_vring_base(bool event_idx, bool in_flight)
+{
+	struct fe f;
+	struct poll_probe pp = { .f = &f };
+	struct vhost_user_msg m;
+	struct vring_used *used;
+	uint16_t *avail_event;
+	int efd = eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK);	/* always ready */
+
+	poll_start(&f, &pp, "pollstop", event_idx, efd);
+	used = (struct vring_used *)(f.mem + FE_RING(0) + 0x2000);
+	avail_event = (uint16_t *)(f.mem + FE_RING(0) + 0x2000 + 4 + 8 * FE_QSIZE);
+	/* Polling takes a request: kicks are off, and the round that found it
+	 * does not turn them on. */
+	if (in_flight)
+		fe_send_state(&f, VHOST_USER_GET_VRING_BASE, 0, 0);
+	pp.post = true;
+	evloop_once(loop, 100);
+	CHECK(!pp.post);
+	CHECK_EQ_INT(fake_nvme.npending, 1);
+	if (!event_idx)
+		CHECK_EQ_INT(le16toh(used->flags), VRING_USED_F_NO_NOTIFY);
+	else
+		CHECK(le16toh(*avail_event) != f.avail_idx[0]);	/* left behind */
+	if (in_flight) {
+		/* The reply waits for the request; it lands with kicks off. */
+		CHECK_EQ_INT(fe_recv(&f, &m, 3), 0);
+		fake_nvme_complete(0, 0);
+	} else {
+		/* Answered with kicks still off; the stop is read in rounds
+		 * that do not wait, so the loop does not turn them on first. */
+		fake_nvme_complete(0, 0);
+		fe_send_state(&f, VHOST_USER_GET_VRING_BASE, 0, 0);
+	}
+	CHECK_EQ_INT(fe_recv(&f, &m, 5), 1);
+	CHECK_EQ_INT(m.hdr.request, VHOST_USER_GET_VRING_BASE);
+	CHECK_EQ_INT(m.payload.state.num, f.avail_idx[0]);
+	/* The ring as handed back: the driver's next buffer is kicked. */
+	if (!event_idx)
+		CHECK_EQ_INT(le16toh(used->flags), 0);
+	else
+		CHECK_EQ_INT(le16toh(*avail_event), f.avail_idx[0]);
+	poll_finish(&f, &pp, efd);
+}
+
+static void test_poll_get_vring_base(void) { poll_get_vring_base(false, false); }
+static void test_poll_get_vring_base_event_idx(void) { poll_get_vring_base(true, false); }
+static void test_poll_get_vring_base_in_flight(void) { poll_get_vring_base(false, true); }
+static void test_poll_get_vring_base_in_flight_event_idx(void) { poll_get_vring_base(true, true); }
+
 /* With an argument, runs only the cases whose name contains it. */
 int main(int argc, char **argv)
 {
@@ -921,6 +979,10 @@ int main(int argc, char **argv)
 		{ "poll", test_poll },
 		{ "poll_table_change", test_poll_table_change },
 		{ "poll_table_change_event_idx", test_poll_table_change_event_idx },
+		{ "poll_get_vring_base", test_poll_get_vring_base },
+		{ "poll_get_vring_base_event_idx", test_poll_get_vring_base_event_idx },
+		{ "poll_get_vring_base_in_flight", test_poll_get_vring_base_in_flight },
+		{ "poll_get_vring_base_in_flight_event_idx", test_poll_get_vring_base_in_flight_event_idx },
 	};
 
 	log_set_level(getenv("NVD_TEST_VERBOSE") ? LOG_DEBUG : LOG_QUIET);
