@@ -84,6 +84,7 @@ struct ctl_conn {
 	bool deferred;		/* an answer is owed: not idle */
 	bool accepted;		/* in cs->conns (a refused one never is) */
 	bool dropped;		/* closed at the end of the loop's round */
+	bool eof;		/* the peer sends no more: flush the replies, then close */
 	uint32_t watched;	/* the events the loop watches (0: not there) */
 	struct sendq out;	/* replies the peer has not taken yet */
 	struct evloop_defer drop;
@@ -796,6 +797,9 @@ static void conn_drop(struct ctl_conn *cc, enum log_level lvl, const char *fmt, 
 	va_end(ap);
 	log_msg(lvl, "control", "uid %u: %s; connection closed", (unsigned)cc->peer.uid, why);
 	cc->dropped = true;
+	/* A connection being refused is freed by on_ctl_listen itself. */
+	if (!cc->accepted)
+		return;
 	if (cc->watched)
 		evloop_del(cc->cs->loop, cc->fd);
 	cc->watched = 0;
@@ -808,7 +812,7 @@ static void conn_drop(struct ctl_conn *cc, enum log_level lvl, const char *fmt, 
  * and room in the socket while replies wait in cc->out. */
 static void conn_watch(struct ctl_conn *cc)
 {
-	uint32_t ev = (cc->deferred ? 0 : EPOLLIN) | (sendq_empty(&cc->out) ? 0 : EPOLLOUT);
+	uint32_t ev = (cc->deferred || cc->eof ? 0 : EPOLLIN) | (sendq_empty(&cc->out) ? 0 : EPOLLOUT);
 	int rc;
 
 	if (!cc->accepted || cc->dropped || ev == cc->watched)
@@ -840,6 +844,10 @@ static void conn_flush(struct ctl_conn *cc)
 			  "cannot send a reply: %s", strerror(-rc));
 		return;
 	}
+	if (cc->eof && sendq_empty(&cc->out)) {
+		conn_drop(cc, LOG_DEBUG, "every reply sent after the peer's end");
+		return;
+	}
 	conn_watch(cc);
 }
 
@@ -859,7 +867,7 @@ static void ctl_reply(struct ctl_conn *cc, const char *text, int fd)
 
 	if (cc->dropped)
 		return;
-	if (!sendq_room(&cc->out, len, 1)) {
+	if (!sendq_room(&cc->out, len + (fd >= 0 ? SENDQ_FD_COST : 0), 1)) {
 		conn_no_room(cc);
 		return;
 	}
@@ -1270,6 +1278,12 @@ static void on_ctl_conn(void *arg, uint32_t events)
 		if (cc->dropped)
 			return;
 	}
+	/* Gone altogether while replies still waited. */
+	if (cc->eof) {
+		if (events & (EPOLLHUP | EPOLLERR))
+			ctl_conn_close(cc);
+		return;
+	}
 	/* A hang-up or error shows as a failed recv too. */
 	if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)) || cc->deferred)
 		return;
@@ -1277,6 +1291,14 @@ static void on_ctl_conn(void *arg, uint32_t events)
 	if (n < 0 && errno == EAGAIN)
 		return;
 	if (n <= 0) {
+		/* The peer asks no more (it may have shut down only its
+		 * sending side): what it asked for still goes out, then the
+		 * connection ends. */
+		if (n == 0 && !(events & (EPOLLHUP | EPOLLERR)) && !sendq_empty(&cc->out)) {
+			cc->eof = true;
+			conn_watch(cc);
+			return;
+		}
 		ctl_conn_close(cc);
 		return;
 	}
@@ -1326,14 +1348,17 @@ static void on_idle_timer(void *arg, uint32_t events)
 		return;
 	for (cc = cs->conns; cc; cc = next) {
 		next = cc->next;
-		if (cc->deferred || cc->dropped || now - cc->idle_since < CTL_IDLE_MS)
+		if (cc->dropped || now - cc->idle_since < CTL_IDLE_MS)
 			continue;
-		/* Replies waiting for a peer that takes none of them. */
+		/* Replies waiting for a peer that takes none of them, an
+		 * answer owed or not. */
 		if (!sendq_empty(&cc->out)) {
 			conn_drop(cc, LOG_WARN, "%zu bytes of replies not read in %d s",
 				  cc->out.bytes, CTL_IDLE_MS / 1000);
 			continue;
 		}
+		if (cc->deferred)
+			continue;
 		snprintf(why, sizeof(why), "no request in %d s; connection closed",
 			 CTL_IDLE_MS / 1000);
 		ctl_error(cc, -ETIMEDOUT, why);

@@ -77,7 +77,7 @@ int sendq_push(struct sendq *q, const void *msg, size_t len, int fd)
 	else
 		q->head = m;
 	q->tail = m;
-	q->bytes += len + SENDQ_MSG_OVERHEAD;
+	q->bytes += len + SENDQ_MSG_OVERHEAD + (m->fd >= 0 ? SENDQ_FD_COST : 0);
 	return 0;
 }
 
@@ -103,7 +103,7 @@ int sendq_flush(struct sendq *q, int sock, unsigned *sent)
 		q->head = m->next;
 		if (!q->head)
 			q->tail = NULL;
-		q->bytes -= m->len + SENDQ_MSG_OVERHEAD;
+		q->bytes -= m->len + SENDQ_MSG_OVERHEAD + (m->fd >= 0 ? SENDQ_FD_COST : 0);
 		msg_free(m);
 		n++;
 	}

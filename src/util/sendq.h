@@ -26,6 +26,10 @@
 #include <stddef.h>
 
 #define SENDQ_MSG_OVERHEAD 64
+/* What a queued descriptor counts for besides its message: each is a
+ * live object (a client's socket) and a slot of the server's fd limit,
+ * so a peer that never reads may hold only a few hundred of them. */
+#define SENDQ_FD_COST 4096
 
 struct sendq_msg;
 
@@ -43,7 +47,8 @@ static inline bool sendq_empty(const struct sendq *q)
 	return !q->head;
 }
 /* Whether nmsgs messages of len bytes in all may be queued: always into
- * an empty queue, else while the total stays within the bound. */
+ * an empty queue, else while the total stays within the bound (a message
+ * with a descriptor counts SENDQ_FD_COST more in len). */
 bool sendq_room(const struct sendq *q, size_t len, size_t nmsgs);
 /* Queues a copy of len bytes of msg and, when fd >= 0, a duplicate of fd
  * to go with it (SCM_RIGHTS; the caller keeps fd). Does not look at the

@@ -185,6 +185,70 @@ static void test_all(void)
 	CHECK_PREFIX(CALL("list"), "ok\n");
 }
 
+static int send_lists(int s, int most);
+static int read_replies(int s, bool *eof);
+
+/* With every slot taken, a peer that connects and hangs up at once: its
+ * refusal cannot be sent (the peer is gone) and the connection, never
+ * accepted, is freed once, by the refusing code (a use-after-free and a
+ * double close under ASan before). */
+static void test_refused_gone(void)
+{
+	int s[ALL + 1];
+
+	for (int i = 0; i < ALL; i++) {
+		s[i] = conn();
+		pump(5);
+	}
+	s[ALL] = conn();
+	CHECK(s[ALL] >= 0);
+	if (s[ALL] >= 0) {
+		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+		setsockopt(s[ALL], SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		close(s[ALL]);
+	}
+	pump(100);
+	for (int i = 0; i < ALL; i++)
+		if (s[i] >= 0)
+			close(s[i]);
+	pump(100);
+	CHECK_PREFIX(CALL("list"), "ok\n");
+}
+
+/* A peer that sends its requests, shuts down its sending side and then
+ * reads: every reply comes before the server hangs up. */
+static void test_shut_wr(void)
+{
+	int s = conn(), sent = 0, got = 0;
+	bool eof = false;
+
+	/* More replies than the peer's socket holds: most wait in the
+	 * server's queue when the peer shuts down. */
+	for (int round = 0; round < 60000 && sent < 6000; round++) {
+		int n = send_lists(s, 6000 - sent);
+
+		CHECK(n >= 0);
+		sent += n > 0 ? n : 0;
+		evloop_once(loop, 1);
+	}
+	CHECK_EQ_INT(sent, 6000);
+	/* Every request taken, most replies waiting in the server, then the
+	 * end of the requests, seen before anything is read. */
+	pump(200);
+	CHECK_EQ_INT(shutdown(s, SHUT_WR), 0);
+	pump(50);
+	for (int round = 0; round < 60000 && !eof; round++) {
+		evloop_once(loop, 1);
+		got += read_replies(s, &eof);
+	}
+	CHECK_EQ_INT(got, sent);
+	CHECK(eof);
+	printf("test_ctl_server: %d requests, then SHUT_WR: %d replies read\n", sent, got);
+	close(s);
+	pump(20);
+}
+
 /* A child as nobody opens 20: 16 are taken, 4 refused; root's call goes
  * on while nobody holds its 16. */
 static void test_per_uid(void)
@@ -396,7 +460,9 @@ int main(void)
 
 	test_mode_and_dir();
 	test_all();
+	test_refused_gone();
 	test_per_uid();
+	test_shut_wr();
 	test_pipelined_slow_reader();
 	test_pipelined_no_reader();
 	test_idle();
