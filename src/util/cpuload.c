@@ -115,6 +115,7 @@ int cpuload_sample(struct cpuload *c, unsigned *others_milli)
 		uint64_t others = busy - c->busy > mine ? busy - c->busy - mine : 0;
 
 		*others_milli = (unsigned)(others * 1000u * ncpu / dt);
+		c->busy_milli = (unsigned)((busy - c->busy) * 1000u * ncpu / dt);
 		rc = 0;
 	}
 	c->primed = ncpu > 0;

@@ -23,6 +23,7 @@ struct cpuload {
 	bool primed;
 	bool spare;		/* the gate's last answer */
 	unsigned others_milli;	/* others' use at the last sample, 1/1000 CPU */
+	unsigned busy_milli;	/* everyone's, this process's included */
 };
 
 /* Opens /proc/stat and takes the affinity mask. Without /proc, every

@@ -73,7 +73,11 @@ int main(void)
 	CHECK_EQ_INT(cpuload_sample(&c, &others), 0);
 	CHECK(c.ncpu >= 1);
 	CHECK(others <= 1000 * c.ncpu);
-	printf("cpuload: %u CPUs, others %u/1000 while this process spun\n", c.ncpu, others);
+	/* About a CPU was this process's: taken out of what all used (the
+	 * ticks are 10 ms, the second about 100 of them). */
+	CHECK(c.busy_milli >= others + 700);
+	printf("cpuload: %u CPUs, all %u/1000, others %u/1000 while this process spun\n", c.ncpu,
+	       c.busy_milli, others);
 
 	/* Children spinning on every allowed CPU: the gate shuts (whatever
 	 * else the machine was doing). */
