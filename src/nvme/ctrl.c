@@ -649,6 +649,13 @@ int nvme_ctrl_open(const char *bdf, const struct nvme_ctrl_opts *opts, struct nv
 		unsigned vec = c->info.nvec > 1 ? 1 + k % (c->info.nvec - 1) : 0;
 		rc = create_io_queue(c, (uint16_t)(i + 1), (uint16_t)(depth == 65536 ? 65535 : depth), vec,
 				     list_pages, i < nirq, &c->io[i]);
+		if (rc && i >= nirq && rc != -ETIMEDOUT) {
+			/* Twins are an optimisation: go on with those made. */
+			log_warn(bdf, "polled queue %u not created (%s); %u polled queue%s", i + 1,
+				 strerror(-rc), c->nr_polled, c->nr_polled == 1 ? "" : "s");
+			rc = 0;
+			break;
+		}
 		if (rc)
 			goto fail;
 		c->nr_hw++;

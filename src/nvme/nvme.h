@@ -153,7 +153,7 @@ struct nvme_share {
 	uint64_t last_round;	/* the turn of the owner's newest waiting request */
 	unsigned waiting;	/* its requests on a pending list */
 	unsigned held;		/* its requests the queue pair has (waiting or sent) */
-	struct nvme_qpair *qp;	/* the queue pair that has them */
+	struct nvme_qpair *qp;	/* the queue pair that has them (where they wait) */
 };
 
 /* Turns for waiting requests are not enough: a request waits for a slot

@@ -616,8 +616,13 @@ int nvme_submit(struct nvme_qpair *qp, struct nvme_req *r)
 	default:
 		return -EOPNOTSUPP;
 	}
-	/* While the controller is polled, the polled twin takes it. */
-	if (qp->twin && qp->ctrl->polling && !qp->twin->dead)
+	/* While the controller is polled, the polled twin takes it; but an
+	 * owner with requests waiting for a slot stays on the list that has
+	 * them: turns are kept per list (pend_push). */
+	if (r->share && r->share->waiting && r->share->qp &&
+	    (r->share->qp == qp || r->share->qp == qp->twin))
+		qp = r->share->qp;
+	else if (qp->twin && qp->ctrl->polling && !qp->twin->dead)
 		qp = qp->twin;
 	if (qp->dead)
 		return -ENODEV;
@@ -637,10 +642,11 @@ int nvme_submit(struct nvme_qpair *qp, struct nvme_req *r)
 	if (r->share) {
 		struct nvme_ctrl *c = qp->ctrl;
 
-		if (r->share->held++ == 0) {
-			r->share->qp = qp;
+		if (r->share->held++ == 0)
 			c->share_owners++;
-		}
+		/* Where its requests wait from now on (the twin or not). */
+		if (!r->share->waiting)
+			r->share->qp = qp;
 		c->share_held++;
 		if (c->share_owners > 1)
 			c->shared_until_ms = nvme_now_ms() + NVME_SHARE_GRACE_MS;

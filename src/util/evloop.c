@@ -36,6 +36,7 @@ struct evloop {
 	struct evloop_poller *cursor;	/* the next poller of a walk under way */
 	uint64_t poll_max_ns;
 	bool polling;		/* the pollers' notifications are off */
+	uint64_t pending_since;	/* polling past windows for pending work since */
 	evloop_gate_fn gate;
 	void *gate_arg;
 	uint64_t gate_at;	/* when it was last asked */
@@ -347,20 +348,32 @@ static bool poll_round(struct evloop *l, uint64_t t0)
 			walk(l, false, false);
 			l->polling = true;
 		}
-		uint64_t waited;
+		uint64_t now;
 
-		/* Past the window, work that raises no event keeps the loop
-		 * looking, up to EVLOOP_PENDING_POLL_MS: it would otherwise wait
-		 * for a tick, and the window would collapse with it (on the TCG
-		 * bed a command now and then takes several milliseconds). */
 		do {
 			if (walk(l, true, false)) {
 				l->st.hits++;
+				l->pending_since = 0;
 				return true;
 			}
-			waited = now_ns() - t0;
-		} while (waited < l->st.poll_ns || (waited < EVLOOP_PENDING_POLL_MS * 1000000ull && pending(l)));
+			now = now_ns();
+		} while (now - t0 < l->st.poll_ns);
+		/* Past the window, work that raises no event keeps the loop
+		 * polling, up to EVLOOP_PENDING_POLL_MS in all: it would
+		 * otherwise wait for a tick, and the window would collapse with
+		 * it (on the TCG bed a command now and then takes several
+		 * milliseconds). The round ends as if it had found work, so the
+		 * fds are looked at between windows. */
+		if (pending(l)) {
+			if (!l->pending_since)
+				l->pending_since = now;
+			if (now - l->pending_since < EVLOOP_PENDING_POLL_MS * 1000000ull) {
+				l->st.stretches++;
+				return true;
+			}
+		}
 	}
+	l->pending_since = 0;
 	return polling_end(l);
 }
 
@@ -405,7 +418,8 @@ int evloop_once(struct evloop *l, int timeout_ms)
 	n = epoll_wait(l->epfd, ev, 64, timeout_ms);
 	if (n < 0)
 		return errno == EINTR ? 0 : -errno;
-	if (timed)
+	/* A tick is no event: it says nothing of how soon events come. */
+	if (timed && !(pend && n == 0))
 		adjust_window(l, now_ns() - t0);
 	if (pend)
 		walk(l, true, false);

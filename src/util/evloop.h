@@ -42,10 +42,11 @@ struct evloop_poller {
 	 * (and did) work that came while they were off. */
 	bool (*notify)(void *arg, bool on);
 	/* Optional: true while it has work under way that raises no event
-	 * (commands on queues without interrupts). Then a round that ends
-	 * its window keeps polling, up to EVLOOP_PENDING_POLL_MS, and a
-	 * loop that sleeps all the same wakes every EVLOOP_PENDING_MS to
-	 * look (a command that hangs costs ticks, not a spinning CPU). */
+	 * (commands on queues without interrupts). Then rounds whose window
+	 * ends go on polling, window after window with a look at the fds in
+	 * between, up to EVLOOP_PENDING_POLL_MS in all, and a loop that
+	 * sleeps all the same wakes every EVLOOP_PENDING_MS to look (a
+	 * command that hangs costs ticks, not a spinning CPU). */
 	bool (*pending)(void *arg);
 	void *arg;
 	/* private */
@@ -76,6 +77,7 @@ struct evloop_poll_stats {
 	uint64_t hits;		/* of them, rounds whose polling found work */
 	uint64_t sleeps;	/* rounds that slept in epoll_wait */
 	uint64_t ticks;		/* of them, cut to EVLOOP_PENDING_MS for pending work */
+	uint64_t stretches;	/* windows that ended with work pending, polled on */
 	uint64_t gated;		/* gate samples that kept polling off */
 };
 

@@ -953,6 +953,36 @@ static void test_polled_queues(void)
 	nvme_ctrl_close(c);
 	dev_stop();
 
+	/* three granted: one twin, for queue pair 0 only */
+	dev_start();
+	dev.grant = 3;
+	c = NULL;
+	CHECK_EQ_INT(nvme_ctrl_open("0000:00:04.0", &o, &c), 0);
+	if (c) {
+		CHECK_EQ_INT(nvme_ctrl_nr_qpairs(c), 2);
+		CHECK_EQ_INT(nvme_ctrl_info(c)->nr_polled_queues, 1);
+		CHECK(!dev.q[3].ien);
+		vfio_dma_alloc(NULL, 4096, &b);
+		s.iova = b.iova;
+		s.len = 4096;
+		nvme_ctrl_set_polling(c, true);
+		rw_req(&r, c, NVME_CMD_READ, 8, &s, &x);
+		CHECK_EQ_INT(nvme_submit(nvme_ctrl_qpair(c, 1), &r), 0);
+		CHECK(!nvme_ctrl_polled_busy(c));
+		drive(c, &x, 2000, 1000);
+		CHECK_EQ_INT(x.calls, 1);
+		CHECK_EQ_INT(dev.q[2].cmds, 1);
+		rw_req(&r, c, NVME_CMD_READ, 8, &s, &x);
+		CHECK_EQ_INT(nvme_submit(nvme_ctrl_qpair(c, 0), &r), 0);
+		CHECK(nvme_ctrl_polled_busy(c));
+		poll_until(c, &x, 2000);
+		CHECK_EQ_INT(x.calls, 1);
+		CHECK_EQ_INT(dev.q[3].cmds, 1);
+		vfio_dma_free(NULL, &b);
+		nvme_ctrl_close(c);
+	}
+	dev_stop();
+
 	/* two queues granted: no twins, polling changes nothing */
 	dev_start();
 	c = NULL;

@@ -261,9 +261,10 @@ int main(void)
 	CHECK(a.polls > 0);
 	evloop_set_poll_gate(l, NULL, NULL);
 
-	/* Work that raises no event (commands on polled queues): a round
-	 * whose window ends keeps polling while it is pending, past the cap
-	 * (here 1 ms), and finds it without sleeping... */
+	/* Work that raises no event (commands on polled queues): rounds
+	 * whose window ends go on polling while it is pending, past the cap
+	 * (here 1 ms), each ending as if it had found work so the fds are
+	 * looked at in between, and find it without sleeping... */
 	for (int i = 0; i < 20 && stats(l).poll_ns < 4000; i++)
 		evloop_once(l, 100);
 	CHECK(stats(l).poll_ns > 0);
@@ -273,12 +274,26 @@ int main(void)
 	a.pending = true;
 	t0 = ms_now();
 	a.find_after_ms = t0 + 5;
-	evloop_once(l, 2000);
+	for (int i = 0; i < 100000 && a.pending && ms_now() - t0 < 1000; i++)
+		evloop_once(l, 2000);
 	CHECK(ms_now() - t0 >= 5);
 	CHECK(ms_now() - t0 < 1000);
 	CHECK_EQ_INT(stats(l).hits, st0.hits + 1);
 	CHECK_EQ_INT(stats(l).sleeps, st0.sleeps);
+	CHECK(stats(l).stretches > st0.stretches);
 	CHECK(!a.pending);
+	/* ... for EVLOOP_PENDING_POLL_MS at most: then the loop sleeps (in
+	 * ticks) */
+	a.pending = true;
+	st0 = stats(l);
+	t0 = ms_now();
+	for (int i = 0; i < 100000 && stats(l).sleeps == st0.sleeps && ms_now() - t0 < 1000; i++)
+		evloop_once(l, 2000);
+	CHECK(ms_now() - t0 >= EVLOOP_PENDING_POLL_MS);
+	CHECK(ms_now() - t0 < 200);
+	CHECK_EQ_INT(stats(l).sleeps, st0.sleeps + 1);
+	CHECK_EQ_INT(stats(l).ticks, st0.ticks + 1);
+	a.pending = false;
 	/* ... and with no window, a loop that sleeps while work is pending
 	 * wakes after a tick (not the 2 s asked for) and looks. */
 	evloop_once(l, 20);
