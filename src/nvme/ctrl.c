@@ -504,6 +504,7 @@ int nvme_ctrl_open(const char *bdf, const struct nvme_ctrl_opts *opts, struct nv
 	struct nvme_ctrl *c;
 	volatile void *bar;
 	unsigned want, got, nirq, twins = 0, depth, list_pages, per_page, entries;
+	char twins_said[32];
 	int rc;
 
 	c = calloc(1, sizeof(*c));
@@ -677,10 +678,12 @@ int nvme_ctrl_open(const char *bdf, const struct nvme_ctrl_opts *opts, struct nv
 		goto fail;
 	vfio_dma_free(c->vdev, &nsbuf);
 	vfio_dma_free(c->vdev, &idbuf);
-	log_info(bdf, "%s (%s, firmware %s): %u I/O queue%s of %u (and %u polled), %s x%u, %s, "
+	/* "N I/O queues of D, " as before when there are no twins. */
+	snprintf(twins_said, sizeof(twins_said), " and %u polled", c->nr_polled);
+	log_info(bdf, "%s (%s, firmware %s): %u I/O queue%s of %u%s, %s x%u, %s, "
 		 "max transfer %u bytes, %s doorbells",
 		 c->info.serial, c->info.model, c->info.firmware, c->nr_io, c->nr_io == 1 ? "" : "s",
-		 depth, c->nr_polled,
+		 depth, c->nr_polled ? twins_said : "",
 		 vfio_irq_mode_name(c->info.irq_mode), c->info.nvec, c->info.sgl ? "SGL" : "PRP",
 		 c->info.max_xfer, c->info.shadow_db ? "shadow" : "register");
 	*out = c;
