@@ -953,6 +953,46 @@ static void test_polled_queues(void)
 	nvme_ctrl_close(c);
 	dev_stop();
 
+	/* An owner whose requests wait for a slot on queue pair 0 (full:
+	 * the controller takes its 15 commands and answers none) keeps
+	 * them there once polling starts: its next request joins them on
+	 * the same list, in turn, not the twin's. */
+	dev_start();
+	dev.grant = 4;
+	c = NULL;
+	CHECK_EQ_INT(nvme_ctrl_open("0000:00:04.0", &o, &c), 0);
+	if (c) {
+		struct nvme_share sh = { 0 };
+		struct nvme_req rq[17];
+		struct rec rx[17];
+
+		vfio_dma_alloc(NULL, 4096, &b);
+		s.iova = b.iova;
+		s.len = 4096;
+		atomic_store(&dev.swallow, 15);
+		for (int i = 0; i < 16; i++) {
+			rw_req(&rq[i], c, NVME_CMD_READ, 8, &s, &rx[i]);
+			rq[i].share = &sh;
+			CHECK_EQ_INT(nvme_submit(nvme_ctrl_qpair(c, 0), &rq[i]), 0);
+		}
+		CHECK_EQ_INT(sh.waiting, 1);
+		nvme_ctrl_set_polling(c, true);
+		rw_req(&rq[16], c, NVME_CMD_READ, 8, &s, &rx[16]);
+		rq[16].share = &sh;
+		CHECK_EQ_INT(nvme_submit(nvme_ctrl_qpair(c, 0), &rq[16]), 0);
+		CHECK_EQ_INT(sh.waiting, 2);
+		CHECK(!nvme_ctrl_polled_busy(c));	/* nothing went to the twin */
+		for (int i = 0; i < 50 && dev.q[3].cmds == 0; i++)
+			sleep_ms(1);
+		CHECK_EQ_INT(dev.q[3].cmds, 0);
+		nvme_ctrl_set_polling(c, false);
+		nvme_ctrl_close(c);	/* ends all 17 */
+		for (int i = 0; i < 17; i++)
+			CHECK_EQ_INT(rx[i].calls, 1);
+		vfio_dma_free(NULL, &b);
+	}
+	dev_stop();
+
 	/* three granted: one twin, for queue pair 0 only */
 	dev_start();
 	dev.grant = 3;
