@@ -67,6 +67,13 @@ int cpuload_open(struct cpuload *c)
 {
 	memset(c, 0, sizeof(*c));
 	c->spare = true;
+	c->buf = malloc(STAT_BUF);
+	c->mask = CPU_ALLOC(CPULOAD_MAX_CPUS);
+	if (!c->buf || !c->mask) {
+		c->fd = -1;
+		cpuload_close(c);
+		return -ENOMEM;
+	}
 	c->fd = open("/proc/stat", O_RDONLY | O_CLOEXEC);
 	return c->fd < 0 ? -errno : 0;
 }
@@ -76,31 +83,28 @@ void cpuload_close(struct cpuload *c)
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
+	free(c->buf);
+	c->buf = NULL;
+	if (c->mask)
+		CPU_FREE(c->mask);
+	c->mask = NULL;
 }
 
 int cpuload_sample(struct cpuload *c, unsigned *others_milli)
 {
 	size_t setsz = CPU_ALLOC_SIZE(CPULOAD_MAX_CPUS);
-	cpu_set_t *mask;
-	char *buf;
+	cpu_set_t *mask = c->mask;
+	char *buf = c->buf;
 	ssize_t n;
 	size_t len = 0;
 	uint64_t busy, total, self;
 	unsigned ncpu;
-	int rc = 0;
+	int rc;
 
 	if (c->fd < 0)
 		return -EBADF;
-	buf = malloc(STAT_BUF);
-	mask = CPU_ALLOC(CPULOAD_MAX_CPUS);
-	if (!buf || !mask) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	if (sched_getaffinity(0, setsz, mask) != 0) {
-		rc = -errno;
-		goto out;
-	}
+	if (sched_getaffinity(0, setsz, mask) != 0)
+		return -errno;
 	while (len < STAT_BUF - 1 && (n = pread(c->fd, buf + len, STAT_BUF - 1 - len, (off_t)len)) > 0)
 		len += (size_t)n;
 	buf[len] = '\0';
@@ -123,10 +127,6 @@ int cpuload_sample(struct cpuload *c, unsigned *others_milli)
 	c->busy = busy;
 	c->total = total;
 	c->self_ns = self;
-out:
-	free(buf);
-	if (mask)
-		CPU_FREE(mask);
 	return rc;
 }
 

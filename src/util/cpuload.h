@@ -10,6 +10,7 @@
 #ifndef NVD_UTIL_CPULOAD_H
 #define NVD_UTIL_CPULOAD_H
 
+#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -17,6 +18,8 @@
 
 struct cpuload {
 	int fd;			/* /proc/stat, or -1: always spare */
+	char *buf;		/* its text, read into one buffer kept open */
+	cpu_set_t *mask;		/* the affinity mask, taken again each sample */
 	unsigned ncpu;		/* CPUs this process may run on */
 	uint64_t busy, total;	/* their ticks at the last sample */
 	uint64_t self_ns;	/* the process's CPU time then */
