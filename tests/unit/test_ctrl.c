@@ -877,6 +877,25 @@ static void poll_until(struct nvme_ctrl *c, struct rec *x, unsigned ms)
 	}
 }
 
+/* A fake that grants `grant` I/O queues, a controller opened on it with
+ * opts o, and one 4 KiB buffer b as segment s; NULL if it did not open
+ * (the fake is running either way: dev_stop() ends it). */
+static struct nvme_ctrl *open_granted(const struct nvme_ctrl_opts *o, unsigned grant,
+				      struct dma_buf *b, struct nvme_seg *s)
+{
+	struct nvme_ctrl *c = NULL;
+
+	dev_start();
+	dev.grant = grant;
+	CHECK_EQ_INT(nvme_ctrl_open("0000:00:04.0", o, &c), 0);
+	if (c) {
+		vfio_dma_alloc(NULL, 4096, b);
+		s->iova = b->iova;
+		s->len = 4096;
+	}
+	return c;
+}
+
 /* Polled twins (issue 11): each I/O queue pair gets one whose CQ raises
  * no interrupt; while the controller is polled, requests go there and
  * complete by polling alone; otherwise to the interrupt-driven queue. A
@@ -893,9 +912,7 @@ static void test_polled_queues(void)
 	struct rec x;
 	uint64_t cnt;
 
-	dev_start();
-	dev.grant = 4;
-	CHECK_EQ_INT(nvme_ctrl_open("0000:00:04.0", &o, &c), 0);
+	c = open_granted(&o, 4, &b, &s);
 	if (!c) {
 		dev_stop();
 		return;
@@ -904,9 +921,6 @@ static void test_polled_queues(void)
 	CHECK_EQ_INT(nvme_ctrl_info(c)->nr_polled_queues, 2);
 	CHECK(dev.q[1].ien && dev.q[2].ien);
 	CHECK(!dev.q[3].ien && !dev.q[4].ien);
-	vfio_dma_alloc(NULL, 4096, &b);
-	s.iova = b.iova;
-	s.len = 4096;
 
 	/* not polled: queue 1, with an interrupt */
 	rw_req(&r, c, NVME_CMD_READ, 8, &s, &x);
@@ -957,18 +971,12 @@ static void test_polled_queues(void)
 	 * the controller takes its 15 commands and answers none) keeps
 	 * them there once polling starts: its next request joins them on
 	 * the same list, in turn, not the twin's. */
-	dev_start();
-	dev.grant = 4;
-	c = NULL;
-	CHECK_EQ_INT(nvme_ctrl_open("0000:00:04.0", &o, &c), 0);
+	c = open_granted(&o, 4, &b, &s);
 	if (c) {
 		struct nvme_share sh = { 0 };
 		struct nvme_req rq[17];
 		struct rec rx[17];
 
-		vfio_dma_alloc(NULL, 4096, &b);
-		s.iova = b.iova;
-		s.len = 4096;
 		atomic_store(&dev.swallow, 15);
 		for (int i = 0; i < 16; i++) {
 			rw_req(&rq[i], c, NVME_CMD_READ, 8, &s, &rx[i]);
@@ -994,17 +1002,11 @@ static void test_polled_queues(void)
 	dev_stop();
 
 	/* three granted: one twin, for queue pair 0 only */
-	dev_start();
-	dev.grant = 3;
-	c = NULL;
-	CHECK_EQ_INT(nvme_ctrl_open("0000:00:04.0", &o, &c), 0);
+	c = open_granted(&o, 3, &b, &s);
 	if (c) {
 		CHECK_EQ_INT(nvme_ctrl_nr_qpairs(c), 2);
 		CHECK_EQ_INT(nvme_ctrl_info(c)->nr_polled_queues, 1);
 		CHECK(!dev.q[3].ien);
-		vfio_dma_alloc(NULL, 4096, &b);
-		s.iova = b.iova;
-		s.len = 4096;
 		nvme_ctrl_set_polling(c, true);
 		rw_req(&r, c, NVME_CMD_READ, 8, &s, &x);
 		CHECK_EQ_INT(nvme_submit(nvme_ctrl_qpair(c, 1), &r), 0);
