@@ -916,7 +916,51 @@ unsigned nvme_ctrl_poll(struct nvme_ctrl *c)
 
 void nvme_ctrl_set_polling(struct nvme_ctrl *c, bool on)
 {
-	c->polling = on && c->nr_polled;
+	for (unsigned i = 0; i < c->nr_io; i++)
+		nvme_qpair_set_polling(c->io[i], on);
+}
+
+void nvme_qpair_set_polling(struct nvme_qpair *qp, bool on)
+{
+	qp->polling = on && qp->twin;
+}
+
+unsigned nvme_qpair_poll(struct nvme_qpair *qp)
+{
+	unsigned n = 0;
+
+	if (qp->ctrl->failed)
+		return 0;
+	if (qp->inflight)
+		n += nvme_qpair_process(qp);
+	if (qp->twin && qp->twin->inflight)
+		n += nvme_qpair_process(qp->twin);
+	return n;
+}
+
+bool nvme_qpair_polled_busy(const struct nvme_qpair *qp)
+{
+	const struct nvme_qpair *t = qp->twin;
+
+	return t && !qp->ctrl->failed && (t->inflight || t->pend_head);
+}
+
+int nvme_qpair_vector_fd(const struct nvme_qpair *qp)
+{
+	const struct nvme_ctrl *c = qp->ctrl;
+
+	if (c->info.irq_mode != VFIO_IRQ_MSIX || qp->vector >= c->info.nvec ||
+	    (c->admin && c->admin->vector == qp->vector))
+		return -1;
+	for (unsigned i = 0; i < c->nr_hw; i++)
+		if (c->io[i] != qp && c->io[i]->vector == qp->vector && !c->io[i]->polled)
+			return -1;
+	return vfio_irq_fd(c->vdev, qp->vector);
+}
+
+unsigned nvme_qpair_vector(const struct nvme_qpair *qp)
+{
+	return qp->vector;
 }
 
 bool nvme_ctrl_polled_busy(const struct nvme_ctrl *c)

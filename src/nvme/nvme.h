@@ -1,8 +1,18 @@
 /* The NVMe layer: controllers, namespaces and I/O queue pairs over the
  * platform layer. Knows nothing of virtio or clients.
  *
- * Single-threaded: every function of one controller is called from the
- * thread that services its interrupt vectors. Errors are negative errno;
+ * Threads: every function of one controller is called from one thread,
+ * its control thread, except that an I/O queue pair whose interrupt
+ * vector is its own (nvme_qpair_vector_fd() >= 0) may be handed to a
+ * thread of its own, its owner. The owner alone then calls the queue
+ * pair's data path: nvme_submit, plug/unplug, nvme_qpair_poll,
+ * nvme_qpair_set_polling, nvme_qpair_polled_busy, nvme_qpair_busy and
+ * db_stats, and done() runs there. Every other function of the
+ * controller (check, service_vector, poll, set_polling, rw_sync, close)
+ * touches all its queue pairs and may run done() of any request, so the
+ * control thread calls it only while every owner is parked (util/park.h).
+ * Shares (nvme_share) are counted per controller: all their owners
+ * submit from one thread. Errors are negative errno;
  * NVMe status values are kept as data (nvme_req.status) and judged in
  * status.c only. */
 #ifndef NVD_NVME_NVME_H
@@ -129,6 +139,19 @@ unsigned nvme_ctrl_poll(struct nvme_ctrl *ctrl);
  * found only by polling (the event loop looks every millisecond). */
 void nvme_ctrl_set_polling(struct nvme_ctrl *ctrl, bool on);
 bool nvme_ctrl_polled_busy(const struct nvme_ctrl *ctrl);
+/* The same for one queue pair and its twin, for the thread that owns it:
+ * reaps both (no system call); routes its requests to the twin or not;
+ * says whether the twin has commands out. */
+unsigned nvme_qpair_poll(struct nvme_qpair *qp);
+void nvme_qpair_set_polling(struct nvme_qpair *qp, bool on);
+bool nvme_qpair_polled_busy(const struct nvme_qpair *qp);
+/* The eventfd of the queue pair's interrupt vector when the vector is its
+ * own (MSI-X, shared with no other queue pair and not the admin queue's):
+ * edge-triggered, never read; when it fires, nvme_qpair_poll. -1 when the
+ * vector is shared: then the queue pair cannot leave the control thread.
+ * nvme_qpair_vector: its index among the controller's vectors. */
+int nvme_qpair_vector_fd(const struct nvme_qpair *qp);
+unsigned nvme_qpair_vector(const struct nvme_qpair *qp);
 
 enum {
 	NVME_REQ_FUA = 1u << 0,		/* Read/Write: force unit access */

@@ -97,6 +97,7 @@ struct nvme_qpair {
 	 * polled one its requests go to while the controller polls. */
 	bool polled;
 	struct nvme_qpair *twin;
+	bool polling;		/* requests go to the twin (nvme_qpair_set_polling) */
 };
 
 struct nvme_ns {
@@ -121,7 +122,6 @@ struct nvme_ctrl {
 	 * nr_hw of them in all. */
 	struct nvme_qpair **io;
 	unsigned nr_io, nr_polled, nr_hw;
-	bool polling;		/* nvme_ctrl_set_polling */
 	struct nvme_ns *ns;
 	unsigned nr_ns;
 	struct dma_buf scratch;	/* one page for Set Features data after a reset */

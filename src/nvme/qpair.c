@@ -622,7 +622,7 @@ int nvme_submit(struct nvme_qpair *qp, struct nvme_req *r)
 	if (r->share && r->share->waiting && r->share->qp &&
 	    (r->share->qp == qp || r->share->qp == qp->twin))
 		qp = r->share->qp;
-	else if (qp->twin && qp->ctrl->polling && !qp->twin->dead)
+	else if (qp->twin && qp->polling && !qp->twin->dead)
 		qp = qp->twin;
 	if (qp->dead)
 		return -ENODEV;

@@ -20,6 +20,8 @@
 
 #include "check.h"
 #include "nvme/nvme_priv.h"
+#include "util/evloop.h"
+#include "util/park.h"
 
 #define PS 4096u
 #define BAR_LEN 0x2000u
@@ -1037,6 +1039,189 @@ static void test_polled_queues(void)
 	dev_stop();
 }
 
+/* ---- queue pairs owned by data threads (nvme.h "Threads") ---- */
+
+#define OWNERS 2
+#define OWNER_REQS 4
+
+struct owner_io {
+	struct nvme_req r;
+	struct nvme_seg s;
+	struct dma_buf b;
+	struct owner *o;
+	unsigned next;		/* which of the owner's blocks it reads next */
+};
+
+struct owner {
+	struct nvme_ctrl *c;
+	struct nvme_qpair *qp;
+	unsigned idx;
+	struct evloop *l;
+	struct evloop_poller poller;
+	struct park park;
+	pthread_t tid;
+	atomic_bool stop;
+	struct owner_io io[OWNER_REQS];
+	/* owned: touched by the owner, or by the main thread while parked */
+	unsigned long sent, done, bad, failed;
+};
+
+static uint8_t owner_byte(uint64_t lba, unsigned off)
+{
+	return (uint8_t)(lba * 13 + off / 64);
+}
+
+static void owner_send(struct owner_io *io);
+
+static void owner_done(struct nvme_req *r)
+{
+	struct owner_io *io = r->priv;
+	struct owner *o = io->o;
+	const uint8_t *d = io->b.va;
+
+	o->done++;
+	if (r->result)
+		o->failed++;
+	else
+		for (unsigned off = 0; off < 4096; off += 64)
+			if (d[off] != owner_byte(r->slba + off / 512, off % 512))
+				o->bad++;
+	if (!atomic_load(&o->stop))
+		owner_send(io);
+}
+
+static void owner_send(struct owner_io *io)
+{
+	struct owner *o = io->o;
+
+	memset(io->b.va, 0, 4096);
+	memset(&io->r, 0, sizeof(io->r));
+	io->r.opc = NVME_CMD_READ;
+	io->r.ns = nvme_ctrl_ns(o->c, 0);
+	/* Each owner reads its own half of the disk, 8 LBAs at a time. */
+	io->r.slba = (uint64_t)o->idx * (DISK_LBAS / OWNERS) + (io->next++ % (DISK_LBAS / OWNERS / 8)) * 8;
+	io->r.nlb = 8;
+	io->r.segs = &io->s;
+	io->r.nseg = 1;
+	io->r.done = owner_done;
+	io->r.priv = io;
+	if (nvme_submit(o->qp, &io->r) == 0)
+		o->sent++;
+	else
+		o->failed++;
+}
+
+static bool owner_poll(void *arg)
+{
+	return nvme_qpair_poll(((struct owner *)arg)->qp) > 0;
+}
+
+static bool owner_notify(void *arg, bool on)
+{
+	(void)arg;
+	(void)on;
+	return false;
+}
+
+static bool owner_pending(void *arg)
+{
+	return nvme_qpair_busy(((struct owner *)arg)->qp) > 0;
+}
+
+static void *owner_main(void *arg)
+{
+	struct owner *o = arg;
+
+	for (unsigned i = 0; i < OWNER_REQS; i++)
+		owner_send(&o->io[i]);
+	/* The pending hook makes the loop look every millisecond. */
+	while (o->done < o->sent || !atomic_load(&o->stop))
+		evloop_once(o->l, 100);
+	park_leave(&o->park);
+	return NULL;
+}
+
+/* Two threads each own an I/O queue pair and keep reads going on it; the
+ * main thread runs the periodic check with both parked, as nvme-drv-perf's
+ * main thread does. Controller Fatal Status comes six times: each reset
+ * (on the main thread, the owners parked) re-creates both queues and
+ * sends again what was in flight, and the owners go on. Every read ends
+ * once, with the right bytes, none fails, and the shadow doorbells are
+ * configured again each time (without the parking an owner's doorbell
+ * write in the middle of a reset made the fake refuse them). */
+static void test_owner_threads(void)
+{
+	struct nvme_ctrl *c;
+	struct owner o[OWNERS];
+	unsigned long before[OWNERS];
+
+	dev_start();
+	c = open_ctrl(0);
+	if (!c) {
+		dev_stop();
+		return;
+	}
+	for (unsigned lba = 0; lba < DISK_LBAS; lba++)
+		for (unsigned off = 0; off < 512; off++)
+			dev.disk[lba * 512 + off] = owner_byte(lba, off);
+	for (unsigned t = 0; t < OWNERS; t++) {
+		o[t] = (struct owner){ .c = c, .qp = nvme_ctrl_qpair(c, t), .idx = t };
+		CHECK_EQ_INT(evloop_new(&o[t].l), 0);
+		CHECK_EQ_INT(park_init(&o[t].park), 0);
+		CHECK_EQ_INT(park_watch(&o[t].park, o[t].l), 0);
+		o[t].poller = (struct evloop_poller){ .poll = owner_poll, .notify = owner_notify,
+						      .pending = owner_pending, .arg = &o[t] };
+		evloop_poller_add(o[t].l, &o[t].poller);
+		for (unsigned i = 0; i < OWNER_REQS; i++) {
+			vfio_dma_alloc(NULL, 4096, &o[t].io[i].b);
+			o[t].io[i].s = (struct nvme_seg){ .iova = o[t].io[i].b.iova, .len = 4096 };
+			o[t].io[i].o = &o[t];
+			o[t].io[i].next = i;
+		}
+	}
+	for (unsigned t = 0; t < OWNERS; t++)
+		CHECK_EQ_INT(pthread_create(&o[t].tid, NULL, owner_main, &o[t]), 0);
+	for (unsigned round = 0; round < 60; round++) {
+		sleep_ms(5);
+		if (round % 10 == 5)
+			atomic_store(&dev.cfs, true);
+		for (unsigned t = 0; t < OWNERS; t++)
+			park_hold(&o[t].park);
+		if (round % 10 == 5) {
+			await_csts(NVME_CSTS_CFS);
+			for (unsigned t = 0; t < OWNERS; t++)
+				before[t] = o[t].done;
+		}
+		CHECK_EQ_INT(nvme_ctrl_check(c), 0);
+		for (unsigned t = 0; t < OWNERS; t++)
+			park_release(&o[t].park);
+	}
+	for (unsigned t = 0; t < OWNERS; t++) {
+		atomic_store(&o[t].stop, true);
+		pthread_join(o[t].tid, NULL);
+	}
+	CHECK_EQ_INT(atomic_load(&dev.enables), 7);
+	CHECK(!nvme_ctrl_is_failed(c));
+	/* An owner's doorbell write in the middle of a reset made the
+	 * controller refuse the shadow doorbells' configuration. */
+	CHECK(nvme_ctrl_info(c)->shadow_db);
+	for (unsigned t = 0; t < OWNERS; t++) {
+		printf("owner_threads: owner %u: %lu reads, %lu after the last reset\n", t, o[t].done,
+		       o[t].done - before[t]);
+		CHECK(o[t].done - before[t] > 10);
+		CHECK_EQ_INT(o[t].done, o[t].sent);
+		CHECK_EQ_INT(o[t].bad, 0);
+		CHECK_EQ_INT(o[t].failed, 0);
+		CHECK(o[t].park.parks >= 50);
+		for (unsigned i = 0; i < OWNER_REQS; i++)
+			vfio_dma_free(NULL, &o[t].io[i].b);
+		park_destroy(&o[t].park);
+		evloop_free(o[t].l);
+	}
+	nvme_ctrl_close(c);
+	dev_stop();
+}
+
 int main(void)
 {
 	test_open_and_io();
@@ -1050,5 +1235,6 @@ int main(void)
 	test_shadow_config_timeout();
 	test_sync_wait_drains_vector();
 	test_polled_queues();
+	test_owner_threads();
 	return check_report("test_ctrl");
 }
