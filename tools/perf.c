@@ -4,9 +4,12 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <time.h>
 
 #include "nvd_version.h"
@@ -14,16 +17,18 @@
 #include "util/evloop.h"
 #include "runstats.h"
 #include "util/log.h"
+#include "util/park.h"
 #include "util/parse.h"
 
 enum rw_mode { RW_READ, RW_WRITE, RW_RANDREAD, RW_RANDWRITE, RW_VERIFY };
 static const char *const rw_names[] = { "read", "write", "randread", "randwrite", "verify" };
 
 struct perf;
+struct worker;
 
 struct io {
 	struct nvme_req req;
-	struct perf *p;
+	struct worker *w;
 	uint8_t *buf;
 	struct nvme_seg *segs;
 	uint64_t start_ns;
@@ -31,10 +36,36 @@ struct io {
 	bool write;
 };
 
-struct perf {
-	struct blk_target tgt;
+/* One data thread (--threads; the main thread when there is one): it
+ * owns its queue pairs, its I/Os and its counters; the main thread reads
+ * them only after joining it or while it is parked. */
+struct worker {
+	struct perf *p;
+	unsigned idx;
 	struct nvme_qpair **qps;
 	unsigned nqps, next_qp;
+	struct io *ios;
+	unsigned nios;
+	uint64_t count;		/* its part of --count (0: by time) */
+	uint64_t issued, completed, errors, mismatches;
+	uint64_t seq;		/* next sequential slot of its own */
+	uint64_t rng;
+	struct lat_log lat;
+	struct evloop *loop;
+	struct evloop_poller poller;
+	struct park park;
+	pthread_t tid;
+	struct evloop_poll_stats poll_last;	/* polling counts when the phase began */
+};
+
+struct perf {
+	struct blk_target tgt;
+	struct nvme_qpair **qps;	/* all it uses, dealt round the threads */
+	unsigned nqps;
+	struct worker *ws;
+	unsigned nthreads;
+	unsigned parks;		/* data threads whose park is set up */
+	atomic_uint running;	/* data threads still in the phase */
 	enum rw_mode mode;
 	uint32_t bs, nlb;	/* bytes and LBAs per I/O */
 	unsigned qd;
@@ -44,15 +75,10 @@ struct perf {
 	uint64_t blocks;	/* I/O-sized slots in the target */
 	/* run state */
 	bool verify_write;	/* verify phase: writing (true) or reading */
-	uint64_t issued, completed, errors, mismatches;
-	uint64_t seq;		/* next sequential slot */
 	uint64_t deadline_ns;
-	bool stop;
-	uint64_t rng;
-	struct lat_log lat;
-	struct evloop *loop;
+	atomic_bool stop;
+	struct evloop *loop;	/* the main thread's */
 	struct nvme_db_stats db_last;	/* doorbell counts when the phase began */
-	struct evloop_poll_stats poll_last;	/* polling counts when the phase began */
 };
 
 /* The verify pattern of one LBA: its absolute LBA in the first word (so a
@@ -89,58 +115,70 @@ static int pattern_check(struct perf *p, const uint8_t *buf, uint64_t lba, uint3
 	return bad;
 }
 
-static void io_start(struct perf *p, struct io *io);
+static void io_start(struct worker *w, struct io *io);
 
 static void io_done(struct nvme_req *r)
 {
 	struct io *io = r->priv;
-	struct perf *p = io->p;
+	struct worker *w = io->w;
+	struct perf *p = w->p;
 	uint64_t lat = now_ns() - io->start_ns;
 
-	p->completed++;
+	w->completed++;
 	if (r->result) {
-		p->errors++;
+		w->errors++;
 		fprintf(stderr, "nvme-drv-perf: %s of block %" PRIu64 " failed: %s (NVMe status %#x: %s)\n",
 			io->write ? "write" : "read", io->lba, strerror(-r->result), r->status,
 			nvme_status_str(r->status));
 	} else if (p->mode == RW_VERIFY && !io->write) {
 		int bad = pattern_check(p, io->buf, io->lba, p->nlb);
 		if (bad)
-			p->mismatches += (uint64_t)bad;
+			w->mismatches += (uint64_t)bad;
 	}
-	lat_add(&p->lat, lat);
-	io_start(p, io);
+	lat_add(&w->lat, lat);
+	io_start(w, io);
 }
 
-static bool more_to_issue(struct perf *p)
+/* Sequential slots are dealt round the threads: thread i of n takes i,
+ * i + n, i + 2n, ... */
+static uint64_t seq_slot(const struct worker *w)
 {
-	if (p->stop || p->errors)
+	return w->seq * w->p->nthreads + w->idx;
+}
+
+static bool more_to_issue(struct worker *w)
+{
+	struct perf *p = w->p;
+
+	if (atomic_load_explicit(&p->stop, memory_order_relaxed) || w->errors)
 		return false;
 	if (p->mode == RW_VERIFY || p->mode == RW_READ || p->mode == RW_WRITE) {
-		if (p->count)
-			return p->issued < p->count;
+		if (w->count)
+			return w->issued < w->count;
 		if (p->mode == RW_VERIFY)
-			return p->seq < p->blocks;
-	} else if (p->count) {
-		return p->issued < p->count;
+			return seq_slot(w) < p->blocks;
+	} else if (w->count) {
+		return w->issued < w->count;
 	}
 	return now_ns() < p->deadline_ns;
 }
 
-static void io_start(struct perf *p, struct io *io)
+static void io_start(struct worker *w, struct io *io)
 {
+	struct perf *p = w->p;
 	uint64_t slot;
 	int rc;
 
-	if (!more_to_issue(p))
+	if (!more_to_issue(w))
 		return;
 	switch (p->mode) {
 	case RW_RANDREAD:
 	case RW_RANDWRITE:
-		slot = splitmix64(&p->rng) % p->blocks;
+		slot = splitmix64(&w->rng) % p->blocks;
 		break;
 	default:
-		slot = p->seq++ % p->blocks;
+		slot = seq_slot(w) % p->blocks;
+		w->seq++;
 		break;
 	}
 	io->lba = slot * p->nlb;
@@ -163,10 +201,10 @@ static void io_start(struct perf *p, struct io *io)
 	io->req.done = io_done;
 	io->req.priv = io;
 	io->start_ns = now_ns();
-	p->issued++;
-	rc = nvme_submit(p->qps[p->next_qp++ % p->nqps], &io->req);
+	w->issued++;
+	rc = nvme_submit(w->qps[w->next_qp++ % w->nqps], &io->req);
 	if (rc) {
-		p->errors++;
+		w->errors++;
 		fprintf(stderr, "nvme-drv-perf: cannot submit block %" PRIu64 ": %s\n", io->lba,
 			strerror(-rc));
 	}
@@ -177,7 +215,7 @@ static void on_signal(void *arg, uint32_t signo)
 	struct perf *p = arg;
 
 	(void)signo;
-	p->stop = true;
+	atomic_store(&p->stop, true);
 }
 
 /* Doorbell register writes against updates that stayed in the shadow
@@ -197,7 +235,7 @@ static void db_sum(const struct perf *p, struct nvme_db_stats *sum)
 	}
 }
 
-static void report_doorbells(struct perf *p)
+static void report_doorbells(struct perf *p, uint64_t completed)
 {
 	struct nvme_db_stats sum;
 
@@ -206,8 +244,8 @@ static void report_doorbells(struct perf *p)
 	       " cq-shadow-only=%" PRIu64 " mmio-per-io=%.2f\n",
 	       sum.sq_mmio - p->db_last.sq_mmio, sum.sq_shadow_only - p->db_last.sq_shadow_only,
 	       sum.cq_mmio - p->db_last.cq_mmio, sum.cq_shadow_only - p->db_last.cq_shadow_only,
-	       p->completed ? (double)(sum.sq_mmio - p->db_last.sq_mmio + sum.cq_mmio -
-				       p->db_last.cq_mmio) / (double)p->completed : 0.0);
+	       completed ? (double)(sum.sq_mmio - p->db_last.sq_mmio + sum.cq_mmio -
+				    p->db_last.cq_mmio) / (double)completed : 0.0);
 	fflush(stdout);
 	p->db_last = sum;
 }
@@ -217,43 +255,242 @@ static void report_doorbells(struct perf *p)
  * polled queues (a polled command the window did not see). */
 static void report_polling(struct perf *p)
 {
-	struct evloop_poll_stats s;
+	struct evloop_poll_stats d = { 0 };
 
-	evloop_poll_stats(p->loop, &s);
+	for (unsigned i = 0; i < p->nthreads; i++) {
+		struct worker *w = &p->ws[i];
+		struct evloop_poll_stats s;
+
+		evloop_poll_stats(w->loop, &s);
+		d.rounds += s.rounds - w->poll_last.rounds;
+		d.hits += s.hits - w->poll_last.hits;
+		d.sleeps += s.sleeps - w->poll_last.sleeps;
+		d.ticks += s.ticks - w->poll_last.ticks;
+		if (s.poll_ns > d.poll_ns)
+			d.poll_ns = s.poll_ns;
+		w->poll_last = s;
+	}
 	printf("polling: rounds=%" PRIu64 " hits=%" PRIu64 " sleeps=%" PRIu64 " ticks=%" PRIu64
 	       " window-us=%" PRIu64 "\n",
-	       s.rounds - p->poll_last.rounds, s.hits - p->poll_last.hits,
-	       s.sleeps - p->poll_last.sleeps, s.ticks - p->poll_last.ticks, s.poll_ns / 1000);
+	       d.rounds, d.hits, d.sleeps, d.ticks, d.poll_ns / 1000);
 	fflush(stdout);
-	p->poll_last = s;
 }
 
-static int run_phase(struct perf *p, struct io *ios, const char *phase)
+static void worker_begin(struct worker *w)
 {
-	uint64_t t0, next_check;
+	w->issued = w->completed = 0;
+	w->seq = 0;
+	for (unsigned i = 0; i < w->nios; i++)
+		io_start(w, &w->ios[i]);
+}
 
-	p->issued = p->completed = 0;
-	p->seq = 0;
-	t0 = now_ns();
-	p->deadline_ns = t0 + (uint64_t)(p->time_s * 1e9);
-	for (unsigned i = 0; i < p->qd; i++)
-		io_start(p, &ios[i]);
-	next_check = now_ns() + 1000000000ull;
-	while (p->completed < p->issued) {
-		int rc = evloop_once(p->loop, 1000);
+/* ---- data threads (--threads N > 1) ---- */
+
+/* The main thread's way to the controller: every call but a queue pair's
+ * data path runs with every data thread parked (nvme.h). */
+static void hold_all(struct perf *p)
+{
+	for (unsigned i = 0; i < p->parks; i++)
+		park_hold(&p->ws[i].park);
+}
+
+static void release_all(struct perf *p)
+{
+	for (unsigned i = 0; i < p->parks; i++)
+		park_release(&p->ws[i].park);
+}
+
+static void check_ctrl(struct perf *p)
+{
+	if (p->nthreads > 1)
+		hold_all(p);
+	nvme_ctrl_check(nvme_ns_ctrl(p->tgt.ns));
+	if (p->nthreads > 1)
+		release_all(p);
+}
+
+static bool worker_poll(void *arg)
+{
+	struct worker *w = arg;
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < w->nqps; i++)
+		n += nvme_qpair_poll(w->qps[i]);
+	return n > 0;
+}
+
+static bool worker_notify(void *arg, bool on)
+{
+	struct worker *w = arg;
+
+	for (unsigned i = 0; i < w->nqps; i++)
+		nvme_qpair_set_polling(w->qps[i], !on);
+	return on && worker_poll(w);
+}
+
+static bool worker_pending(void *arg)
+{
+	struct worker *w = arg;
+
+	for (unsigned i = 0; i < w->nqps; i++)
+		if (nvme_qpair_polled_busy(w->qps[i]))
+			return true;
+	return false;
+}
+
+static void worker_vector(void *arg, uint32_t events)
+{
+	(void)events;
+	worker_poll(arg);
+}
+
+/* The controller's vectors the data threads do not own (admin, device
+ * request, other controllers'): serviced by the main thread. */
+struct main_vec {
+	struct perf *p;
+	struct nvme_ctrl *ctrl;
+	unsigned vec;
+};
+
+static void main_vector(void *arg, uint32_t events)
+{
+	struct main_vec *m = arg;
+
+	(void)events;
+	hold_all(m->p);
+	nvme_ctrl_service_vector(m->ctrl, m->vec);
+	release_all(m->p);
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	int rc = 0;
+
+	worker_begin(w);
+	while (w->completed < w->issued) {
+		rc = evloop_once(w->loop, 1000);
 		if (rc < 0)
-			return rc;
-		/* Command deadlines (--io-timeout), delayed retries and a dead
-		 * controller are noticed only by the periodic check. */
+			break;
+	}
+	if (rc < 0) {
+		fprintf(stderr, "nvme-drv-perf: thread %u: event loop: %s\n", w->idx, strerror(-rc));
+		w->errors++;
+	}
+	/* Its requests go to interrupt queues again: nobody polls its twins
+	 * until the next phase. */
+	for (unsigned i = 0; i < w->nqps; i++)
+		nvme_qpair_set_polling(w->qps[i], false);
+	park_leave(&w->park);
+	atomic_fetch_sub(&w->p->running, 1);
+	return NULL;
+}
+
+/* Runs a phase on the data threads; the main thread meanwhile serves
+ * signals, the vectors they do not own and the periodic check. */
+static int run_threads(struct perf *p)
+{
+	uint64_t next_check = now_ns() + 1000000000ull;
+	unsigned started = 0;
+	int rc = 0;
+
+	atomic_store(&p->running, p->nthreads);
+	for (; started < p->nthreads; started++) {
+		struct worker *w = &p->ws[started];
+
+		rc = park_init(&w->park);
+		if (!rc)
+			rc = park_watch(&w->park, w->loop);
+		if (!rc)
+			rc = -pthread_create(&w->tid, NULL, worker_main, w);
+		if (rc) {
+			fprintf(stderr, "nvme-drv-perf: cannot start thread %u: %s\n", started,
+				strerror(-rc));
+			park_destroy(&w->park);
+			atomic_store(&p->stop, true);
+			atomic_fetch_sub(&p->running, p->nthreads - started);
+			break;
+		}
+		p->parks = started + 1;
+	}
+	while (atomic_load(&p->running)) {
+		int n = evloop_once(p->loop, 100);
+
+		if (n < 0) {
+			atomic_store(&p->stop, true);
+			rc = n;
+		}
 		if (now_ns() >= next_check) {
-			nvme_ctrl_check(nvme_ns_ctrl(p->tgt.ns));
+			check_ctrl(p);
 			next_check = now_ns() + 1000000000ull;
 		}
 	}
-	report_phase(phase, p->completed, p->bs, t0, now_ns(), &p->lat);
-	report_doorbells(p);
+	p->parks = 0;
+	for (unsigned i = 0; i < started; i++) {
+		pthread_join(p->ws[i].tid, NULL);
+		evloop_del(p->ws[i].loop, p->ws[i].park.efd);
+		park_destroy(&p->ws[i].park);
+	}
+	return rc;
+}
+
+static int run_phase(struct perf *p, const char *phase)
+{
+	uint64_t t0, next_check, completed = 0;
+	struct worker *w0 = &p->ws[0];
+	int rc = 0;
+
+	t0 = now_ns();
+	p->deadline_ns = t0 + (uint64_t)(p->time_s * 1e9);
+	if (p->nthreads > 1) {
+		rc = run_threads(p);
+	} else {
+		worker_begin(w0);
+		next_check = now_ns() + 1000000000ull;
+		while (w0->completed < w0->issued) {
+			rc = evloop_once(p->loop, 1000);
+			if (rc < 0)
+				return rc;
+			/* Command deadlines (--io-timeout), delayed retries
+			 * and a dead controller are noticed only by the
+			 * periodic check. */
+			if (now_ns() >= next_check) {
+				check_ctrl(p);
+				next_check = now_ns() + 1000000000ull;
+			}
+		}
+	}
+	for (unsigned i = 0; i < p->nthreads; i++) {
+		struct worker *w = &p->ws[i];
+
+		completed += w->completed;
+		if (i)
+			for (size_t k = 0; k < w->lat.n; k++)
+				lat_add(&w0->lat, w->lat.ns[k]);
+		w->lat.n = 0;
+	}
+	report_phase(phase, completed, p->bs, t0, now_ns(), &w0->lat);
+	report_doorbells(p, completed);
 	report_polling(p);
-	return 0;
+	return rc < 0 ? rc : 0;
+}
+
+static uint64_t sum_errors(const struct perf *p)
+{
+	uint64_t n = 0;
+
+	for (unsigned i = 0; i < p->nthreads; i++)
+		n += p->ws[i].errors;
+	return n;
+}
+
+static uint64_t sum_mismatches(const struct perf *p)
+{
+	uint64_t n = 0;
+
+	for (unsigned i = 0; i < p->nthreads; i++)
+		n += p->ws[i].mismatches;
+	return n;
 }
 
 #define STR_(x) #x
@@ -276,7 +513,10 @@ static void usage(FILE *f)
 		"  --time SECONDS     run time for read/write modes (default 10)\n"
 		"  --count N          number of I/Os instead of a time\n"
 		"  --seed N           pattern and random seed (default 1)\n"
-		"  --queues N         I/O queues to spread the I/Os over (default 1)\n"
+		"  --queues N         I/O queues to spread the I/Os over (default 1, or N threads)\n"
+		"  --threads N        data threads (1-64, default 1), each with its own queues\n"
+		"                     (dealt round them) and its own --qd I/Os; needs MSI-X\n"
+		"                     with a vector per queue\n"
 		"  --poll-max-us N    poll completions for up to N microseconds before sleeping\n"
 		"                     on the interrupt, adapting to the load as nvme-drv does\n"
 		"                     (0-" STR(EVLOOP_POLL_MAX_US_LIMIT) ", 0: never; default "
@@ -292,7 +532,7 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
 	enum { OPT_DEVICE = 0x200, OPT_RW, OPT_BS, OPT_QD, OPT_TIME, OPT_COUNT, OPT_SEED, OPT_QUEUES,
-	       OPT_POLL_MAX_US };
+	       OPT_POLL_MAX_US, OPT_THREADS };
 	static const struct option longopts[] = {
 		{ "device", required_argument, NULL, OPT_DEVICE },
 		{ "rw", required_argument, NULL, OPT_RW },
@@ -303,19 +543,22 @@ int main(int argc, char **argv)
 		{ "seed", required_argument, NULL, OPT_SEED },
 		{ "queues", required_argument, NULL, OPT_QUEUES },
 		{ "poll-max-us", required_argument, NULL, OPT_POLL_MAX_US },
+		{ "threads", required_argument, NULL, OPT_THREADS },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		HOST_LONG_OPTIONS,
 		{ NULL, 0, NULL, 0 },
 	};
-	struct perf p = { .mode = RW_RANDREAD, .bs = 4096, .qd = 1, .seed = 1, .time_s = 10 };
+	struct perf p = { .mode = RW_RANDREAD, .bs = 4096, .qd = 1, .seed = 1, .time_s = 10,
+			  .nthreads = 1 };
 	const char *device = NULL;
-	char why[256];
-	unsigned want_queues = 1, poll_max_us = EVLOOP_POLL_MAX_US_DEFAULT;
+	char why[256], thread_word[24] = "";
+	unsigned want_queues = 0, poll_max_us = EVLOOP_POLL_MAX_US_DEFAULT;
 	struct host_opts opts;
 	struct host host;
 	struct dma_buf mem = { 0 };
 	struct io *ios = NULL;
+	struct main_vec *mvecs = NULL;
 	struct nvme_ctrl *ctrl;
 	int verbose = 0, quiet = 0, opt, rc, ret = 1;
 	uint64_t v;
@@ -371,6 +614,13 @@ int main(int argc, char **argv)
 			}
 			want_queues = (unsigned)v;
 			break;
+		case OPT_THREADS:
+			if (parse_u64(optarg, 1, 64, &v)) {
+				log_err(NULL, "--threads: '%s' is not a number from 1 to 64", optarg);
+				return 1;
+			}
+			p.nthreads = (unsigned)v;
+			break;
 		case OPT_POLL_MAX_US:
 			if (parse_u64(optarg, 0, EVLOOP_POLL_MAX_US_LIMIT, &v)) {
 				log_err(NULL, "--poll-max-us: '%s' is not a number from 0 to %u", optarg,
@@ -401,6 +651,13 @@ int main(int argc, char **argv)
 	if (verbose > 3)
 		verbose = 3;
 	log_set_level(quiet ? LOG_QUIET : LOG_WARN + verbose);
+	if (!want_queues)
+		want_queues = p.nthreads;
+	if (want_queues < p.nthreads) {
+		log_err(NULL, "--queues %u: each of the %u threads needs a queue of its own", want_queues,
+			p.nthreads);
+		return 1;
+	}
 	if (!opts.ctrl.io_queues && want_queues > 2)
 		opts.ctrl.io_queues = want_queues;
 
@@ -440,12 +697,41 @@ int main(int argc, char **argv)
 		p.blocks = p.count;
 	ctrl = nvme_ns_ctrl(p.tgt.ns);
 	p.nqps = nvme_ctrl_nr_qpairs(ctrl) < want_queues ? nvme_ctrl_nr_qpairs(ctrl) : want_queues;
-	p.qps = calloc(p.nqps, sizeof(*p.qps));
-	ios = calloc(p.qd, sizeof(*ios));
-	if (!p.qps || !ios)
+	if (p.nqps < p.nthreads) {
+		log_err(p.tgt.name, "--threads %u: the controller gave %u I/O queues", p.nthreads, p.nqps);
 		goto out;
-	for (unsigned i = 0; i < p.nqps; i++)
+	}
+	p.qps = calloc(p.nqps, sizeof(*p.qps));
+	p.ws = calloc(p.nthreads, sizeof(*p.ws));
+	ios = calloc((size_t)p.qd * p.nthreads, sizeof(*ios));
+	if (!p.qps || !p.ws || !ios)
+		goto out;
+	for (unsigned i = 0; i < p.nqps; i++) {
 		p.qps[i] = nvme_ctrl_qpair(ctrl, i);
+		if (p.nthreads > 1 && nvme_qpair_vector_fd(p.qps[i]) < 0) {
+			log_err(p.tgt.name, "--threads: I/O queue %u shares its interrupt vector (%s); "
+				"a thread needs queues whose vector is their own", i,
+				vfio_irq_mode_name(nvme_ctrl_info(ctrl)->irq_mode));
+			goto out;
+		}
+	}
+	for (unsigned t = 0; t < p.nthreads; t++) {
+		struct worker *w = &p.ws[t];
+
+		w->p = &p;
+		w->idx = t;
+		w->nqps = p.nqps / p.nthreads + (t < p.nqps % p.nthreads);
+		w->qps = calloc(w->nqps, sizeof(*w->qps));
+		if (!w->qps)
+			goto out;
+		for (unsigned i = 0; i < w->nqps; i++)
+			w->qps[i] = p.qps[t + i * p.nthreads];
+		w->ios = ios + (size_t)p.qd * t;
+		w->nios = p.qd;
+		w->count = p.count / p.nthreads + (t < p.count % p.nthreads);
+		/* Thread 0 draws what a single thread would. */
+		w->rng = p.seed ^ ((uint64_t)t * 0x9e3779b97f4a7c15ull);
+	}
 	db_sum(&p, &p.db_last);
 	/* Buffers are page-aligned and described page by page, so that PRP
 	 * lists and multi-descriptor SGLs are both exercised. */
@@ -453,10 +739,10 @@ int main(int argc, char **argv)
 		size_t per = ((size_t)p.bs + 4095) & ~(size_t)4095;
 		unsigned nseg = (unsigned)(per / 4096);
 
-		if (vfio_dma_alloc(nvme_ctrl_vfio(ctrl), per * p.qd, &mem))
+		if (vfio_dma_alloc(nvme_ctrl_vfio(ctrl), per * p.qd * p.nthreads, &mem))
 			goto out;
-		for (unsigned i = 0; i < p.qd; i++) {
-			ios[i].p = &p;
+		for (unsigned i = 0; i < p.qd * p.nthreads; i++) {
+			ios[i].w = &p.ws[i / p.qd];
 			ios[i].buf = (uint8_t *)mem.va + per * i;
 			ios[i].segs = calloc(nseg, sizeof(struct nvme_seg));
 			if (!ios[i].segs)
@@ -470,50 +756,104 @@ int main(int argc, char **argv)
 	}
 	if (evloop_new(&p.loop) || evloop_catch_signals(p.loop, on_signal, &p))
 		goto out;
-	/* As the server does (--poll-max-us): completions are polled for a
-	 * bounded, adaptive window before the loop sleeps on the interrupt. */
-	if (host_watch(&host, p.loop))
-		goto out;
-	evloop_set_poll_max(p.loop, poll_max_us);
-	p.rng = p.seed;
+	if (p.nthreads == 1) {
+		/* As the server does (--poll-max-us): completions are polled
+		 * for a bounded, adaptive window before the loop sleeps on the
+		 * interrupt. */
+		if (host_watch(&host, p.loop))
+			goto out;
+		evloop_set_poll_max(p.loop, poll_max_us);
+		p.ws[0].loop = p.loop;
+	} else {
+		/* Each thread polls and watches its own queues; the main
+		 * thread the rest, with the threads parked. */
+		unsigned nv = 0, k = 0;
+
+		for (unsigned i = 0; i < host.nctrls; i++)
+			nv += nvme_ctrl_nr_vectors(host.ctrls[i]);
+		mvecs = calloc(nv ? nv : 1, sizeof(*mvecs));
+		if (!mvecs)
+			goto out;
+		for (unsigned i = 0; i < host.nctrls; i++) {
+			struct nvme_ctrl *c = host.ctrls[i];
+
+			for (unsigned vec = 0; vec < nvme_ctrl_nr_vectors(c); vec++) {
+				bool owned = false;
+
+				for (unsigned q = 0; c == ctrl && q < p.nqps; q++)
+					owned |= nvme_qpair_vector(p.qps[q]) == vec;
+				if (owned)
+					continue;
+				mvecs[k] = (struct main_vec){ &p, c, vec };
+				if (evloop_add(p.loop, nvme_ctrl_vector_fd(c, vec),
+					       EPOLLIN | (nvme_ctrl_vector_edge(c, vec) ? EPOLLET : 0),
+					       main_vector, &mvecs[k]))
+					goto out;
+				k++;
+			}
+		}
+		for (unsigned t = 0; t < p.nthreads; t++) {
+			struct worker *w = &p.ws[t];
+
+			if (evloop_new(&w->loop))
+				goto out;
+			evloop_set_poll_max(w->loop, poll_max_us);
+			w->poller = (struct evloop_poller){ .poll = worker_poll, .notify = worker_notify,
+							    .pending = worker_pending, .arg = w };
+			evloop_poller_add(w->loop, &w->poller);
+			for (unsigned i = 0; i < w->nqps; i++)
+				if (evloop_add(w->loop, nvme_qpair_vector_fd(w->qps[i]), EPOLLIN | EPOLLET,
+					       worker_vector, w))
+					goto out;
+		}
+	}
+	if (p.nthreads > 1)
+		snprintf(thread_word, sizeof(thread_word), " threads=%u", p.nthreads);
 	printf("nvme-drv-perf: %s (%s) rw=%s bs=%u qd=%u queues=%u polled-queues=%u lba=%u first-lba=%" PRIu64
-	       " blocks=%" PRIu64 " %s %s %s-doorbells\n",
+	       " blocks=%" PRIu64 " %s %s %s-doorbells%s\n",
 	       device, p.tgt.name, rw_names[p.mode], p.bs, p.qd, p.nqps,
 	       nvme_ctrl_info(ctrl)->nr_polled_queues, p.tgt.lba_size,
 	       p.tgt.first_lba, p.tgt.nlba, nvme_ctrl_info(ctrl)->sgl ? "SGL" : "PRP",
 	       vfio_irq_mode_name(nvme_ctrl_info(ctrl)->irq_mode),
-	       nvme_ctrl_info(ctrl)->shadow_db ? "shadow" : "register");
+	       nvme_ctrl_info(ctrl)->shadow_db ? "shadow" : "register", thread_word);
 	fflush(stdout);
 	if (p.mode == RW_VERIFY) {
 		p.verify_write = true;
-		if (run_phase(&p, ios, "write") || p.errors)
+		if (run_phase(&p, "write") || sum_errors(&p))
 			goto out;
 		p.verify_write = false;
-		if (run_phase(&p, ios, "read") || p.errors)
+		if (run_phase(&p, "read") || sum_errors(&p))
 			goto out;
-		if (p.mismatches) {
+		if (sum_mismatches(&p)) {
 			fprintf(stderr, "nvme-drv-perf: VERIFY FAILED: %" PRIu64 " mismatching blocks\n",
-				p.mismatches);
+				sum_mismatches(&p));
 			goto out;
 		}
-		if (p.stop)
+		if (atomic_load(&p.stop))
 			goto out;
 		printf("verify: OK, %" PRIu64 " blocks of %u bytes\n", p.blocks, p.bs);
 	} else {
-		if (run_phase(&p, ios, rw_names[p.mode]) || p.errors)
+		if (run_phase(&p, rw_names[p.mode]) || sum_errors(&p))
 			goto out;
 	}
 	ret = 0;
 out:
-	if (ret && p.errors)
-		fprintf(stderr, "nvme-drv-perf: %" PRIu64 " I/O errors\n", p.errors);
+	if (ret && p.ws && sum_errors(&p))
+		fprintf(stderr, "nvme-drv-perf: %" PRIu64 " I/O errors\n", sum_errors(&p));
+	for (unsigned t = 0; p.ws && t < p.nthreads; t++) {
+		if (p.ws[t].loop != p.loop)
+			evloop_free(p.ws[t].loop);
+		free(p.ws[t].qps);
+		lat_free(&p.ws[t].lat);
+	}
 	evloop_free(p.loop);
 	if (ios)
-		for (unsigned i = 0; i < p.qd; i++)
+		for (unsigned i = 0; i < p.qd * p.nthreads; i++)
 			free(ios[i].segs);
 	free(ios);
+	free(mvecs);
+	free(p.ws);
 	free(p.qps);
-	lat_free(&p.lat);
 	if (mem.va)
 		vfio_dma_free(nvme_ctrl_vfio(nvme_ns_ctrl(p.tgt.ns)), &mem);
 	host_close(&host);

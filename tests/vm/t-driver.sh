@@ -46,6 +46,9 @@ for f in a1 a2 a3 a4 b1; do cp "$work/$f.img" "$work/$f.orig"; done
 
 D=$build/src/daemon/nvme-drv
 P=$build/tools/nvme-drv-perf
+# Data threads under ASan/UBSan where that build exists.
+PT=$P
+[ -x "$top/build-asan/tools/nvme-drv-perf" ] && PT=$top/build-asan/tools/nvme-drv-perf
 cat > "$work/guest.sh" <<GUEST
 W=$work
 $guest_steps_prelude
@@ -65,6 +68,11 @@ step list-no-shadow-db $D --list --no-shadow-doorbells
 step verify-no-polled $P --device NVD-A:n4 --rw verify --bs 4k --qd 32 --seed 6 --no-polled-queues
 step verify-polled-qd1 $P --device NVD-A:n4 --rw verify --bs 4k --qd 1 --count 2000 --seed 7
 step list-polled $D --list --polled-queues
+step verify-threads $PT --device NVD-A:n4 --rw verify --bs 4k --qd 16 --threads 2 --seed 8
+step verify-threads-3 $PT --device $U1 --rw verify --bs 16k --qd 4 --threads 3 --seed 9 --no-polled-queues
+step read-threads $PT --device NVD-A:n4 --rw randread --qd 8 --threads 2 --time 3
+step bad-threads-queues $P --device NVD-A:n4 --threads 2 --queues 1 --count 1
+step bad-threads-vector $P --device NVD-A:n4 --threads 2 --nomsix --count 1
 step bad-option $D --bogus
 step bad-option-arg $D --pci
 step bad-pci-syntax $D --pci zz:1 --list
@@ -169,10 +177,22 @@ expect_ok list-polled
 	fail "list --polled-queues: $(grep '^controller' "$work/list-polled.out")"
 [ "$(grep -c ' polled-queues=0 ' "$L")" = 2 ] && ok "list: no twins by default" || fail "list: $(grep '^controller' "$L")"
 echo "# polled twins, verify QD1: $(grep -m1 '^polling' "$work/verify-polled-qd1.out")"
+# Data threads (--threads): each its own queue pairs, vectors and loop;
+# the periodic check runs with them parked (a 3 s run has two).
+for n in verify-threads verify-threads-3 read-threads; do expect_ok $n; done
+head -1 "$work/verify-threads.out" | grep -q ' queues=2 .* threads=2$' && grep -q '^verify: OK' "$work/verify-threads.out" &&
+	ok "perf --threads 2: two queues, verified" || fail "perf --threads 2: $(head -1 "$work/verify-threads.out"; tail -1 "$work/verify-threads.out")"
+head -1 "$work/verify-threads-3.out" | grep -q ' queues=3 .* threads=3$' && grep -q '^verify: OK' "$work/verify-threads-3.out" &&
+	ok "perf --threads 3: three queues, verified" || fail "perf --threads 3: $(head -1 "$work/verify-threads-3.out")"
+grep -q '^randread: ios=[1-9]' "$work/read-threads.out" && ok "perf --threads 2 randread for 3 s" ||
+	fail "perf --threads 2 randread: $(cat "$work/read-threads.out" | tr '\n' ' ')"
+echo "# --threads 2 randread QD8 each: $(grep -m1 '^randread' "$work/read-threads.out" | cut -d' ' -f2-4)"
 echo "# shadow doorbells, verify QD32 write phase: $(grep -m1 '^doorbells' "$S" | cut -d' ' -f2-)"
 echo "# register doorbells, verify QD32 write phase: $(grep -m1 '^doorbells' "$N" | cut -d' ' -f2-)"
 
 expect_error bad-option "--bogus"
+expect_error bad-threads-queues "--queues 1"
+expect_error bad-threads-vector "shares its interrupt vector"
 expect_error bad-option-arg "--pci"
 expect_error bad-pci-syntax "zz:1"
 expect_error bad-pci-missing "0000:00:1f.7"
