@@ -464,10 +464,11 @@ static int run_phase(struct perf *p, const char *phase)
 		struct worker *w = &p->ws[i];
 
 		completed += w->completed;
-		if (i)
+		if (i) {
 			for (size_t k = 0; k < w->lat.n; k++)
 				lat_add(&w0->lat, w->lat.ns[k]);
-		w->lat.n = 0;
+			w->lat.n = 0;
+		}
 	}
 	report_phase(phase, completed, p->bs, t0, now_ns(), &w0->lat);
 	report_doorbells(p, completed);
