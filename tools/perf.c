@@ -49,6 +49,7 @@ struct worker {
 	uint64_t count;		/* its part of --count (0: by time) */
 	uint64_t issued, completed, errors, mismatches;
 	uint64_t seq;		/* next sequential slot of its own */
+	uint64_t end_ns;	/* when its phase ended (--threads) */
 	uint64_t rng;
 	struct lat_log lat;
 	struct evloop *loop;
@@ -127,6 +128,7 @@ static void io_done(struct nvme_req *r)
 	w->completed++;
 	if (r->result) {
 		w->errors++;
+		atomic_store(&p->stop, true);	/* every thread stops issuing */
 		fprintf(stderr, "nvme-drv-perf: %s of block %" PRIu64 " failed: %s (NVMe status %#x: %s)\n",
 			io->write ? "write" : "read", io->lba, strerror(-r->result), r->status,
 			nvme_status_str(r->status));
@@ -152,14 +154,11 @@ static bool more_to_issue(struct worker *w)
 
 	if (atomic_load_explicit(&p->stop, memory_order_relaxed) || w->errors)
 		return false;
-	if (p->mode == RW_VERIFY || p->mode == RW_READ || p->mode == RW_WRITE) {
-		if (w->count)
-			return w->issued < w->count;
-		if (p->mode == RW_VERIFY)
-			return seq_slot(w) < p->blocks;
-	} else if (w->count) {
+	/* --count dealt round the threads: a thread's part may be 0. */
+	if (p->count)
 		return w->issued < w->count;
-	}
+	if (p->mode == RW_VERIFY)
+		return seq_slot(w) < p->blocks;
 	return now_ns() < p->deadline_ns;
 }
 
@@ -205,6 +204,7 @@ static void io_start(struct worker *w, struct io *io)
 	rc = nvme_submit(w->qps[w->next_qp++ % w->nqps], &io->req);
 	if (rc) {
 		w->errors++;
+		atomic_store(&p->stop, true);
 		fprintf(stderr, "nvme-drv-perf: cannot submit block %" PRIu64 ": %s\n", io->lba,
 			strerror(-rc));
 	}
@@ -377,10 +377,9 @@ static void *worker_main(void *arg)
 		fprintf(stderr, "nvme-drv-perf: thread %u: event loop: %s\n", w->idx, strerror(-rc));
 		w->errors++;
 	}
-	/* Its requests go to interrupt queues again: nobody polls its twins
-	 * until the next phase. */
-	for (unsigned i = 0; i < w->nqps; i++)
-		nvme_qpair_set_polling(w->qps[i], false);
+	/* Nothing is in flight; its loop and queue pairs keep their polling
+	 * state for the next phase. */
+	w->end_ns = now_ns();
 	park_leave(&w->park);
 	atomic_fetch_sub(&w->p->running, 1);
 	return NULL;
@@ -406,6 +405,7 @@ static int run_threads(struct perf *p)
 		if (rc) {
 			fprintf(stderr, "nvme-drv-perf: cannot start thread %u: %s\n", started,
 				strerror(-rc));
+			evloop_del(w->loop, w->park.efd);
 			park_destroy(&w->park);
 			atomic_store(&p->stop, true);
 			atomic_fetch_sub(&p->running, p->nthreads - started);
@@ -436,7 +436,7 @@ static int run_threads(struct perf *p)
 
 static int run_phase(struct perf *p, const char *phase)
 {
-	uint64_t t0, next_check, completed = 0;
+	uint64_t t0, t1, next_check, completed = 0;
 	struct worker *w0 = &p->ws[0];
 	int rc = 0;
 
@@ -444,6 +444,11 @@ static int run_phase(struct perf *p, const char *phase)
 	p->deadline_ns = t0 + (uint64_t)(p->time_s * 1e9);
 	if (p->nthreads > 1) {
 		rc = run_threads(p);
+		/* The main thread notices the end only at its next look. */
+		t1 = t0;
+		for (unsigned i = 0; i < p->nthreads; i++)
+			if (p->ws[i].end_ns > t1)
+				t1 = p->ws[i].end_ns;
 	} else {
 		worker_begin(w0);
 		next_check = now_ns() + 1000000000ull;
@@ -459,6 +464,7 @@ static int run_phase(struct perf *p, const char *phase)
 				next_check = now_ns() + 1000000000ull;
 			}
 		}
+		t1 = now_ns();
 	}
 	for (unsigned i = 0; i < p->nthreads; i++) {
 		struct worker *w = &p->ws[i];
@@ -470,7 +476,7 @@ static int run_phase(struct perf *p, const char *phase)
 			w->lat.n = 0;
 		}
 	}
-	report_phase(phase, completed, p->bs, t0, now_ns(), &w0->lat);
+	report_phase(phase, completed, p->bs, t0, t1, &w0->lat);
 	report_doorbells(p, completed);
 	report_polling(p);
 	return rc < 0 ? rc : 0;
@@ -730,8 +736,16 @@ int main(int argc, char **argv)
 		w->ios = ios + (size_t)p.qd * t;
 		w->nios = p.qd;
 		w->count = p.count / p.nthreads + (t < p.count % p.nthreads);
-		/* Thread 0 draws what a single thread would. */
-		w->rng = p.seed ^ ((uint64_t)t * 0x9e3779b97f4a7c15ull);
+		/* Thread 0 draws what a single thread would; the others from
+		 * a mixed seed (seed + t * splitmix's step would be thread
+		 * 0's sequence a few draws later). */
+		if (t) {
+			uint64_t x = p.seed ^ ((uint64_t)t << 32);
+
+			w->rng = splitmix64(&x);
+		} else {
+			w->rng = p.seed;
+		}
 	}
 	db_sum(&p, &p.db_last);
 	/* Buffers are page-aligned and described page by page, so that PRP

@@ -11,7 +11,8 @@
  * fast path never touches the mutex.
  *
  * Threads: park_init, park_hold, park_release and park_destroy on the
- * control thread; park_watch and park_leave on the owner. */
+ * control thread (destroy once the owner is joined); park_watch on the
+ * owner, or before the owner's thread starts; park_leave on the owner. */
 #ifndef NVD_UTIL_PARK_H
 #define NVD_UTIL_PARK_H
 

@@ -23,7 +23,7 @@ struct owner {
 	atomic_bool stop;
 	bool poll;		/* a poller that always finds work: never sleeps */
 	unsigned long work;	/* owned: only the owner touches it unparked */
-	unsigned long seen;	/* the holder's write, as the owner saw it */
+	atomic_ulong seen;	/* the holder's write, as the owner saw it */
 	unsigned long poke;	/* written by the holder while parked */
 	int kick;		/* one early event opens the poll window */
 };
@@ -44,7 +44,7 @@ static bool always(void *arg)
 	struct owner *o = arg;
 
 	o->work++;
-	o->seen = o->poke;
+	atomic_store(&o->seen, o->poke);
 	return true;
 }
 
@@ -62,7 +62,7 @@ static void *owner_main(void *arg)
 	while (!atomic_load(&o->stop)) {
 		if (!o->poll) {
 			o->work++;
-			o->seen = o->poke;
+			atomic_store(&o->seen, o->poke);
 		}
 		evloop_once(o->l, o->poll ? 1000 : 5);
 	}
@@ -131,9 +131,9 @@ static void test_hold(bool poll)
 		CHECK_EQ_INT(o.work, w);
 		park_release(&o.park);
 		/* Released: it goes on, and sees what the holder wrote. */
-		for (unsigned i = 0; i < 1000 && o.seen != round; i++)
+		for (unsigned i = 0; i < 1000 && atomic_load(&o.seen) != round; i++)
 			sleep_ms(1);
-		CHECK_EQ_INT(o.seen, round);
+		CHECK_EQ_INT(atomic_load(&o.seen), round);
 	}
 	CHECK(o.park.parks >= 50);
 	owner_join(&o);

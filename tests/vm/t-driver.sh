@@ -170,6 +170,8 @@ else fail "--no-shadow-doorbells: $(grep '^doorbells' "$N" | tr '\n' ' ')"; fi
 expect_ok verify-no-polled
 expect_ok verify-polled-qd1
 head -1 "$S" | grep -q ' polled-queues=2 ' && ok "perf used polled twins (2)" || fail "perf twins: $(head -1 "$S")"
+grep -q '^read: ios=2000 .* lat_us: min=' "$work/verify-polled-qd1.out" && ok "perf reports latencies" ||
+	fail "perf latencies: $(grep '^read' "$work/verify-polled-qd1.out")"
 head -1 "$work/verify-no-polled.out" | grep -q ' polled-queues=0 ' && ok "perf --no-polled-queues: none" ||
 	fail "perf --no-polled-queues: $(head -1 "$work/verify-no-polled.out")"
 expect_ok list-polled
@@ -184,7 +186,7 @@ head -1 "$work/verify-threads.out" | grep -q ' queues=2 .* threads=2$' && grep -
 	ok "perf --threads 2: two queues, verified" || fail "perf --threads 2: $(head -1 "$work/verify-threads.out"; tail -1 "$work/verify-threads.out")"
 head -1 "$work/verify-threads-3.out" | grep -q ' queues=3 .* threads=3$' && grep -q '^verify: OK' "$work/verify-threads-3.out" &&
 	ok "perf --threads 3: three queues, verified" || fail "perf --threads 3: $(head -1 "$work/verify-threads-3.out")"
-grep -q '^randread: ios=[1-9]' "$work/read-threads.out" && ok "perf --threads 2 randread for 3 s" ||
+grep -q '^randread: ios=[1-9].* lat_us: min=' "$work/read-threads.out" && ok "perf --threads 2 randread for 3 s, with latencies" ||
 	fail "perf --threads 2 randread: $(cat "$work/read-threads.out" | tr '\n' ' ')"
 echo "# --threads 2 randread QD8 each: $(grep -m1 '^randread' "$work/read-threads.out" | cut -d' ' -f2-4)"
 echo "# shadow doorbells, verify QD32 write phase: $(grep -m1 '^doorbells' "$S" | cut -d' ' -f2-)"
