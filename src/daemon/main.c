@@ -105,6 +105,10 @@ static void usage(FILE *f)
 		"                     before sleeping, adapting the window to the load (0-10000;\n"
 		"                     0: never poll; default " STR(EVLOOP_POLL_MAX_US_DEFAULT) "); idle, the\n"
 		"                     server does not poll at all\n"
+		"  --coalesce-us N    while polling, hold a queue's completion notification\n"
+		"                     up to N microseconds when more than " STR(VBLK_COALESCE_MIN) " of its requests\n"
+		"                     stay in flight (0-" STR(VBLK_COALESCE_US_LIMIT) "; 0: notify at once;\n"
+		"                     default " STR(VBLK_COALESCE_US_DEFAULT) ")\n"
 		"  -d, --register-ds FILE\n"
 		"                     trusted shared-memory file (repeatable); once given, only\n"
 		"                     memory backed by these files may be used for DMA (by\n"
@@ -181,6 +185,7 @@ struct config {
 	struct sock_perm perm;			/* --socket-owner, --socket-mode */
 	char sock_dir[CTL_SOCKET_PATH_SIZE];	/* resolved */
 	unsigned poll_max_us;			/* --poll-max-us */
+	unsigned coalesce_us;			/* --coalesce-us */
 };
 
 /* Every client holds descriptors (a connected 4-queue vhost-user client
@@ -340,6 +345,7 @@ static int serve(struct host *h, const struct config *cfg)
 	if (!rc)
 		rc = host_watch(h, loop);
 	evloop_set_poll_max(loop, cfg->poll_max_us);
+	vblk_set_coalesce_us(cfg->coalesce_us);
 	/* Polling spins only on spare CPU (util/cpuload.h). */
 	if (cpuload_open(&load) == 0)
 		evloop_set_poll_gate(loop, cpuload_spare, &load);
@@ -476,7 +482,7 @@ static int resolve_socket_dir(struct config *cfg)
 int main(int argc, char **argv)
 {
 	enum { OPT_CLIENT = 0x200, OPT_DEVICE, OPT_DS_MAX, OPT_READONLY, OPT_SVR, OPT_SOCKET_DIR,
-	       OPT_STATE_DIR, OPT_JSON, OPT_SOCKET_OWNER, OPT_SOCKET_MODE, OPT_POLL_MAX_US,
+	       OPT_STATE_DIR, OPT_JSON, OPT_SOCKET_OWNER, OPT_SOCKET_MODE, OPT_POLL_MAX_US, OPT_COALESCE_US,
 	       OPT_QOS };
 	static const struct option longopts[] = {
 		{ "list", no_argument, NULL, 'l' },
@@ -494,6 +500,7 @@ int main(int argc, char **argv)
 		{ "socket-mode", required_argument, NULL, OPT_SOCKET_MODE },
 		{ "register-ds", required_argument, NULL, 'd' },
 		{ "poll-max-us", required_argument, NULL, OPT_POLL_MAX_US },
+		{ "coalesce-us", required_argument, NULL, OPT_COALESCE_US },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		HOST_LONG_OPTIONS,
@@ -520,6 +527,7 @@ int main(int argc, char **argv)
 	host_opts_init(&opts);
 	cfg.perm = (struct sock_perm){ (uid_t)-1, (gid_t)-1, -1 };
 	cfg.poll_max_us = EVLOOP_POLL_MAX_US_DEFAULT;
+	cfg.coalesce_us = VBLK_COALESCE_US_DEFAULT;
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, ":vqhVd:", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -654,6 +662,16 @@ int main(int argc, char **argv)
 				return 1;
 			}
 			cfg.poll_max_us = (unsigned)v;
+			break;
+		}
+		case OPT_COALESCE_US: {
+			uint64_t v;
+
+			if (parse_u64(optarg, 0, VBLK_COALESCE_US_LIMIT, &v) != 0) {
+				log_err(NULL, "--coalesce-us: '%s' is not 0-%u", optarg, VBLK_COALESCE_US_LIMIT);
+				return 1;
+			}
+			cfg.coalesce_us = (unsigned)v;
 			break;
 		}
 		case 'v': verbose++; break;

@@ -80,6 +80,10 @@ struct vqueue {
 	/* Taken and held back by a QoS limit (the end of this file): the
 	 * queue takes nothing more until it has gone to the controller. */
 	struct vblk_io *held;
+	/* Completions in the used ring whose notification waits (while the
+	 * loop polls and many are in flight), since notify_since (ns). */
+	bool notify_held;
+	uint64_t notify_since;
 };
 
 struct vblk_io {
@@ -1006,7 +1010,24 @@ static void vanished(struct vblk *d, unsigned q)
 /* Writes the status and puts the chain in the used ring. Returns 1 when
  * the driver wants a notification, 0 when not, -EFAULT when its memory
  * vanished. */
-static int push_used(struct vblk *d, struct vblk_io *io, uint8_t status, uint32_t data_written)
+/* vblk_set_coalesce_us: process-wide, set before any device exists. */
+static uint64_t coalesce_ns = VBLK_COALESCE_US_DEFAULT * 1000ull;
+
+void vblk_set_coalesce_us(unsigned us)
+{
+	coalesce_ns = (uint64_t)us * 1000u;
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int push_used(struct vblk *d, struct vblk_io *io, uint8_t status, uint32_t data_written,
+		     bool decide)
 {
 	struct vqueue *v = &d->vqs[io->q];
 	struct memguard g;
@@ -1026,7 +1047,7 @@ static int push_used(struct vblk *d, struct vblk_io *io, uint8_t status, uint32_
 			__atomic_signal_fence(__ATOMIC_SEQ_CST);
 			v->log->used_idx = v->vq.used_idx;
 		}
-		rc = vq_should_notify(&v->vq);
+		rc = decide ? vq_should_notify(&v->vq) : 0;
 	}
 	memguard_pop(&g);
 	return rc;
@@ -1043,13 +1064,28 @@ static void io_finish(struct vblk_io *io, uint8_t status, uint32_t data_written)
 	 * driver that posted it has taken the ring back; the completion has
 	 * nowhere to go. */
 	if (io->gen == d->gen && v->started && !d->destroying) {
-		int rc = push_used(d, io, status, data_written);
+		bool hold_it;
+		int rc;
 
+		/* The loop polls and more than VBLK_COALESCE_MIN stay in
+		 * flight: the notification waits (vblk.h). Deciding later
+		 * loses nothing: vq_should_notify() judges every entry
+		 * pushed since the last notification at once. */
+		hold_it = coalesce_ns && v->vq.notify_off && v->taken > VBLK_COALESCE_MIN;
+		rc = push_used(d, io, status, data_written, !hold_it);
 		v->taken--;
-		if (rc < 0)
+		if (rc < 0) {
 			vanished(d, io->q);
-		else if (rc)
-			d->ops->notify(d->ctx, io->q);
+		} else if (hold_it) {
+			if (!v->notify_held) {
+				v->notify_held = true;
+				v->notify_since = mono_ns();
+			}
+		} else {
+			v->notify_held = false;
+			if (rc)
+				d->ops->notify(d->ctx, io->q);
+		}
 	}
 	io_unref(d, io);	/* after the status byte is written */
 	io_put(d, io);
@@ -1271,11 +1307,37 @@ static bool poll_queue(struct vblk *d, unsigned q, bool notify, bool on)
 	return vq_get_base(&v->vq) != before;
 }
 
+/* Sends a notification io_finish() held back once it is due: forced (the
+ * loop stops polling), its time has come, or few are left in flight. */
+static void flush_notify(struct vblk *d, unsigned q, bool force)
+{
+	struct vqueue *v = &d->vqs[q];
+	struct memguard g;
+	bool rc;
+
+	if (!v->notify_held || !v->started)
+		return;
+	if (!force && v->taken >= VBLK_COALESCE_MIN && mono_ns() - v->notify_since < coalesce_ns)
+		return;
+	v->notify_held = false;
+	memguard_push(&g);
+	if (sigsetjmp(g.env, 0)) {
+		vanished(d, q);
+		return;
+	}
+	rc = vq_should_notify(&v->vq);
+	memguard_pop(&g);
+	if (rc)
+		d->ops->notify(d->ctx, q);
+}
+
 bool vblk_poll(struct vblk *d)
 {
 	bool found = false;
 
 	hold(d);
+	for (unsigned q = 0; q < d->conf.num_queues && !d->broken; q++)
+		flush_notify(d, q, false);
 	for (unsigned q = 0; q < d->conf.num_queues && !d->broken; q++)
 		if (runnable(d, &d->vqs[q]) && poll_queue(d, q, false, false))
 			found = true;
@@ -1290,6 +1352,8 @@ bool vblk_set_notify(struct vblk *d, bool on)
 	/* Every ring that has one, running or not: none is left asking for
 	 * no kicks once polling ends. */
 	hold(d);
+	for (unsigned q = 0; on && q < d->conf.num_queues && !d->broken; q++)
+		flush_notify(d, q, true);
 	for (unsigned q = 0; q < d->conf.num_queues && !d->broken; q++)
 		if (d->vqs[q].started && poll_queue(d, q, true, on))
 			found = true;

@@ -131,7 +131,23 @@ void vblk_vq_kick(struct vblk *d, unsigned q);
  * hold without a kick; returns true if it took any. */
 bool vblk_poll(struct vblk *d);
 /* Kicks off (the loop polls) or on again; turning them on takes what came
- * meanwhile and returns true if it took any. */
+ * meanwhile and returns true if it took any. Turning them on also sends
+ * every notification held back (below). */
 bool vblk_set_notify(struct vblk *d, bool on);
+
+/* Notification coalescing while the loop polls. A polling loop finds
+ * completions one or two at a time, and notifying the driver for each
+ * costs it an interrupt (through VDUSE, a kernel work item and a wake-up
+ * of the submitter: tens of microseconds under TCG each). So while a
+ * queue is polled and more than VBLK_COALESCE_MIN of its requests stay in
+ * flight, a completion's notification waits until the oldest waiting one
+ * is `us` old or fewer are left in flight, and at the latest until the
+ * loop stops polling (vblk_set_notify(on)). A queue at low depth, or one
+ * not polled, is notified at once as before. 0 turns it off. Process-wide
+ * (nvme-drv --coalesce-us); BENCHMARKS.md "Notification coalescing". */
+#define VBLK_COALESCE_US_DEFAULT 100
+#define VBLK_COALESCE_US_LIMIT 10000
+#define VBLK_COALESCE_MIN 4
+void vblk_set_coalesce_us(unsigned us);
 
 #endif

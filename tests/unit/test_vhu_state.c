@@ -755,6 +755,7 @@ struct poll_probe {
 	bool post;		/* post one request (no kick) at the next poll */
 	bool post_on;		/* ... at the next notify(on), before the server's */
 	uint16_t flags_seen;	/* the used ring's flags when it posted */
+	bool busy;		/* says it found work: the loop keeps polling */
 };
 
 static bool probe_poll(void *arg)
@@ -766,7 +767,7 @@ static bool probe_poll(void *arg)
 		pp->flags_seen = ((struct vring_used *)(pp->f->mem + FE_RING(0) + 0x2000))->flags;
 		fe_post(pp->f, 0, VIRTIO_BLK_T_IN, 8, 4096);
 	}
-	return false;
+	return pp->busy;
 }
 
 static bool probe_notify(void *arg, bool on)
@@ -891,6 +892,99 @@ static void poll_table_change(bool event_idx)
 	poll_finish(&f, &pp, efd);
 }
 
+/* Whether the front end's call eventfd of queue 0 was written; drains it. */
+static bool called(struct fe *f)
+{
+	uint64_t v;
+
+	return read(f->call[0], &v, sizeof(v)) == sizeof(v);
+}
+
+/* Notification coalescing (vblk.h): while the loop polls and more than
+ * VBLK_COALESCE_MIN requests stay in flight, completions land in the used
+ * ring without a notification; it comes once few are left in flight, once
+ * the oldest waited long enough, or when the loop stops polling, and
+ * never gets lost. Without EVENT_IDX, so that every completion wants one. */
+static void test_poll_coalesce(void)
+{
+	struct fe f;
+	struct poll_probe pp = { .f = &f };
+	int efd = eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK);	/* always ready */
+	uint32_t id, len;
+
+	vblk_set_coalesce_us(VBLK_COALESCE_US_LIMIT);
+	poll_start(&f, &pp, "pollco", false, efd);
+	/* Other work keeps the loop polling round after round (a window
+	 * that finds nothing ends polling, and with it the holding). */
+	pp.busy = true;
+	for (unsigned i = 0; i < 8; i++)
+		fe_post(&f, 0, VIRTIO_BLK_T_IN, 8 * i, 4096);
+	evloop_once(loop, 100);
+	CHECK_EQ_INT(fake_nvme.npending, 8);
+	(void)called(&f);
+	/* 8 -> 5 in flight: in the ring, no notification. */
+	for (unsigned i = 0; i < 3; i++)
+		CHECK_EQ_INT(fake_nvme_complete(0, 0), 0);
+	evloop_once(loop, 100);
+	evloop_once(loop, 100);
+	CHECK(!called(&f));
+	for (unsigned i = 0; i < 3; i++)
+		CHECK_EQ_INT(fe_used(&f, 0, &id, &len), 1);
+	CHECK_EQ_INT(fe_used(&f, 0, &id, &len), 0);
+	/* Down to VBLK_COALESCE_MIN in flight: notified, for all of them. */
+	CHECK_EQ_INT(fake_nvme_complete(0, 0), 0);
+	CHECK_EQ_INT(fake_nvme_complete(0, 0), 0);
+	evloop_once(loop, 100);
+	CHECK(called(&f));
+	CHECK_EQ_INT(fe_used(&f, 0, &id, &len), 1);
+	CHECK_EQ_INT(fe_used(&f, 0, &id, &len), 1);
+	/* Held again (8 in flight), then the loop stops polling: the
+	 * notification goes out before it sleeps. */
+	for (unsigned i = 0; i < 5; i++)
+		fe_post(&f, 0, VIRTIO_BLK_T_IN, 8 * i, 4096);
+	evloop_once(loop, 100);
+	CHECK_EQ_INT(fake_nvme.npending, 8);
+	CHECK_EQ_INT(fake_nvme_complete(0, 0), 0);
+	evloop_once(loop, 100);
+	CHECK(!called(&f));
+	pp.busy = false;
+	CHECK_EQ_INT(evloop_del(loop, efd), 0);
+	evloop_once(loop, 100);
+	evloop_once(loop, 100);
+	CHECK(called(&f));
+	CHECK_EQ_INT(fe_used(&f, 0, &id, &len), 1);
+	/* Held with a short limit: the oldest waiting one's age sends it
+	 * while the loop still polls. */
+	vblk_set_coalesce_us(1000);
+	CHECK_EQ_INT(evloop_add(loop, efd, EPOLLIN, on_ready, NULL), 0);
+	for (int i = 0; i < 8; i++)
+		evloop_once(loop, 100);
+	pp.busy = true;
+	CHECK_EQ_INT(fake_nvme.npending, 7);
+	fe_post(&f, 0, VIRTIO_BLK_T_IN, 0, 4096);
+	evloop_once(loop, 100);
+	CHECK_EQ_INT(fake_nvme.npending, 8);
+	(void)called(&f);
+	CHECK_EQ_INT(fake_nvme_complete(0, 0), 0);
+	evloop_once(loop, 100);
+	CHECK(!called(&f));
+	{
+		struct timespec ts = { 0, 3000000 };
+
+		nanosleep(&ts, NULL);
+	}
+	evloop_once(loop, 100);
+	evloop_once(loop, 100);
+	CHECK(called(&f));
+	/* Off: every completion notified at once. */
+	vblk_set_coalesce_us(0);
+	CHECK_EQ_INT(fake_nvme_complete(0, 0), 0);
+	evloop_once(loop, 100);
+	CHECK(called(&f));
+	vblk_set_coalesce_us(VBLK_COALESCE_US_DEFAULT);
+	poll_finish(&f, &pp, efd);
+}
+
 static void test_poll_table_change(void) { poll_table_change(false); }
 static void test_poll_table_change_event_idx(void) { poll_table_change(true); }
 
@@ -979,6 +1073,7 @@ int main(int argc, char **argv)
 		{ "poll", test_poll },
 		{ "poll_table_change", test_poll_table_change },
 		{ "poll_table_change_event_idx", test_poll_table_change_event_idx },
+		{ "poll_coalesce", test_poll_coalesce },
 		{ "poll_get_vring_base", test_poll_get_vring_base },
 		{ "poll_get_vring_base_event_idx", test_poll_get_vring_base_event_idx },
 		{ "poll_get_vring_base_in_flight", test_poll_get_vring_base_in_flight },
