@@ -143,9 +143,11 @@ bool vblk_set_notify(struct vblk *d, bool on);
  * flight, a completion's notification waits until the oldest waiting one
  * is `us` old or fewer are left in flight, and at the latest until the
  * loop stops polling (vblk_set_notify(on)). A queue at low depth, or one
- * not polled, is notified at once as before. 0 turns it off. Process-wide
- * (nvme-drv --coalesce-us); BENCHMARKS.md "Notification coalescing". */
-#define VBLK_COALESCE_US_DEFAULT 100
+ * not polled, is notified at once as before. 0 turns it off, the default:
+ * in interleaved runs on the test bed it gained nothing beyond the noise
+ * through VDUSE or vhost-user. Process-wide (nvme-drv --coalesce-us);
+ * BENCHMARKS.md "Notification coalescing". */
+#define VBLK_COALESCE_US_DEFAULT 0
 #define VBLK_COALESCE_US_LIMIT 10000
 #define VBLK_COALESCE_MIN 4
 void vblk_set_coalesce_us(unsigned us);

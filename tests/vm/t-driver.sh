@@ -71,6 +71,7 @@ step list-polled $D --list --polled-queues
 step verify-threads $PT --device NVD-A:n4 --rw verify --bs 4k --qd 16 --threads 2 --seed 8
 step verify-threads-3 $PT --device $U1 --rw verify --bs 16k --qd 4 --threads 3 --seed 9 --no-polled-queues
 step read-threads $PT --device NVD-A:n4 --rw randread --qd 8 --threads 2 --time 3
+step bad-coalesce $D --coalesce-us 10001 --list
 step bad-threads-queues $P --device NVD-A:n4 --threads 2 --queues 1 --count 1
 step bad-threads-vector $P --device NVD-A:n4 --threads 2 --nomsix --count 1
 step bad-option $D --bogus
@@ -193,6 +194,7 @@ echo "# shadow doorbells, verify QD32 write phase: $(grep -m1 '^doorbells' "$S" 
 echo "# register doorbells, verify QD32 write phase: $(grep -m1 '^doorbells' "$N" | cut -d' ' -f2-)"
 
 expect_error bad-option "--bogus"
+expect_error bad-coalesce "--coalesce-us"
 expect_error bad-threads-queues "--queues 1"
 expect_error bad-threads-vector "shares its interrupt vector"
 expect_error bad-option-arg "--pci"
