@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/vfio.h>
@@ -40,6 +41,9 @@ struct vfio_dev {
 	int group;
 	int device;
 	uint64_t cfg_off;
+	/* The IOVA allocator and the mapping table, under dma_lock: data
+	 * threads map and look up client memory (nvme-drv --threads). */
+	pthread_mutex_t dma_lock;
 	struct iova_ext *free;
 	size_t nfree, capfree;
 	struct dma_map *maps;
@@ -339,6 +343,7 @@ int vfio_open(const char *bdf, struct vfio_dev **out)
 	d = calloc(1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;
+	pthread_mutex_init(&d->dma_lock, NULL);
 	memcpy(d->bdf, bdf, strlen(bdf) + 1);
 	d->container = d->group = d->device = d->req_fd = -1;
 	for (unsigned i = 0; i < MAX_VECTORS; i++)
@@ -432,6 +437,7 @@ void vfio_close(struct vfio_dev *d)
 		close(d->container);
 	free(d->maps);
 	free(d->free);
+	pthread_mutex_destroy(&d->dma_lock);
 	free(d);
 }
 
@@ -574,13 +580,11 @@ static void explain_pin_failure(struct vfio_dev *d, size_t len, int err)
 		log_err(d->bdf, "cannot map %zu bytes for DMA: %s", len, strerror(err));
 }
 
-int vfio_dma_map(struct vfio_dev *d, void *vaddr, size_t len, int prot, uint64_t *iova)
+static int dma_map_locked(struct vfio_dev *d, void *vaddr, size_t len, int prot, uint64_t *iova)
 {
 	struct vfio_iommu_type1_dma_map m = { .argsz = sizeof(m) };
 	int rc;
 
-	if (!len || (len & (PAGE_SZ - 1)) || ((uintptr_t)vaddr & (PAGE_SZ - 1)))
-		return -EINVAL;
 	rc = iova_alloc(d, len, iova);
 	if (rc) {
 		log_err(d->bdf, "IOVA space exhausted mapping %zu bytes", len);
@@ -612,6 +616,18 @@ int vfio_dma_map(struct vfio_dev *d, void *vaddr, size_t len, int prot, uint64_t
 	return 0;
 }
 
+int vfio_dma_map(struct vfio_dev *d, void *vaddr, size_t len, int prot, uint64_t *iova)
+{
+	int rc;
+
+	if (!len || (len & (PAGE_SZ - 1)) || ((uintptr_t)vaddr & (PAGE_SZ - 1)))
+		return -EINVAL;
+	pthread_mutex_lock(&d->dma_lock);
+	rc = dma_map_locked(d, vaddr, len, prot, iova);
+	pthread_mutex_unlock(&d->dma_lock);
+	return rc;
+}
+
 static void maps_forget(struct vfio_dev *d, uint64_t iova, size_t len)
 {
 	for (size_t i = 0; i < d->nmaps;) {
@@ -622,29 +638,40 @@ static void maps_forget(struct vfio_dev *d, uint64_t iova, size_t len)
 	}
 }
 
-void *vfio_iova_to_va(const struct vfio_dev *d, uint64_t iova, size_t len)
+void *vfio_iova_to_va(const struct vfio_dev *cd, uint64_t iova, size_t len)
 {
+	struct vfio_dev *d = (struct vfio_dev *)cd;	/* the lock only */
+	void *va = NULL;
+
+	pthread_mutex_lock(&d->dma_lock);
 	for (size_t i = 0; i < d->nmaps; i++) {
 		const struct dma_map *m = &d->maps[i];
 
-		if (iova >= m->iova && iova - m->iova < m->len && len <= m->len - (iova - m->iova))
-			return (char *)m->va + (iova - m->iova);
+		if (iova >= m->iova && iova - m->iova < m->len && len <= m->len - (iova - m->iova)) {
+			va = (char *)m->va + (iova - m->iova);
+			break;
+		}
 	}
-	return NULL;
+	pthread_mutex_unlock(&d->dma_lock);
+	return va;
 }
 
 int vfio_dma_unmap(struct vfio_dev *d, uint64_t iova, size_t len)
 {
 	struct vfio_iommu_type1_dma_unmap u = { .argsz = sizeof(u), .iova = iova, .size = len };
+	int rc;
 
+	pthread_mutex_lock(&d->dma_lock);
 	if (ioctl(d->container, VFIO_IOMMU_UNMAP_DMA, &u) != 0) {
-		int rc = -errno;
+		rc = -errno;
 		log_err(d->bdf, "cannot unmap IOVA %#llx+%zu: %s", (unsigned long long)iova, len,
 			strerror(errno));
-		return rc;
+	} else {
+		maps_forget(d, iova, len);
+		rc = iova_add_free(d, iova, len);
 	}
-	maps_forget(d, iova, len);
-	return iova_add_free(d, iova, len);
+	pthread_mutex_unlock(&d->dma_lock);
+	return rc;
 }
 
 int vfio_dma_alloc(struct vfio_dev *d, size_t len, struct dma_buf *b)
