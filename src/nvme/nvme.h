@@ -11,8 +11,8 @@
  * controller (check, service_vector, poll, set_polling, rw_sync, close)
  * touches all its queue pairs and may run done() of any request, so the
  * control thread calls it only while every owner is parked (util/park.h).
- * Shares (nvme_share) are counted per controller: all their owners
- * submit from one thread. Errors are negative errno;
+ * Shares (nvme_share) are counted per controller with atomic counters:
+ * their owners may submit from different threads. Errors are negative errno;
  * NVMe status values are kept as data (nvme_req.status) and judged in
  * status.c only. */
 #ifndef NVD_NVME_NVME_H

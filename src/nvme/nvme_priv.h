@@ -135,9 +135,11 @@ struct nvme_ctrl {
 	/* Owners (nvme_share) with requests on any queue pair, the requests
 	 * they hold in all, and until when the controller counts as shared
 	 * (nvme_share_full); 0: it never was. */
-	unsigned share_owners;
-	unsigned share_held;
-	uint64_t shared_until_ms;
+	/* Atomic: owners on different threads (nvme.h "Threads") count
+	 * here; a read that is a moment stale costs a turn, nothing else. */
+	_Atomic unsigned share_owners;
+	_Atomic unsigned share_held;
+	_Atomic uint64_t shared_until_ms;
 };
 
 uint64_t nvme_now_ms(void);

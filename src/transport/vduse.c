@@ -1,6 +1,7 @@
 #include "transport/vduse.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <linux/vduse.h>
 #include <linux/virtio_config.h>
@@ -626,6 +627,8 @@ static void on_dev(void *arg, uint32_t events)
 /* Jobs whose endpoint went first: reaped when their child exits. Kept
  * in a list so that nothing of them is lost to a leak checker. */
 static struct bus_job *orphans;
+/* Loops of several threads (nvme-drv --threads) reap orphans. */
+static pthread_mutex_t orphans_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void job_free(struct bus_job *j)
 {
@@ -665,11 +668,13 @@ static void on_orphan(void *arg, uint32_t events)
 	(void)events;
 	if (job_result(j, why, sizeof(why)) == 1)
 		return;
+	pthread_mutex_lock(&orphans_lock);
 	for (struct bus_job **p = &orphans; *p; p = &(*p)->next_orphan)
 		if (*p == j) {
 			*p = j->next_orphan;
 			break;
 		}
+	pthread_mutex_unlock(&orphans_lock);
 	job_free(j);
 }
 
@@ -1200,8 +1205,10 @@ void vduse_ep_destroy(struct vduse_ep *ep)
 
 		evloop_del(ep->loop, j->pidfd);
 		ep->job = NULL;
+		pthread_mutex_lock(&orphans_lock);
 		j->next_orphan = orphans;
 		orphans = j;
+		pthread_mutex_unlock(&orphans_lock);
 		if (evloop_add(ep->loop, j->pidfd, EPOLLIN, on_orphan, j) != 0)
 			log_debug(ep->label, "the vdpa helper %d is left to init", (int)j->pid);
 	}

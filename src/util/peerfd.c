@@ -11,13 +11,21 @@
 #include <time.h>
 #include <unistd.h>
 
-/* The write in progress: `busy` holds its number (from `seq`, never 0)
- * while it runs, 0 otherwise. The watchdog interrupts a write whose number
- * it saw a whole period ago already: the same write, still blocked. */
+/* Each writing thread (an event loop) has a slot: `busy` holds the number
+ * of its write in progress (from `seq`, never 0) while it runs, 0
+ * otherwise. The watchdog interrupts a write whose number it saw a whole
+ * period ago already: the same write, still blocked. */
+#define PEERFD_MAX_WRITERS 128
+struct writer {
+	atomic_ulong busy;
+	atomic_int set;		/* thread is filled in */
+	pthread_t thread;
+	unsigned long last;	/* the watchdog's */
+};
+static struct writer writers[PEERFD_MAX_WRITERS];
+static atomic_uint nwriters;
+static _Thread_local struct writer *my_slot;
 static atomic_ulong seq;
-static atomic_ulong busy;
-static pthread_t writer;
-static atomic_int writer_set;
 static atomic_uint period_ms = 1000;
 static int wake_signal;
 
@@ -50,16 +58,23 @@ int peerfd_signal(int fd)
 	ssize_t n;
 	int rc = 0;
 
-	if (!atomic_load_explicit(&writer_set, memory_order_relaxed)) {
-		writer = pthread_self();
-		atomic_store(&writer_set, 1);
+	if (!my_slot) {
+		/* Watched once the thread id is in place. */
+		unsigned i = atomic_fetch_add(&nwriters, 1);
+
+		if (i >= PEERFD_MAX_WRITERS)
+			return -EMFILE;
+		writers[i].thread = pthread_self();
+		atomic_store(&writers[i].set, 1);
+		my_slot = &writers[i];
 	}
-	atomic_store_explicit(&busy, atomic_fetch_add_explicit(&seq, 1, memory_order_relaxed) + 1,
+	atomic_store_explicit(&my_slot->busy,
+			      atomic_fetch_add_explicit(&seq, 1, memory_order_relaxed) + 1,
 			      memory_order_release);
 	n = write(fd, &one, sizeof(one));
 	if (n != (ssize_t)sizeof(one))
 		rc = n < 0 ? -errno : -EIO;
-	atomic_store_explicit(&busy, 0, memory_order_release);
+	atomic_store_explicit(&my_slot->busy, 0, memory_order_release);
 	return rc;
 }
 
@@ -70,19 +85,25 @@ static void on_wake(int sig)
 
 static void *watchdog(void *arg)
 {
-	unsigned long last = 0;
-
 	(void)arg;
 	for (;;) {
 		unsigned ms = atomic_load(&period_ms);
 		struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
-		unsigned long now;
+		unsigned n;
 
 		nanosleep(&ts, NULL);
-		now = atomic_load_explicit(&busy, memory_order_acquire);
-		if (now && now == last && atomic_load(&writer_set))
-			pthread_kill(writer, wake_signal);
-		last = now;
+		n = atomic_load(&nwriters);
+		for (unsigned i = 0; i < n && i < PEERFD_MAX_WRITERS; i++) {
+			struct writer *w = &writers[i];
+			unsigned long now;
+
+			if (!atomic_load(&w->set))
+				continue;
+			now = atomic_load_explicit(&w->busy, memory_order_acquire);
+			if (now && now == w->last)
+				pthread_kill(w->thread, wake_signal);
+			w->last = now;
+		}
 	}
 	return NULL;
 }

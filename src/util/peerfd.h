@@ -7,8 +7,9 @@
  * peerfd_signal writes with O_NONBLOCK set (EAGAIN: the counter is stuck,
  * the peer is broken). Should the peer have cleared O_NONBLOCK and the
  * write block, a watchdog thread interrupts it within two periods (EINTR:
- * the peer is broken). One thread signals peer fds at a time (the event
- * loop's); the watchdog watches that thread. */
+ * the peer is broken). The watchdog watches every thread that signals
+ * peer fds (each event loop's; up to 128 in a process, -EMFILE past that:
+ * the threads are few and live as long as the process, see --threads). */
 #ifndef NVD_UTIL_PEERFD_H
 #define NVD_UTIL_PEERFD_H
 
