@@ -42,6 +42,8 @@ struct evloop {
 	uint64_t gate_at;	/* when it was last asked */
 	bool gate_shut;		/* its last answer was no */
 	struct evloop_poll_stats st;
+	void (*hook_before)(void *arg), (*hook_after)(void *arg);
+	void *hook_arg;
 };
 
 int evloop_new(struct evloop **out)
@@ -193,8 +195,14 @@ void evloop_defer_cancel(struct evloop *l, struct evloop_defer *d)
 	d->queued = false;
 }
 
+static void hooks_before(struct evloop *l);
+static void hooks_after(struct evloop *l);
+
 static void run_deferred(struct evloop *l)
 {
+	if (!l->deferred)
+		return;
+	hooks_before(l);
 	while (l->deferred) {
 		struct evloop_defer *d = l->deferred;
 
@@ -202,6 +210,7 @@ static void run_deferred(struct evloop *l)
 		d->queued = false;
 		d->cb(d->arg);
 	}
+	hooks_after(l);
 }
 
 static uint64_t now_ns(void)
@@ -377,6 +386,26 @@ static bool poll_round(struct evloop *l, uint64_t t0)
 	return polling_end(l);
 }
 
+void evloop_set_hooks(struct evloop *l, void (*before)(void *arg), void (*after)(void *arg),
+		      void *arg)
+{
+	l->hook_before = before;
+	l->hook_after = after;
+	l->hook_arg = arg;
+}
+
+static void hooks_before(struct evloop *l)
+{
+	if (l->hook_before)
+		l->hook_before(l->hook_arg);
+}
+
+static void hooks_after(struct evloop *l)
+{
+	if (l->hook_after)
+		l->hook_after(l->hook_arg);
+}
+
 int evloop_once(struct evloop *l, int timeout_ms)
 {
 	struct epoll_event ev[64];
@@ -423,12 +452,16 @@ int evloop_once(struct evloop *l, int timeout_ms)
 		adjust_window(l, now_ns() - t0);
 	if (pend)
 		walk(l, true, false);
-	for (int i = 0; i < n; i++) {
-		struct watch *w = &l->w[ev[i].data.u32];
-		if (w->used)
-			w->cb(w->arg, ev[i].events);
+	if (n > 0 || l->deferred) {
+		hooks_before(l);
+		for (int i = 0; i < n; i++) {
+			struct watch *w = &l->w[ev[i].data.u32];
+			if (w->used)
+				w->cb(w->arg, ev[i].events);
+		}
+		run_deferred(l);
+		hooks_after(l);
 	}
-	run_deferred(l);
 	return n;
 }
 

@@ -101,6 +101,12 @@ int evloop_block_signals(void);
 int evloop_run(struct evloop *l);
 /* One round: waits at most timeout_ms, dispatches, returns events seen. */
 int evloop_once(struct evloop *l, int timeout_ms);
+/* Called before the loop runs callbacks (fd events, deferred work) and
+ * after, in every round that has any: how a control thread takes its data
+ * threads' state for the time its callbacks run (util/park.h). The
+ * pollers' walks are not enclosed. */
+void evloop_set_hooks(struct evloop *l, void (*before)(void *arg), void (*after)(void *arg),
+		      void *arg);
 void evloop_stop(struct evloop *l);
 /* The poll window's cap in microseconds; 0 (the default) never polls. */
 void evloop_set_poll_max(struct evloop *l, unsigned us);
