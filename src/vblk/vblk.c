@@ -1129,7 +1129,10 @@ static void nvme_done(struct nvme_req *r)
 static struct nvme_qpair *pick_qp(struct vblk *d, unsigned q)
 {
 	unsigned n = nvme_ctrl_nr_qpairs(d->ctrl);
-	return nvme_ctrl_qpair(d->ctrl, (d->conf.qp_first + q) % n);
+	unsigned step = d->conf.qp_step ? d->conf.qp_step : 1, base = d->conf.qp_base % n;
+	unsigned mine = (n - base + step - 1) / step;	/* base, base + step, ... below n */
+
+	return nvme_ctrl_qpair(d->ctrl, base + step * ((d->conf.qp_first + q) % mine));
 }
 
 /* Starts the NVMe command of an accepted request, or completes it at once

@@ -42,6 +42,9 @@ struct vblk_conf {
 	unsigned ntrusted;
 	unsigned num_queues;		/* virtqueues offered (1..VBLK_MAX_QUEUES) */
 	unsigned qp_first;		/* spreads clients over the I/O queues */
+	/* With data threads: the queue pairs of the thread serving the
+	 * client are qp_base, qp_base + qp_step, ... (0 and 1: all). */
+	unsigned qp_base, qp_step;
 	/* Limits (vblk/qos.h; all 0: none), and the loop whose timer lets
 	 * requests held back by them go (NULL: no limits can be set). */
 	struct qos_limits qos;
