@@ -19,6 +19,7 @@
 #include "ctl/args.h"
 #include "ctl/reply.h"
 #include "daemon/inventory.h"
+#include "daemon/workers.h"
 #include "transport/vduse.h"
 #include "transport/vhost_user.h"
 #include "util/log.h"
@@ -73,6 +74,9 @@ struct client {
 	 * (until the device is on the bus) or destroy (until it is off). */
 	struct ctl_conn *waiter;
 	bool waiter_created;
+	/* vduse_ended's arguments, while it goes to the control thread */
+	int end_err;
+	char end_why[CTL_WHY_MAX];
 	struct client *next;
 };
 
@@ -111,6 +115,9 @@ struct clients {
 	 * client goes. */
 	struct vblk_stats ended[HOST_MAX_CTRLS];
 	struct sock_perm perm;		/* of the command line's sockets */
+	/* Data threads (--threads; NULL: this loop serves every client). */
+	struct workers *workers;
+	unsigned nassigned;
 };
 
 int clients_new(struct host *host, struct evloop *loop, const struct vblk_trusted *trusted,
@@ -270,6 +277,8 @@ static void client_free(struct client *c)
 			*pp = c->next;
 			break;
 		}
+	if (c->cs->workers)
+		workers_cancel(c->cs->workers, c);
 	vhu_ep_destroy(c->ep);
 	vduse_ep_destroy(c->vep);
 	if (c->waiter_created)
@@ -349,8 +358,11 @@ static unsigned quiesce_all(struct clients *cs)
 {
 	unsigned n = 0;
 
+	/* Outside the loop's callbacks: the data threads are held here. */
+	workers_hold(cs->workers);
 	for (struct client *c = cs->list; c; c = c->next)
 		n += c->vep ? vduse_ep_quiesce(c->vep) : vhu_ep_quiesce(c->ep);
+	workers_release(cs->workers);
 	return n;
 }
 
@@ -392,9 +404,11 @@ void clients_shutdown(struct clients *cs, int timeout_ms)
 		return;
 	/* No new clients, no more requests. */
 	ctl_close(cs);
+	workers_hold(cs->workers);
 	for (struct client *c = cs->list; c; c = c->next)
 		if (c->vep && !c->stopping && vduse_ep_stop(c->vep))
 			c->stopping = true;
+	workers_release(cs->workers);
 	/* Taking a device off the bus makes the kernel's driver wait for its
 	 * requests in flight and reset the device: all of it is served by
 	 * this loop, NVMe completions included. */
@@ -411,20 +425,43 @@ void clients_shutdown(struct clients *cs, int timeout_ms)
 	}
 }
 
+static void ended_main(void *arg)
+{
+	client_free(arg);
+}
+
+/* From the loop serving the client: with data threads, its callbacks go
+ * to the control thread (daemon/workers.h). */
 static void ended(void *ctx, struct vhu_ep *ep)
 {
 	struct client *c = ctx;
 
 	(void)ep;
+	if (c->cs->workers && workers_post(c->cs->workers, ended_main, c) == 0)
+		return;
 	client_free(c);
 }
 
 static const struct vhu_ep_ops ep_ops = { .ended = ended };
 
+static void vduse_attached_main(void *arg)
+{
+	struct client *c = arg;
+
+	if (vduse_ep_connected(c->vep))
+		log_info(c->name, "block device ready");
+	if (c->waiter_created) {
+		answer(c, 0, NULL);
+		c->waiter_created = false;
+	}
+}
+
 static void vduse_attached(void *ctx, struct vduse_ep *ep)
 {
 	struct client *c = ctx;
 
+	if (c->cs->workers && workers_post(c->cs->workers, vduse_attached_main, c) == 0)
+		return;
 	if (vduse_ep_connected(ep))
 		log_info(c->name, "block device ready");
 	if (c->waiter_created) {
@@ -433,12 +470,10 @@ static void vduse_attached(void *ctx, struct vduse_ep *ep)
 	}
 }
 
-static void vduse_ended(void *ctx, struct vduse_ep *ep, int err, const char *why)
+static void vduse_end(struct client *c, int err, const char *why)
 {
-	struct client *c = ctx;
 	char msg[CTL_WHY_MAX];
 
-	(void)ep;
 	if (err) {
 		snprintf(msg, sizeof(msg), "cannot %s %s %s the vdpa bus: %s",
 			 c->stopping ? "take" : "put", c->vduse, c->stopping ? "off" : "on", why);
@@ -449,6 +484,27 @@ static void vduse_ended(void *ctx, struct vduse_ep *ep, int err, const char *why
 		c->waiter_created = false;
 	}
 	client_free(c);
+}
+
+static void vduse_ended_main(void *arg)
+{
+	struct client *c = arg;
+
+	vduse_end(c, c->end_err, c->end_why);
+}
+
+static void vduse_ended(void *ctx, struct vduse_ep *ep, int err, const char *why)
+{
+	struct client *c = ctx;
+
+	(void)ep;
+	if (c->cs->workers) {
+		c->end_err = err;
+		snprintf(c->end_why, sizeof(c->end_why), "%s", why ? why : "");
+		if (workers_post(c->cs->workers, vduse_ended_main, c) == 0)
+			return;
+	}
+	vduse_end(c, err, why);
 }
 
 static const struct vduse_ep_ops vduse_ops = { .attached = vduse_attached, .ended = vduse_ended };
@@ -480,6 +536,7 @@ static int client_new(struct clients *cs, const struct ucred *creator, bool rest
 {
 	const char *device = spec->device, *socket_path = spec->socket;
 	struct vblk_conf conf;
+	struct evloop *loop;
 	struct client *c;
 	char qtext[160];
 	int sv[2] = { -1, -1 };
@@ -577,15 +634,20 @@ static int client_new(struct clients *cs, const struct ucred *creator, bool rest
 	conf.num_queues = CLIENT_QUEUES;
 	conf.qp_first = cs->next_qp++;
 	conf.qos = spec->qos;
-	conf.loop = cs->loop;
+	/* With data threads, the client's whole life is in one of their
+	 * loops, on its queue pairs. */
+	loop = cs->workers ? workers_assign(cs->workers, nvme_ns_ctrl(c->tgt.ns), cs->nassigned++,
+					    &conf.qp_base, &conf.qp_step)
+			   : cs->loop;
+	conf.loop = loop;
 	if (spec->vduse) {
-		rc = vduse_ep_create(cs->loop, spec->vduse, &conf, cs->state_dir, &vduse_ops, c, &c->vep,
+		rc = vduse_ep_create(loop, spec->vduse, &conf, cs->state_dir, &vduse_ops, c, &c->vep,
 				     why, whylen);
 		if (rc)
 			goto fail;
 	} else {
 		if (socket_path) {
-			rc = vhu_ep_listen(cs->loop, socket_path, &conf, &ep_ops, c, &c->ep);
+			rc = vhu_ep_listen(loop, socket_path, &conf, &ep_ops, c, &c->ep);
 			/* A peer other than root gets a socket it can connect to
 			 * (bound with the server's umask, owned by its user). The
 			 * socket directory is writable by its owner only (or
@@ -605,7 +667,7 @@ static int client_new(struct clients *cs, const struct ucred *creator, bool rest
 				}
 			}
 		} else {
-			rc = vhu_ep_adopt(cs->loop, sv[0], &conf, &ep_ops, c, &c->ep);
+			rc = vhu_ep_adopt(loop, sv[0], &conf, &ep_ops, c, &c->ep);
 			sv[0] = -1;	/* the endpoint owns it, on failure too */
 		}
 		if (rc) {
@@ -1460,6 +1522,11 @@ int clients_listen_ctl(struct clients *cs, const char *path, const char *sock_di
 	if (rc)
 		snprintf(why, whylen, "--svr %s: %s", path, strerror(-rc));
 	return rc;
+}
+
+void clients_set_workers(struct clients *cs, struct workers *ws)
+{
+	cs->workers = ws;
 }
 
 void clients_set_state_dir(struct clients *cs, const char *dir)

@@ -80,6 +80,10 @@ struct sock_perm {
 };
 void clients_set_socket_perm(struct clients *cs, const struct sock_perm *perm);
 
+/* Data threads (daemon/workers.h): clients made from now on are served
+ * by them, their callbacks come back to this loop as messages. */
+struct workers;
+void clients_set_workers(struct clients *cs, struct workers *ws);
 /* Where state that outlives the process is kept (VDUSE inflight logs);
  * dir must stay valid. */
 void clients_set_state_dir(struct clients *cs, const char *dir);

@@ -22,6 +22,7 @@
 #include "ctl/args.h"
 #include "daemon/clients.h"
 #include "daemon/inventory.h"
+#include "daemon/workers.h"
 #include "transport/vduse.h"
 #include "util/cpuload.h"
 #include "util/evloop.h"
@@ -105,6 +106,9 @@ static void usage(FILE *f)
 		"                     before sleeping, adapting the window to the load (0-10000;\n"
 		"                     0: never poll; default " STR(EVLOOP_POLL_MAX_US_DEFAULT) "); idle, the\n"
 		"                     server does not poll at all\n"
+		"  --threads N        data threads (1-" STR(WORKERS_MAX) ", default 1): each owns its share of\n"
+		"                     every controller's I/O queues and serves the clients given\n"
+		"                     to it; needs MSI-X with a vector per queue\n"
 		"  --coalesce-us N    while polling, hold a queue's completion notification\n"
 		"                     up to N microseconds when more than " STR(VBLK_COALESCE_MIN) " of its requests\n"
 		"                     stay in flight (0-" STR(VBLK_COALESCE_US_LIMIT) "; default 0: notify at\n"
@@ -186,6 +190,7 @@ struct config {
 	char sock_dir[CTL_SOCKET_PATH_SIZE];	/* resolved */
 	unsigned poll_max_us;			/* --poll-max-us */
 	unsigned coalesce_us;			/* --coalesce-us */
+	unsigned threads;			/* --threads */
 };
 
 /* Every client holds descriptors (a connected 4-queue vhost-user client
@@ -235,8 +240,17 @@ static int state_dir_make(struct config *cfg)
 	return 0;
 }
 
+/* Client set-up touches the data threads' loops: they are held meanwhile
+ * (not while a failure's shutdown waits for them to drain). */
+static void start_failed(struct clients *cs, struct workers *ws)
+{
+	clients_shutdown(cs, VDUSE_STOP_TIMEOUT_MS);
+	workers_stop(ws);
+	clients_free(cs);
+}
+
 static int start_clients(struct host *h, struct evloop *loop, const struct config *cfg,
-			 struct clients **out)
+			 struct workers *ws, struct clients **out)
 {
 	char why[CTL_WHY_MAX + 2 * CTL_SOCKET_PATH_SIZE];
 	struct clients *cs;
@@ -244,6 +258,7 @@ static int start_clients(struct host *h, struct evloop *loop, const struct confi
 
 	if (rc)
 		return rc;
+	clients_set_workers(cs, ws);
 	clients_set_state_dir(cs, cfg->state_dir);
 	clients_set_socket_perm(cs, &cfg->perm);
 	/* Static clients claim their devices before anyone else can. */
@@ -259,13 +274,14 @@ static int start_clients(struct host *h, struct evloop *loop, const struct confi
 
 		clients_qos_from_ctl(&sc->qos, &spec.qos);
 
+		workers_hold(ws);
 		rc = clients_create(cs, true, &spec, NULL, why, sizeof(why));
+		workers_release(ws);
 		if (rc) {
 			log_err(NULL, "--client %s: %s", sc->arg, why);
 			/* VDUSE devices of the clients before are on their way onto
 			 * the vdpa bus: take them off again. */
-			clients_shutdown(cs, VDUSE_STOP_TIMEOUT_MS);
-			clients_free(cs);
+			start_failed(cs, ws);
 			return rc;
 		}
 	}
@@ -273,14 +289,15 @@ static int start_clients(struct host *h, struct evloop *loop, const struct confi
 		rc = clients_listen_ctl(cs, cfg->svr, cfg->sock_dir, why, sizeof(why));
 		if (rc) {
 			log_err(NULL, "%s", why);
-			clients_shutdown(cs, VDUSE_STOP_TIMEOUT_MS);
-			clients_free(cs);
+			start_failed(cs, ws);
 			return rc;
 		}
 	}
 	/* Dynamic clients made before a restart come back after the static
 	 * ones, which the command line gives first claim. */
+	workers_hold(ws);
 	clients_restore(cs);
+	workers_release(ws);
 	*out = cs;
 	return 0;
 }
@@ -327,8 +344,10 @@ static int serve(struct host *h, const struct config *cfg)
 {
 	struct itimerspec every_second = { { 1, 0 }, { 1, 0 } };
 	struct health hl = { .h = h, .fd = -1 };
+	struct workers *ws = NULL;
 	struct clients *cs = NULL;
 	struct cpuload load;
+	bool load_ok = false;
 	struct evloop *loop;
 	int rc = evloop_new(&loop);
 
@@ -340,17 +359,34 @@ static int serve(struct host *h, const struct config *cfg)
 		rc = -errno;
 	if (!rc)
 		rc = evloop_add(loop, hl.fd, EPOLLIN, on_health, &hl);
-	/* Completion queues are polled with the virtqueues: a request's
-	 * completion is often what the loop waits for next. */
-	if (!rc)
-		rc = host_watch(h, loop);
-	evloop_set_poll_max(loop, cfg->poll_max_us);
 	vblk_set_coalesce_us(cfg->coalesce_us);
-	/* Polling spins only on spare CPU (util/cpuload.h). */
-	if (cpuload_open(&load) == 0)
-		evloop_set_poll_gate(loop, cpuload_spare, &load);
+	if (cfg->threads > 1) {
+		/* Data threads serve the clients and their queue pairs; this
+		 * loop the control plane (daemon/workers.h). */
+		char why[256] = "";
+
+		if (!rc) {
+			rc = workers_new(h, loop, cfg->threads, cfg->poll_max_us, &ws, why, sizeof(why));
+			if (rc)
+				log_err(NULL, "--threads %u: %s", cfg->threads, why);
+		}
+		if (!rc)
+			rc = workers_run(ws);
+	} else {
+		/* Completion queues are polled with the virtqueues: a
+		 * request's completion is often what the loop waits for
+		 * next. */
+		if (!rc)
+			rc = host_watch(h, loop);
+		evloop_set_poll_max(loop, cfg->poll_max_us);
+		/* Polling spins only on spare CPU (util/cpuload.h). */
+		if (cpuload_open(&load) == 0) {
+			load_ok = true;
+			evloop_set_poll_gate(loop, cpuload_spare, &load);
+		}
+	}
 	if (!rc)
-		rc = start_clients(h, loop, cfg, &cs);
+		rc = start_clients(h, loop, cfg, ws, &cs);
 	if (!rc) {
 		unsigned n = clients_count(cs);
 
@@ -378,9 +414,12 @@ static int serve(struct host *h, const struct config *cfg)
 	if (cs)
 		log_status(handover ? "stopped; VDUSE devices left to the next server"
 				    : "stopped");
+	workers_stop(ws);
 	clients_free(cs);
+	workers_free(ws);
 	evloop_free(loop);
-	cpuload_close(&load);
+	if (load_ok)
+		cpuload_close(&load);
 	if (hl.fd >= 0)
 		close(hl.fd);
 	return rc;
@@ -482,7 +521,7 @@ static int resolve_socket_dir(struct config *cfg)
 int main(int argc, char **argv)
 {
 	enum { OPT_CLIENT = 0x200, OPT_DEVICE, OPT_DS_MAX, OPT_READONLY, OPT_SVR, OPT_SOCKET_DIR,
-	       OPT_STATE_DIR, OPT_JSON, OPT_SOCKET_OWNER, OPT_SOCKET_MODE, OPT_POLL_MAX_US, OPT_COALESCE_US,
+	       OPT_STATE_DIR, OPT_JSON, OPT_SOCKET_OWNER, OPT_SOCKET_MODE, OPT_POLL_MAX_US, OPT_COALESCE_US, OPT_THREADS,
 	       OPT_QOS };
 	static const struct option longopts[] = {
 		{ "list", no_argument, NULL, 'l' },
@@ -501,6 +540,7 @@ int main(int argc, char **argv)
 		{ "register-ds", required_argument, NULL, 'd' },
 		{ "poll-max-us", required_argument, NULL, OPT_POLL_MAX_US },
 		{ "coalesce-us", required_argument, NULL, OPT_COALESCE_US },
+		{ "threads", required_argument, NULL, OPT_THREADS },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		HOST_LONG_OPTIONS,
@@ -528,6 +568,7 @@ int main(int argc, char **argv)
 	cfg.perm = (struct sock_perm){ (uid_t)-1, (gid_t)-1, -1 };
 	cfg.poll_max_us = EVLOOP_POLL_MAX_US_DEFAULT;
 	cfg.coalesce_us = VBLK_COALESCE_US_DEFAULT;
+	cfg.threads = 1;
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, ":vqhVd:", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -674,6 +715,16 @@ int main(int argc, char **argv)
 			cfg.coalesce_us = (unsigned)v;
 			break;
 		}
+		case OPT_THREADS: {
+			uint64_t v;
+
+			if (parse_u64(optarg, 1, WORKERS_MAX, &v) != 0) {
+				log_err(NULL, "--threads: '%s' is not 1-%u", optarg, WORKERS_MAX);
+				return 1;
+			}
+			cfg.threads = (unsigned)v;
+			break;
+		}
 		case 'v': verbose++; break;
 		case 'q': quiet = 1; break;
 		case 'l': do_list = true; break;
@@ -731,6 +782,9 @@ int main(int argc, char **argv)
 	/* Polled queues serve only a loop that polls. */
 	if (!cfg.poll_max_us)
 		opts.ctrl.polled_queues = false;
+	/* A queue pair for every data thread, unless told otherwise. */
+	if (!opts.ctrl.io_queues && cfg.threads > 2)	/* the driver's default: 2 */
+		opts.ctrl.io_queues = cfg.threads;
 	rc = host_open(&opts, &host);
 	if (rc)
 		return 1;
