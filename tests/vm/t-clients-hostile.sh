@@ -33,6 +33,8 @@ dd if="$work/clone.bin" of="$work/c.expected" conv=notrunc status=none
 D=$build/src/daemon/nvme-drv
 asan_d=$top/build-asan/src/daemon/nvme-drv
 [ -x "$asan_d" ] && D=$asan_d
+# NVD_TEST_DRV_ARGS: more nvme-drv options for every server here (t-threads.sh).
+D="$D${NVD_TEST_DRV_ARGS:+ $NVD_TEST_DRV_ARGS}"
 IO=$build/tools/nvme-drv-io
 H=$build/tests/hostile/nvme-drv-hostile
 CTL="$build/tools/nvme-drv-ctl --svr /tmp/ctl.sock"

@@ -37,6 +37,8 @@ if [ -x "$top/build-asan/src/daemon/nvme-drv" ]; then
 	D=$top/build-asan/src/daemon/nvme-drv
 	asan=yes
 fi
+# NVD_TEST_DRV_ARGS: more nvme-drv options for every server here (t-threads.sh).
+D="$D${NVD_TEST_DRV_ARGS:+ $NVD_TEST_DRV_ARGS}"
 cat > "$work/guest.sh" <<GUEST
 W=$work
 $guest_steps_prelude

@@ -31,6 +31,8 @@ cp "$work/b.img" "$work/b.orig"
 asan=${ASAN_BUILD:-$top/build-asan}
 D=$asan/src/daemon/nvme-drv
 [ -x "$D" ] || D=$build/src/daemon/nvme-drv
+# NVD_TEST_DRV_ARGS: more nvme-drv options for every server here (t-threads.sh).
+D="$D${NVD_TEST_DRV_ARGS:+ $NVD_TEST_DRV_ARGS}"
 IO=$build/tools/nvme-drv-io
 CTL="$build/tools/nvme-drv-ctl --svr /tmp/ctl.sock"
 ARGS="--state-dir /run/nvd-state --client vduse:rs0 --device partlabel:one --client /tmp/v0.sock --device RS:n2 --svr /tmp/ctl.sock"
