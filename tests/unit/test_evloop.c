@@ -108,6 +108,115 @@ static struct evloop_poll_stats stats(struct evloop *l)
 	return st;
 }
 
+/* Hooks (evloop_set_hooks): before and after every round's callbacks and
+ * deferred work, never around the pollers' walks nor a round without any. */
+struct hk {
+	unsigned before, after, depth, cb_inside, cb_outside, polls_inside;
+};
+
+static void hk_before(void *arg)
+{
+	struct hk *h = arg;
+
+	h->before++;
+	h->depth++;
+}
+
+static void hk_after(void *arg)
+{
+	struct hk *h = arg;
+
+	h->after++;
+	h->depth--;
+}
+
+static struct hk *hk_seen;
+
+static void hk_cb(void *arg, uint32_t events)
+{
+	uint64_t v;
+
+	(void)events;
+	if (read(*(int *)arg, &v, sizeof(v)) < 0) {
+		/* EAGAIN */
+	}
+	if (hk_seen->depth)
+		hk_seen->cb_inside++;
+	else
+		hk_seen->cb_outside++;
+}
+
+static void hk_deferred(void *arg)
+{
+	struct hk *h = arg;
+
+	if (h->depth)
+		h->cb_inside++;
+	else
+		h->cb_outside++;
+}
+
+static bool hk_poll(void *arg)
+{
+	struct hk *h = arg;
+
+	if (h->depth)
+		h->polls_inside++;
+	return false;
+}
+
+static bool hk_notify(void *arg, bool on)
+{
+	(void)arg;
+	(void)on;
+	return false;
+}
+
+static void test_hooks(void)
+{
+	struct evloop *l;
+	struct hk h = { 0 };
+	struct evloop_poller p = { .poll = hk_poll, .notify = hk_notify, .arg = &h };
+	struct evloop_defer d = { .cb = hk_deferred, .arg = &h };
+	int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	uint64_t one = 1;
+
+	hk_seen = &h;
+	CHECK_EQ_INT(evloop_new(&l), 0);
+	evloop_set_hooks(l, hk_before, hk_after, &h);
+	evloop_poller_add(l, &p);
+	evloop_set_poll_max(l, 1000);
+	CHECK_EQ_INT(evloop_add(l, fd, EPOLLIN, hk_cb, &fd), 0);
+	/* A round with nothing: no hooks. */
+	CHECK_EQ_INT(evloop_once(l, 0), 0);
+	CHECK_EQ_INT(h.before, 0);
+	/* An event: its callback inside one pair. */
+	CHECK_EQ_INT(write(fd, &one, sizeof(one)), (long)sizeof(one));
+	CHECK_EQ_INT(evloop_once(l, 100), 1);
+	CHECK_EQ_INT(h.before, 1);
+	CHECK_EQ_INT(h.after, 1);
+	CHECK_EQ_INT(h.cb_inside, 1);
+	/* Deferred work alone: inside a pair too. */
+	evloop_defer(l, &d);
+	evloop_once(l, 0);
+	CHECK_EQ_INT(h.cb_inside, 2);
+	CHECK_EQ_INT(h.before, h.after);
+	/* Polling rounds (events coming at once open the window): the
+	 * pollers' walks run outside the hooks. */
+	for (int i = 0; i < 20; i++) {
+		CHECK_EQ_INT(write(fd, &one, sizeof(one)), (long)sizeof(one));
+		evloop_once(l, 100);
+	}
+	CHECK(stats(l).rounds > 0);
+	CHECK_EQ_INT(h.polls_inside, 0);
+	CHECK_EQ_INT(h.cb_outside, 0);
+	CHECK_EQ_INT(h.before, h.after);
+	CHECK_EQ_INT(h.depth, 0);
+	evloop_poller_del(l, &p);
+	evloop_free(l);
+	close(fd);
+}
+
 int main(void)
 {
 	struct evloop *l;
@@ -315,5 +424,6 @@ int main(void)
 
 	evloop_free(l);
 	close(efd);
+	test_hooks();
 	return check_report("evloop");
 }
