@@ -14,12 +14,23 @@
  * is its epoll cookie; a freed slot is reused, never moved. */
 #define WATCH_CHUNK 256
 
+/* A slot's generation goes with its events (epoll data: slot and
+ * generation): an event fetched for a watch that was deleted before it
+ * was dispatched (by a callback of the same round, or by a control thread
+ * while this one was parked) is dropped, not given to whichever watch took
+ * the slot since. */
 struct watch {
 	int fd;
 	evloop_cb cb;
 	void *arg;
 	bool used;
+	uint32_t gen;
 };
+
+static uint64_t ev_data(const struct watch *w, unsigned i)
+{
+	return (uint64_t)w->gen << 32 | i;
+}
 
 struct evloop {
 	int epfd;
@@ -90,10 +101,10 @@ int evloop_add(struct evloop *l, int fd, uint32_t events, evloop_cb cb, void *ar
 		l->w = w;
 		l->nw += WATCH_CHUNK;
 	}
-	ev.data.u32 = i;
+	ev.data.u64 = (uint64_t)(l->w[i].gen + 1) << 32 | i;
 	if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
 		return -errno;
-	l->w[i] = (struct watch){ .fd = fd, .cb = cb, .arg = arg, .used = true };
+	l->w[i] = (struct watch){ .fd = fd, .cb = cb, .arg = arg, .used = true, .gen = l->w[i].gen + 1 };
 	l->free_hint = i + 1;
 	return 0;
 }
@@ -116,7 +127,7 @@ int evloop_mod(struct evloop *l, int fd, uint32_t events)
 {
 	for (unsigned i = 0; i < l->nw; i++) {
 		if (l->w[i].used && l->w[i].fd == fd) {
-			struct epoll_event ev = { .events = events, .data.u32 = i };
+			struct epoll_event ev = { .events = events, .data.u64 = ev_data(&l->w[i], i) };
 
 			return epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &ev) ? -errno : 0;
 		}
@@ -455,8 +466,10 @@ int evloop_once(struct evloop *l, int timeout_ms)
 	if (n > 0 || l->deferred) {
 		hooks_before(l);
 		for (int i = 0; i < n; i++) {
-			struct watch *w = &l->w[ev[i].data.u32];
-			if (w->used)
+			uint32_t slot = (uint32_t)ev[i].data.u64;
+			struct watch *w = slot < l->nw ? &l->w[slot] : NULL;
+
+			if (w && w->used && w->gen == (uint32_t)(ev[i].data.u64 >> 32))
 				w->cb(w->arg, ev[i].events);
 		}
 		run_deferred(l);

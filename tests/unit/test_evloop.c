@@ -217,6 +217,61 @@ static void test_hooks(void)
 	close(fd);
 }
 
+/* An event fetched for a watch that a callback of the same round deleted
+ * (or a control thread, while this one was parked) is dropped, not given
+ * to the watch that took its slot since. */
+struct slot_t {
+	struct evloop *l;
+	int fd_a, fd_b, fd_c;
+	unsigned a_calls, b_calls, c_calls;
+};
+
+static void slot_b(void *arg, uint32_t events)
+{
+	(void)events;
+	((struct slot_t *)arg)->b_calls++;
+}
+
+static void slot_c(void *arg, uint32_t events)
+{
+	(void)events;
+	((struct slot_t *)arg)->c_calls++;
+}
+
+static void slot_a(void *arg, uint32_t events)
+{
+	struct slot_t *t = arg;
+
+	(void)events;
+	t->a_calls++;
+	/* b goes; c takes the free slot (b's or a later one). */
+	evloop_del(t->l, t->fd_b);
+	CHECK_EQ_INT(evloop_add(t->l, t->fd_c, EPOLLIN, slot_c, t), 0);
+}
+
+static void test_stale_slot(void)
+{
+	struct slot_t t = { 0 };
+
+	CHECK_EQ_INT(evloop_new(&t.l), 0);
+	t.fd_a = eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK);
+	t.fd_b = eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK);
+	t.fd_c = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);	/* never ready */
+	/* a (slot 0) and b (slot 1) are ready when added: epoll reports
+	 * them in that order, in one batch. a deletes b, and c takes slot 1. */
+	CHECK_EQ_INT(evloop_add(t.l, t.fd_a, EPOLLIN | EPOLLONESHOT, slot_a, &t), 0);
+	CHECK_EQ_INT(evloop_add(t.l, t.fd_b, EPOLLIN, slot_b, &t), 0);
+	evloop_once(t.l, 100);
+	CHECK_EQ_INT(t.a_calls, 1);
+	/* b's event is dropped; c, never ready, is never called. */
+	CHECK_EQ_INT(t.b_calls, 0);
+	CHECK_EQ_INT(t.c_calls, 0);
+	evloop_free(t.l);
+	close(t.fd_a);
+	close(t.fd_b);
+	close(t.fd_c);
+}
+
 int main(void)
 {
 	struct evloop *l;
@@ -425,5 +480,6 @@ int main(void)
 	evloop_free(l);
 	close(efd);
 	test_hooks();
+	test_stale_slot();
 	return check_report("evloop");
 }
