@@ -74,7 +74,9 @@ struct client {
 	 * (until the device is on the bus) or destroy (until it is off). */
 	struct ctl_conn *waiter;
 	bool waiter_created;
-	/* vduse_ended's arguments, while it goes to the control thread */
+	/* With data threads: its callbacks as messages to the control thread
+	 * (vduse_ended's arguments kept while it goes). */
+	struct workers_msg msg_end, msg_attached;
 	int end_err;
 	char end_why[CTL_WHY_MAX];
 	struct client *next;
@@ -277,8 +279,10 @@ static void client_free(struct client *c)
 			*pp = c->next;
 			break;
 		}
-	if (c->cs->workers)
-		workers_cancel(c->cs->workers, c);
+	if (c->cs->workers) {
+		workers_cancel(c->cs->workers, &c->msg_end);
+		workers_cancel(c->cs->workers, &c->msg_attached);
+	}
 	vhu_ep_destroy(c->ep);
 	vduse_ep_destroy(c->vep);
 	if (c->waiter_created)
@@ -390,6 +394,10 @@ void clients_handover(struct clients *cs, int timeout_ms)
 				 "them again", n, timeout_ms / 1000);
 			return;
 		}
+		/* With data threads, the completions land there: nothing
+		 * wakes this loop when the last one does, so it looks often. */
+		if (cs->workers && left > 5)
+			left = 5;
 		if (evloop_once(cs->loop, (int)left) < 0)
 			return;
 	}
@@ -437,8 +445,10 @@ static void ended(void *ctx, struct vhu_ep *ep)
 	struct client *c = ctx;
 
 	(void)ep;
-	if (c->cs->workers && workers_post(c->cs->workers, ended_main, c) == 0)
+	if (c->cs->workers) {
+		workers_post(c->cs->workers, &c->msg_end);
 		return;
+	}
 	client_free(c);
 }
 
@@ -460,8 +470,10 @@ static void vduse_attached(void *ctx, struct vduse_ep *ep)
 {
 	struct client *c = ctx;
 
-	if (c->cs->workers && workers_post(c->cs->workers, vduse_attached_main, c) == 0)
+	if (c->cs->workers) {
+		workers_post(c->cs->workers, &c->msg_attached);
 		return;
+	}
 	if (vduse_ep_connected(ep))
 		log_info(c->name, "block device ready");
 	if (c->waiter_created) {
@@ -501,8 +513,8 @@ static void vduse_ended(void *ctx, struct vduse_ep *ep, int err, const char *why
 	if (c->cs->workers) {
 		c->end_err = err;
 		snprintf(c->end_why, sizeof(c->end_why), "%s", why ? why : "");
-		if (workers_post(c->cs->workers, vduse_ended_main, c) == 0)
-			return;
+		workers_post(c->cs->workers, &c->msg_end);
+		return;
 	}
 	vduse_end(c, err, why);
 }
@@ -543,6 +555,11 @@ static int client_new(struct clients *cs, const struct ucred *creator, bool rest
 	int rc;
 
 	c = calloc(1, sizeof(*c));
+	if (c) {
+		c->msg_end = (struct workers_msg){ .fn = spec->vduse ? vduse_ended_main : ended_main,
+						   .arg = c };
+		c->msg_attached = (struct workers_msg){ .fn = vduse_attached_main, .arg = c };
+	}
 	if (!c)
 		return -ENOMEM;
 	c->cs = cs;

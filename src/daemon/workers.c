@@ -27,12 +27,7 @@ struct worker {
 	unsigned nqps;
 	pthread_t tid;
 	bool started;
-};
-
-struct msg {
-	void (*fn)(void *arg);
-	void *arg;
-	struct msg *next;
+	struct workers_msg failed;	/* its loop failed: the server stops */
 };
 
 struct workers {
@@ -44,7 +39,7 @@ struct workers {
 	unsigned nvecs;
 	/* Messages to the control thread, in order. */
 	pthread_mutex_t mu;
-	struct msg *head, **tail;
+	struct workers_msg *head, **tail;
 	int msg_fd;
 	bool running;
 };
@@ -92,10 +87,21 @@ static void *w_main(void *arg)
 	struct worker *w = arg;
 	int rc = evloop_run(w->loop);
 
-	if (rc)
-		log_err(NULL, "data thread %u: event loop failed: %s", w->idx, strerror(-rc));
+	if (rc) {
+		log_err(NULL, "data thread %u: event loop failed: %s; stopping", w->idx, strerror(-rc));
+		workers_post(w->ws, &w->failed);
+	}
 	park_leave(&w->park);
 	return NULL;
+}
+
+/* On the control thread: a server with a thread that serves nothing more
+ * stops (its clients would hang). */
+static void on_failed(void *arg)
+{
+	struct worker *w = arg;
+
+	evloop_stop(w->ws->main_loop);
 }
 
 /* ---- the control thread's side ---- */
@@ -106,8 +112,11 @@ static void hold_all(void *arg)
 
 	if (!ws->running)
 		return;
+	/* All asked first, then waited for: their windows overlap. */
 	for (unsigned i = 0; i < ws->n; i++)
-		park_hold(&ws->w[i].park);
+		park_ask(&ws->w[i].park);
+	for (unsigned i = 0; i < ws->n; i++)
+		park_wait(&ws->w[i].park);
 }
 
 static void release_all(void *arg)
@@ -150,7 +159,7 @@ static void on_msg(void *arg, uint32_t events)
 		/* EAGAIN: taken with an earlier wake-up */
 	}
 	for (;;) {
-		struct msg *m;
+		struct workers_msg *m;
 
 		pthread_mutex_lock(&ws->mu);
 		m = ws->head;
@@ -158,49 +167,50 @@ static void on_msg(void *arg, uint32_t events)
 			ws->head = m->next;
 			if (!ws->head)
 				ws->tail = &ws->head;
+			m->next = NULL;
+			m->queued = false;
 		}
 		pthread_mutex_unlock(&ws->mu);
 		if (!m)
 			break;
-		m->fn(m->arg);
-		free(m);
+		m->fn(m->arg);	/* may free m's owner */
 	}
 }
 
-int workers_post(struct workers *ws, void (*fn)(void *arg), void *arg)
+void workers_post(struct workers *ws, struct workers_msg *m)
 {
-	struct msg *m = malloc(sizeof(*m));
 	uint64_t one = 1;
 
-	if (!m)
-		return -ENOMEM;
-	*m = (struct msg){ .fn = fn, .arg = arg };
 	pthread_mutex_lock(&ws->mu);
+	if (m->queued) {
+		pthread_mutex_unlock(&ws->mu);
+		return;
+	}
+	m->queued = true;
+	m->next = NULL;
 	*ws->tail = m;
 	ws->tail = &m->next;
 	pthread_mutex_unlock(&ws->mu);
 	if (write(ws->msg_fd, &one, sizeof(one)) < 0) {
 		/* EAGAIN: the counter is full, a wake-up is due anyway */
 	}
-	return 0;
 }
 
-void workers_cancel(struct workers *ws, void *arg)
+void workers_cancel(struct workers *ws, struct workers_msg *m)
 {
 	pthread_mutex_lock(&ws->mu);
-	for (struct msg **p = &ws->head; *p;) {
-		struct msg *m = *p;
-
-		if (m->arg == arg) {
-			*p = m->next;
-			free(m);
-		} else {
-			p = &m->next;
-		}
+	if (m->queued) {
+		for (struct workers_msg **p = &ws->head; *p; p = &(*p)->next)
+			if (*p == m) {
+				*p = m->next;
+				break;
+			}
+		ws->tail = &ws->head;
+		while (*ws->tail)
+			ws->tail = &(*ws->tail)->next;
+		m->queued = false;
+		m->next = NULL;
 	}
-	ws->tail = &ws->head;
-	while (*ws->tail)
-		ws->tail = &(*ws->tail)->next;
 	pthread_mutex_unlock(&ws->mu);
 }
 
@@ -221,8 +231,10 @@ int workers_new(struct host *h, struct evloop *main_loop, unsigned n, unsigned p
 	struct workers *ws = calloc(1, sizeof(*ws));
 	int rc = 0;
 
-	if (!ws)
+	if (!ws) {
+		snprintf(why, whylen, "out of memory");
 		return -ENOMEM;
+	}
 	ws->h = h;
 	ws->main_loop = main_loop;
 	ws->n = n;
@@ -238,6 +250,7 @@ int workers_new(struct host *h, struct evloop *main_loop, unsigned n, unsigned p
 
 		w->ws = ws;
 		w->idx = t;
+		w->failed = (struct workers_msg){ .fn = on_failed, .arg = w };
 		rc = evloop_new(&w->loop);
 		if (!rc)
 			rc = park_init(&w->park);
@@ -251,6 +264,7 @@ int workers_new(struct host *h, struct evloop *main_loop, unsigned n, unsigned p
 		/* Polling spins only on spare CPU (util/cpuload.h). */
 		if (cpuload_open(&w->load) == 0) {
 			w->load_ok = true;
+			cpuload_set_pollers(&w->load, n);
 			evloop_set_poll_gate(w->loop, cpuload_spare, &w->load);
 		}
 		w->poller = (struct evloop_poller){ .poll = w_poll, .notify = w_notify,
@@ -261,6 +275,9 @@ int workers_new(struct host *h, struct evloop *main_loop, unsigned n, unsigned p
 		struct nvme_ctrl *c = h->ctrls[i];
 		unsigned nq = nvme_ctrl_nr_qpairs(c);
 
+		if (nq < n)
+			log_warn(nvme_ctrl_info(c)->bdf, "%u I/O queues for %u data threads: its clients "
+				 "are served by the first %u", nq, n, nq);
 		for (unsigned q = 0; q < nq; q++) {
 			struct nvme_qpair *qp = nvme_ctrl_qpair(c, q);
 			struct worker *w = &ws->w[q % n];
@@ -316,7 +333,9 @@ int workers_run(struct workers *ws)
 
 		if (rc) {
 			log_err(NULL, "cannot start data thread %u: %s", t, strerror(-rc));
-			park_leave(&w->park);
+			/* Those not started never park: a hold must not wait. */
+			for (unsigned u = t; u < ws->n; u++)
+				park_leave(&ws->w[u].park);
 			workers_stop(ws);
 			return rc;
 		}
@@ -362,12 +381,6 @@ void workers_free(struct workers *ws)
 			park_destroy(&w->park);
 		if (w->load_ok)
 			cpuload_close(&w->load);
-	}
-	while (ws->head) {
-		struct msg *m = ws->head;
-
-		ws->head = m->next;
-		free(m);
 	}
 	if (ws->msg_fd >= 0)
 		close(ws->msg_fd);

@@ -49,10 +49,18 @@ void workers_release(struct workers *w);
 struct evloop *workers_assign(struct workers *w, struct nvme_ctrl *ctrl, unsigned n,
 			      unsigned *qp_base, unsigned *qp_step);
 
-/* Runs fn(arg) on the control thread, with the data threads parked, at
- * its loop's next round. From any thread. workers_cancel drops what is
- * queued for arg (an object freed meanwhile). */
-int workers_post(struct workers *w, void (*fn)(void *arg), void *arg);
-void workers_cancel(struct workers *w, void *arg);
+/* A message to the control thread: its owner embeds it (so posting
+ * cannot fail) and sets fn and arg once. */
+struct workers_msg {
+	void (*fn)(void *arg);
+	void *arg;
+	struct workers_msg *next;
+	bool queued;
+};
+/* Runs m->fn(m->arg) on the control thread, with the data threads parked,
+ * at its loop's next round; posting a queued message does nothing. From
+ * any thread. workers_cancel takes it off the queue (its owner is freed). */
+void workers_post(struct workers *w, struct workers_msg *m);
+void workers_cancel(struct workers *w, struct workers_msg *m);
 
 #endif

@@ -2,6 +2,8 @@
 #ifndef NVD_NVME_PRIV_H
 #define NVD_NVME_PRIV_H
 
+#include <stdatomic.h>
+
 #include "nvme/nvme.h"
 #include "spec/nvme_spec.h"
 

@@ -502,9 +502,9 @@ static void req_maybe_done(struct nvme_req *r)
 		if (s && s->held && s->qp) {
 			struct nvme_ctrl *c = s->qp->ctrl;
 
-			c->share_held--;
+			atomic_fetch_sub_explicit(&c->share_held, 1, memory_order_relaxed);
 			if (!--s->held)
-				c->share_owners--;
+				atomic_fetch_sub_explicit(&c->share_owners, 1, memory_order_relaxed);
 		}
 		r->done(r);
 	}
@@ -513,14 +513,18 @@ static void req_maybe_done(struct nvme_req *r)
 bool nvme_share_full(const struct nvme_qpair *qp, const struct nvme_share *s)
 {
 	const struct nvme_ctrl *c = qp->ctrl;
-	unsigned others, cap;
+	unsigned others, cap, owners, held;
+	uint64_t until;
 
 	if (s->held < NVME_SHARE_MIN)
 		return false;
-	if (c->share_owners < 2 && (!c->shared_until_ms || nvme_now_ms() >= c->shared_until_ms))
+	owners = atomic_load_explicit(&c->share_owners, memory_order_relaxed);
+	until = atomic_load_explicit(&c->shared_until_ms, memory_order_relaxed);
+	if (owners < 2 && (!until || nvme_now_ms() >= until))
 		return false;
-	others = c->share_owners - 1u;	/* s holds some: it is one of them */
-	cap = others ? NVME_SHARE_RATIO * ((c->share_held - s->held) / others) : 0;
+	others = owners > 1 ? owners - 1u : 0;	/* s holds some: it is one of them */
+	held = atomic_load_explicit(&c->share_held, memory_order_relaxed);
+	cap = others && held > s->held ? NVME_SHARE_RATIO * ((held - s->held) / others) : 0;
 	return s->held >= (cap > NVME_SHARE_MIN ? cap : NVME_SHARE_MIN);
 }
 
@@ -643,13 +647,14 @@ int nvme_submit(struct nvme_qpair *qp, struct nvme_req *r)
 		struct nvme_ctrl *c = qp->ctrl;
 
 		if (r->share->held++ == 0)
-			c->share_owners++;
+			atomic_fetch_add_explicit(&c->share_owners, 1, memory_order_relaxed);
 		/* Where its requests wait from now on (the twin or not). */
 		if (!r->share->waiting)
 			r->share->qp = qp;
-		c->share_held++;
-		if (c->share_owners > 1)
-			c->shared_until_ms = nvme_now_ms() + NVME_SHARE_GRACE_MS;
+		atomic_fetch_add_explicit(&c->share_held, 1, memory_order_relaxed);
+		if (atomic_load_explicit(&c->share_owners, memory_order_relaxed) > 1)
+			atomic_store_explicit(&c->shared_until_ms, nvme_now_ms() + NVME_SHARE_GRACE_MS,
+					      memory_order_relaxed);
 	}
 	pend_push(qp, r);
 	qpair_issue(qp);

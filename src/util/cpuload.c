@@ -140,12 +140,15 @@ unsigned cpuload_limit(unsigned ncpu)
 bool cpuload_spare(void *arg)
 {
 	struct cpuload *c = arg;
-	unsigned others;
+	unsigned others, extra;
 
 	if (cpuload_sample(c, &others) != 0)
 		return c->spare;
 	c->others_milli = others;
-	c->spare = cpuload_gate(c->spare, others, c->ncpu);
+	/* Every poller of the process spins a CPU of its own: the others'
+	 * budget is what is left beside them all. */
+	extra = c->pollers > 1 ? c->pollers - 1 : 0;
+	c->spare = cpuload_gate(c->spare, others, c->ncpu > extra ? c->ncpu - extra : 1);
 	return c->spare;
 }
 
@@ -156,4 +159,9 @@ bool cpuload_gate(bool spare, unsigned others_milli, unsigned ncpu)
 	if (spare)
 		return others_milli <= limit;
 	return others_milli < limit * 3 / 4;
+}
+
+void cpuload_set_pollers(struct cpuload *c, unsigned n)
+{
+	c->pollers = n;
 }

@@ -6,7 +6,8 @@
  * need_resched(), but measured over a sample, since user space cannot
  * see the run queue.
  *
- * Main thread only; a sample reads /proc/stat once (pread, no open). */
+ * One struct per polling thread; a sample reads /proc/stat once (pread,
+ * no open). */
 #ifndef NVD_UTIL_CPULOAD_H
 #define NVD_UTIL_CPULOAD_H
 
@@ -27,6 +28,7 @@ struct cpuload {
 	bool spare;		/* the gate's last answer */
 	unsigned others_milli;	/* others' use at the last sample, 1/1000 CPU */
 	unsigned busy_milli;	/* everyone's, this process's included */
+	unsigned pollers;	/* the process's polling threads (0 or 1: one) */
 };
 
 /* Opens /proc/stat and takes the affinity mask. Without /proc, every
@@ -43,6 +45,9 @@ int cpuload_sample(struct cpuload *c, unsigned *others_milli);
  * that. For evloop_set_poll_gate; arg is the struct cpuload. */
 #define CPULOAD_BUSY_PERMILLE 800
 bool cpuload_spare(void *arg);
+/* With n polling threads (nvme-drv --threads), each may spin only where
+ * the others keep less than CPULOAD_BUSY_PERMILLE of every CPU but n. */
+void cpuload_set_pollers(struct cpuload *c, unsigned n);
 /* The same decision from a sample: the gate's next answer after `spare`. */
 bool cpuload_gate(bool spare, unsigned others_milli, unsigned ncpu);
 /* The limit in thousandths of a CPU for n allowed CPUs (for tests). */

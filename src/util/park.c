@@ -64,7 +64,7 @@ void park_leave(struct park *p)
 	pthread_mutex_unlock(&p->mu);
 }
 
-void park_hold(struct park *p)
+void park_ask(struct park *p)
 {
 	uint64_t one = 1;
 
@@ -72,9 +72,21 @@ void park_hold(struct park *p)
 	if (p->want++ == 0 && !p->gone && write(p->efd, &one, sizeof(one)) < 0) {
 		/* EAGAIN: the counter is full, so the owner has a wake-up due */
 	}
+	pthread_mutex_unlock(&p->mu);
+}
+
+void park_wait(struct park *p)
+{
+	pthread_mutex_lock(&p->mu);
 	while (!p->parked && !p->gone)
 		pthread_cond_wait(&p->cv, &p->mu);
 	pthread_mutex_unlock(&p->mu);
+}
+
+void park_hold(struct park *p)
+{
+	park_ask(p);
+	park_wait(p);
 }
 
 void park_release(struct park *p)

@@ -41,6 +41,10 @@ int park_watch(struct park *p, struct evloop *l);
 void park_leave(struct park *p);
 /* Returns once the owner is parked (or gone). Holds nest. */
 void park_hold(struct park *p);
+/* park_hold in two steps, to park several owners at once: ask each, then
+ * wait for each (a hold then as park_hold's). */
+void park_ask(struct park *p);
+void park_wait(struct park *p);
 void park_release(struct park *p);
 
 #endif
