@@ -27,6 +27,7 @@
 #define BAR_LEN 0x2000u
 #define DISK_LBAS 2048u
 #define MAXQ 6
+#define MAXVEC 4
 
 /* ---- the fake controller ---- */
 
@@ -37,6 +38,7 @@ struct fq {
 	uint16_t size, head, tail;
 	uint8_t phase;
 	bool ien;		/* its CQ raises interrupts */
+	uint16_t iv;		/* on this vector */
 	unsigned cmds;		/* I/O commands it carried */
 };
 
@@ -65,6 +67,13 @@ static struct {
 	volatile uint32_t *dbs, *eis;
 	struct fq q[MAXQ];
 	uint8_t disk[DISK_LBAS * 512];
+	/* Interrupts: nvec vectors (0: 1; MAXVEC at most) in mode irq_mode
+	 * (0: MSI-X), an eventfd each, signalled by completions on the CQs
+	 * created with IEN on that vector; irq_fd is vector 0's, the admin
+	 * queue's. */
+	unsigned nvec;
+	enum vfio_irq_mode irq_mode;
+	int vec_fd[MAXVEC];
 	int irq_fd;
 	bool ready;
 } dev;
@@ -95,7 +104,7 @@ static void post(unsigned qid, uint16_t cid, uint16_t status, uint32_t dw0)
 		q->tail = 0;
 		q->phase ^= 1;
 	}
-	if ((qid == 0 || q->ien) && write(dev.irq_fd, &one, sizeof(one)) < 0) {
+	if ((qid == 0 || q->ien) && q->iv < MAXVEC && write(dev.vec_fd[q->iv], &one, sizeof(one)) < 0) {
 		/* the eventfd counter cannot overflow here */
 	}
 }
@@ -175,6 +184,7 @@ static void admin_cmd(const struct nvme_sqe *c)
 		dev.q[qid].tail = 0;
 		dev.q[qid].phase = 1;
 		dev.q[qid].ien = (c->cdw11 & NVME_CREATE_CQ_IEN) != 0;
+		dev.q[qid].iv = (uint16_t)(c->cdw11 >> NVME_CREATE_CQ_IV_SHIFT);
 		break;
 	case NVME_ADM_CREATE_SQ:
 		if (qid == 0 || qid >= MAXQ || !dev.q[qid].cq) {
@@ -324,7 +334,9 @@ static void dev_start(void)
 	*reg(NVME_REG_CAP) = 255 | (2u << 24);
 	*reg(NVME_REG_CAP + 4) = (uint32_t)(NVME_CAP_CSS_NVM << (NVME_CAP_CSS_SHIFT - 32));
 	*reg(NVME_REG_VS) = NVME_VS(1, 4);
-	dev.irq_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	for (unsigned v = 0; v < MAXVEC; v++)
+		dev.vec_fd[v] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	dev.irq_fd = dev.vec_fd[0];
 	pthread_create(&dev.thread, NULL, dev_main, NULL);
 }
 
@@ -332,7 +344,8 @@ static void dev_stop(void)
 {
 	atomic_store(&dev.stop, true);
 	pthread_join(dev.thread, NULL);
-	close(dev.irq_fd);
+	for (unsigned v = 0; v < MAXVEC; v++)
+		close(dev.vec_fd[v]);
 	free(dev.bar);
 }
 
@@ -362,15 +375,18 @@ int vfio_map_bar(struct vfio_dev *d, unsigned bar, volatile void **addr, size_t 
 }
 int vfio_enable_bus_master(struct vfio_dev *d) { (void)d; return 0; }
 int vfio_disable_bus_master(struct vfio_dev *d) { (void)d; bm_off++; return 0; }
-const char *vfio_irq_mode_name(enum vfio_irq_mode m) { (void)m; return "MSI-X"; }
+const char *vfio_irq_mode_name(enum vfio_irq_mode m)
+{
+	return m == VFIO_IRQ_MSIX ? "MSI-X" : m == VFIO_IRQ_MSI ? "MSI" : m == VFIO_IRQ_INTX ? "INTx" : "none";
+}
 int vfio_irq_enable(struct vfio_dev *d, unsigned allowed, unsigned want, enum vfio_irq_mode *mode,
 		    unsigned *nvec)
 {
 	(void)d;
 	(void)allowed;
 	(void)want;
-	*mode = VFIO_IRQ_MSIX;
-	*nvec = 1;
+	*mode = dev.irq_mode ? dev.irq_mode : VFIO_IRQ_MSIX;
+	*nvec = dev.nvec ? dev.nvec : 1;
 	return 0;
 }
 void vfio_irq_disable(struct vfio_dev *d) { (void)d; }
@@ -378,7 +394,7 @@ int vfio_irq_fd(const struct vfio_dev *d, unsigned vec)
 {
 	(void)d;
 	atomic_fetch_add(&irq_fd_calls, 1);
-	return vec == 0 ? dev.irq_fd : -1;
+	return vec < (dev.nvec ? dev.nvec : 1) ? dev.vec_fd[vec] : -1;
 }
 int vfio_irq_unmask(struct vfio_dev *d) { (void)d; return 0; }
 int vfio_req_enable(struct vfio_dev *d) { (void)d; return -ENOTSUP; }
