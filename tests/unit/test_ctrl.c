@@ -1160,6 +1160,168 @@ static void test_polled_twin_refused(void)
 	}
 }
 
+/* ---- interrupt vectors of their own (nvme_qpair_vector_fd) ---- */
+
+static void drain_vectors(void)
+{
+	uint64_t cnt;
+
+	for (unsigned v = 0; v < MAXVEC; v++)
+		while (read(dev.vec_fd[v], &cnt, sizeof(cnt)) > 0)
+			;
+}
+
+static bool fd_readable(int fd, int ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	return poll(&p, 1, ms) == 1;
+}
+
+/* A fake with nvec vectors in mode m that grants `grant` I/O queues (0:
+ * 2), and a controller opened on it for `queues` I/O queue pairs; NULL if
+ * it did not open (the fake is running either way). */
+static struct nvme_ctrl *open_vectors(unsigned nvec, enum vfio_irq_mode m, unsigned grant, unsigned queues,
+				      bool polled)
+{
+	struct nvme_ctrl_opts o = { .io_queues = queues, .io_queue_depth = 16, .admin_timeout_ms = 2000,
+				    .polled_queues = polled };
+	struct nvme_ctrl *c = NULL;
+
+	dev_start();
+	dev.nvec = nvec;
+	dev.irq_mode = m;
+	dev.grant = grant;
+	CHECK_EQ_INT(nvme_ctrl_open("0000:00:04.0", &o, &c), 0);
+	return c;
+}
+
+/* Each queue pair's fd is its own vector's eventfd, and the vectors of
+ * the queue pairs differ from each other and from the admin queue's. */
+static void check_own_vectors(struct nvme_ctrl *c)
+{
+	int fd[2];
+
+	CHECK_EQ_INT(nvme_ctrl_nr_qpairs(c), 2);
+	for (unsigned k = 0; k < 2; k++) {
+		const struct nvme_qpair *qp = nvme_ctrl_qpair(c, k);
+		unsigned v = nvme_qpair_vector(qp);
+
+		fd[k] = nvme_qpair_vector_fd(qp);
+		CHECK(v > 0 && v < dev.nvec);
+		CHECK_EQ_INT(dev.q[1 + k].iv, v);	/* its CQ interrupts there */
+		CHECK(fd[k] >= 0);
+		CHECK_EQ_INT(fd[k], v < MAXVEC ? dev.vec_fd[v] : -2);
+		CHECK_EQ_INT(fd[k], nvme_ctrl_vector_fd(c, v));
+		CHECK(fd[k] != dev.irq_fd);
+		CHECK(fd[k] != nvme_ctrl_vector_fd(c, 0));
+	}
+	CHECK(nvme_qpair_vector(nvme_ctrl_qpair(c, 0)) != nvme_qpair_vector(nvme_ctrl_qpair(c, 1)));
+	CHECK(fd[0] != fd[1]);
+}
+
+/* nvme_qpair_vector_fd (nvme.h "Threads"): a queue pair may leave the
+ * control thread only with an MSI-X vector of its own. With one vector
+ * every queue pair shares the admin queue's, alone or with another: -1. With three and two I/O
+ * queue pairs each has its own fd, also when polled twins (no interrupt,
+ * same vector) are made. MSI and INTx: -1, whatever the vectors. And a
+ * completion signals its queue pair's fd alone and is reaped by
+ * nvme_qpair_poll on that queue pair, not the other. */
+static void test_qpair_vector_fd(void)
+{
+	struct nvme_ctrl *c;
+	struct dma_buf b[2];
+	struct nvme_seg s[2];
+	struct nvme_req r[2];
+	struct rec x[2];
+
+	/* one vector: shared with the admin queue */
+	for (unsigned queues = 1; queues <= 2; queues++) {
+		c = open_vectors(1, VFIO_IRQ_MSIX, 0, queues, false);
+		if (c) {
+			CHECK_EQ_INT(nvme_ctrl_info(c)->nvec, 1);
+			CHECK_EQ_INT(nvme_ctrl_nr_qpairs(c), queues);
+			for (unsigned k = 0; k < queues; k++) {
+				CHECK_EQ_INT(nvme_qpair_vector(nvme_ctrl_qpair(c, k)), 0);
+				CHECK_EQ_INT(nvme_qpair_vector_fd(nvme_ctrl_qpair(c, k)), -1);
+			}
+			nvme_ctrl_close(c);
+		}
+		dev_stop();
+	}
+
+	/* three vectors, two I/O queue pairs: one each */
+	c = open_vectors(3, VFIO_IRQ_MSIX, 0, 2, false);
+	if (c) {
+		check_own_vectors(c);
+		for (unsigned k = 0; k < 2; k++) {
+			vfio_dma_alloc(NULL, 4096, &b[k]);
+			s[k].iova = b[k].iova;
+			s[k].len = 4096;
+		}
+		/* a read on queue pair k: its fd fires, no other; the other
+		 * queue pair's poll leaves it, its own reaps it */
+		for (unsigned k = 0; k < 2; k++) {
+			struct nvme_qpair *qp = nvme_ctrl_qpair(c, k), *other = nvme_ctrl_qpair(c, 1 - k);
+			int fd = nvme_qpair_vector_fd(qp);
+
+			drain_vectors();
+			memset(dev.disk + (64 + 8 * k) * 512, 0x41 + (int)k, 4096);
+			rw_req(&r[k], c, NVME_CMD_READ, 64 + 8 * k, &s[k], &x[k]);
+			CHECK_EQ_INT(nvme_submit(qp, &r[k]), 0);
+			CHECK(fd_readable(fd, 2000));
+			CHECK(!fd_readable(nvme_qpair_vector_fd(other), 0));
+			CHECK(!fd_readable(dev.irq_fd, 0));
+			CHECK_EQ_INT(x[k].calls, 0);
+			CHECK_EQ_INT(nvme_qpair_poll(other), 0);
+			CHECK_EQ_INT(x[k].calls, 0);
+			CHECK_EQ_INT(nvme_qpair_poll(qp), 1);
+			CHECK_EQ_INT(x[k].calls, 1);
+			CHECK_EQ_INT(x[k].result, 0);
+			CHECK_EQ_INT(((uint8_t *)b[k].va)[0], 0x41 + k);
+			CHECK_EQ_INT(dev.q[1 + k].cmds, 1);
+		}
+		for (unsigned k = 0; k < 2; k++)
+			vfio_dma_free(NULL, &b[k]);
+		nvme_ctrl_close(c);
+	}
+	dev_stop();
+
+	/* with polled twins, on the same vectors without interrupts: the
+	 * interrupt-driven queue pairs keep their fds */
+	c = open_vectors(3, VFIO_IRQ_MSIX, 4, 2, true);
+	if (c) {
+		CHECK_EQ_INT(nvme_ctrl_info(c)->nr_polled_queues, 2);
+		CHECK(!dev.q[3].ien && !dev.q[4].ien);
+		CHECK(dev.q[3].iv == dev.q[1].iv && dev.q[4].iv == dev.q[2].iv);
+		check_own_vectors(c);
+		nvme_ctrl_close(c);
+	}
+	dev_stop();
+
+	/* MSI (vectors in powers of two): one I/O queue pair, alone on
+	 * vector 1, but only MSI-X vectors are handed out */
+	c = open_vectors(2, VFIO_IRQ_MSI, 0, 2, false);
+	if (c) {
+		CHECK_EQ_INT(nvme_ctrl_nr_qpairs(c), 1);
+		CHECK_EQ_INT(nvme_qpair_vector(nvme_ctrl_qpair(c, 0)), 1);
+		CHECK(nvme_ctrl_vector_fd(c, 1) >= 0);
+		CHECK_EQ_INT(nvme_qpair_vector_fd(nvme_ctrl_qpair(c, 0)), -1);
+		nvme_ctrl_close(c);
+	}
+	dev_stop();
+
+	/* INTx: the one line */
+	c = open_vectors(1, VFIO_IRQ_INTX, 0, 2, false);
+	if (c) {
+		CHECK_EQ_INT(nvme_ctrl_nr_qpairs(c), 2);
+		for (unsigned k = 0; k < 2; k++)
+			CHECK_EQ_INT(nvme_qpair_vector_fd(nvme_ctrl_qpair(c, k)), -1);
+		nvme_ctrl_close(c);
+	}
+	dev_stop();
+}
+
 /* ---- queue pairs owned by data threads (nvme.h "Threads") ---- */
 
 #define OWNERS 2
@@ -1357,6 +1519,7 @@ int main(void)
 	test_sync_wait_drains_vector();
 	test_polled_queues();
 	test_polled_twin_refused();
+	test_qpair_vector_fd();
 	test_owner_threads();
 	return check_report("test_ctrl");
 }
