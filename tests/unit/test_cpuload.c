@@ -25,6 +25,14 @@ static bool odd_out(unsigned cpu, void *arg)
 	return cpu % 2 == 0;
 }
 
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static void sleep_ms(unsigned ms)
 {
 	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
@@ -68,8 +76,11 @@ int main(void)
 	 * others used, not this process's own time. */
 	CHECK_EQ_INT(cpuload_open(&c), 0);
 	CHECK_EQ_INT(cpuload_sample(&c, &others), -EAGAIN);
-	for (uint64_t t0 = (uint64_t)time(NULL); (uint64_t)time(NULL) < t0 + 1;)
-		;	/* our own spinning is not "others" */
+	/* Our own spinning is not "others". A whole second of it: until
+	 * time() ticks over was anything from 0 to 1 s, and a spin of a few
+	 * ticks fails the check below for tick rounding alone. */
+	for (uint64_t t0 = mono_ns(); mono_ns() - t0 < 1000000000u;)
+		;
 	CHECK_EQ_INT(cpuload_sample(&c, &others), 0);
 	CHECK(c.ncpu >= 1);
 	CHECK(others <= 1000 * c.ncpu);
