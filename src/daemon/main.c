@@ -1,6 +1,7 @@
 /* nvme-drv: the NVMe server. Brings up the NVMe controllers bound to
  * vfio-pci and serves their namespaces and partitions. */
 #include <errno.h>
+#include <sched.h>
 #include <getopt.h>
 #include <grp.h>
 #include <limits.h>
@@ -109,6 +110,8 @@ static void usage(FILE *f)
 		"  --threads N        data threads (1-" STR(WORKERS_MAX) ", default 1): each owns its share of\n"
 		"                     every controller's I/O queues and serves the clients given\n"
 		"                     to it; needs MSI-X with a vector per queue\n"
+		"  --cpus LIST        a data thread on each of these CPUs (e.g. 2,3 or 2-5), each\n"
+		"                     pinned to its own; instead of --threads\n"
 		"  --coalesce-us N    while polling, hold a queue's completion notification\n"
 		"                     up to N microseconds when more than " STR(VBLK_COALESCE_MIN) " of its requests\n"
 		"                     stay in flight (0-" STR(VBLK_COALESCE_US_LIMIT) "; default 0: notify at\n"
@@ -190,7 +193,9 @@ struct config {
 	char sock_dir[CTL_SOCKET_PATH_SIZE];	/* resolved */
 	unsigned poll_max_us;			/* --poll-max-us */
 	unsigned coalesce_us;			/* --coalesce-us */
-	unsigned threads;			/* --threads */
+	unsigned threads;			/* --threads, or as many as --cpus */
+	unsigned cpus[WORKERS_MAX];		/* --cpus */
+	unsigned ncpus;
 };
 
 /* Every client holds descriptors (a connected 4-queue vhost-user client
@@ -360,13 +365,14 @@ static int serve(struct host *h, const struct config *cfg)
 	if (!rc)
 		rc = evloop_add(loop, hl.fd, EPOLLIN, on_health, &hl);
 	vblk_set_coalesce_us(cfg->coalesce_us);
-	if (cfg->threads > 1) {
+	if (cfg->threads > 1 || cfg->ncpus) {
 		/* Data threads serve the clients and their queue pairs; this
 		 * loop the control plane (daemon/workers.h). */
 		char why[256] = "";
 
 		if (!rc) {
-			rc = workers_new(h, loop, cfg->threads, cfg->poll_max_us, &ws, why, sizeof(why));
+			rc = workers_new(h, loop, cfg->threads, cfg->ncpus ? cfg->cpus : NULL,
+					 cfg->poll_max_us, &ws, why, sizeof(why));
 			if (rc)
 				log_err(NULL, "--threads %u: %s", cfg->threads, why);
 		}
@@ -521,7 +527,7 @@ static int resolve_socket_dir(struct config *cfg)
 int main(int argc, char **argv)
 {
 	enum { OPT_CLIENT = 0x200, OPT_DEVICE, OPT_DS_MAX, OPT_READONLY, OPT_SVR, OPT_SOCKET_DIR,
-	       OPT_STATE_DIR, OPT_JSON, OPT_SOCKET_OWNER, OPT_SOCKET_MODE, OPT_POLL_MAX_US, OPT_COALESCE_US, OPT_THREADS,
+	       OPT_STATE_DIR, OPT_JSON, OPT_SOCKET_OWNER, OPT_SOCKET_MODE, OPT_POLL_MAX_US, OPT_COALESCE_US, OPT_THREADS, OPT_CPUS,
 	       OPT_QOS };
 	static const struct option longopts[] = {
 		{ "list", no_argument, NULL, 'l' },
@@ -541,6 +547,7 @@ int main(int argc, char **argv)
 		{ "poll-max-us", required_argument, NULL, OPT_POLL_MAX_US },
 		{ "coalesce-us", required_argument, NULL, OPT_COALESCE_US },
 		{ "threads", required_argument, NULL, OPT_THREADS },
+		{ "cpus", required_argument, NULL, OPT_CPUS },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		HOST_LONG_OPTIONS,
@@ -725,6 +732,16 @@ int main(int argc, char **argv)
 			cfg.threads = (unsigned)v;
 			break;
 		}
+		case OPT_CPUS: {
+			int prc = parse_cpulist(optarg, CPU_SETSIZE, cfg.cpus, WORKERS_MAX, &cfg.ncpus);
+
+			if (prc) {
+				log_err(NULL, "--cpus: '%s' is not a list of CPUs such as 2,3 or 2-5 (each "
+					"below %d, named once, at most %u)", optarg, CPU_SETSIZE, WORKERS_MAX);
+				return 1;
+			}
+			break;
+		}
 		case 'v': verbose++; break;
 		case 'q': quiet = 1; break;
 		case 'l': do_list = true; break;
@@ -782,6 +799,12 @@ int main(int argc, char **argv)
 	/* Polled queues serve only a loop that polls. */
 	if (!cfg.poll_max_us)
 		opts.ctrl.polled_queues = false;
+	if (cfg.ncpus && cfg.threads > 1) {
+		log_err(NULL, "--cpus and --threads: give one (--cpus makes a thread per CPU)");
+		return 1;
+	}
+	if (cfg.ncpus)
+		cfg.threads = cfg.ncpus;
 	/* A queue pair for every data thread, unless told otherwise. */
 	if (!opts.ctrl.io_queues && cfg.threads > 2)	/* the driver's default: 2 */
 		opts.ctrl.io_queues = cfg.threads;

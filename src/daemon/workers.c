@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,7 @@ struct worker {
 	unsigned nqps;
 	pthread_t tid;
 	bool started;
+	int cpu;		/* --cpus: the one it runs on; -1: any */
 	struct workers_msg failed;	/* its loop failed: the server stops */
 };
 
@@ -85,7 +87,21 @@ static void w_vector(void *arg, uint32_t events)
 static void *w_main(void *arg)
 {
 	struct worker *w = arg;
-	int rc = evloop_run(w->loop);
+	int rc;
+
+	if (w->cpu >= 0) {
+		cpu_set_t set;
+
+		CPU_ZERO(&set);
+		CPU_SET(w->cpu, &set);
+		rc = pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+		if (rc)
+			log_warn(NULL, "data thread %u: cannot run on CPU %d alone: %s", w->idx, w->cpu,
+				 strerror(rc));
+		else
+			log_info(NULL, "data thread %u on CPU %d", w->idx, w->cpu);
+	}
+	rc = evloop_run(w->loop);
 
 	if (rc) {
 		log_err(NULL, "data thread %u: event loop failed: %s; stopping", w->idx, strerror(-rc));
@@ -225,8 +241,8 @@ struct evloop *workers_assign(struct workers *ws, struct nvme_ctrl *ctrl, unsign
 	return ws->w[t].loop;
 }
 
-int workers_new(struct host *h, struct evloop *main_loop, unsigned n, unsigned poll_max_us,
-		struct workers **out, char *why, size_t whylen)
+int workers_new(struct host *h, struct evloop *main_loop, unsigned n, const unsigned *cpus,
+		unsigned poll_max_us, struct workers **out, char *why, size_t whylen)
 {
 	struct workers *ws = calloc(1, sizeof(*ws));
 	int rc = 0;
@@ -250,6 +266,7 @@ int workers_new(struct host *h, struct evloop *main_loop, unsigned n, unsigned p
 
 		w->ws = ws;
 		w->idx = t;
+		w->cpu = cpus ? (int)cpus[t] : -1;
 		w->failed = (struct workers_msg){ .fn = on_failed, .arg = w };
 		rc = evloop_new(&w->loop);
 		if (!rc)

@@ -29,11 +29,12 @@ struct workers;
 
 /* Sets up n data threads' loops on `h`'s controllers, polling up to
  * poll_max_us, and the control loop `main_loop`'s share: the controllers'
- * other vectors, the message fd, the hooks that park the threads. The
+ * other vectors, the message fd, the hooks that park the threads. With
+ * cpus (n of them, --cpus), thread t runs on CPU cpus[t] alone. The
  * threads start with workers_run. Fails (why says why) if a queue pair a
  * thread would own shares its vector. */
-int workers_new(struct host *h, struct evloop *main_loop, unsigned n, unsigned poll_max_us,
-		struct workers **out, char *why, size_t whylen);
+int workers_new(struct host *h, struct evloop *main_loop, unsigned n, const unsigned *cpus,
+		unsigned poll_max_us, struct workers **out, char *why, size_t whylen);
 int workers_run(struct workers *w);
 /* Stops and joins the threads (their loops stay until workers_free). */
 void workers_stop(struct workers *w);

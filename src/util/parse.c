@@ -70,3 +70,43 @@ int parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 	*out = v;
 	return 0;
 }
+
+int parse_cpulist(const char *s, unsigned limit, unsigned *cpus, unsigned max, unsigned *n)
+{
+	const char *p = s;
+
+	*n = 0;
+	if (!s || !*s)
+		return -EINVAL;
+	for (;;) {
+		uint64_t lo, hi;
+		const char *end;
+		int rc = parse_base(p, &lo, &end);
+
+		if (rc)
+			return rc;
+		hi = lo;
+		if (*end == '-') {
+			rc = parse_base(end + 1, &hi, &end);
+			if (rc)
+				return rc;
+			if (hi < lo)
+				return -EINVAL;
+		}
+		if (hi >= limit)
+			return -ERANGE;
+		for (uint64_t c = lo; c <= hi; c++) {
+			for (unsigned i = 0; i < *n; i++)
+				if (cpus[i] == c)
+					return -EINVAL;
+			if (*n >= max)
+				return -ERANGE;
+			cpus[(*n)++] = (unsigned)c;
+		}
+		if (*end == '\0')
+			return 0;
+		if (*end != ',')
+			return -EINVAL;
+		p = end + 1;
+	}
+}

@@ -72,6 +72,8 @@ step verify-threads $PT --device NVD-A:n4 --rw verify --bs 4k --qd 16 --threads 
 step verify-threads-3 $PT --device $U1 --rw verify --bs 16k --qd 4 --threads 3 --seed 9 --no-polled-queues
 step read-threads $PT --device NVD-A:n4 --rw randread --qd 8 --threads 2 --time 3
 step bad-coalesce $D --coalesce-us 10001 --list
+step bad-cpus $D --cpus 0,0 --list
+step bad-cpus-threads $D --cpus 0,1 --threads 2 --list
 step bad-threads-queues $P --device NVD-A:n4 --threads 2 --queues 1 --count 1
 step bad-threads-vector $P --device NVD-A:n4 --threads 2 --nomsix --count 1
 step bad-option $D --bogus
@@ -195,6 +197,8 @@ echo "# register doorbells, verify QD32 write phase: $(grep -m1 '^doorbells' "$N
 
 expect_error bad-option "--bogus"
 expect_error bad-coalesce "--coalesce-us"
+expect_error bad-cpus "--cpus"
+expect_error bad-cpus-threads "give one"
 expect_error bad-threads-queues "--queues 1"
 expect_error bad-threads-vector "shares its interrupt vector"
 expect_error bad-option-arg "--pci"
