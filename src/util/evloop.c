@@ -39,6 +39,7 @@ struct evloop {
 	void *sig_arg;
 	bool stop;
 	struct evloop_defer *deferred;	/* in queueing order */
+	struct evloop_defer *yielded;	/* evloop_yield(): for the end of a round */
 	struct watch *w;
 	unsigned nw;		/* slots allocated */
 	unsigned free_hint;	/* no free slot below it */
@@ -183,12 +184,8 @@ int evloop_catch_signals(struct evloop *l, evloop_cb cb, void *arg)
 	return rc;
 }
 
-void evloop_defer(struct evloop *l, struct evloop_defer *d)
+static void queue_at_end(struct evloop_defer **p, struct evloop_defer *d)
 {
-	struct evloop_defer **p = &l->deferred;
-
-	if (d->queued)
-		return;
 	while (*p)
 		p = &(*p)->next;
 	d->next = NULL;
@@ -196,13 +193,34 @@ void evloop_defer(struct evloop *l, struct evloop_defer *d)
 	*p = d;
 }
 
-void evloop_defer_cancel(struct evloop *l, struct evloop_defer *d)
+void evloop_defer(struct evloop *l, struct evloop_defer *d)
 {
-	for (struct evloop_defer **p = &l->deferred; *p; p = &(*p)->next)
+	struct evloop_defer **p = &l->deferred;
+
+	if (!d->queued)
+		queue_at_end(p, d);
+}
+
+void evloop_yield(struct evloop *l, struct evloop_defer *d)
+{
+	if (!d->queued)
+		queue_at_end(&l->yielded, d);
+}
+
+static bool unlink_from(struct evloop_defer **p, struct evloop_defer *d)
+{
+	for (; *p; p = &(*p)->next)
 		if (*p == d) {
 			*p = d->next;
-			break;
+			return true;
 		}
+	return false;
+}
+
+void evloop_defer_cancel(struct evloop *l, struct evloop_defer *d)
+{
+	if (!unlink_from(&l->deferred, d))
+		unlink_from(&l->yielded, d);
 	d->queued = false;
 }
 
@@ -222,6 +240,25 @@ static void run_deferred(struct evloop *l)
 		d->cb(d->arg);
 	}
 	hooks_after(l);
+}
+
+/* As many as were yielded before this point, from the front: what they
+ * yield again goes to the back and waits for the next round (a callback
+ * may cancel another's node, so the list stays the loop's). Called inside
+ * the hooks. */
+static void run_yielded(struct evloop *l)
+{
+	unsigned n = 0;
+
+	for (struct evloop_defer *d = l->yielded; d; d = d->next)
+		n++;
+	while (n-- && l->yielded) {
+		struct evloop_defer *d = l->yielded;
+
+		l->yielded = d->next;
+		d->queued = false;
+		d->cb(d->arg);
+	}
 }
 
 static uint64_t now_ns(void)
@@ -425,6 +462,12 @@ int evloop_once(struct evloop *l, int timeout_ms)
 	bool pend;
 	int n;
 
+	/* Yielded work waits: the round looks at the fds without sleeping,
+	 * lets their callbacks go first, then goes on with it. */
+	if (l->yielded) {
+		timeout_ms = 0;
+		timed = false;
+	}
 	run_deferred(l);
 	if (timed) {
 		t0 = now_ns();
@@ -463,7 +506,7 @@ int evloop_once(struct evloop *l, int timeout_ms)
 		adjust_window(l, now_ns() - t0);
 	if (pend)
 		walk(l, true, false);
-	if (n > 0 || l->deferred) {
+	if (n > 0 || l->deferred || l->yielded) {
 		hooks_before(l);
 		for (int i = 0; i < n; i++) {
 			uint32_t slot = (uint32_t)ev[i].data.u64;
@@ -472,6 +515,7 @@ int evloop_once(struct evloop *l, int timeout_ms)
 			if (w && w->used && w->gen == (uint32_t)(ev[i].data.u64 >> 32))
 				w->cb(w->arg, ev[i].events);
 		}
+		run_yielded(l);
 		run_deferred(l);
 		hooks_after(l);
 	}

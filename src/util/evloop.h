@@ -116,6 +116,13 @@ void evloop_poller_add(struct evloop *l, struct evloop_poller *p);
 void evloop_poller_del(struct evloop *l, struct evloop_poller *p);
 void evloop_poll_stats(const struct evloop *l, struct evloop_poll_stats *out);
 void evloop_defer(struct evloop *l, struct evloop_defer *d);
+/* Work yielded to the end of the round, after the fd callbacks that are
+ * ready: how a callback with more to do than its budget lets every other
+ * peer go first (vblk's per-virtqueue budget). The loop does not sleep
+ * while any waits; what yields again from there runs a round later.
+ * Queueing a queued node does nothing; evloop_defer_cancel() cancels it
+ * too. */
+void evloop_yield(struct evloop *l, struct evloop_defer *d);
 void evloop_defer_cancel(struct evloop *l, struct evloop_defer *d);
 bool evloop_stopped(const struct evloop *l);
 

@@ -134,6 +134,10 @@ struct vblk {
 	 * have returned (issue 7.1). */
 	unsigned busy;
 	bool destroying;
+	/* Queues (bit q) that stopped at their budget with requests left,
+	 * and the turn that goes on with them (evloop_yield). */
+	uint32_t over_budget;
+	struct evloop_defer more;
 	bool quiesced;		/* vblk_quiesce(): a successor takes the rest */
 	bool broken;
 	struct vblk_stats stats;
@@ -493,6 +497,8 @@ static void rings_refresh(struct vblk *d)
 
 /* ---- device ---- */
 
+static void more_turn(void *arg);
+
 int vblk_new(const struct vblk_conf *conf, const struct vblk_ops *ops, void *ctx, struct vblk **out)
 {
 	const struct nvme_ctrl_info *ci;
@@ -550,6 +556,9 @@ int vblk_new(const struct vblk_conf *conf, const struct vblk_ops *ops, void *ctx
 		d->features |= VIRTIO_BIT(VIRTIO_BLK_F_WRITE_ZEROES);
 	for (unsigned q = 0; q < VBLK_MAX_QUEUES; q++)
 		vq_init(&d->vqs[q].vq, &mem_ops, d);
+	if (!d->conf.vq_budget)
+		d->conf.vq_budget = VBLK_VQ_BUDGET;
+	d->more = (struct evloop_defer){ .cb = more_turn, .arg = d };
 	d->qos_fd = -1;
 	rc = vblk_set_qos(d, &conf->qos);
 	if (rc) {
@@ -565,6 +574,8 @@ int vblk_new(const struct vblk_conf *conf, const struct vblk_ops *ops, void *ctx
 /* Called with nothing in flight: every retired region is gone already. */
 static void vblk_free(struct vblk *d)
 {
+	if (d->conf.loop)
+		evloop_defer_cancel(d->conf.loop, &d->more);
 	drop_table(d);
 	qos_close(d);
 	while (d->free_ios) {
@@ -587,6 +598,20 @@ static void release(struct vblk *d)
 {
 	if (!--d->busy && d->destroying && d->inflight == 0)
 		vblk_free(d);
+}
+
+/* The next turn of the queues that stopped at their budget (vblk_vq_kick),
+ * at the end of a loop round: every peer ready in it went first. */
+static void more_turn(void *arg)
+{
+	struct vblk *d = arg;
+	uint32_t over = d->over_budget;
+
+	hold(d);
+	for (unsigned q = 0; q < d->conf.num_queues && !d->destroying; q++)
+		if (over & (1u << q))
+			vblk_vq_kick(d, q);
+	release(d);
 }
 
 void vblk_reset(struct vblk *d)
@@ -1367,18 +1392,27 @@ bool vblk_set_notify(struct vblk *d, bool on)
 void vblk_vq_kick(struct vblk *d, unsigned q)
 {
 	struct vqueue *v = vqueue(d, q);
+	unsigned turn = 0;
 
 	if (!v)
 		return;
 	hold(d);
+	d->over_budget &= ~(1u << q);
 	/* Every request this kick brings goes to the controller with one
 	 * doorbell write. */
 	nvme_qpair_plug(pick_qp(d, q));
 	while (runnable(d, v)) {
 		struct vq_err err = { 0 };
-		struct vblk_io *io = io_get(d);
+		struct vblk_io *io;
 		int rc;
 
+		if (d->conf.loop && ++turn > d->conf.vq_budget) {
+			/* Its turn is over; whether more is there is seen then. */
+			d->over_budget |= 1u << q;
+			evloop_yield(d->conf.loop, &d->more);
+			break;
+		}
+		io = io_get(d);
 		if (!io)
 			break;	/* retried on the next kick or completion */
 		if (nvme_share_full(pick_qp(d, q), &v->share)) {

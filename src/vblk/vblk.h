@@ -23,6 +23,11 @@
 #define VBLK_MAX_QUEUE_SIZE 1024
 #define VBLK_DS_MAX_LIMIT 256	/* ds-max range 1..256 */
 #define VBLK_DS_MAX_DEFAULT 2	/* as in L4Re */
+/* Requests a virtqueue takes in one go before the other clients and
+ * queues of its loop get a turn (vblk_vq_kick): a client with hundreds in
+ * its ring does not hold one at depth 1 behind all of them. Measured in
+ * BENCHMARKS.md "Per-virtqueue budget". */
+#define VBLK_VQ_BUDGET 32
 
 struct vblk;
 struct evloop;
@@ -49,6 +54,10 @@ struct vblk_conf {
 	 * requests held back by them go (NULL: no limits can be set). */
 	struct qos_limits qos;
 	struct evloop *loop;
+	/* Requests taken per turn (0: VBLK_VQ_BUDGET); the rest waits for
+	 * the end of the loop's round (evloop_yield). Without a loop a
+	 * queue takes all it finds. */
+	unsigned vq_budget;
 };
 
 struct vblk_ops {
@@ -128,7 +137,8 @@ int vblk_vq_stop(struct vblk *d, unsigned q);
 /* The next available index to take: what GET_VRING_BASE reports. */
 uint16_t vblk_vq_base(const struct vblk *d, unsigned q);
 void vblk_vq_enable(struct vblk *d, unsigned q, bool on);
-/* Takes and starts every available request of queue q. */
+/* Takes and starts the available requests of queue q: at most the
+ * budget (vblk_conf.vq_budget) now, the rest at the end of the round. */
 void vblk_vq_kick(struct vblk *d, unsigned q);
 /* For a transport's poller (evloop_poller): takes what the running rings
  * hold without a kick; returns true if it took any. */

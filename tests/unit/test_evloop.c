@@ -272,6 +272,95 @@ static void test_stale_slot(void)
 	close(t.fd_c);
 }
 
+/* evloop_yield: yielded work runs at the end of a round, after the fd
+ * callbacks ready in it; what yields again waits a round; the loop does
+ * not sleep while any waits; a callback may cancel a node yielded beside
+ * its own. */
+struct yield_t {
+	struct evloop *l;
+	struct evloop_defer a, b;
+	int fd;
+	unsigned a_runs, b_runs, fd_calls;
+	unsigned a_again;	/* times a yields itself again */
+	unsigned fd_at_a;	/* fd_calls when a last ran */
+	bool a_cancels_b;
+};
+
+static void y_fd(void *arg, uint32_t events)
+{
+	struct yield_t *t = arg;
+
+	(void)events;
+	t->fd_calls++;
+}
+
+static void y_a(void *arg)
+{
+	struct yield_t *t = arg;
+
+	t->a_runs++;
+	t->fd_at_a = t->fd_calls;
+	if (t->a_again) {
+		t->a_again--;
+		evloop_yield(t->l, &t->a);
+	}
+	if (t->a_cancels_b)
+		evloop_defer_cancel(t->l, &t->b);
+}
+
+static void y_b(void *arg)
+{
+	struct yield_t *t = arg;
+
+	t->b_runs++;
+}
+
+static void test_yield(void)
+{
+	struct yield_t t = { 0 };
+	uint64_t t0;
+
+	CHECK_EQ_INT(evloop_new(&t.l), 0);
+	t.a = (struct evloop_defer){ .cb = y_a, .arg = &t };
+	t.b = (struct evloop_defer){ .cb = y_b, .arg = &t };
+	t.fd = eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK);	/* always readable */
+	CHECK_EQ_INT(evloop_add(t.l, t.fd, EPOLLIN, y_fd, &t), 0);
+	/* After the round's fd callback; yielded again: once per round, and
+	 * no round sleeps (a wait of -1 would hang without an fd ready). */
+	t.a_again = 2;
+	evloop_yield(t.l, &t.a);
+	evloop_yield(t.l, &t.a);	/* queued once */
+	evloop_once(t.l, 100);
+	CHECK_EQ_INT(t.a_runs, 1);
+	CHECK_EQ_INT(t.fd_at_a, 1);
+	evloop_once(t.l, 100);
+	CHECK_EQ_INT(t.a_runs, 2);
+	CHECK_EQ_INT(t.fd_at_a, 2);
+	evloop_del(t.l, t.fd);
+	t0 = ms_now();
+	evloop_once(t.l, -1);
+	CHECK_EQ_INT(t.a_runs, 3);
+	CHECK(ms_now() - t0 < 50);
+	evloop_once(t.l, 0);
+	CHECK_EQ_INT(t.a_runs, 3);
+	/* a cancels b, yielded after it in the same round: b never runs. */
+	t.a_cancels_b = true;
+	evloop_yield(t.l, &t.a);
+	evloop_yield(t.l, &t.b);
+	evloop_once(t.l, 100);
+	CHECK_EQ_INT(t.a_runs, 4);
+	CHECK_EQ_INT(t.b_runs, 0);
+	CHECK(!t.b.queued);
+	/* Cancelled before its round: it does not run, nor keep the loop awake. */
+	t.a_cancels_b = false;
+	evloop_yield(t.l, &t.b);
+	evloop_defer_cancel(t.l, &t.b);
+	evloop_once(t.l, 20);
+	CHECK_EQ_INT(t.b_runs, 0);
+	evloop_free(t.l);
+	close(t.fd);
+}
+
 int main(void)
 {
 	struct evloop *l;
@@ -481,5 +570,6 @@ int main(void)
 	close(efd);
 	test_hooks();
 	test_stale_slot();
+	test_yield();
 	return check_report("evloop");
 }

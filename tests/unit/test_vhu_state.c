@@ -505,6 +505,58 @@ static void test_batched_kick(void)
 	fe_free(&f);
 }
 
+/* Per-virtqueue budget (issue 11): a front end with many requests in its
+ * ring takes its budget's worth, then a front end kicked after it gets its
+ * one request to the controller, then the rest is taken without another
+ * kick (the kick eventfd is edge-triggered: nothing would come again). */
+static void test_vq_budget(void)
+{
+	struct fe f, g;
+	int g_pos = -1;
+
+	reset_fake();
+	fe_vq_budget = 4;
+	CHECK_EQ_INT(fe_new(&f, loop, "deep"), 0);
+	CHECK_EQ_INT(fe_new(&g, loop, "shallow"), 0);
+	fe_vq_budget = 0;
+	CHECK_EQ_INT(fe_setup(&f, 1), 0);
+	CHECK_EQ_INT(fe_setup(&g, 1), 0);
+	for (int i = 0; i < 12; i++)
+		fe_post(&f, 0, VIRTIO_BLK_T_IN, 8 * (uint64_t)i, 4096);
+	fe_post(&g, 0, VIRTIO_BLK_T_IN, 1024, 4096);
+	fe_kick(&f, 0);
+	fe_kick(&g, 0);
+	fe_run(&f, 6);
+	CHECK_EQ_INT(fake_nvme.npending, 13);
+	for (unsigned i = 0; i < fake_nvme.npending; i++)
+		if (fake_nvme.pending[i]->slba == 1024)
+			g_pos = (int)i;
+	/* Without a budget the deep ring went first, whole: position 12. */
+	CHECK(g_pos >= 0 && g_pos <= 4);
+	fake_nvme_complete_all(0);
+	fe_run(&f, 2);
+	for (int i = 0; i < 12; i++) {
+		uint32_t id, len;
+
+		CHECK_EQ_INT(fe_used(&f, 0, &id, &len), 1);
+	}
+	fe_free(&g);
+	fe_free(&f);
+	/* The default budget takes a whole small ring in one turn. */
+	CHECK_EQ_INT(fe_new(&f, loop, "default"), 0);
+	CHECK_EQ_INT(fe_setup(&f, 1), 0);
+	for (int i = 0; i < 12; i++)
+		fe_post(&f, 0, VIRTIO_BLK_T_IN, 8 * (uint64_t)i, 4096);
+	fake_nvme.doorbells = 0;
+	fe_kick(&f, 0);
+	fe_run(&f, 1);
+	CHECK_EQ_INT(fake_nvme.npending, 12);
+	CHECK_EQ_INT(fake_nvme.doorbells, 1);
+	fake_nvme_complete_all(0);
+	fe_run(&f, 2);
+	fe_free(&f);
+}
+
 static long long mono_ms(void)
 {
 	struct timespec ts;
@@ -1065,6 +1117,7 @@ int main(int argc, char **argv)
 		{ "inflight_waits_for_old_io", test_inflight_waits_for_old_io },
 		{ "discard_ranges", test_discard_ranges },
 		{ "batched_kick", test_batched_kick },
+		{ "vq_budget", test_vq_budget },
 		{ "qos_held_and_released", test_qos_held_and_released },
 		{ "qos_change_applies_at_once", test_qos_change_applies_at_once },
 		{ "qos_session_change", test_qos_session_change },

@@ -26,6 +26,8 @@ static void ended(void *ctx, struct vhu_ep *ep)
 
 static const struct vhu_ep_ops ep_ops = { .ended = ended };
 
+unsigned fe_vq_budget;
+
 static int connect_ep(struct fe *f, const char *name)
 {
 	struct vblk_conf conf = {
@@ -34,6 +36,7 @@ static int connect_ep(struct fe *f, const char *name)
 		.ds_max = 2,
 		.num_queues = FE_NQ,
 		.loop = f->loop,
+		.vq_budget = fe_vq_budget,
 	};
 	int sv[2];
 

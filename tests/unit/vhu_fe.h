@@ -40,6 +40,9 @@ struct fe {
 	uint64_t features_off;	/* feature bits fe_setup does not accept */
 };
 
+/* vblk_conf.vq_budget of the endpoints made from now on (0: the default). */
+extern unsigned fe_vq_budget;
+
 /* Creates the server endpoint on a socket pair (adopted, as a client made
  * by create() without socket=) and our memory. Returns 0 or -errno. */
 int fe_new(struct fe *f, struct evloop *loop, const char *name);
