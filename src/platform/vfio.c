@@ -42,12 +42,14 @@ struct vfio_dev {
 	int device;
 	uint64_t cfg_off;
 	/* The IOVA allocator and the mapping table, under dma_lock: data
-	 * threads map and look up client memory (nvme-drv --threads). */
+	 * threads map and look up client memory (nvme-drv --threads). The
+	 * VFIO pin and unpin ioctls run outside it. */
 	pthread_mutex_t dma_lock;
 	struct iova_ext *free;
 	size_t nfree, capfree;
 	struct dma_map *maps;
 	size_t nmaps, capmaps;
+	size_t npending;	/* slots held for maps being pinned, unlocked */
 	struct {
 		void *addr;
 		size_t len;
@@ -580,50 +582,55 @@ static void explain_pin_failure(struct vfio_dev *d, size_t len, int err)
 		log_err(d->bdf, "cannot map %zu bytes for DMA: %s", len, strerror(err));
 }
 
-static int dma_map_locked(struct vfio_dev *d, void *vaddr, size_t len, int prot, uint64_t *iova)
+/* The IOVA range and a slot in the table are taken under dma_lock; the
+ * pin itself (VFIO_IOMMU_MAP_DMA, seconds for gigabytes) runs without it,
+ * so that one client's memory table does not stall the other threads'
+ * maps and look-ups. No one knows the range before this returns. */
+int vfio_dma_map(struct vfio_dev *d, void *vaddr, size_t len, int prot, uint64_t *iova)
 {
 	struct vfio_iommu_type1_dma_map m = { .argsz = sizeof(m) };
-	int rc;
+	int rc = 0, err;
 
-	rc = iova_alloc(d, len, iova);
-	if (rc) {
-		log_err(d->bdf, "IOVA space exhausted mapping %zu bytes", len);
-		return rc;
+	if (!len || (len & (PAGE_SZ - 1)) || ((uintptr_t)vaddr & (PAGE_SZ - 1)))
+		return -EINVAL;
+	pthread_mutex_lock(&d->dma_lock);
+	if (d->nmaps + d->npending == d->capmaps) {
+		size_t cap = d->capmaps ? d->capmaps * 2 : 16;
+		struct dma_map *nm = realloc(d->maps, cap * sizeof(*nm));
+
+		if (nm) {
+			d->maps = nm;
+			d->capmaps = cap;
+		} else {
+			rc = -ENOMEM;
+		}
 	}
+	if (!rc) {
+		rc = iova_alloc(d, len, iova);
+		if (rc)
+			log_err(d->bdf, "IOVA space exhausted mapping %zu bytes", len);
+	}
+	if (!rc)
+		d->npending++;
+	pthread_mutex_unlock(&d->dma_lock);
+	if (rc)
+		return rc;
 	m.flags = ((prot & VFIO_DMA_READ) ? VFIO_DMA_MAP_FLAG_READ : 0) |
 		  ((prot & VFIO_DMA_WRITE) ? VFIO_DMA_MAP_FLAG_WRITE : 0);
 	m.vaddr = (uintptr_t)vaddr;
 	m.iova = *iova;
 	m.size = len;
-	if (d->nmaps == d->capmaps) {
-		size_t cap = d->capmaps ? d->capmaps * 2 : 16;
-		struct dma_map *nm = realloc(d->maps, cap * sizeof(*nm));
-
-		if (!nm) {
-			iova_add_free(d, *iova, len);
-			return -ENOMEM;
-		}
-		d->maps = nm;
-		d->capmaps = cap;
-	}
-	if (ioctl(d->container, VFIO_IOMMU_MAP_DMA, &m) != 0) {
-		rc = -errno;
-		explain_pin_failure(d, len, errno);
-		iova_add_free(d, *iova, len);
-		return rc;
-	}
-	d->maps[d->nmaps++] = (struct dma_map){ .iova = *iova, .len = len, .va = vaddr };
-	return 0;
-}
-
-int vfio_dma_map(struct vfio_dev *d, void *vaddr, size_t len, int prot, uint64_t *iova)
-{
-	int rc;
-
-	if (!len || (len & (PAGE_SZ - 1)) || ((uintptr_t)vaddr & (PAGE_SZ - 1)))
-		return -EINVAL;
+	err = ioctl(d->container, VFIO_IOMMU_MAP_DMA, &m) != 0 ? errno : 0;
+	if (err)
+		explain_pin_failure(d, len, err);
 	pthread_mutex_lock(&d->dma_lock);
-	rc = dma_map_locked(d, vaddr, len, prot, iova);
+	d->npending--;
+	if (err) {
+		rc = -err;
+		iova_add_free(d, *iova, len);
+	} else {
+		d->maps[d->nmaps++] = (struct dma_map){ .iova = *iova, .len = len, .va = vaddr };
+	}
 	pthread_mutex_unlock(&d->dma_lock);
 	return rc;
 }
@@ -656,20 +663,22 @@ void *vfio_iova_to_va(const struct vfio_dev *cd, uint64_t iova, size_t len)
 	return va;
 }
 
+/* The unpin runs without dma_lock (as the pin): the range stays
+ * allocated and in the table until it is done. */
 int vfio_dma_unmap(struct vfio_dev *d, uint64_t iova, size_t len)
 {
 	struct vfio_iommu_type1_dma_unmap u = { .argsz = sizeof(u), .iova = iova, .size = len };
 	int rc;
 
-	pthread_mutex_lock(&d->dma_lock);
 	if (ioctl(d->container, VFIO_IOMMU_UNMAP_DMA, &u) != 0) {
 		rc = -errno;
 		log_err(d->bdf, "cannot unmap IOVA %#llx+%zu: %s", (unsigned long long)iova, len,
 			strerror(errno));
-	} else {
-		maps_forget(d, iova, len);
-		rc = iova_add_free(d, iova, len);
+		return rc;
 	}
+	pthread_mutex_lock(&d->dma_lock);
+	maps_forget(d, iova, len);
+	rc = iova_add_free(d, iova, len);
 	pthread_mutex_unlock(&d->dma_lock);
 	return rc;
 }
