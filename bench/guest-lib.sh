@@ -84,6 +84,12 @@ io_run() { # SOCKET RW BS QD [N]: nvme-drv-io; N clients at once on SOCKET with 
 	done
 	wait $pids
 }
+io_many() { # SOCKET RW BS QD N: N clients from one nvme-drv-io process (--clients), lines split per client
+	timeout $((T + 120)) "$IO" ${IO_ARGS:-} --socket "$1" --clients "$5" --rw "$2" --bs "$3" \
+		--qd "$4" --time "$T" > "$O.all" 2>&1 || true
+	local i
+	for i in $(seq "$5"); do grep "^client $i: " "$O.all" > "$O.out.$i" || true; done
+}
 perf_run() { # DEVICE RW BS QD: nvme-drv-perf (DRV_ARGS passed through)
 	timeout $((T + 60)) "$PERF" $DRV_ARGS --device "$1" --rw "$2" --bs "$3" --qd "$4" --time "$T" > "$O.out.1" 2>&1
 }

@@ -60,6 +60,10 @@ struct run {
 	bool verify_write;
 	uint64_t issued, completed, errors, mismatches;
 	uint64_t seq, deadline_ns, rng;
+	uint64_t end_ns;	/* its last completion of the phase */
+	char label[48];		/* "client N: " with --clients, else empty */
+	char fdname[32];	/* its name with --fd */
+	char *owned_name;	/* its socket path with --clients */
 	struct lat_log lat;
 	struct io *ios;
 };
@@ -199,64 +203,103 @@ static int kick_all(struct run *r)
 	return 0;
 }
 
-/* Keeps qd I/Os in flight until the phase's count, blocks or time run
- * out, sleeping on the call eventfds in between. Returns 0 or a negative
- * errno (the device broke the ring, hung up, or stopped answering). */
-static int run_phase(struct run *r, const char *phase)
+static bool phase_open(const struct run *r)
+{
+	return r->completed < r->issued;
+}
+
+/* Keeps qd I/Os in flight on each of the n runs until the phase's count,
+ * blocks or time run out, sleeping on all their call eventfds in between
+ * (one thread drives every device: --clients). Returns 0 or a negative
+ * errno (a device broke the ring, hung up, or stopped answering). */
+static int run_phase(struct run *rs, unsigned n, const char *phase)
 {
 	struct vhu_done done[REAP_BATCH];
+	struct vhu_client **cs = calloc(n, sizeof(*cs));
 	uint64_t t0, idle_since;
-	int rc;
+	unsigned open = 0;
+	int rc = 0;
 
-	r->issued = r->completed = r->seq = 0;
-	if (r->start_at_ns) {
-		struct timespec at = { (time_t)(r->start_at_ns / 1000000000ull),
-				       (long)(r->start_at_ns % 1000000000ull) }, now;
+	if (!cs)
+		return -ENOMEM;
+	if (rs[0].start_at_ns) {
+		struct timespec at = { (time_t)(rs[0].start_at_ns / 1000000000ull),
+				       (long)(rs[0].start_at_ns % 1000000000ull) }, now;
 
 		/* Clients started one after another all measure one window. */
 		clock_gettime(CLOCK_REALTIME, &now);
-		if ((uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec > r->start_at_ns)
+		if ((uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec > rs[0].start_at_ns)
 			fprintf(stderr, "nvme-drv-io: warning: ready only after --start-at\n");
 		while (clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &at, NULL) == EINTR && !g_stop)
 			;
-		r->start_at_ns = 0;
+		for (unsigned k = 0; k < n; k++)
+			rs[k].start_at_ns = 0;
 	}
 	t0 = idle_since = now_ns();
-	r->deadline_ns = t0 + (uint64_t)(r->time_s * 1e9);
-	for (unsigned i = 0; i < r->qd; i++)
-		io_start(r, &r->ios[i]);
-	if ((rc = kick_all(r)))
-		return rc;
-	while (r->completed < r->issued) {
+	for (unsigned k = 0; k < n && !rc; k++) {
+		struct run *r = &rs[k];
+
+		r->issued = r->completed = r->seq = 0;
+		r->deadline_ns = t0 + (uint64_t)(r->time_s * 1e9);
+		r->end_ns = t0;
+		for (unsigned i = 0; i < r->qd; i++)
+			io_start(r, &r->ios[i]);
+		rc = kick_all(r);
+	}
+	while (!rc) {
 		unsigned got = 0;
 
-		for (unsigned q = 0; q < r->nq; q++) {
-			rc = vhu_reap(r->c, q, done, REAP_BATCH);
-			if (rc < 0)
-				return rc;
-			for (int i = 0; i < rc; i++) {
-				io_done(r, &done[i]);
-				io_start(r, done[i].priv);
+		open = 0;
+		for (unsigned k = 0; k < n && !rc; k++) {
+			struct run *r = &rs[k];
+
+			if (!phase_open(r))
+				continue;
+			for (unsigned q = 0; q < r->nq && !rc; q++) {
+				int m = vhu_reap(r->c, q, done, REAP_BATCH);
+
+				if (m < 0) {
+					rc = m;
+					break;
+				}
+				for (int i = 0; i < m; i++) {
+					io_done(r, &done[i]);
+					io_start(r, done[i].priv);
+				}
+				got += (unsigned)m;
 			}
-			got += (unsigned)rc;
+			if (!rc)
+				rc = kick_all(r);
+			if (phase_open(r))
+				cs[open++] = r->c;
+			else
+				r->end_ns = now_ns();
 		}
-		if ((rc = kick_all(r)))
-			return rc;
+		if (rc || !open)
+			break;
 		if (got) {
 			idle_since = now_ns();
 			continue;
 		}
-		rc = vhu_wait(r->c, 1000);
-		if (rc < 0 && rc != -EINTR)
-			return rc;
-		if (rc == 0 && r->timeout_ms > 0 &&
-		    now_ns() - idle_since > (uint64_t)r->timeout_ms * 1000000ull) {
-			fprintf(stderr, "nvme-drv-io: no completion for %d ms with %" PRIu64
-				" I/Os in flight\n", r->timeout_ms, r->issued - r->completed);
-			return -ETIMEDOUT;
+		rc = vhu_wait_many(cs, open, 1000);
+		if (rc == -EINTR || rc > 0) {
+			rc = 0;
+		} else if (rc == 0 && rs[0].timeout_ms > 0 &&
+			   now_ns() - idle_since > (uint64_t)rs[0].timeout_ms * 1000000ull) {
+			fprintf(stderr, "nvme-drv-io: no completion for %d ms with I/Os in flight\n",
+				rs[0].timeout_ms);
+			rc = -ETIMEDOUT;
 		}
 	}
-	report_phase(phase, r->completed, r->bs, t0, now_ns(), &r->lat);
+	free(cs);
+	if (rc)
+		return rc;
+	for (unsigned k = 0; k < n; k++) {
+		char name[80];
+
+		snprintf(name, sizeof(name), "%s%s", rs[k].label, phase);
+		report_phase(name, rs[k].completed, rs[k].bs, t0, rs[k].end_ns, &rs[k].lat);
+	}
 	return 0;
 }
 
@@ -508,27 +551,45 @@ static int rw_setup(struct run *r, bool force_indirect, unsigned queue_size)
 	return 0;
 }
 
-static int rw_run(struct run *r)
+static uint64_t errors_of(const struct run *rs, unsigned n)
 {
+	uint64_t e = 0;
+
+	for (unsigned k = 0; k < n; k++)
+		e += rs[k].errors;
+	return e;
+}
+
+static int rw_run(struct run *rs, unsigned n)
+{
+	uint64_t mismatches = 0;
 	int rc;
 
-	r->rng = r->seed;
-	if (r->mode != RW_VERIFY) {
-		rc = run_phase(r, rw_names[r->mode]);
-		return rc || r->errors || g_stop;
+	for (unsigned k = 0; k < n; k++) {
+		rs[k].rng = rs[k].seed;
+		rs[k].verify_write = rs[k].mode == RW_VERIFY;
 	}
-	r->verify_write = true;
-	if (run_phase(r, "write") || r->errors || g_stop)
-		return 1;
-	r->verify_write = false;
-	if (run_phase(r, "read") || r->errors || g_stop)
-		return 1;
-	if (r->mismatches) {
-		fprintf(stderr, "nvme-drv-io: VERIFY FAILED: %" PRIu64 " mismatching sectors\n",
-			r->mismatches);
-		return 1;
+	if (rs[0].mode != RW_VERIFY) {
+		rc = run_phase(rs, n, rw_names[rs[0].mode]);
+		return rc || errors_of(rs, n) || g_stop;
 	}
-	printf("verify: OK, %" PRIu64 " blocks of %u bytes\n", r->blocks, r->bs);
+	if (run_phase(rs, n, "write") || errors_of(rs, n) || g_stop)
+		return 1;
+	for (unsigned k = 0; k < n; k++)
+		rs[k].verify_write = false;
+	if (run_phase(rs, n, "read") || errors_of(rs, n) || g_stop)
+		return 1;
+	for (unsigned k = 0; k < n; k++) {
+		mismatches += rs[k].mismatches;
+		if (rs[k].mismatches)
+			fprintf(stderr, "nvme-drv-io: %sVERIFY FAILED: %" PRIu64 " mismatching sectors\n",
+				rs[k].label, rs[k].mismatches);
+	}
+	if (mismatches)
+		return 1;
+	for (unsigned k = 0; k < n; k++)
+		printf("%sverify: OK, %" PRIu64 " blocks of %u bytes\n", rs[k].label, rs[k].blocks,
+		       rs[k].bs);
 	return 0;
 }
 
@@ -555,6 +616,9 @@ static void usage(FILE *f)
 		"  --start-at T       connect and set up now, start the I/O at T (seconds since\n"
 		"                     the epoch, as date +%%s.%%N prints): clients started one\n"
 		"                     after another measure the same window\n"
+		"  --clients N        drive N devices from this one process (one thread), the\n"
+		"                     same run on each: PATH holds %%i for 1..N; each result\n"
+		"                     line starts \"client K:\" (read/write modes and verify)\n"
 		"  --seed N           pattern and random seed (default 1)\n"
 		"  --offset-sectors N start of the range, in 512-byte sectors (default 0)\n"
 		"  --size SIZE        length of the range in bytes (default: to the end)\n"
@@ -587,12 +651,96 @@ static void usage(FILE *f)
 		VHU_REGIONS_MAX);
 }
 
+/* What main() parsed beyond the run itself. */
+struct setup {
+	const char *mem_file;
+	bool info, want_id, unmap, indirect, have_size;
+	uint64_t size;
+	unsigned queue_size;
+};
+
+/* Connects r to its back-end (path, or the inherited fd), negotiates and
+ * checks the device, then either does the one-shot job (--info, --get-id,
+ * flush, discard, write-zeroes: returns 2 on success) or sets up the
+ * read/write run (returns 0). 1: failed (reported). */
+static int open_run(struct run *r, const char *path, int fd, const struct setup *su)
+{
+	const struct vhu_info *in;
+	uint64_t total, capacity, blk_size;
+
+	if (path) {
+		r->name = path;
+		if (vhu_connect(path, &r->c))
+			return 1;
+	} else {
+		snprintf(r->fdname, sizeof(r->fdname), "fd %d", fd);
+		r->name = r->fdname;
+		if (vhu_adopt_fd(fd, &r->c))
+			return 1;
+	}
+	if (vhu_negotiate(r->c, &(struct vhu_opts){ .timeout_ms = r->timeout_ms,
+						    .mem_file = su->mem_file }))
+		return 1;
+	in = vhu_info(r->c);
+	if (!in->have_config) {
+		log_err(r->name, "the back-end does not offer VHOST_USER_PROTOCOL_F_CONFIG: "
+			"the capacity is unknown");
+		return 1;
+	}
+	print_config(r->name, in, su->info);
+	if (su->info && !su->want_id)
+		return 2;
+	if (r->nq > in->max_queues) {
+		log_err(r->name, "--queues %u: the device has %u", r->nq, in->max_queues);
+		return 1;
+	}
+	capacity = in->config.capacity;
+	blk_size = in->features & VIRTIO_BIT(VIRTIO_BLK_F_BLK_SIZE) ? in->config.blk_size : SECTOR;
+	total = su->have_size ? su->size / SECTOR : r->first < capacity ? capacity - r->first : 0;
+	if (r->first > capacity || total > capacity - r->first)
+		log_warn(r->name, "sectors [%" PRIu64 ", %" PRIu64 ") reach past the end (%" PRIu64
+			 "); sending anyway", r->first, r->first + total, capacity);
+
+	if (su->want_id || r->mode == RW_FLUSH || r->mode == RW_DISCARD ||
+	    r->mode == RW_WRITE_ZEROES) {
+		int rc = 1;
+
+		if (start_device(r, 1, su->queue_size, 2 * PAGE))
+			return 1;
+		if (su->want_id)
+			rc = get_id(r->c);
+		else if (r->mode == RW_FLUSH)
+			rc = flush(r->c);
+		else if (!total)
+			log_err(r->name, "empty range: nothing to %s", rw_names[r->mode]);
+		else
+			rc = ranges_op(r->c, r->mode, r->first, total, su->unmap);
+		return rc ? 1 : 2;
+	}
+
+	if (r->bs % blk_size || (r->first * SECTOR) % blk_size)
+		log_warn(r->name, "--bs %u or sector %" PRIu64 " is not a multiple of blk_size %"
+			 PRIu64 "; sending anyway", r->bs, r->first, blk_size);
+	if ((in->features & VIRTIO_BIT(VIRTIO_BLK_F_RO)) &&
+	    (r->mode == RW_WRITE || r->mode == RW_RANDWRITE || r->mode == RW_VERIFY))
+		log_warn(r->name, "the device is read-only; writing anyway");
+	r->blocks = total / (r->bs / SECTOR);
+	if (!r->blocks) {
+		log_err(r->name, "the range of %" PRIu64 " sectors is smaller than one I/O of %u bytes",
+			total, r->bs);
+		return 1;
+	}
+	if (r->mode == RW_VERIFY && r->count && r->count < r->blocks)
+		r->blocks = r->count;
+	return rw_setup(r, su->indirect, su->queue_size) ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	enum {
 		OPT_SOCKET = 0x200, OPT_FD, OPT_INFO, OPT_GET_ID, OPT_RW, OPT_BS, OPT_QD, OPT_QUEUES,
 		OPT_TIME, OPT_COUNT, OPT_SEED, OPT_OFFSET, OPT_SIZE, OPT_UNMAP, OPT_INDIRECT,
-		OPT_QSIZE, OPT_TIMEOUT, OPT_REGIONS, OPT_MEM_FILE, OPT_START_AT,
+		OPT_QSIZE, OPT_TIMEOUT, OPT_REGIONS, OPT_MEM_FILE, OPT_START_AT, OPT_CLIENTS,
 	};
 	static const struct option longopts[] = {
 		{ "socket", required_argument, NULL, OPT_SOCKET },
@@ -615,19 +763,19 @@ int main(int argc, char **argv)
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 		{ "regions", required_argument, NULL, OPT_REGIONS },
 		{ "mem-file", required_argument, NULL, OPT_MEM_FILE },
+		{ "clients", required_argument, NULL, OPT_CLIENTS },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct run r = { .mode = RW_RANDREAD, .bs = 4096, .qd = 1, .nq = 1, .nregions = 1, .seed = 1,
 			 .time_s = 10, .timeout_ms = 30000 };
-	const char *path = NULL, *mem_file = NULL;
-	char fdname[32];
-	int fd = -1, verbose = 0, quiet = 0, opt, ret = 1;
-	bool info = false, want_id = false, unmap = false, indirect = false, have_size = false;
-	unsigned queue_size = 0;
-	uint64_t v, size = 0, total, capacity, blk_size;
-	const struct vhu_info *in;
+	struct setup su = { 0 };
+	struct run *rs;
+	const char *path = NULL;
+	int fd = -1, verbose = 0, quiet = 0, opt, ret;
+	unsigned nclients = 1;
+	uint64_t v;
 	struct sigaction sa = { .sa_handler = on_signal };
 
 	log_set_prog(argv[0]);
@@ -646,10 +794,10 @@ int main(int argc, char **argv)
 			}
 			fd = (int)v;
 			break;
-		case OPT_INFO: info = true; break;
-		case OPT_GET_ID: want_id = true; break;
-		case OPT_UNMAP: unmap = true; break;
-		case OPT_INDIRECT: indirect = true; break;
+		case OPT_INFO: su.info = true; break;
+		case OPT_GET_ID: su.want_id = true; break;
+		case OPT_UNMAP: su.unmap = true; break;
+		case OPT_INDIRECT: su.indirect = true; break;
 		case OPT_RW:
 			for (v = 0; v < RW_COUNT && strcmp(optarg, rw_names[v]) != 0; v++)
 				;
@@ -712,18 +860,19 @@ int main(int argc, char **argv)
 			}
 			break;
 		case OPT_SIZE:
-			if (parse_size(optarg, SECTOR, UINT64_MAX / 2, &size) || (size & (SECTOR - 1))) {
+			if (parse_size(optarg, SECTOR, UINT64_MAX / 2, &su.size) ||
+			    (su.size & (SECTOR - 1))) {
 				log_err(NULL, "--size: '%s' is not a positive multiple of 512", optarg);
 				return 1;
 			}
-			have_size = true;
+			su.have_size = true;
 			break;
 		case OPT_QSIZE:
 			if (parse_u64(optarg, 1, 32768, &v) || (v & (v - 1))) {
 				log_err(NULL, "--queue-size: '%s' is not a power of 2 up to 32768", optarg);
 				return 1;
 			}
-			queue_size = (unsigned)v;
+			su.queue_size = (unsigned)v;
 			break;
 		case OPT_TIMEOUT:
 			/* 0 waits for ever, as nvme-drv-ctl's --timeout 0. */
@@ -743,7 +892,14 @@ int main(int argc, char **argv)
 			r.nregions = (unsigned)v;
 			break;
 		case OPT_MEM_FILE:
-			mem_file = optarg;
+			su.mem_file = optarg;
+			break;
+		case OPT_CLIENTS:
+			if (parse_u64(optarg, 1, 1024, &v)) {
+				log_err(NULL, "--clients: '%s' is not a number from 1 to 1024", optarg);
+				return 1;
+			}
+			nclients = (unsigned)v;
 			break;
 		case ':':
 			log_err(NULL, "option '%s' needs an argument (see --help)", argv[optind - 1]);
@@ -761,7 +917,7 @@ int main(int argc, char **argv)
 		log_err(NULL, "give exactly one of --socket and --fd (see --help)");
 		return 1;
 	}
-	if (unmap && r.mode != RW_WRITE_ZEROES) {
+	if (su.unmap && r.mode != RW_WRITE_ZEROES) {
 		log_err(NULL, "--unmap is for --rw write-zeroes only");
 		return 1;
 	}
@@ -772,76 +928,51 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 
-	if (path) {
-		r.name = path;
-		if (vhu_connect(path, &r.c))
+	if (nclients > 1) {
+		if (!path || !strstr(path, "%i")) {
+			log_err(NULL, "--clients %u: --socket PATH must contain %%i (1..N)", nclients);
 			return 1;
-	} else {
-		snprintf(fdname, sizeof(fdname), "fd %d", fd);
-		r.name = fdname;
-		if (vhu_adopt_fd(fd, &r.c))
+		}
+		if (su.info || su.want_id || r.mode == RW_FLUSH || r.mode == RW_DISCARD ||
+		    r.mode == RW_WRITE_ZEROES) {
+			log_err(NULL, "--clients is for read, write, randread, randwrite and verify");
 			return 1;
+		}
 	}
-	if (vhu_negotiate(r.c, &(struct vhu_opts){ .timeout_ms = r.timeout_ms, .mem_file = mem_file }))
-		goto out;
-	in = vhu_info(r.c);
-	if (!in->have_config) {
-		log_err(r.name, "the back-end does not offer VHOST_USER_PROTOCOL_F_CONFIG: "
-			"the capacity is unknown");
-		goto out;
-	}
-	print_config(r.name, in, info);
-	if (info && !want_id) {
-		ret = 0;
-		goto out;
-	}
-	if (r.nq > in->max_queues) {
-		log_err(r.name, "--queues %u: the device has %u", r.nq, in->max_queues);
-		goto out;
-	}
-	capacity = in->config.capacity;
-	blk_size = in->features & VIRTIO_BIT(VIRTIO_BLK_F_BLK_SIZE) ? in->config.blk_size : SECTOR;
-	total = have_size ? size / SECTOR : r.first < capacity ? capacity - r.first : 0;
-	if (r.first > capacity || total > capacity - r.first)
-		log_warn(r.name, "sectors [%" PRIu64 ", %" PRIu64 ") reach past the end (%" PRIu64
-			 "); sending anyway", r.first, r.first + total, capacity);
+	rs = calloc(nclients, sizeof(*rs));
+	if (!rs)
+		return 1;
+	ret = 0;
+	for (unsigned k = 0; k < nclients && !ret; k++) {
+		rs[k] = r;
+		if (nclients > 1) {
+			char *at = strstr(path, "%i");
 
-	if (want_id || r.mode == RW_FLUSH || r.mode == RW_DISCARD || r.mode == RW_WRITE_ZEROES) {
-		if (start_device(&r, 1, queue_size, 2 * PAGE))
-			goto out;
-		if (want_id)
-			ret = get_id(r.c);
-		else if (r.mode == RW_FLUSH)
-			ret = flush(r.c);
-		else if (!total)
-			log_err(r.name, "empty range: nothing to %s", rw_names[r.mode]);
-		else
-			ret = ranges_op(r.c, r.mode, r.first, total, unmap);
-		goto out;
+			if (asprintf(&rs[k].owned_name, "%.*s%u%s", (int)(at - path), path, k + 1,
+				     at + 2) < 0) {
+				rs[k].owned_name = NULL;
+				ret = 1;
+				break;
+			}
+			snprintf(rs[k].label, sizeof(rs[k].label), "client %u: ", k + 1);
+			ret = open_run(&rs[k], rs[k].owned_name, -1, &su);
+		} else {
+			ret = open_run(&rs[k], path, fd, &su);
+		}
 	}
-
-	if (r.bs % blk_size || (r.first * SECTOR) % blk_size)
-		log_warn(r.name, "--bs %u or sector %" PRIu64 " is not a multiple of blk_size %" PRIu64
-			 "; sending anyway", r.bs, r.first, blk_size);
-	if ((in->features & VIRTIO_BIT(VIRTIO_BLK_F_RO)) &&
-	    (r.mode == RW_WRITE || r.mode == RW_RANDWRITE || r.mode == RW_VERIFY))
-		log_warn(r.name, "the device is read-only; writing anyway");
-	r.blocks = total / (r.bs / SECTOR);
-	if (!r.blocks) {
-		log_err(r.name, "the range of %" PRIu64 " sectors is smaller than one I/O of %u bytes",
-			total, r.bs);
-		goto out;
+	if (ret == 0)
+		ret = rw_run(rs, nclients);
+	else if (ret == 2)
+		ret = 0;	/* done by open_run (--info, --get-id, one request) */
+	for (unsigned k = 0; k < nclients; k++) {
+		if (ret && rs[k].errors)
+			fprintf(stderr, "nvme-drv-io: %s%" PRIu64 " I/O errors\n", rs[k].label,
+				rs[k].errors);
+		vhu_free(rs[k].c);
+		free(rs[k].ios);
+		free(rs[k].owned_name);
+		lat_free(&rs[k].lat);
 	}
-	if (r.mode == RW_VERIFY && r.count && r.count < r.blocks)
-		r.blocks = r.count;
-	if (rw_setup(&r, indirect, queue_size))
-		goto out;
-	ret = rw_run(&r);
-out:
-	if (ret && r.errors)
-		fprintf(stderr, "nvme-drv-io: %" PRIu64 " I/O errors\n", r.errors);
-	vhu_free(r.c);
-	free(r.ios);
-	lat_free(&r.lat);
+	free(rs);
 	return ret;
 }

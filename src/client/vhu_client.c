@@ -1149,18 +1149,16 @@ unsigned vhu_inflight(const struct vhu_client *c, unsigned q)
 	return c->started && q < c->nqueues ? c->queues[q].inflight : 0;
 }
 
-int vhu_wait(struct vhu_client *c, int timeout_ms)
+/* Before a sleep: asks for a notification on the very next used entry
+ * of every queue (2.7.10), then looks again: an entry that landed before
+ * used_event was visible may never be signalled. Returns 1 if there is
+ * something to reap, else 0 with p[0..nqueues] (the call eventfds, then
+ * the socket) to poll. */
+static int wait_arm(struct vhu_client *c, struct pollfd *p)
 {
-	struct pollfd p[QUEUES_MAX + 1];
 	bool event_idx = c->info.features & VIRTIO_BIT(VIRTIO_RING_F_EVENT_IDX);
 	unsigned n = c->nqueues;
-	int rc;
 
-	if (!c->started)
-		return -EINVAL;
-	/* 2.7.10: ask for a notification on the very next used entry, then
-	 * look again: an entry that landed before used_event was visible
-	 * may never be signalled. */
 	if (event_idx)
 		for (unsigned q = 0; q < n; q++)
 			__atomic_store_n(c->queues[q].used_event, htole16(c->queues[q].last_used),
@@ -1177,11 +1175,15 @@ int vhu_wait(struct vhu_client *c, int timeout_ms)
 	/* The socket too: a back-end that hangs up must not leave us
 	 * waiting for completions that will never come. */
 	p[n] = (struct pollfd){ c->sock, POLLIN, 0 };
-	rc = poll(p, n + 1, timeout_ms);
-	if (rc < 0)
-		return -errno;
-	if (rc == 0)
-		return 0;
+	return 0;
+}
+
+/* After the poll: empties the call eventfds that fired and checks the
+ * socket. Returns 0 or -ECONNRESET, -EPROTO. */
+static int wait_done(struct vhu_client *c, const struct pollfd *p)
+{
+	unsigned n = c->nqueues;
+
 	for (unsigned q = 0; q < n; q++) {
 		uint64_t v;
 
@@ -1202,7 +1204,52 @@ int vhu_wait(struct vhu_client *c, int timeout_ms)
 			return -EPROTO;
 		}
 	}
-	return 1;
+	return 0;
+}
+
+int vhu_wait_many(struct vhu_client *const *cs, unsigned n, int timeout_ms)
+{
+	struct pollfd one[QUEUES_MAX + 1], *p = one;
+	size_t total = 0, off = 0;
+	int rc = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		if (!cs[i]->started)
+			return -EINVAL;
+		total += cs[i]->nqueues + 1;
+	}
+	if (total > sizeof(one) / sizeof(one[0])) {
+		p = calloc(total, sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+	}
+	for (unsigned i = 0; i < n && !rc; i++) {
+		rc = wait_arm(cs[i], p + off);
+		off += cs[i]->nqueues + 1;
+	}
+	if (!rc) {
+		rc = poll(p, total, timeout_ms);
+		if (rc < 0)
+			rc = -errno;
+		else if (rc > 0)
+			rc = 1;
+		off = 0;
+		for (unsigned i = 0; i < n && rc > 0; i++) {
+			int e = wait_done(cs[i], p + off);
+
+			if (e)
+				rc = e;
+			off += cs[i]->nqueues + 1;
+		}
+	}
+	if (p != one)
+		free(p);
+	return rc;
+}
+
+int vhu_wait(struct vhu_client *c, int timeout_ms)
+{
+	return vhu_wait_many(&c, 1, timeout_ms);
 }
 
 int vhu_run_one(struct vhu_client *c, unsigned q, uint32_t type, uint64_t sector,

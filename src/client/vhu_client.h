@@ -147,6 +147,9 @@ unsigned vhu_inflight(const struct vhu_client *c, unsigned q);
  * Errors: -ECONNRESET (back-end hung up), -EPROTO (it sent an unasked
  * message), -EINTR (a signal). */
 int vhu_wait(struct vhu_client *c, int timeout_ms);
+/* vhu_wait over several clients at once (one thread driving many
+ * devices); also -ENOMEM. */
+int vhu_wait_many(struct vhu_client *const *cs, unsigned n, int timeout_ms);
 
 /* One request submitted, kicked and waited for (at most the reply timeout)
  * on an idle queue: for single commands (flush, GET_ID, ...). Returns the

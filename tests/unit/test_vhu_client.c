@@ -550,6 +550,39 @@ static void test_event_idx(void)
 	vhu_free(c);
 }
 
+/* vhu_wait_many: one thread waiting on several clients (nvme-drv-io
+ * --clients): a call on any wakes it, an entry used on any is found
+ * without one, a hang-up of any is reported. */
+static void test_wait_many(void)
+{
+	struct vhu_client *cs[2];
+	struct vhu_ring_view v;
+	struct vhu_buf b;
+	struct vhu_done d;
+	struct vhu_req r = { .type = VIRTIO_BLK_T_IN, .data = &b, .ndata = 1 };
+	int peer_a;
+
+	cs[0] = started(0, 1, 8);
+	peer_a = dup(peer);	/* open_pair closes the old peer */
+	cs[1] = started(0, 2, 8);
+	CHECK_EQ_INT(vhu_wait_many(cs, 2, 10), 0);
+	CHECK_EQ_INT(vhu_ring_view(cs[1], 1, &v), 0);
+	CHECK_EQ_INT(vhu_alloc(cs[1], 0, 512, 512, &b), 0);
+	CHECK_EQ_INT(vhu_submit(cs[1], 1, &r), 0);
+	complete(&v, 0, 0, VIRTIO_BLK_S_OK, 1);
+	CHECK_EQ_INT(vhu_wait_many(cs, 2, 1000), 1);
+	CHECK_EQ_INT(vhu_wait_many(cs, 2, 10), 1);	/* not reaped yet: seen, no call needed */
+	CHECK_EQ_INT(vhu_reap(cs[1], 1, &d, 1), 1);
+	CHECK_EQ_INT(vhu_wait_many(cs, 2, 10), 1);	/* the call from complete(), read now */
+	CHECK_EQ_INT(vhu_wait_many(cs, 2, 10), 0);
+	close(peer_a);
+	CHECK_EQ_INT(vhu_wait_many(cs, 2, 1000), -ECONNRESET);
+	vhu_free(cs[0]);
+	close(peer);
+	peer = -1;
+	vhu_free(cs[1]);
+}
+
 static void test_args(void)
 {
 	struct vhu_client *c;
@@ -776,6 +809,7 @@ int main(int argc, char **argv)
 	test_args();
 	test_io();
 	test_event_idx();
+	test_wait_many();
 	if (peer >= 0)
 		close(peer);
 	return check_report("vhu_client");

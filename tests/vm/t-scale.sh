@@ -136,6 +136,11 @@ snapshot busy
 sleep 2
 snapshot busy2
 while read -r c pid; do wait \$pid; echo \$? >"\$W/r-\$c.rc"; done </tmp/pids
+# One process driving 40 devices at once (nvme-drv-io --clients, the
+# benchmarks' load generator): each verifies the start of its partition
+# with the pattern its own client wrote there (the host checks hold).
+$IO --socket /tmp/u%i.sock --clients 40 --rw verify --bs 4k --qd 4 --count 256 \
+	>"\$W/gen.out" 2>&1; echo \$? >"\$W/gen.rc"
 # Many clients: reports longer than one control message.
 : >"\$W/many-create.err"
 for i in \$(seq $MANY); do
@@ -183,6 +188,10 @@ nr=0
 for c in "${vhu[@]}"; do [ "$(cat "$work/r-$c.rc" 2>/dev/null)" = 0 ] && nr=$((nr + 1)); done
 [ $nr = 48 ] && ok "48 vhost-user clients on 4 queues each read at once" ||
 	fail "randread with 4 queues: $nr of 48 clients succeeded: $(for c in "${vhu[@]}"; do [ "$(cat "$work/r-$c.rc" 2>/dev/null)" = 0 ] || { echo "$c: $(tail -1 "$work/r-$c.out")"; break; }; done)"
+ngen=$(grep -c '^client [0-9]*: verify: OK' "$work/gen.out" 2>/dev/null || true)
+[ "$(cat "$work/gen.rc" 2>/dev/null)" = 0 ] && [ "$ngen" = 40 ] &&
+	ok "one nvme-drv-io process drove 40 clients (--clients 40): each verified its own range" ||
+	fail "nvme-drv-io --clients 40: exit $(cat "$work/gen.rc" 2>/dev/null), $ngen verified: $(grep -v '^client\|^config\|^nvme-drv-io: /tmp' "$work/gen.out" | head -2 | tr '\n' ' ')"
 nl=$(grep -c '^client .*connected=yes' "$work/list.out")
 [ "$nl" = 64 ] && ok "list: 64 clients, all connected at once ($(cat "$work/connect-ms.out") ms after the readers started)" ||
 	fail "list: $nl clients connected: $(grep -c '^client ' "$work/list.out") listed"
