@@ -246,12 +246,14 @@ static int run_phase(struct run *rs, unsigned n, const char *phase)
 			io_start(r, &r->ios[i]);
 		rc = kick_all(r);
 	}
-	while (!rc) {
+	for (unsigned first = 0; !rc; first = first + 1 < n ? first + 1 : 0) {
 		unsigned got = 0;
 
+		/* Each pass starts one device later: none is always served (and
+		 * kicked) first. */
 		open = 0;
-		for (unsigned k = 0; k < n && !rc; k++) {
-			struct run *r = &rs[k];
+		for (unsigned j = 0; j < n && !rc; j++) {
+			struct run *r = &rs[(first + j) % n];
 
 			if (!phase_open(r))
 				continue;
