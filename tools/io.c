@@ -107,8 +107,9 @@ static uint64_t pattern_check(const struct run *r, const uint8_t *buf, uint64_t 
 		if (r->mismatches + bad < 5) {
 			memcpy(&g, got, 8);
 			memcpy(&e, expect, 8);
-			fprintf(stderr, "nvme-drv-io: MISMATCH at sector %" PRIu64 ": first word %#"
-				PRIx64 ", expected %#" PRIx64 "\n", sector + i, le64toh(g), le64toh(e));
+			fprintf(stderr, "nvme-drv-io: %sMISMATCH at sector %" PRIu64 ": first word %#"
+				PRIx64 ", expected %#" PRIx64 "\n", r->label, sector + i, le64toh(g),
+				le64toh(e));
 		}
 		bad++;
 	}
@@ -170,7 +171,8 @@ static bool io_start(struct run *r, struct io *io)
 	rc = vhu_submit(r->c, io->q, &req);
 	if (rc) {
 		r->errors++;
-		fprintf(stderr, "nvme-drv-io: cannot submit sector %" PRIu64 ": %s\n", io->sector,
+		fprintf(stderr, "nvme-drv-io: %scannot submit sector %" PRIu64 ": %s\n", r->label,
+			io->sector,
 			strerror(-rc));
 		return false;
 	}
@@ -185,8 +187,8 @@ static void io_done(struct run *r, const struct vhu_done *d)
 	r->completed++;
 	if (d->status != VIRTIO_BLK_S_OK) {
 		r->errors++;
-		fprintf(stderr, "nvme-drv-io: %s of sector %" PRIu64 " failed: virtio status %s (%u)\n",
-			io->write ? "write" : "read", io->sector, status_name(d->status), d->status);
+		fprintf(stderr, "nvme-drv-io: %s%s of sector %" PRIu64 " failed: virtio status %s (%u)\n",
+			r->label, io->write ? "write" : "read", io->sector, status_name(d->status), d->status);
 	} else if (r->mode == RW_VERIFY && !io->write) {
 		r->mismatches += pattern_check(r, io->buf, io->sector);
 	}
@@ -288,8 +290,12 @@ static int run_phase(struct run *rs, unsigned n, const char *phase)
 			rc = 0;
 		} else if (rc == 0 && rs[0].timeout_ms > 0 &&
 			   now_ns() - idle_since > (uint64_t)rs[0].timeout_ms * 1000000ull) {
-			fprintf(stderr, "nvme-drv-io: no completion for %d ms with I/Os in flight\n",
-				rs[0].timeout_ms);
+			uint64_t out = 0;
+
+			for (unsigned k = 0; k < n; k++)
+				out += rs[k].issued - rs[k].completed;
+			fprintf(stderr, "nvme-drv-io: no completion for %d ms with %" PRIu64
+				" I/Os in flight\n", rs[0].timeout_ms, out);
 			rc = -ETIMEDOUT;
 		}
 	}
@@ -777,6 +783,7 @@ int main(int argc, char **argv)
 	const char *path = NULL;
 	int fd = -1, verbose = 0, quiet = 0, opt, ret;
 	unsigned nclients = 1;
+	bool clients_given = false;
 	uint64_t v;
 	struct sigaction sa = { .sa_handler = on_signal };
 
@@ -902,6 +909,7 @@ int main(int argc, char **argv)
 				return 1;
 			}
 			nclients = (unsigned)v;
+			clients_given = true;
 			break;
 		case ':':
 			log_err(NULL, "option '%s' needs an argument (see --help)", argv[optind - 1]);
@@ -930,7 +938,7 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 
-	if (nclients > 1) {
+	if (clients_given) {
 		if (!path || !strstr(path, "%i")) {
 			log_err(NULL, "--clients %u: --socket PATH must contain %%i (1..N)", nclients);
 			return 1;
@@ -940,6 +948,11 @@ int main(int argc, char **argv)
 			log_err(NULL, "--clients is for read, write, randread, randwrite and verify");
 			return 1;
 		}
+		if (su.mem_file && nclients > 1) {
+			/* Each client lays its memory out from the file's start. */
+			log_err(NULL, "--clients %u: --mem-file would share one file's memory", nclients);
+			return 1;
+		}
 	}
 	rs = calloc(nclients, sizeof(*rs));
 	if (!rs)
@@ -947,7 +960,7 @@ int main(int argc, char **argv)
 	ret = 0;
 	for (unsigned k = 0; k < nclients && !ret; k++) {
 		rs[k] = r;
-		if (nclients > 1) {
+		if (clients_given) {
 			char *at = strstr(path, "%i");
 
 			if (asprintf(&rs[k].owned_name, "%.*s%u%s", (int)(at - path), path, k + 1,

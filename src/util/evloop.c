@@ -40,6 +40,7 @@ struct evloop {
 	bool stop;
 	struct evloop_defer *deferred;	/* in queueing order */
 	struct evloop_defer *yielded;	/* evloop_yield(): for the end of a round */
+	struct evloop_defer *batch;	/* the yielded ones running now (run_yielded) */
 	struct watch *w;
 	unsigned nw;		/* slots allocated */
 	unsigned free_hint;	/* no free slot below it */
@@ -219,8 +220,8 @@ static bool unlink_from(struct evloop_defer **p, struct evloop_defer *d)
 
 void evloop_defer_cancel(struct evloop *l, struct evloop_defer *d)
 {
-	if (!unlink_from(&l->deferred, d))
-		unlink_from(&l->yielded, d);
+	if (!unlink_from(&l->deferred, d) && !unlink_from(&l->yielded, d))
+		unlink_from(&l->batch, d);
 	d->queued = false;
 }
 
@@ -242,20 +243,18 @@ static void run_deferred(struct evloop *l)
 	hooks_after(l);
 }
 
-/* As many as were yielded before this point, from the front: what they
- * yield again goes to the back and waits for the next round (a callback
- * may cancel another's node, so the list stays the loop's). Called inside
+/* What was yielded before this point, once each: what they yield again
+ * waits for the next round. The batch stays the loop's while it runs, so
+ * that a callback may cancel (and free) another's node. Called inside
  * the hooks. */
 static void run_yielded(struct evloop *l)
 {
-	unsigned n = 0;
+	l->batch = l->yielded;
+	l->yielded = NULL;
+	while (l->batch) {
+		struct evloop_defer *d = l->batch;
 
-	for (struct evloop_defer *d = l->yielded; d; d = d->next)
-		n++;
-	while (n-- && l->yielded) {
-		struct evloop_defer *d = l->yielded;
-
-		l->yielded = d->next;
+		l->batch = d->next;
 		d->queued = false;
 		d->cb(d->arg);
 	}
@@ -462,13 +461,17 @@ int evloop_once(struct evloop *l, int timeout_ms)
 	bool pend;
 	int n;
 
-	/* Yielded work waits: the round looks at the fds without sleeping,
-	 * lets their callbacks go first, then goes on with it. */
+	run_deferred(l);
+	/* Yielded work waits: the round looks at the fds without sleeping
+	 * and, while the loop polls (its peers asked not to notify), walks
+	 * the pollers once; their callbacks and the pollers go first, then
+	 * the yielded work goes on. */
 	if (l->yielded) {
 		timeout_ms = 0;
 		timed = false;
+		if (l->polling && walk(l, true, false))
+			l->st.hits++;
 	}
-	run_deferred(l);
 	if (timed) {
 		t0 = now_ns();
 		if (poll_round(l, t0)) {
@@ -484,7 +487,7 @@ int evloop_once(struct evloop *l, int timeout_ms)
 	}
 	/* What the pollers left for the end of the round (a failed client,
 	 * a notification) is not left waiting for the next wake-up. */
-	if (timeout_ms != 0 && l->deferred) {
+	if (timeout_ms != 0 && (l->deferred || l->yielded)) {
 		run_deferred(l);
 		timeout_ms = 0;
 		timed = false;

@@ -601,7 +601,9 @@ static void release(struct vblk *d)
 }
 
 /* The next turn of the queues that stopped at their budget (vblk_vq_kick),
- * at the end of a loop round: every peer ready in it went first. */
+ * at the end of a loop round: every peer ready in it went first. Straight
+ * into the queue, as a completion's re-kick of a waiting queue is (no
+ * transport step: VDUSE's IOTLB entry was there for the turn before). */
 static void more_turn(void *arg)
 {
 	struct vblk *d = arg;

@@ -24,6 +24,7 @@ struct tp {
 	bool off;		/* notifications are off now */
 	bool pending;		/* pending() says so */
 	uint64_t find_after_ms;	/* poll() returns true once this time has come */
+	bool busy;		/* poll() always finds work */
 };
 
 static uint64_t ms_now(void);
@@ -48,7 +49,7 @@ static bool tp_poll(void *arg)
 		t->pending = false;
 		return true;
 	}
-	return t->find_at && (int)t->polls == t->find_at;
+	return t->busy || (t->find_at && (int)t->polls == t->find_at);
 }
 
 static bool tp_notify(void *arg, bool on)
@@ -355,8 +356,46 @@ static void test_yield(void)
 	t.a_cancels_b = false;
 	evloop_yield(t.l, &t.b);
 	evloop_defer_cancel(t.l, &t.b);
+	t0 = ms_now();
 	evloop_once(t.l, 20);
 	CHECK_EQ_INT(t.b_runs, 0);
+	CHECK(ms_now() - t0 >= 15);
+	evloop_free(t.l);
+	close(t.fd);
+}
+
+/* While the loop polls (its peers asked not to notify), a round with
+ * yielded work still walks the pollers: one peer's long turn does not
+ * leave the others unlooked at. */
+static void test_yield_polling(void)
+{
+	struct yield_t t = { 0 };
+	struct tp p;
+	unsigned before;
+
+	CHECK_EQ_INT(evloop_new(&t.l), 0);
+	tp_init(&p, t.l);
+	evloop_poller_add(t.l, &p.p);
+	t.a = (struct evloop_defer){ .cb = y_a, .arg = &t };
+	t.fd = eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK);	/* always readable */
+	CHECK_EQ_INT(evloop_add(t.l, t.fd, EPOLLIN, y_fd, &t), 0);
+	evloop_set_poll_max(t.l, 1000);
+	for (int i = 0; i < 8; i++)
+		evloop_once(t.l, 100);
+	CHECK(stats(t.l).poll_ns > 0);
+	/* A poller that always finds work keeps the loop polling. */
+	p.busy = true;
+	evloop_once(t.l, 100);
+	CHECK(p.off);
+	/* Five rounds start with it yielded: each walks the pollers once. */
+	t.a_again = 4;
+	evloop_yield(t.l, &t.a);
+	before = p.polls;
+	for (int i = 0; i < 5; i++)
+		evloop_once(t.l, 100);
+	CHECK_EQ_INT(t.a_runs, 5);
+	CHECK_EQ_INT(p.polls - before, 5);
+	evloop_poller_del(t.l, &p.p);
 	evloop_free(t.l);
 	close(t.fd);
 }
@@ -571,5 +610,6 @@ int main(void)
 	test_hooks();
 	test_stale_slot();
 	test_yield();
+	test_yield_polling();
 	return check_report("evloop");
 }

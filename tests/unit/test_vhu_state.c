@@ -557,6 +557,36 @@ static void test_vq_budget(void)
 	fe_free(&f);
 }
 
+/* A device destroyed with its next turn queued (evloop_yield): with I/O
+ * still in flight (freed later, the turn finds it destroying) and with
+ * none (freed at once, the turn cancelled). Under ASan a turn run on a
+ * freed device is a failure. */
+static void test_vq_budget_destroy(void)
+{
+	struct fe f;
+
+	for (int in_flight = 1; in_flight >= 0; in_flight--) {
+		reset_fake();
+		fe_vq_budget = 4;
+		CHECK_EQ_INT(fe_new(&f, loop, "yielded"), 0);
+		fe_vq_budget = 0;
+		CHECK_EQ_INT(fe_setup(&f, 1), 0);
+		for (int i = 0; i < 12; i++)
+			fe_post(&f, 0, VIRTIO_BLK_T_IN, 8 * (uint64_t)i, 4096);
+		fe_kick(&f, 0);
+		fe_run(&f, 1);
+		/* The kick's turn and one yielded turn: the next is queued. */
+		CHECK_EQ_INT(fake_nvme.npending, 8);
+		if (!in_flight)
+			fake_nvme_complete_all(0);
+		fe_free(&f);
+		fe_run(&f, 3);
+		CHECK_EQ_INT(fake_nvme.npending, in_flight ? 8 : 0);
+		fake_nvme_complete_all(0);
+		fe_run(&f, 2);
+	}
+}
+
 static long long mono_ms(void)
 {
 	struct timespec ts;
@@ -1118,6 +1148,7 @@ int main(int argc, char **argv)
 		{ "discard_ranges", test_discard_ranges },
 		{ "batched_kick", test_batched_kick },
 		{ "vq_budget", test_vq_budget },
+		{ "vq_budget_destroy", test_vq_budget_destroy },
 		{ "qos_held_and_released", test_qos_held_and_released },
 		{ "qos_change_applies_at_once", test_qos_change_applies_at_once },
 		{ "qos_session_change", test_qos_session_change },

@@ -137,8 +137,9 @@ sleep 2
 snapshot busy2
 while read -r c pid; do wait \$pid; echo \$? >"\$W/r-\$c.rc"; done </tmp/pids
 # One process driving 40 devices at once (nvme-drv-io --clients, the
-# benchmarks' load generator): each verifies the start of its partition
-# with the pattern its own client wrote there (the host checks hold).
+# benchmarks' load generator): each writes the start of its partition
+# and reads it back, with the same pattern its own client wrote there
+# before (so the host checks below still hold).
 $IO --socket /tmp/u%i.sock --clients 40 --rw verify --bs 4k --qd 4 --count 256 \
 	>"\$W/gen.out" 2>&1; echo \$? >"\$W/gen.rc"
 # Many clients: reports longer than one control message.
