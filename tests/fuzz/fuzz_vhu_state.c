@@ -6,7 +6,8 @@
  * inflight regions and a server that dies and is replaced, QoS limits
  * set and changed (requests held back across all of the above),
  * writes into the shared memory, well-formed set-ups and requests (to get
- * deep quickly), kicks, completions in any order with any result, and a
+ * deep quickly), kicks taken over several turns (a per-virtqueue budget
+ * of 3), completions in any order with any result, and a
  * socket that closes. After each input every request is completed and
  * the endpoint destroyed: no DMA mapping may be left, and at no time may
  * more than 2 x ds-max be mapped. A crash, a sanitizer report, a leak or
@@ -166,6 +167,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		peerfd_watchdog_start(20);
 		if (evloop_new(&loop))
 			abort();
+		/* A budget below the ring size (FE_QSIZE): a kick's requests
+		 * are taken over several turns (evloop_yield), with everything
+		 * above happening in between. */
+		fe_vq_budget = 3;
 	}
 	memset(&fake_nvme, 0, sizeof(fake_nvme));
 	lowest_free = dup(0);
