@@ -264,6 +264,7 @@ static void stats_add(struct vblk_stats *sum, const struct vblk_stats *s)
 	sum->bytes_written += s->bytes_written;
 	sum->errors += s->errors;
 	sum->throttled += s->throttled;
+	sum->yields += s->yields;
 }
 
 static void client_free(struct client *c)
@@ -767,6 +768,7 @@ static void write_counters(struct rec_out *o, const struct vblk_stats *s)
 	rec_u64(o, "bytes-read", s->bytes_read);
 	rec_u64(o, "bytes-written", s->bytes_written);
 	rec_u64(o, "throttled", s->throttled);
+	rec_u64(o, "yields", s->yields);
 }
 
 /* inventory_holder_fn: a whole disk and its partitions exclude each other,

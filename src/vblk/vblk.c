@@ -1411,6 +1411,7 @@ void vblk_vq_kick(struct vblk *d, unsigned q)
 		if (d->conf.loop && ++turn > d->conf.vq_budget) {
 			/* Its turn is over; whether more is there is seen then. */
 			d->over_budget |= 1u << q;
+			d->stats.yields++;
 			evloop_yield(d->conf.loop, &d->more);
 			break;
 		}

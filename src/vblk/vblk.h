@@ -85,6 +85,7 @@ struct vblk_stats {
 	uint64_t bytes_read, bytes_written;
 	uint64_t errors;	/* requests answered IOERR or UNSUPP */
 	uint64_t throttled;	/* requests held back by a QoS limit */
+	uint64_t yields;	/* turns a queue ended at its budget (VBLK_VQ_BUDGET) */
 };
 
 int vblk_new(const struct vblk_conf *conf, const struct vblk_ops *ops, void *ctx, struct vblk **out);

@@ -528,6 +528,8 @@ static void test_vq_budget(void)
 	fe_kick(&g, 0);
 	fe_run(&f, 6);
 	CHECK_EQ_INT(fake_nvme.npending, 13);
+	CHECK(vhu_ep_stats(f.ep)->yields >= 2);
+	CHECK_EQ_INT(vhu_ep_stats(g.ep)->yields, 0);
 	for (unsigned i = 0; i < fake_nvme.npending; i++)
 		if (fake_nvme.pending[i]->slba == 1024)
 			g_pos = (int)i;
