@@ -214,12 +214,32 @@ kill -TERM \$pid; while [ -d /proc/\$pid ]; do sleep 0.1; done
 # The successor is the watcher's child: its exit status comes from there.
 for i in \$(seq 50); do [ -s /tmp/drv3.rc ] && break; sleep 0.1; done
 cat /tmp/drv3.rc > \$W/drv.rc 2>/dev/null
+# Whatever went wrong, the verdicts below say what (a missing drv3.rc is a
+# successor that never ran or never ended): the script itself succeeds.
+true
 GUEST
 
-T1=$EPOCHREALTIME
-"$run" --timeout 400 --nvme serial=NVD-F --ns file="$work/disk.img" -- bash "$work/guest.sh" > "$work/vm.out" 2>&1
-vmrc=$?
-T2=$EPOCHREALTIME
+run_vm() {
+	rm -f "$work"/{nested.console,nested.err,nested.rc,nested.stopped,drv*.err,drv*.rc,t-*}
+	cp "$work/disk.orig" "$work/disk.img"
+	T1=$EPOCHREALTIME
+	"$run" --timeout 400 --nvme serial=NVD-F --ns file="$work/disk.img" -- bash "$work/guest.sh" > "$work/vm.out" 2>&1
+	vmrc=$?
+	T2=$EPOCHREALTIME
+}
+run_vm
+# A nested kernel that dies before its /init (TCG inside TCG on a busy
+# machine; once in CI, with nothing to show for it) has exchanged no more
+# with nvme-drv than QEMU's start-up handshake. Only then, and only when
+# neither nvme-drv nor QEMU's vhost-user code said anything, run it again:
+# visibly, with what the first run printed.
+if [ $vmrc = 0 ] && ! grep -q ' NESTED-INIT' "$work/nested.console" 2>/dev/null &&
+	! grep -q -e ': error: ' -e ': warning: ' "$work"/drv*.err 2>/dev/null &&
+	! grep -q -i vhost "$work/nested.err" 2>/dev/null; then
+	echo "# retry: the nested guest never reached /init (QEMU exit $(cat "$work/nested.rc" 2>/dev/null)):" \
+		"$(tail -n 3 "$work/nested.err" 2>/dev/null | tr '\n' ' ') console: $(tail -n 5 "$work/nested.console" 2>/dev/null | cut -d' ' -f2- | tr '\n' ' ')"
+	run_vm
+fi
 [ $vmrc = 0 ] || { fail "vm run: exit $vmrc: $(tail -n 5 "$work/vm.out" | tr '\n' ' ')"; exit 1; }
 
 # --- verdicts -----------------------------------------------------------------
