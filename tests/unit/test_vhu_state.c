@@ -387,8 +387,7 @@ static void test_inflight_waits_for_old_io(void)
 	CHECK_EQ_INT(fe_new(&f, loop, "inflight-old"), 0);
 	CHECK_EQ_INT(fe_get_inflight(&f, 1), 0);
 	CHECK_EQ_INT(fe_setup(&f, 1), 0);
-	for (int i = 0; i < 4; i++)
-		fe_post(&f, 0, VIRTIO_BLK_T_IN, 8 * (uint64_t)i, 4096);
+	fe_post_reads(&f, 4);
 	fe_kick(&f, 0);
 	fe_run(&f, 3);
 	CHECK_EQ_INT(fake_nvme.npending, 4);
@@ -489,8 +488,7 @@ static void test_batched_kick(void)
 	 * buffer: four completions would be four eventfd writes. */
 	f.features_off = VIRTIO_BIT(VIRTIO_RING_F_EVENT_IDX);
 	CHECK_EQ_INT(fe_setup(&f, 1), 0);
-	for (int i = 0; i < 4; i++)
-		fe_post(&f, 0, VIRTIO_BLK_T_IN, 8 * (uint64_t)i, 4096);
+	fe_post_reads(&f, 4);
 	fake_nvme.doorbells = 0;
 	fe_kick(&f, 0);
 	fe_run(&f, 3);
@@ -521,8 +519,7 @@ static void test_vq_budget(void)
 	fe_vq_budget = 0;
 	CHECK_EQ_INT(fe_setup(&f, 1), 0);
 	CHECK_EQ_INT(fe_setup(&g, 1), 0);
-	for (int i = 0; i < 12; i++)
-		fe_post(&f, 0, VIRTIO_BLK_T_IN, 8 * (uint64_t)i, 4096);
+	fe_post_reads(&f, 12);
 	fe_post(&g, 0, VIRTIO_BLK_T_IN, 1024, 4096);
 	fe_kick(&f, 0);
 	fe_kick(&g, 0);
@@ -547,8 +544,7 @@ static void test_vq_budget(void)
 	/* The default budget takes a whole small ring in one turn. */
 	CHECK_EQ_INT(fe_new(&f, loop, "default"), 0);
 	CHECK_EQ_INT(fe_setup(&f, 1), 0);
-	for (int i = 0; i < 12; i++)
-		fe_post(&f, 0, VIRTIO_BLK_T_IN, 8 * (uint64_t)i, 4096);
+	fe_post_reads(&f, 12);
 	fake_nvme.doorbells = 0;
 	fe_kick(&f, 0);
 	fe_run(&f, 1);
@@ -573,8 +569,7 @@ static void test_vq_budget_destroy(void)
 		CHECK_EQ_INT(fe_new(&f, loop, "yielded"), 0);
 		fe_vq_budget = 0;
 		CHECK_EQ_INT(fe_setup(&f, 1), 0);
-		for (int i = 0; i < 12; i++)
-			fe_post(&f, 0, VIRTIO_BLK_T_IN, 8 * (uint64_t)i, 4096);
+		fe_post_reads(&f, 12);
 		fe_kick(&f, 0);
 		fe_run(&f, 1);
 		/* The kick's turn and one yielded turn: the next is queued. */
@@ -620,8 +615,7 @@ static void test_qos_held_and_released(void)
 	CHECK_EQ_INT(fe_setup(&f, 1), 0);
 	CHECK_EQ_INT(set_iops(&f, 50), 0);
 	t0 = mono_ms();
-	for (int i = 0; i < 5; i++)
-		fe_post(&f, 0, VIRTIO_BLK_T_IN, 8 * (uint64_t)i, 4096);
+	fe_post_reads(&f, 5);
 	fe_kick(&f, 0);
 	fe_run(&f, 3);
 	CHECK_EQ_INT(fake_nvme.npending, 0);	/* the first waits 20 ms */
@@ -660,8 +654,7 @@ static void test_qos_change_applies_at_once(void)
 	CHECK_EQ_INT(fe_new(&f, loop, "qos-change"), 0);
 	CHECK_EQ_INT(fe_setup(&f, 1), 0);
 	CHECK_EQ_INT(set_iops(&f, 1), 0);
-	for (int i = 0; i < 3; i++)
-		fe_post(&f, 0, VIRTIO_BLK_T_IN, 8 * (uint64_t)i, 4096);
+	fe_post_reads(&f, 3);
 	fe_kick(&f, 0);
 	fe_run(&f, 3);
 	CHECK_EQ_INT(fake_nvme.npending, 0);

@@ -309,6 +309,12 @@ uint16_t fe_post(struct fe *f, unsigned q, uint32_t type, uint64_t sector, uint3
 	return head;
 }
 
+void fe_post_reads(struct fe *f, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		fe_post(f, 0, VIRTIO_BLK_T_IN, 8 * (uint64_t)i, 4096);
+}
+
 int fe_kick(struct fe *f, unsigned q)
 {
 	uint64_t one = 1;

@@ -72,6 +72,8 @@ int fe_setup(struct fe *f, unsigned nq);
 /* Posts a request on queue q: header (type, sector), `len` bytes of data
  * (device-writable for reads), status. Returns the head used. */
 uint16_t fe_post(struct fe *f, unsigned q, uint32_t type, uint64_t sector, uint32_t len);
+/* Posts n 4 KiB reads on queue 0, the i-th at sector 8 * i. */
+void fe_post_reads(struct fe *f, unsigned n);
 int fe_kick(struct fe *f, unsigned q);
 /* Takes the next used entry of queue q: 1 with id/len, 0 if none. */
 int fe_used(struct fe *f, unsigned q, uint32_t *id, uint32_t *len);
