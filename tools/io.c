@@ -822,17 +822,13 @@ int main(int argc, char **argv)
 				return 1;
 			break;
 		case OPT_QD:
-			if (parse_u64(optarg, 1, 1024, &v)) {
-				log_err(NULL, "--qd: '%s' is not a number from 1 to 1024", optarg);
+			if (opt_range("--qd", optarg, 1, 1024, &v))
 				return 1;
-			}
 			r.qd = (unsigned)v;
 			break;
 		case OPT_QUEUES:
-			if (parse_u64(optarg, 1, 256, &v)) {
-				log_err(NULL, "--queues: '%s' is not a number from 1 to 256", optarg);
+			if (opt_range("--queues", optarg, 1, 256, &v))
 				return 1;
-			}
 			r.nq = (unsigned)v;
 			break;
 		case OPT_TIME:
@@ -893,21 +889,16 @@ int main(int argc, char **argv)
 			r.timeout_ms = v ? (int)v * 1000 : -1;
 			break;
 		case OPT_REGIONS:
-			if (parse_u64(optarg, 1, VHU_REGIONS_MAX, &v)) {
-				log_err(NULL, "--regions: '%s' is not a number from 1 to %u", optarg,
-					VHU_REGIONS_MAX);
+			if (opt_range("--regions", optarg, 1, VHU_REGIONS_MAX, &v))
 				return 1;
-			}
 			r.nregions = (unsigned)v;
 			break;
 		case OPT_MEM_FILE:
 			su.mem_file = optarg;
 			break;
 		case OPT_CLIENTS:
-			if (parse_u64(optarg, 1, 1024, &v)) {
-				log_err(NULL, "--clients: '%s' is not a number from 1 to 1024", optarg);
+			if (opt_range("--clients", optarg, 1, 1024, &v))
 				return 1;
-			}
 			nclients = (unsigned)v;
 			clients_given = true;
 			break;

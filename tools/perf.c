@@ -596,10 +596,8 @@ int main(int argc, char **argv)
 				return 1;
 			break;
 		case OPT_QD:
-			if (parse_u64(optarg, 1, 4096, &v)) {
-				log_err(NULL, "--qd: '%s' is not a number from 1 to 4096", optarg);
+			if (opt_range("--qd", optarg, 1, 4096, &v))
 				return 1;
-			}
 			p.qd = (unsigned)v;
 			break;
 		case OPT_TIME:
@@ -615,25 +613,18 @@ int main(int argc, char **argv)
 				return 1;
 			break;
 		case OPT_QUEUES:
-			if (parse_u64(optarg, 1, 64, &v)) {
-				log_err(NULL, "--queues: '%s' is not a number from 1 to 64", optarg);
+			if (opt_range("--queues", optarg, 1, 64, &v))
 				return 1;
-			}
 			want_queues = (unsigned)v;
 			break;
 		case OPT_THREADS:
-			if (parse_u64(optarg, 1, 64, &v)) {
-				log_err(NULL, "--threads: '%s' is not a number from 1 to 64", optarg);
+			if (opt_range("--threads", optarg, 1, 64, &v))
 				return 1;
-			}
 			p.nthreads = (unsigned)v;
 			break;
 		case OPT_POLL_MAX_US:
-			if (parse_u64(optarg, 0, EVLOOP_POLL_MAX_US_LIMIT, &v)) {
-				log_err(NULL, "--poll-max-us: '%s' is not a number from 0 to %u", optarg,
-					EVLOOP_POLL_MAX_US_LIMIT);
+			if (opt_range("--poll-max-us", optarg, 0, EVLOOP_POLL_MAX_US_LIMIT, &v))
 				return 1;
-			}
 			poll_max_us = (unsigned)v;
 			break;
 		case ':':
