@@ -217,12 +217,15 @@ static int set_num_queues(struct nvme_ctrl *c, unsigned want, unsigned *got)
 	return 0;
 }
 
-/* Creates an allocated queue pair's CQ and SQ on the controller. */
+/* Creates an allocated queue pair's CQ and SQ on the controller. A polled
+ * twin's refusal is only an info line: its caller says what follows (at
+ * open, a warning that it goes on without; after a reset, the failure). */
 static int create_io_queue_hw(struct nvme_ctrl *c, struct nvme_qpair *qp)
 {
 	struct nvme_sqe cmd = { 0 };
 	uint16_t qid = qp->qid, depth = qp->depth;
 	unsigned vector = qp->vector;
+	int lvl = qp->polled ? LOG_INFO : LOG_ERR;
 	int rc;
 
 	cmd.opc = NVME_ADM_CREATE_CQ;
@@ -232,7 +235,7 @@ static int create_io_queue_hw(struct nvme_ctrl *c, struct nvme_qpair *qp)
 		    ((uint32_t)vector << NVME_CREATE_CQ_IV_SHIFT);
 	rc = nvme_qpair_exec_sync(c->admin, &cmd, c->admin_timeout_ms, NULL, NULL);
 	if (rc) {
-		log_err(c->info.bdf, "Create I/O CQ %u failed: %s", qid, strerror(-rc));
+		log_msg(lvl, c->info.bdf, "Create I/O CQ %u failed: %s", qid, strerror(-rc));
 		return rc;
 	}
 	memset(&cmd, 0, sizeof(cmd));
@@ -242,7 +245,7 @@ static int create_io_queue_hw(struct nvme_ctrl *c, struct nvme_qpair *qp)
 	cmd.cdw11 = NVME_CREATE_Q_PC | ((uint32_t)qid << NVME_CREATE_SQ_CQID_SHIFT);
 	rc = nvme_qpair_exec_sync(c->admin, &cmd, c->admin_timeout_ms, NULL, NULL);
 	if (rc) {
-		log_err(c->info.bdf, "Create I/O SQ %u failed: %s", qid, strerror(-rc));
+		log_msg(lvl, c->info.bdf, "Create I/O SQ %u failed: %s", qid, strerror(-rc));
 		memset(&cmd, 0, sizeof(cmd));
 		cmd.opc = NVME_ADM_DELETE_CQ;
 		cmd.cdw10 = qid;
@@ -811,6 +814,7 @@ static void ctrl_fail(struct nvme_ctrl *c, const char *why)
 static int ctrl_reset(struct nvme_ctrl *c, const char *why)
 {
 	unsigned kept = 0, got = 0;
+	char failed_q[48] = "";
 	int rc;
 
 	if (nvme_reg_read32(c, NVME_REG_CSTS) == 0xffffffffu) {
@@ -841,12 +845,19 @@ static int ctrl_reset(struct nvme_ctrl *c, const char *why)
 	}
 	if (!rc)
 		enable_acre(c, &c->scratch);
-	for (unsigned i = 0; !rc && i < c->nr_hw; i++)
+	for (unsigned i = 0; !rc && i < c->nr_hw; i++) {
 		rc = create_io_queue_hw(c, c->io[i]);
+		if (rc)
+			snprintf(failed_q, sizeof(failed_q), " (%s queue %u: %s)",
+				 c->io[i]->polled ? "polled" : "I/O", c->io[i]->qid, strerror(-rc));
+	}
 	if (!rc)
 		rc = dbbuf_start(c);
 	if (rc) {
-		ctrl_fail(c, "controller did not come back after a reset");
+		char said[96];
+
+		snprintf(said, sizeof(said), "controller did not come back after a reset%s", failed_q);
+		ctrl_fail(c, said);
 		return rc;
 	}
 	for (unsigned i = 0; i < c->nr_hw; i++)

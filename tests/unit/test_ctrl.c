@@ -1089,14 +1089,47 @@ static unsigned polled_read(struct nvme_ctrl *c, unsigned k, uint64_t lba, struc
 	return 0;
 }
 
+/* What the code under test logs (to stderr), caught in a file. */
+struct caught {
+	int saved;
+	FILE *f;
+	char text[4096];
+};
+
+static void catch_begin(struct caught *k)
+{
+	fflush(stderr);
+	k->saved = dup(STDERR_FILENO);
+	k->f = tmpfile();
+	if (k->f)
+		dup2(fileno(k->f), STDERR_FILENO);
+}
+
+static const char *catch_end(struct caught *k)
+{
+	size_t n = 0;
+
+	fflush(stderr);
+	dup2(k->saved, STDERR_FILENO);
+	close(k->saved);
+	if (k->f) {
+		rewind(k->f);
+		n = fread(k->text, 1, sizeof(k->text) - 1, k->f);
+		fclose(k->f);
+	}
+	k->text[n] = 0;
+	fputs(k->text, stderr);	/* still in the test's log */
+	return k->text;
+}
+
 /* Polled twins the controller refuses (it fails a Create I/O CQ with
  * IEN=0): they are an optimisation, skipped at open, not fatal. Four
  * queues granted for two queue pairs; the fake refuses the twin of queue
  * pair 1, of queue pair 0, or both. The controller opens, counts the
  * twins the fake accepted, and while polled each queue pair's reads go to
  * its twin where it has one and to itself where the twin was refused,
- * completing by nvme_ctrl_poll alone. A reset re-creates only the queues
- * made. */
+ * completing by nvme_ctrl_poll alone; the refusal is a warning, not an
+ * error line. A reset re-creates only the queues made. */
 static void test_polled_twin_refused(void)
 {
 	/* refuse_ien0 bits: the Nth Create CQ with IEN=0, qid 3 first */
@@ -1110,10 +1143,18 @@ static void test_polled_twin_refused(void)
 		struct nvme_seg s;
 		unsigned accepted = 0;
 
+		struct caught cap;
+		const char *said;
+
 		dev_start();
 		dev.grant = 4;
 		dev.refuse_ien0 = refuse[t];
+		catch_begin(&cap);
 		CHECK_EQ_INT(nvme_ctrl_open("0000:00:04.0", &o, &c), 0);
+		said = catch_end(&cap);
+		/* an optimisation refused: a warning, no error line */
+		CHECK(strstr(said, "warning: 0000:00:04.0: polled queue") != NULL);
+		CHECK(strstr(said, "error") == NULL);
 		if (!c) {
 			printf("polled_twin_refused: refusing %#x: did not open\n", refuse[t]);
 			dev_stop();
@@ -1156,6 +1197,34 @@ static void test_polled_twin_refused(void)
 		nvme_ctrl_set_polling(c, false);
 		vfio_dma_free(NULL, &b);
 		nvme_ctrl_close(c);
+		dev_stop();
+	}
+
+	/* A twin made at open and refused after a reset: the controller is
+	 * failed (its commands had been kept for the twin), and the error
+	 * says which queue did not come back. */
+	{
+		struct nvme_ctrl *c = NULL;
+		struct caught cap;
+		const char *said;
+		int rc;
+
+		dev_start();
+		dev.grant = 4;
+		CHECK_EQ_INT(nvme_ctrl_open("0000:00:04.0", &o, &c), 0);
+		if (c) {
+			CHECK_EQ_INT(nvme_ctrl_info(c)->nr_polled_queues, 2);
+			dev.refuse_ien0 = 1u << 2;	/* the first IEN=0 create after open */
+			atomic_store(&dev.cfs, true);
+			await_csts(NVME_CSTS_CFS);
+			catch_begin(&cap);
+			rc = nvme_ctrl_check(c);
+			said = catch_end(&cap);
+			CHECK_EQ_INT(rc, -EIO);
+			CHECK(nvme_ctrl_is_failed(c));
+			CHECK(strstr(said, "did not come back after a reset (polled queue 3: ") != NULL);
+			nvme_ctrl_close(c);
+		}
 		dev_stop();
 	}
 }
