@@ -103,6 +103,8 @@ int main(void)
 	/* What this process used (about a CPU on an idle machine) was taken
 	 * out of what all used: 30 % slack for the 10 ms ticks. */
 	CHECK(c.busy_milli >= others + mine * 7 / 10);
+	/* ... and no more than it (a wrong tick rate would take out too much). */
+	CHECK(c.busy_milli <= others + mine * 13 / 10 + 20);
 	printf("cpuload: %u CPUs, all %u/1000, others %u/1000 while this process spun (%u/1000)\n",
 	       c.ncpu, c.busy_milli, others, mine);
 

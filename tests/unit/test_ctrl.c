@@ -1100,9 +1100,11 @@ static void catch_begin(struct caught *k)
 {
 	fflush(stderr);
 	k->saved = dup(STDERR_FILENO);
-	k->f = tmpfile();
+	k->f = k->saved >= 0 ? tmpfile() : NULL;
 	if (k->f)
 		dup2(fileno(k->f), STDERR_FILENO);
+	else
+		printf("catch_begin: cannot catch stderr: %s\n", strerror(errno));
 }
 
 static const char *catch_end(struct caught *k)
@@ -1110,8 +1112,10 @@ static const char *catch_end(struct caught *k)
 	size_t n = 0;
 
 	fflush(stderr);
-	dup2(k->saved, STDERR_FILENO);
-	close(k->saved);
+	if (k->saved >= 0) {
+		dup2(k->saved, STDERR_FILENO);
+		close(k->saved);
+	}
 	if (k->f) {
 		rewind(k->f);
 		n = fread(k->text, 1, sizeof(k->text) - 1, k->f);
@@ -1154,7 +1158,7 @@ static void test_polled_twin_refused(void)
 		said = catch_end(&cap);
 		/* an optimisation refused: a warning, no error line */
 		CHECK(strstr(said, "warning: 0000:00:04.0: polled queue") != NULL);
-		CHECK(strstr(said, "error") == NULL);
+		CHECK(strstr(said, ": error: ") == NULL);
 		if (!c) {
 			printf("polled_twin_refused: refusing %#x: did not open\n", refuse[t]);
 			dev_stop();
