@@ -648,17 +648,21 @@ int nvme_ctrl_open(const char *bdf, const struct nvme_ctrl_opts *opts, struct nv
 		rc = -ENOMEM;
 		goto fail;
 	}
+	/* Queue ID i + 1; c->io holds the queues made, in order (a refused
+	 * twin leaves no hole: a twin is found through its queue pair). */
 	for (unsigned i = 0; i < nirq + twins; i++) {
 		unsigned k = i < nirq ? i : i - nirq;	/* the twin of queue pair k */
 		unsigned vec = c->info.nvec > 1 ? 1 + k % (c->info.nvec - 1) : 0;
+		struct nvme_qpair **slot = &c->io[c->nr_hw];
+
 		rc = create_io_queue(c, (uint16_t)(i + 1), (uint16_t)(depth == 65536 ? 65535 : depth), vec,
-				     list_pages, i < nirq, &c->io[i]);
+				     list_pages, i < nirq, slot);
 		if (rc && i >= nirq && rc != -ETIMEDOUT) {
-			/* Twins are an optimisation: go on with those made. */
-			log_warn(bdf, "polled queue %u not created (%s); %u polled queue%s", i + 1,
-				 strerror(-rc), c->nr_polled, c->nr_polled == 1 ? "" : "s");
+			/* Twins are an optimisation: go on without this one. */
+			log_warn(bdf, "polled queue %u not created (%s): queue pair %u goes on without",
+				 i + 1, strerror(-rc), k);
 			rc = 0;
-			break;
+			continue;
 		}
 		if (rc)
 			goto fail;
@@ -666,7 +670,7 @@ int nvme_ctrl_open(const char *bdf, const struct nvme_ctrl_opts *opts, struct nv
 		if (i < nirq) {
 			c->nr_io++;
 		} else {
-			c->io[k]->twin = c->io[i];
+			c->io[k]->twin = *slot;
 			c->nr_polled++;
 		}
 	}
