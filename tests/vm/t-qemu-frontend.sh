@@ -174,7 +174,15 @@ nested_qemu="qemu-system-x86_64 -nodefaults -no-user-config -accel tcg $bios
 # Console lines are stamped with the outer guest's clock as they arrive.
 cat > "$work/guest.sh" <<GUEST
 W=$work
-stamp() { while IFS= read -r l; do echo "\$EPOCHREALTIME \${l%\$'\\r'}"; done; }
+# The markers the watcher acts on are flagged on the guest's tmpfs as they
+# arrive (the console file is on a 9p share: no re-reading it in a loop).
+stamp() {
+	while IFS= read -r l; do
+		echo "\$EPOCHREALTIME \${l%\$'\\r'}"
+		case \$l in *NESTED-KILLME*) : > /tmp/mark-kill ;; *NESTED-TERMME*) : > /tmp/mark-term ;; esac
+	done
+}
+rm -f /tmp/mark-*
 echo \$EPOCHREALTIME > \$W/t-start
 $D ${NVD_DRV_V:--v} --client /tmp/vub.sock --device partlabel:vm 2>"\$W/drv.err" & pid=\$!
 echo \$pid > /tmp/drv.pid
@@ -182,14 +190,16 @@ rm -f /tmp/drv3.rc
 for i in \$(seq 100); do [ -S /tmp/vub.sock ] && break; kill -0 \$pid 2>/dev/null || break; sleep 0.1; done
 echo \$EPOCHREALTIME > \$W/t-ready
 # The server's death mid-I/O, and a successor.
-(while sleep 0.1; do grep -q NESTED-KILLME "\$W/nested.console" 2>/dev/null && break; done
+(while [ ! -e /tmp/mark-kill ]; do sleep 0.05; done
+ echo \$EPOCHREALTIME > \$W/t-saw-kill
  sleep 0.3
  kill -9 \$pid; echo \$EPOCHREALTIME > \$W/t-killed
  while [ -d /proc/\$pid ]; do sleep 0.05; done
  $D ${NVD_DRV_V:--v} --client /tmp/vub.sock --device partlabel:vm 2>"\$W/drv2.err" & pid=\$!
  echo \$EPOCHREALTIME > \$W/t-restarted
  # Then a stop by SIGTERM (what systemctl restart sends) and a successor.
- while sleep 0.1; do grep -q NESTED-TERMME "\$W/nested.console" 2>/dev/null && break; done
+ while [ ! -e /tmp/mark-term ]; do sleep 0.05; done
+ echo \$EPOCHREALTIME > \$W/t-saw-term
  sleep 0.3
  kill -TERM \$pid; wait \$pid; echo \$? > \$W/drv2.rc
  $D ${NVD_DRV_V:--v} --client /tmp/vub.sock --device partlabel:vm 2>"\$W/drv3.err" & echo \$! > /tmp/drv.pid
@@ -296,7 +306,9 @@ E=$work/drv3.err
 [ -e "$work/t-restarted" ] && ok "nvme-drv killed with kill -9 mid-I/O and started again" ||
 	fail "nvme-drv was not killed and restarted (no NESTED-KILLME?)"
 [ -e "$work/t-restarted2" ] && ok "nvme-drv stopped with SIGTERM mid-I/O and started again" ||
-	fail "nvme-drv was not stopped and restarted (no NESTED-TERMME?)"
+	fail "nvme-drv was not stopped and restarted: NESTED-TERMME at $(at NESTED-TERMME)," \
+		"seen at $(cat "$work/t-saw-term" 2>/dev/null), NESTED-END at $(at NESTED-END);" \
+		"kill -9 at $(cat "$work/t-killed" 2>/dev/null), successor at $(cat "$work/t-restarted" 2>/dev/null)"
 if [ "$drc" = 0 ] && grep -q 'shut down cleanly' "$E"; then ok "restarted nvme-drv: SIGTERM, exit 0, controller shut down cleanly"
 else fail "restarted nvme-drv: exit $drc: $(tail -n 3 "$E" | tr '\n' ' ')"; fi
 grep -q 'front end connected' "$work/drv.err" && grep -q 'front end connected' "$work/drv2.err" &&
