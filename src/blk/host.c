@@ -226,6 +226,12 @@ static bool pending_ctrl(void *arg)
 	return nvme_ctrl_polled_busy(arg);
 }
 
+/* Commands at the controller: the loop waits for the device. */
+static bool busy_ctrl(void *arg)
+{
+	return nvme_ctrl_busy(arg);
+}
+
 int host_watch(struct host *h, struct evloop *loop)
 {
 	unsigned nw = 0;
@@ -245,7 +251,8 @@ int host_watch(struct host *h, struct evloop *loop)
 			nw++;
 		}
 		h->pollers[i] = (struct evloop_poller){ .poll = poll_ctrl, .notify = notify_ctrl,
-							.pending = pending_ctrl, .arg = c };
+							.pending = pending_ctrl, .busy = busy_ctrl,
+							.arg = c };
 		evloop_poller_add(loop, &h->pollers[i]);
 	}
 	return 0;

@@ -107,6 +107,9 @@ static void usage(FILE *f)
 		"                     before sleeping, adapting the window to the load (0-10000;\n"
 		"                     0: never poll; default " STR(EVLOOP_POLL_MAX_US_DEFAULT) "); idle, the\n"
 		"                     server does not poll at all\n"
+		"  --poll-idle-us N   the same cap while no command is at a controller, when the\n"
+		"                     loop waits for clients (0-10000, at most --poll-max-us;\n"
+		"                     default " STR(EVLOOP_POLL_IDLE_US_DEFAULT) ")\n"
 		"  --threads N        data threads (1-" STR(WORKERS_MAX) ", default 1): each owns its share of\n"
 		"                     every controller's I/O queues and serves the clients given\n"
 		"                     to it; needs MSI-X with a vector per queue\n"
@@ -192,6 +195,7 @@ struct config {
 	struct sock_perm perm;			/* --socket-owner, --socket-mode */
 	char sock_dir[CTL_SOCKET_PATH_SIZE];	/* resolved */
 	unsigned poll_max_us;			/* --poll-max-us */
+	unsigned poll_idle_us;			/* --poll-idle-us */
 	unsigned coalesce_us;			/* --coalesce-us */
 	unsigned threads;			/* --threads, or as many as --cpus */
 	unsigned cpus[WORKERS_MAX];		/* --cpus */
@@ -372,7 +376,7 @@ static int serve(struct host *h, const struct config *cfg)
 
 		if (!rc) {
 			rc = workers_new(h, loop, cfg->threads, cfg->ncpus ? cfg->cpus : NULL,
-					 cfg->poll_max_us, &ws, why, sizeof(why));
+					 cfg->poll_max_us, cfg->poll_idle_us, &ws, why, sizeof(why));
 			if (rc)
 				log_err(NULL, "--threads %u: %s", cfg->threads, why);
 		}
@@ -385,6 +389,7 @@ static int serve(struct host *h, const struct config *cfg)
 		if (!rc)
 			rc = host_watch(h, loop);
 		evloop_set_poll_max(loop, cfg->poll_max_us);
+		evloop_set_poll_idle_max(loop, cfg->poll_idle_us);
 		/* Polling spins only on spare CPU (util/cpuload.h). */
 		if (cpuload_open(&load) == 0) {
 			load_ok = true;
@@ -528,7 +533,7 @@ int main(int argc, char **argv)
 {
 	enum { OPT_CLIENT = 0x200, OPT_DEVICE, OPT_DS_MAX, OPT_READONLY, OPT_SVR, OPT_SOCKET_DIR,
 	       OPT_STATE_DIR, OPT_JSON, OPT_SOCKET_OWNER, OPT_SOCKET_MODE, OPT_POLL_MAX_US, OPT_COALESCE_US, OPT_THREADS, OPT_CPUS,
-	       OPT_QOS };
+	       OPT_QOS, OPT_POLL_IDLE_US };
 	static const struct option longopts[] = {
 		{ "list", no_argument, NULL, 'l' },
 		{ "json", no_argument, NULL, OPT_JSON },
@@ -545,6 +550,7 @@ int main(int argc, char **argv)
 		{ "socket-mode", required_argument, NULL, OPT_SOCKET_MODE },
 		{ "register-ds", required_argument, NULL, 'd' },
 		{ "poll-max-us", required_argument, NULL, OPT_POLL_MAX_US },
+		{ "poll-idle-us", required_argument, NULL, OPT_POLL_IDLE_US },
 		{ "coalesce-us", required_argument, NULL, OPT_COALESCE_US },
 		{ "threads", required_argument, NULL, OPT_THREADS },
 		{ "cpus", required_argument, NULL, OPT_CPUS },
@@ -574,6 +580,7 @@ int main(int argc, char **argv)
 	host_opts_init(&opts);
 	cfg.perm = (struct sock_perm){ (uid_t)-1, (gid_t)-1, -1 };
 	cfg.poll_max_us = EVLOOP_POLL_MAX_US_DEFAULT;
+	cfg.poll_idle_us = EVLOOP_POLL_IDLE_US_DEFAULT;
 	cfg.coalesce_us = VBLK_COALESCE_US_DEFAULT;
 	cfg.threads = 1;
 	opterr = 0;
@@ -710,6 +717,16 @@ int main(int argc, char **argv)
 				return 1;
 			}
 			cfg.poll_max_us = (unsigned)v;
+			break;
+		}
+		case OPT_POLL_IDLE_US: {
+			uint64_t v;
+
+			if (parse_u64(optarg, 0, EVLOOP_POLL_MAX_US_LIMIT, &v) != 0) {
+				log_err(NULL, "--poll-idle-us: '%s' is not 0-%u", optarg, EVLOOP_POLL_MAX_US_LIMIT);
+				return 1;
+			}
+			cfg.poll_idle_us = (unsigned)v;
 			break;
 		}
 		case OPT_COALESCE_US: {

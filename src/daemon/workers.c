@@ -46,6 +46,16 @@ struct workers {
 	bool running;
 };
 
+unsigned workers_nr(const struct workers *ws)
+{
+	return ws->n;
+}
+
+const struct evloop *workers_loop(const struct workers *ws, unsigned i)
+{
+	return i < ws->n ? ws->w[i].loop : NULL;
+}
+
 /* ---- the data threads ---- */
 
 static bool w_poll(void *arg)
@@ -74,6 +84,16 @@ static bool w_pending(void *arg)
 
 	for (unsigned i = 0; i < w->nqps; i++)
 		if (nvme_qpair_polled_busy(w->qps[i]))
+			return true;
+	return false;
+}
+
+static bool w_busy(void *arg)
+{
+	struct worker *w = arg;
+
+	for (unsigned i = 0; i < w->nqps; i++)
+		if (nvme_qpair_busy(w->qps[i]))
 			return true;
 	return false;
 }
@@ -242,7 +262,8 @@ struct evloop *workers_assign(struct workers *ws, struct nvme_ctrl *ctrl, unsign
 }
 
 int workers_new(struct host *h, struct evloop *main_loop, unsigned n, const unsigned *cpus,
-		unsigned poll_max_us, struct workers **out, char *why, size_t whylen)
+		unsigned poll_max_us, unsigned poll_idle_us, struct workers **out, char *why,
+		size_t whylen)
 {
 	struct workers *ws = calloc(1, sizeof(*ws));
 	int rc = 0;
@@ -278,6 +299,7 @@ int workers_new(struct host *h, struct evloop *main_loop, unsigned n, const unsi
 		if (rc)
 			goto fail;
 		evloop_set_poll_max(w->loop, poll_max_us);
+		evloop_set_poll_idle_max(w->loop, poll_idle_us);
 		/* Polling spins only on spare CPU (util/cpuload.h). */
 		if (cpuload_open(&w->load) == 0) {
 			w->load_ok = true;
@@ -285,7 +307,8 @@ int workers_new(struct host *h, struct evloop *main_loop, unsigned n, const unsi
 			evloop_set_poll_gate(w->loop, cpuload_spare, &w->load);
 		}
 		w->poller = (struct evloop_poller){ .poll = w_poll, .notify = w_notify,
-						    .pending = w_pending, .arg = w };
+						    .pending = w_pending, .busy = w_busy,
+						    .arg = w };
 		evloop_poller_add(w->loop, &w->poller);
 	}
 	for (unsigned i = 0; i < h->nctrls; i++) {

@@ -28,13 +28,15 @@
 struct workers;
 
 /* Sets up n data threads' loops on `h`'s controllers, polling up to
- * poll_max_us, and the control loop `main_loop`'s share: the controllers'
- * other vectors, the message fd, the hooks that park the threads. With
- * cpus (n of them, --cpus), thread t runs on CPU cpus[t] alone. The
- * threads start with workers_run. Fails (why says why) if a queue pair a
- * thread would own shares its vector. */
+ * poll_max_us (poll_idle_us with no command in flight), and the control
+ * loop `main_loop`'s share: the controllers' other vectors, the message
+ * fd, the hooks that park the threads. With cpus (n of them, --cpus),
+ * thread t runs on CPU cpus[t] alone. The threads start with workers_run.
+ * Fails (why says why) if a queue pair a thread would own shares its
+ * vector. */
 int workers_new(struct host *h, struct evloop *main_loop, unsigned n, const unsigned *cpus,
-		unsigned poll_max_us, struct workers **out, char *why, size_t whylen);
+		unsigned poll_max_us, unsigned poll_idle_us, struct workers **out, char *why,
+		size_t whylen);
 int workers_run(struct workers *w);
 /* Stops and joins the threads (their loops stay until workers_free). */
 void workers_stop(struct workers *w);
@@ -49,6 +51,11 @@ void workers_release(struct workers *w);
  * its thread's loop and the queue pairs it may use (vblk_conf). */
 struct evloop *workers_assign(struct workers *w, struct nvme_ctrl *ctrl, unsigned n,
 			      unsigned *qp_base, unsigned *qp_step);
+
+/* How many data threads there are, and thread i's loop (for its polling
+ * statistics, read while it is parked). */
+unsigned workers_nr(const struct workers *w);
+const struct evloop *workers_loop(const struct workers *w, unsigned i);
 
 /* A message to the control thread: its owner embeds it (so posting
  * cannot fail) and sets fn and arg once. */

@@ -988,6 +988,16 @@ bool nvme_ctrl_polled_busy(const struct nvme_ctrl *c)
 	return false;
 }
 
+bool nvme_ctrl_busy(const struct nvme_ctrl *c)
+{
+	if (c->failed)
+		return false;
+	for (unsigned i = 0; i < c->nr_hw; i++)
+		if (c->io[i]->inflight || c->io[i]->pend_head)
+			return true;
+	return false;
+}
+
 void nvme_ctrl_service_vector(struct nvme_ctrl *c, unsigned vec)
 {
 	uint64_t cnt;

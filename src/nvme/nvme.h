@@ -139,6 +139,9 @@ unsigned nvme_ctrl_poll(struct nvme_ctrl *ctrl);
  * found only by polling (the event loop looks every millisecond). */
 void nvme_ctrl_set_polling(struct nvme_ctrl *ctrl, bool on);
 bool nvme_ctrl_polled_busy(const struct nvme_ctrl *ctrl);
+/* Whether any I/O queue pair (twins included) has commands in flight or
+ * requests waiting for a slot. */
+bool nvme_ctrl_busy(const struct nvme_ctrl *ctrl);
 /* The same for one queue pair and its twin, for the thread that owns it:
  * reaps both (no system call); routes its requests to the twin or not;
  * says whether the twin has commands out. */

@@ -48,8 +48,10 @@ struct evloop {
 	struct evloop_poller *pollers;
 	struct evloop_poller *cursor;	/* the next poller of a walk under way */
 	uint64_t poll_max_ns;
+	uint64_t idle_max_ns;	/* UINT64_MAX: as poll_max_ns */
 	bool polling;		/* the pollers' notifications are off */
 	uint64_t pending_since;	/* polling past windows for pending work since */
+	uint64_t fds_at;	/* when a polling round last looked at the fds */
 	evloop_gate_fn gate;
 	void *gate_arg;
 	uint64_t gate_at;	/* when it was last asked */
@@ -66,6 +68,7 @@ int evloop_new(struct evloop **out)
 	if (!l)
 		return -ENOMEM;
 	l->sigfd = -1;
+	l->idle_max_ns = UINT64_MAX;
 	l->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (l->epfd < 0) {
 		int rc = -errno;
@@ -268,11 +271,29 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+static uint64_t idle_cap(const struct evloop *l)
+{
+	return l->idle_max_ns < l->poll_max_ns ? l->idle_max_ns : l->poll_max_ns;
+}
+
+static void clamp_windows(struct evloop *l)
+{
+	if (l->st.poll_ns > l->poll_max_ns)
+		l->st.poll_ns = l->poll_max_ns;
+	if (l->st.idle_poll_ns > idle_cap(l))
+		l->st.idle_poll_ns = idle_cap(l);
+}
+
 void evloop_set_poll_max(struct evloop *l, unsigned us)
 {
 	l->poll_max_ns = (uint64_t)us * 1000u;
-	if (l->st.poll_ns > l->poll_max_ns)
-		l->st.poll_ns = l->poll_max_ns;
+	clamp_windows(l);
+}
+
+void evloop_set_poll_idle_max(struct evloop *l, unsigned us)
+{
+	l->idle_max_ns = (uint64_t)us * 1000u;
+	clamp_windows(l);
 }
 
 void evloop_set_poll_gate(struct evloop *l, evloop_gate_fn fn, void *arg)
@@ -299,7 +320,7 @@ static bool gate_open(struct evloop *l)
 			l->st.gated++;
 	}
 	if (l->gate_shut)
-		l->st.poll_ns = 0;
+		l->st.poll_ns = l->st.idle_poll_ns = 0;
 	return !l->gate_shut;
 }
 
@@ -364,22 +385,39 @@ static bool pending(const struct evloop *l)
 	return false;
 }
 
+/* Whether a poller has work under way at a device: the round then waits
+ * for it, not for clients. A loop none of whose pollers can tell has one
+ * window, poll_ns. */
+static bool busy(const struct evloop *l)
+{
+	bool told = false;
+
+	for (const struct evloop_poller *p = l->pollers; p; p = p->next) {
+		if (!p->busy)
+			continue;
+		if (p->busy(p->arg))
+			return true;
+		told = true;
+	}
+	return !told;
+}
+
 /* The window after a round that waited `block_ns` for its first event
  * (polling included), as QEMU's aio_poll adjusts it: a wait that polling
  * covered changes nothing; one longer than the cap means polling could
  * not have helped, so it stops; a shorter one means a longer window would
  * have caught it. */
-static void adjust_window(struct evloop *l, uint64_t block_ns)
+static void adjust_window(uint64_t *win, uint64_t cap, uint64_t block_ns)
 {
-	uint64_t w = l->st.poll_ns;
+	uint64_t w = *win;
 
 	if (block_ns <= w)
 		return;
-	if (block_ns > l->poll_max_ns)
+	if (block_ns > cap)
 		w = 0;
-	else if (w < l->poll_max_ns)
+	else if (w < cap)
 		w = w ? 2 * w : EVLOOP_POLL_START_NS;
-	l->st.poll_ns = w < l->poll_max_ns ? w : l->poll_max_ns;
+	*win = w < cap ? w : cap;
 }
 
 /* Notifications back on when the loop stops looking (evloop_run returns,
@@ -394,11 +432,12 @@ static bool polling_end(struct evloop *l)
 }
 
 /* Polls for at most the window. Returns true if work was found (the
- * round then must not sleep); leaves notifications off while the loop
- * keeps polling, on (with a last look) before it sleeps. */
-static bool poll_round(struct evloop *l, uint64_t t0)
+ * round then must not sleep; *hit says polling found it); leaves
+ * notifications off while the loop keeps polling, on (with a last look)
+ * before it sleeps. */
+static bool poll_round(struct evloop *l, uint64_t t0, uint64_t window, bool *hit)
 {
-	if (l->st.poll_ns) {
+	if (window) {
 		l->st.rounds++;
 		if (!l->polling) {
 			walk(l, false, false);
@@ -410,10 +449,11 @@ static bool poll_round(struct evloop *l, uint64_t t0)
 			if (walk(l, true, false)) {
 				l->st.hits++;
 				l->pending_since = 0;
+				*hit = true;
 				return true;
 			}
 			now = now_ns();
-		} while (now - t0 < l->st.poll_ns);
+		} while (now - t0 < window);
 		/* Past the window, work that raises no event keeps the loop
 		 * polling, up to EVLOOP_PENDING_POLL_MS in all: it would
 		 * otherwise wait for a tick, and the window would collapse with
@@ -458,7 +498,7 @@ int evloop_once(struct evloop *l, int timeout_ms)
 	struct epoll_event ev[64];
 	bool timed = l->poll_max_ns && l->pollers && timeout_ms != 0 && gate_open(l);
 	uint64_t t0 = 0;
-	bool pend;
+	bool pend, dev = false, hit = false, look = true;
 	int n;
 
 	run_deferred(l);
@@ -473,10 +513,16 @@ int evloop_once(struct evloop *l, int timeout_ms)
 			l->st.hits++;
 	}
 	if (timed) {
+		dev = busy(l);
 		t0 = now_ns();
-		if (poll_round(l, t0)) {
+		if (poll_round(l, t0, dev ? l->st.poll_ns : l->st.idle_poll_ns, &hit)) {
 			/* Found by polling: the wait was within the window. The
-			 * fds are still looked at, without waiting. */
+			 * fds are still looked at, without waiting, but while
+			 * polling keeps finding work only every
+			 * EVLOOP_FD_LOOK_US: what they bring (the control
+			 * plane, timers) waits that long at most, and the
+			 * data path spares a system call a round. */
+			look = !hit || t0 - l->fds_at >= EVLOOP_FD_LOOK_US * 1000ull;
 			timeout_ms = 0;
 			timed = false;
 			run_deferred(l);
@@ -501,12 +547,22 @@ int evloop_once(struct evloop *l, int timeout_ms)
 	}
 	if (timeout_ms != 0)
 		l->st.sleeps++;
-	n = epoll_wait(l->epfd, ev, 64, timeout_ms);
-	if (n < 0)
-		return errno == EINTR ? 0 : -errno;
+	if (look) {
+		l->fds_at = t0;
+		n = epoll_wait(l->epfd, ev, 64, timeout_ms);
+		if (n < 0)
+			return errno == EINTR ? 0 : -errno;
+	} else {
+		l->st.skips++;
+		n = 0;
+	}
 	/* A tick is no event: it says nothing of how soon events come. */
-	if (timed && !(pend && n == 0))
-		adjust_window(l, now_ns() - t0);
+	if (timed && !(pend && n == 0)) {
+		if (dev)
+			adjust_window(&l->st.poll_ns, l->poll_max_ns, now_ns() - t0);
+		else
+			adjust_window(&l->st.idle_poll_ns, idle_cap(l), now_ns() - t0);
+	}
 	if (pend)
 		walk(l, true, false);
 	if (n > 0 || l->deferred || l->yielded) {

@@ -28,7 +28,8 @@ struct evloop_defer {
  * starts at EVLOOP_POLL_START_NS once events come sooner than the cap,
  * doubles while they keep coming within the cap and polling did not find
  * them, and drops to 0 as soon as the loop waits longer than the cap: an
- * idle loop does not poll at all.
+ * idle loop does not poll at all. Two windows adapt so, one for waits
+ * for a device and one for waits for clients (evloop_poller.busy).
  *
  * While the loop polls, pollers keep their peers' notifications off
  * (notify(arg, false): a driver is asked not to kick); before the loop
@@ -48,6 +49,15 @@ struct evloop_poller {
 	 * sleeps all the same wakes every EVLOOP_PENDING_MS to look (a
 	 * command that hangs costs ticks, not a spinning CPU). */
 	bool (*pending)(void *arg);
+	/* Optional: true while it has work under way at a device (commands
+	 * in flight, with or without interrupts). A round with no poller
+	 * busy waits for clients, and polls within its own window, capped by
+	 * evloop_set_poll_idle_max: a device answers within microseconds, a
+	 * client's next request may be a whole round trip through its kernel
+	 * away, and where a wake-up is cheap, spinning through that buys
+	 * little latency for a lot of CPU. Each window adapts to its own
+	 * waits: a client's long pause does not close the device's. */
+	bool (*busy)(void *arg);
 	void *arg;
 	/* private */
 	struct evloop_poller *next, *prev;
@@ -57,11 +67,18 @@ struct evloop_poller {
 #define EVLOOP_POLL_START_NS 4000u
 #define EVLOOP_PENDING_MS 1
 #define EVLOOP_PENDING_POLL_MS 20
+/* While polling keeps finding work, the fds are looked at no more often
+ * than this (a system call a round costs the data path more than any
+ * event of theirs loses by waiting this long). */
+#define EVLOOP_FD_LOOK_US 200
 /* --poll-max-us of nvme-drv and nvme-drv-perf: the default, measured on
  * the test bed (README "Polling"), and the most that is still a window
  * rather than a busy CPU by another name. */
 #define EVLOOP_POLL_MAX_US_DEFAULT 1000
 #define EVLOOP_POLL_MAX_US_LIMIT 10000
+/* --poll-idle-us: the cap while the loop waits for clients (no poller
+ * busy). */
+#define EVLOOP_POLL_IDLE_US_DEFAULT 1000
 
 /* A gate asked, at most every EVLOOP_GATE_MS while the loop would poll,
  * whether it may (cpuload_spare: only on spare CPU). While it says no,
@@ -72,13 +89,15 @@ void evloop_set_poll_gate(struct evloop *l, evloop_gate_fn fn, void *arg);
 
 /* What polling did, for tests and statistics. */
 struct evloop_poll_stats {
-	uint64_t poll_ns;	/* the current window */
+	uint64_t poll_ns;	/* the current window, waiting for a device */
+	uint64_t idle_poll_ns;	/* and waiting for clients (no poller busy) */
 	uint64_t rounds;	/* rounds that polled */
 	uint64_t hits;		/* of them, rounds whose polling found work */
 	uint64_t sleeps;	/* rounds that slept in epoll_wait */
 	uint64_t ticks;		/* of them, cut to EVLOOP_PENDING_MS for pending work */
 	uint64_t stretches;	/* windows that ended with work pending, polled on */
 	uint64_t gated;		/* gate samples that kept polling off */
+	uint64_t skips;		/* rounds whose polling found work, fds not looked at */
 };
 
 int evloop_new(struct evloop **out);
@@ -108,8 +127,11 @@ int evloop_once(struct evloop *l, int timeout_ms);
 void evloop_set_hooks(struct evloop *l, void (*before)(void *arg), void (*after)(void *arg),
 		      void *arg);
 void evloop_stop(struct evloop *l);
-/* The poll window's cap in microseconds; 0 (the default) never polls. */
+/* The poll window's cap in microseconds; 0 (the default) never polls.
+ * It also caps the window of rounds that wait for clients, until
+ * evloop_set_poll_idle_max sets that one's own (at most this one). */
 void evloop_set_poll_max(struct evloop *l, unsigned us);
+void evloop_set_poll_idle_max(struct evloop *l, unsigned us);
 /* Adds or removes a poller (the caller owns it; remove before freeing,
  * from anywhere, also from a poller's own callback). */
 void evloop_poller_add(struct evloop *l, struct evloop_poller *p);

@@ -25,12 +25,18 @@ struct tp {
 	bool pending;		/* pending() says so */
 	uint64_t find_after_ms;	/* poll() returns true once this time has come */
 	bool busy;		/* poll() always finds work */
+	bool dev;		/* busy() (commands at a device) says so */
 };
 
 static uint64_t ms_now(void);
 static bool tp_pending(void *arg)
 {
 	return ((struct tp *)arg)->pending;
+}
+
+static bool tp_dev(void *arg)
+{
+	return ((struct tp *)arg)->dev;
 }
 
 static bool tp_poll(void *arg)
@@ -400,6 +406,143 @@ static void test_yield_polling(void)
 	close(t.fd);
 }
 
+/* Two windows (evloop_poller.busy): rounds with commands at a device
+ * poll up to --poll-max-us, rounds that wait for clients up to their own
+ * cap; each adapts to its own waits and leaves the other alone. */
+static void test_idle_window(void)
+{
+	struct evloop *l;
+	struct tp a;
+	int efd = eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK);	/* always readable */
+	uint64_t most = 0;
+
+	CHECK(efd >= 0);
+	CHECK_EQ_INT(evloop_new(&l), 0);
+	tp_init(&a, l);
+	a.p.busy = tp_dev;
+	evloop_poller_add(l, &a.p);
+	CHECK_EQ_INT(evloop_add(l, efd, EPOLLIN, on_ready, NULL), 0);
+	evloop_set_poll_max(l, 1000);
+	evloop_set_poll_idle_max(l, 20);
+
+	/* Waiting for clients: the window grows to the idle cap, not past. */
+	for (int i = 0; i < 40; i++) {
+		evloop_once(l, 100);
+		if (stats(l).idle_poll_ns > most)
+			most = stats(l).idle_poll_ns;
+	}
+	CHECK_EQ_INT(most, 20000);
+	CHECK_EQ_INT(stats(l).poll_ns, 0);
+	CHECK(a.polls > 0);
+
+	/* Commands at the device: that window grows to --poll-max-us. */
+	a.dev = true;
+	for (int i = 0; i < 40 && stats(l).poll_ns < 1000000; i++)
+		evloop_once(l, 100);
+	CHECK_EQ_INT(stats(l).poll_ns, 1000000);
+	CHECK(stats(l).idle_poll_ns <= 20000);
+
+	/* A client that waits longer than either cap closes the idle window
+	 * only: the next command's wait is polled at once (with one window,
+	 * every sparse client's command was slept through). */
+	CHECK_EQ_INT(evloop_del(l, efd), 0);
+	a.dev = false;
+	evloop_once(l, 2);
+	CHECK_EQ_INT(stats(l).idle_poll_ns, 0);
+	CHECK_EQ_INT(stats(l).poll_ns, 1000000);
+	CHECK_EQ_INT(evloop_add(l, efd, EPOLLIN, on_ready, NULL), 0);
+	a.dev = true;
+	a.polls = 0;
+	evloop_once(l, 100);
+	CHECK(a.polls > 0);
+
+	/* An idle cap of 0: rounds that wait for clients never poll, and
+	 * sleep with notifications on; the device's rounds still do. */
+	evloop_set_poll_idle_max(l, 0);
+	CHECK_EQ_INT(stats(l).idle_poll_ns, 0);
+	a.dev = false;
+	a.polls = 0;
+	for (int i = 0; i < 10; i++)
+		evloop_once(l, 100);
+	CHECK_EQ_INT(a.polls, 0);
+	CHECK(!a.off);
+	a.dev = true;
+	for (int i = 0; i < 3 && !a.polls; i++)
+		evloop_once(l, 100);
+	CHECK(a.polls > 0);
+
+	/* The idle cap never exceeds --poll-max-us. */
+	evloop_set_poll_idle_max(l, 5000);
+	a.dev = false;
+	most = 0;
+	for (int i = 0; i < 60; i++) {
+		evloop_once(l, 100);
+		if (stats(l).idle_poll_ns > most)
+			most = stats(l).idle_poll_ns;
+	}
+	CHECK_EQ_INT(most, 1000000);
+	evloop_set_poll_max(l, 10);
+	CHECK(stats(l).idle_poll_ns <= 10000);
+
+	evloop_poller_del(l, &a.p);
+	evloop_free(l);
+	close(efd);
+}
+
+/* While polling keeps finding work, the fds are looked at every
+ * EVLOOP_FD_LOOK_US, not every round (a system call spared), and never
+ * starved. */
+static unsigned ready_calls;
+
+static void on_ready_count(void *arg, uint32_t events)
+{
+	(void)arg;
+	(void)events;
+	ready_calls++;
+}
+
+static void test_fd_look(void)
+{
+	struct evloop *l;
+	struct tp a;
+	int efd = eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK);	/* always readable */
+	unsigned rounds = 0;
+	uint64_t t0, ms;
+
+	CHECK(efd >= 0);
+	CHECK_EQ_INT(evloop_new(&l), 0);
+	tp_init(&a, l);
+	evloop_poller_add(l, &a.p);
+	CHECK_EQ_INT(evloop_add(l, efd, EPOLLIN, on_ready_count, NULL), 0);
+	evloop_set_poll_max(l, 1000);
+	/* A window first (events sooner than the cap), then work found by
+	 * every poll. */
+	for (int i = 0; i < 5; i++)
+		evloop_once(l, 100);
+	CHECK(stats(l).poll_ns > 0);
+	a.busy = true;
+	ready_calls = 0;
+	t0 = ms_now();
+	while ((ms = ms_now() - t0) < 30) {
+		evloop_once(l, 100);
+		rounds++;
+	}
+	CHECK(stats(l).skips > 0);
+	CHECK(ready_calls > 0);
+	CHECK(ready_calls < rounds);
+	CHECK(ready_calls <= 2 + (ms + 1) * 1000 / EVLOOP_FD_LOOK_US);
+	/* Polling that finds nothing looks at them every round again. */
+	a.busy = false;
+	ready_calls = 0;
+	for (int i = 0; i < 5; i++)
+		evloop_once(l, 100);
+	CHECK_EQ_INT(ready_calls, 5);
+
+	evloop_poller_del(l, &a.p);
+	evloop_free(l);
+	close(efd);
+}
+
 int main(void)
 {
 	struct evloop *l;
@@ -611,5 +754,7 @@ int main(void)
 	test_stale_slot();
 	test_yield();
 	test_yield_polling();
+	test_idle_window();
+	test_fd_look();
 	return check_report("evloop");
 }
