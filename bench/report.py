@@ -165,17 +165,19 @@ def spread(v, m):
     return '%.2f-%.2f' % (min(v) / m, max(v) / m)
 
 
-POINT_RE = re.compile(r'^(\w+)-(\w+)-(\d+)(?:-c(\d+))?$')
+POINT_RE = re.compile(r'^(\w+)-(\w+)-(\d+)(?:-c(\d+))?(?:-r(\d+))?$')
 
 
 def point_label(p):
     m = POINT_RE.match(p)
     if not m:
         return p
-    rw, bs, qd, c = m.groups()
+    rw, bs, qd, c, r = m.groups()
     s = '%s %s QD%s' % (rw, bs, qd)
     if c:
         s += ', %s clients' % c
+    if r:
+        s += ', at most %s IOPS' % r
     return s
 
 
@@ -210,8 +212,8 @@ def main():
         m = POINT_RE.match(p)
         if not m:
             return (p,)
-        rw, bs, qd, c = m.groups()
-        return (rw, int(re.sub(r'\D', '', bs) or 0), int(c or 1), int(qd))
+        rw, bs, qd, c, r = m.groups()
+        return (rw, int(re.sub(r'\D', '', bs) or 0), int(c or 1), int(qd), int(r or 0))
     pts = sorted(pts, key=pkey)
 
     out = []
