@@ -771,6 +771,24 @@ static void write_counters(struct rec_out *o, const struct vblk_stats *s)
 	rec_u64(o, "yields", s->yields);
 }
 
+/* What a serving loop's polling did (evloop.h): whether polling pays is
+ * hits against rounds, and what it costs in wake-ups is sleeps. */
+static void write_loop(struct rec_out *o, const char *name, const struct evloop *l)
+{
+	struct evloop_poll_stats st;
+
+	evloop_poll_stats(l, &st);
+	rec_begin(o, "loop", "name", name);
+	rec_u64(o, "poll-window-us", st.poll_ns / 1000);
+	rec_u64(o, "idle-window-us", st.idle_poll_ns / 1000);
+	rec_u64(o, "rounds", st.rounds);
+	rec_u64(o, "hits", st.hits);
+	rec_u64(o, "sleeps", st.sleeps);
+	rec_u64(o, "skips", st.skips);
+	rec_u64(o, "gated", st.gated);
+	rec_end(o);
+}
+
 /* inventory_holder_fn: a whole disk and its partitions exclude each other,
  * so a client holds exactly the blocks its target names. */
 static const char *holder(void *ctx, const struct blk_disk *d, const struct part_entry *pe)
@@ -847,6 +865,22 @@ void clients_report(const struct clients *cs, enum ctl_cmd what, struct rec_out 
 			write_counters(o, &sum);
 		}
 		rec_end(o);
+	}
+	rec_list_end(o);
+	if (what != CTL_CMD_STATS)
+		return;
+	/* The loops that serve clients: this one, or each data thread's
+	 * (parked while this runs). */
+	rec_list_begin(o, "loops");
+	if (cs->workers) {
+		for (unsigned i = 0; i < workers_nr(cs->workers); i++) {
+			char name[16];
+
+			snprintf(name, sizeof(name), "data-%u", i);
+			write_loop(o, name, workers_loop(cs->workers, i));
+		}
+	} else {
+		write_loop(o, "main", cs->loop);
 	}
 	rec_list_end(o);
 }

@@ -83,6 +83,9 @@ grep -c memfd: /proc/\$srv/maps >"\$W/maps-after"
 # The control socket, shared by the operator with every user.
 stat -c %a /tmp/ctl.sock >"\$W/ctl-mode.out"
 chmod 0666 /tmp/ctl.sock
+# What the serving loops' polling did through all that (a loop per data
+# thread with --threads).
+step loops $CTL stats
 # nobody gets the whole ns3 and writes a copy of ns1's table onto it.
 step nb-create $NB $CTL create 0 device=NVD-H:n3 socket=/tmp/att.sock
 stat -c %u /tmp/att.sock >"\$W/att-owner.out"
@@ -186,6 +189,12 @@ expect_ok regions-3
 grep -q 'regions=3' "$work/regions-3.out" && grep -q '^verify: OK' "$work/regions-3.out" &&
 	ok "--regions 3 on a ds-max 3 client: buffers in 3 regions, verify OK" ||
 	fail "regions-3: $(cat "$work/regions-3.out")"
+
+want=main
+[[ "${NVD_TEST_DRV_ARGS:-}" == *"--threads 2"* ]] && want="data-0 data-1"
+got=$(awk '$1 == "loop" && / rounds=[0-9]+ hits=[0-9]+ sleeps=[1-9]/ { print $2 }' "$work/loops.out" | xargs)
+[ "$got" = "$want" ] && ok "stats: a loop record for each serving loop ($want)" ||
+	fail "stats: loops '$got', not '$want': $(grep '^loop' "$work/loops.out")"
 
 [ "$(cat "$work/alive.rc")" = 0 ] && ok "server alive after every attack" || fail "server died: $(tail -5 "$work/server.err" | tr '\n' ' ')"
 [ "$(cat "$work/sigterm.rc")" = 0 ] && ok "SIGTERM after the attacks: exit 0" ||

@@ -160,6 +160,8 @@ grep -q '^client /run/nvme-drv/vm1.sock target=NVD-A:n1:1 controller=0000:00:04.
 	ok "stats: the client's counters" || fail "stats: $(cat "$work/stats.out")"
 grep -q '^controller 0000:00:04.0 serial="NVD-A" state=ok reads=[1-9]' "$work/stats2.out" && ok "stats: per-controller counters" ||
 	fail "stats2: $(cat "$work/stats2.out")"
+grep -Eq '^loop main poll-window-us=[0-9]+ idle-window-us=[0-9]+ rounds=[0-9]+ hits=[0-9]+ sleeps=[1-9][0-9]* skips=[0-9]+ gated=[0-9]+$' "$work/stats2.out" &&
+	ok "stats: the serving loop's polling counters" || fail "stats2 (loop): $(cat "$work/stats2.out")"
 
 # Socket permissions and who may connect
 grep -q '^660 0:4242 /run/nvme-drv/ctl.sock' "$work/perms.out" && grep -q '^660 0:4242 /run/nvme-drv/vm1.sock' "$work/perms.out" &&
