@@ -93,7 +93,7 @@ static bool w_busy(void *arg)
 	struct worker *w = arg;
 
 	for (unsigned i = 0; i < w->nqps; i++)
-		if (nvme_qpair_busy(w->qps[i]))
+		if (nvme_qpair_has_work(w->qps[i]))
 			return true;
 	return false;
 }

@@ -990,10 +990,8 @@ bool nvme_ctrl_polled_busy(const struct nvme_ctrl *c)
 
 bool nvme_ctrl_busy(const struct nvme_ctrl *c)
 {
-	if (c->failed)
-		return false;
-	for (unsigned i = 0; i < c->nr_hw; i++)
-		if (c->io[i]->inflight || c->io[i]->pend_head)
+	for (unsigned i = 0; i < c->nr_io; i++)
+		if (nvme_qpair_has_work(c->io[i]))
 			return true;
 	return false;
 }

@@ -6,8 +6,8 @@
  * vector is its own (nvme_qpair_vector_fd() >= 0) may be handed to a
  * thread of its own, its owner. The owner alone then calls the queue
  * pair's data path: nvme_submit, plug/unplug, nvme_qpair_poll,
- * nvme_qpair_set_polling, nvme_qpair_polled_busy, nvme_qpair_busy and
- * db_stats, and done() runs there. Every other function of the
+ * nvme_qpair_set_polling, nvme_qpair_polled_busy, nvme_qpair_busy,
+ * nvme_qpair_has_work and db_stats, and done() runs there. Every other function of the
  * controller (check, service_vector, poll, set_polling, rw_sync, close)
  * touches all its queue pairs and may run done() of any request, so the
  * control thread calls it only while every owner is parked (util/park.h).
@@ -139,9 +139,6 @@ unsigned nvme_ctrl_poll(struct nvme_ctrl *ctrl);
  * found only by polling (the event loop looks every millisecond). */
 void nvme_ctrl_set_polling(struct nvme_ctrl *ctrl, bool on);
 bool nvme_ctrl_polled_busy(const struct nvme_ctrl *ctrl);
-/* Whether any I/O queue pair (twins included) has commands in flight or
- * requests waiting for a slot. */
-bool nvme_ctrl_busy(const struct nvme_ctrl *ctrl);
 /* The same for one queue pair and its twin, for the thread that owns it:
  * reaps both (no system call); routes its requests to the twin or not;
  * says whether the twin has commands out. */
@@ -265,6 +262,12 @@ void nvme_qpair_db_stats(const struct nvme_qpair *qp, struct nvme_db_stats *out)
 unsigned nvme_qpair_process(struct nvme_qpair *qp);
 /* Commands in flight and requests waiting for a free slot. */
 unsigned nvme_qpair_busy(const struct nvme_qpair *qp);
+/* Whether there are any (the queue pair's or its twin's; none on a failed
+ * controller): what the event loop waits for is then the device. For the
+ * owner; nvme_ctrl_busy is the same over every queue pair, for the control
+ * thread. */
+bool nvme_qpair_has_work(const struct nvme_qpair *qp);
+bool nvme_ctrl_busy(const struct nvme_ctrl *ctrl);
 
 /* Synchronous I/O for start-up work (partition tables): runs on I/O queue
  * 0 through a bounce buffer and waits, bounded. */

@@ -802,6 +802,13 @@ unsigned nvme_qpair_busy(const struct nvme_qpair *qp)
 	return n + (qp->twin ? nvme_qpair_busy(qp->twin) : 0);
 }
 
+bool nvme_qpair_has_work(const struct nvme_qpair *qp)
+{
+	if (qp->ctrl->failed)
+		return false;
+	return qp->inflight || qp->pend_head || (qp->twin && (qp->twin->inflight || qp->twin->pend_head));
+}
+
 static int send_abort(struct nvme_qpair *admin, uint16_t sqid, uint16_t cid)
 {
 	struct nvme_tracker *t;

@@ -509,8 +509,11 @@ int evloop_once(struct evloop *l, int timeout_ms)
 	if (l->yielded) {
 		timeout_ms = 0;
 		timed = false;
-		if (l->polling && walk(l, true, false))
-			l->st.hits++;
+		if (l->polling) {
+			l->st.rounds++;
+			if (walk(l, true, false))
+				l->st.hits++;
+		}
 	}
 	if (timed) {
 		dev = busy(l);
@@ -522,7 +525,7 @@ int evloop_once(struct evloop *l, int timeout_ms)
 			 * EVLOOP_FD_LOOK_US: what they bring (the control
 			 * plane, timers) waits that long at most, and the
 			 * data path spares a system call a round. */
-			look = !hit || t0 - l->fds_at >= EVLOOP_FD_LOOK_US * 1000ull;
+			look = !hit || now_ns() - l->fds_at >= EVLOOP_FD_LOOK_US * 1000ull;
 			timeout_ms = 0;
 			timed = false;
 			run_deferred(l);
@@ -548,10 +551,13 @@ int evloop_once(struct evloop *l, int timeout_ms)
 	if (timeout_ms != 0)
 		l->st.sleeps++;
 	if (look) {
-		l->fds_at = t0;
 		n = epoll_wait(l->epfd, ev, 64, timeout_ms);
 		if (n < 0)
 			return errno == EINTR ? 0 : -errno;
+		/* Only a loop that polls skips looks, and only it needs the
+		 * time of this one. */
+		if (l->poll_max_ns)
+			l->fds_at = now_ns();
 	} else {
 		l->st.skips++;
 		n = 0;
