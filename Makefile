@@ -16,16 +16,19 @@ all: build
 deps:
 	@scripts/install-deps build
 
-test-deps:
+# test-deps after deps, and every meson setup after its deps: with make -j
+# two apt-get runs would race for dpkg's lock, and meson setup would run
+# before meson is installed.
+test-deps: deps
 	@scripts/install-deps test
 
-$(BUILD)/build.ninja:
+$(BUILD)/build.ninja: | deps
 	meson setup $(BUILD) --buildtype=debugoptimized
 
-$(ASAN_BUILD)/build.ninja:
+$(ASAN_BUILD)/build.ninja: | deps
 	meson setup $(ASAN_BUILD) --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
 
-$(FUZZ_BUILD)/build.ninja:
+$(FUZZ_BUILD)/build.ninja: | test-deps
 	CC=clang meson setup $(FUZZ_BUILD) --buildtype=debugoptimized -Dfuzz=enabled \
 		-Db_sanitize=address,undefined -Db_lundef=false
 
