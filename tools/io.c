@@ -822,12 +822,12 @@ int main(int argc, char **argv)
 				return 1;
 			break;
 		case OPT_QD:
-			if (opt_range("--qd", optarg, 1, 1024, &v))
+			if (parse_opt_range("--qd", optarg, 1, 1024, &v))
 				return 1;
 			r.qd = (unsigned)v;
 			break;
 		case OPT_QUEUES:
-			if (opt_range("--queues", optarg, 1, 256, &v))
+			if (parse_opt_range("--queues", optarg, 1, 256, &v))
 				return 1;
 			r.nq = (unsigned)v;
 			break;
@@ -889,7 +889,7 @@ int main(int argc, char **argv)
 			r.timeout_ms = v ? (int)v * 1000 : -1;
 			break;
 		case OPT_REGIONS:
-			if (opt_range("--regions", optarg, 1, VHU_REGIONS_MAX, &v))
+			if (parse_opt_range("--regions", optarg, 1, VHU_REGIONS_MAX, &v))
 				return 1;
 			r.nregions = (unsigned)v;
 			break;
@@ -897,7 +897,7 @@ int main(int argc, char **argv)
 			su.mem_file = optarg;
 			break;
 		case OPT_CLIENTS:
-			if (opt_range("--clients", optarg, 1, 1024, &v))
+			if (parse_opt_range("--clients", optarg, 1, 1024, &v))
 				return 1;
 			nclients = (unsigned)v;
 			clients_given = true;

@@ -596,7 +596,7 @@ int main(int argc, char **argv)
 				return 1;
 			break;
 		case OPT_QD:
-			if (opt_range("--qd", optarg, 1, 4096, &v))
+			if (parse_opt_range("--qd", optarg, 1, 4096, &v))
 				return 1;
 			p.qd = (unsigned)v;
 			break;
@@ -613,17 +613,17 @@ int main(int argc, char **argv)
 				return 1;
 			break;
 		case OPT_QUEUES:
-			if (opt_range("--queues", optarg, 1, 64, &v))
+			if (parse_opt_range("--queues", optarg, 1, 64, &v))
 				return 1;
 			want_queues = (unsigned)v;
 			break;
 		case OPT_THREADS:
-			if (opt_range("--threads", optarg, 1, 64, &v))
+			if (parse_opt_range("--threads", optarg, 1, 64, &v))
 				return 1;
 			p.nthreads = (unsigned)v;
 			break;
 		case OPT_POLL_MAX_US:
-			if (opt_range("--poll-max-us", optarg, 0, EVLOOP_POLL_MAX_US_LIMIT, &v))
+			if (parse_opt_range("--poll-max-us", optarg, 0, EVLOOP_POLL_MAX_US_LIMIT, &v))
 				return 1;
 			poll_max_us = (unsigned)v;
 			break;

@@ -122,13 +122,3 @@ int opt_seed(const char *arg, uint64_t *out)
 	}
 	return 0;
 }
-
-int opt_range(const char *name, const char *arg, uint64_t lo, uint64_t hi, uint64_t *out)
-{
-	if (parse_u64(arg, lo, hi, out)) {
-		log_err(NULL, "%s: '%s' is not a number from %" PRIu64 " to %" PRIu64, name, arg, lo,
-			hi);
-		return -1;
-	}
-	return 0;
-}

@@ -28,7 +28,6 @@ int opt_bs(const char *arg, uint32_t *out);		/* --bs: 512..4M, multiple of 512 *
 int opt_time(const char *arg, double *out);		/* --time: 1..86400 s */
 int opt_count(const char *arg, uint64_t *out);		/* --count: positive */
 int opt_seed(const char *arg, uint64_t *out);		/* --seed: any number */
-/* A whole number from lo to hi; "NAME: 'ARG' is not a number from LO to HI". */
-int opt_range(const char *name, const char *arg, uint64_t lo, uint64_t hi, uint64_t *out);
+/* Others take a plain range: parse_opt_range (util/parse.h). */
 
 #endif

@@ -2,7 +2,10 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
+
+#include "util/log.h"
 
 static int parse_base(const char *s, uint64_t *out, const char **end)
 {
@@ -109,4 +112,14 @@ int parse_cpulist(const char *s, unsigned limit, unsigned *cpus, unsigned max, u
 			return -EINVAL;
 		p = end + 1;
 	}
+}
+
+int parse_opt_range(const char *name, const char *arg, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+	int rc = parse_u64(arg, lo, hi, out);
+
+	if (rc)
+		log_err(NULL, "%s: '%s' is not a number from %" PRIu64 " to %" PRIu64, name, arg, lo,
+			hi);
+	return rc;
 }
