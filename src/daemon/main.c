@@ -712,40 +712,32 @@ int main(int argc, char **argv)
 		case OPT_POLL_MAX_US: {
 			uint64_t v;
 
-			if (parse_u64(optarg, 0, EVLOOP_POLL_MAX_US_LIMIT, &v) != 0) {
-				log_err(NULL, "--poll-max-us: '%s' is not 0-%u", optarg, EVLOOP_POLL_MAX_US_LIMIT);
+			if (parse_opt_range("--poll-max-us", optarg, 0, EVLOOP_POLL_MAX_US_LIMIT, &v))
 				return 1;
-			}
 			cfg.poll_max_us = (unsigned)v;
 			break;
 		}
 		case OPT_POLL_IDLE_US: {
 			uint64_t v;
 
-			if (parse_u64(optarg, 0, EVLOOP_POLL_MAX_US_LIMIT, &v) != 0) {
-				log_err(NULL, "--poll-idle-us: '%s' is not 0-%u", optarg, EVLOOP_POLL_MAX_US_LIMIT);
+			if (parse_opt_range("--poll-idle-us", optarg, 0, EVLOOP_POLL_MAX_US_LIMIT, &v))
 				return 1;
-			}
 			cfg.poll_idle_us = (unsigned)v;
 			break;
 		}
 		case OPT_COALESCE_US: {
 			uint64_t v;
 
-			if (parse_u64(optarg, 0, VBLK_COALESCE_US_LIMIT, &v) != 0) {
-				log_err(NULL, "--coalesce-us: '%s' is not 0-%u", optarg, VBLK_COALESCE_US_LIMIT);
+			if (parse_opt_range("--coalesce-us", optarg, 0, VBLK_COALESCE_US_LIMIT, &v))
 				return 1;
-			}
 			cfg.coalesce_us = (unsigned)v;
 			break;
 		}
 		case OPT_THREADS: {
 			uint64_t v;
 
-			if (parse_u64(optarg, 1, WORKERS_MAX, &v) != 0) {
-				log_err(NULL, "--threads: '%s' is not 1-%u", optarg, WORKERS_MAX);
+			if (parse_opt_range("--threads", optarg, 1, WORKERS_MAX, &v))
 				return 1;
-			}
 			cfg.threads = (unsigned)v;
 			break;
 		}
