@@ -65,17 +65,13 @@ int host_opts_parse(struct host_opts *o, int opt, const char *arg)
 		o->ctrl.irq_modes &= ~VFIO_IRQ_ALLOW(VFIO_IRQ_MSI);
 		return 1;
 	case HOST_OPT_IO_QUEUES:
-		if (parse_u64(arg, 1, 64, &v)) {
-			log_err(NULL, "--io-queues: '%s' is not a number from 1 to 64", arg);
+		if (parse_opt_range("--io-queues", arg, 1, 64, &v))
 			return -EINVAL;
-		}
 		o->ctrl.io_queues = (unsigned)v;
 		return 1;
 	case HOST_OPT_QUEUE_DEPTH:
-		if (parse_u64(arg, 2, 65536, &v)) {
-			log_err(NULL, "--queue-depth: '%s' is not a number from 2 to 65536", arg);
+		if (parse_opt_range("--queue-depth", arg, 2, 65536, &v))
 			return -EINVAL;
-		}
 		o->ctrl.io_queue_depth = (unsigned)v;
 		return 1;
 	case HOST_OPT_IO_TIMEOUT:
