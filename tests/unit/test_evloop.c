@@ -24,11 +24,13 @@ struct tp {
 	bool off;		/* notifications are off now */
 	bool pending;		/* pending() says so */
 	uint64_t find_after_ms;	/* poll() returns true once this time has come */
+	uint64_t find_after_ns;	/* the same, to the nanosecond (ns_now) */
 	bool busy;		/* poll() always finds work */
 	bool dev;		/* busy() (commands at a device) says so */
 };
 
 static uint64_t ms_now(void);
+static uint64_t ns_now(void);
 static bool tp_pending(void *arg)
 {
 	return ((struct tp *)arg)->pending;
@@ -53,6 +55,10 @@ static bool tp_poll(void *arg)
 	if (t->find_after_ms && ms_now() >= t->find_after_ms) {
 		t->find_after_ms = 0;
 		t->pending = false;
+		return true;
+	}
+	if (t->find_after_ns && ns_now() >= t->find_after_ns) {
+		t->find_after_ns = 0;
 		return true;
 	}
 	return t->busy || (t->find_at && (int)t->polls == t->find_at);
@@ -105,6 +111,14 @@ static uint64_t ms_now(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t ns_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 static struct evloop_poll_stats stats(struct evloop *l)
@@ -553,6 +567,83 @@ static void test_fd_look(void)
 	close(efd);
 }
 
+/* Regression test for 456c682: the EVLOOP_FD_LOOK_US between fd looks
+ * are counted to when polling found the work, not to when the round
+ * began. A round that begins just after a look but polls 500 us before
+ * its hit is past the 200 us when it has found the work, and looks: an fd
+ * made readable as it begins is served in that round. Counted from the
+ * round's start, it skipped the look, and the fd waited a round more
+ * (up to a whole window, 1 ms, for the control plane). */
+static unsigned drained;
+
+static void on_drain(void *arg, uint32_t events)
+{
+	uint64_t n;
+
+	(void)events;
+	if (read(*(int *)arg, &n, sizeof(n)) == sizeof(n))
+		drained++;
+}
+
+static void test_fd_look_long_poll(void)
+{
+	struct evloop *l;
+	struct tp a;
+	int grow = eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK);	/* always readable */
+	int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	const uint64_t one = 1;
+	const unsigned trials = 10;
+	unsigned served = 0, looked = 0;
+
+	CHECK(grow >= 0 && efd >= 0);
+	CHECK_EQ_INT(evloop_new(&l), 0);
+	tp_init(&a, l);
+	evloop_poller_add(l, &a.p);
+	CHECK_EQ_INT(evloop_add(l, grow, EPOLLIN, on_ready, NULL), 0);
+	CHECK_EQ_INT(evloop_add(l, efd, EPOLLIN, on_drain, &efd), 0);
+	/* The whole 1 ms window, so that a hit 500 us into a round is still
+	 * a hit. */
+	evloop_set_poll_max(l, 1000);
+	for (int i = 0; i < 40 && stats(l).poll_ns < 1000000; i++)
+		evloop_once(l, 100);
+	CHECK_EQ_INT(stats(l).poll_ns, 1000000);
+	CHECK_EQ_INT(evloop_del(l, grow), 0);
+
+	for (unsigned t = 0; t < trials; t++) {
+		uint64_t skips;
+
+		/* Rounds whose polling finds work at once, until one looks
+		 * (skips no more): the last look is now. */
+		a.busy = true;
+		for (int i = 0; i < 100000; i++) {
+			skips = stats(l).skips;
+			evloop_once(l, 100);
+			if (stats(l).skips == skips) {
+				looked++;
+				break;
+			}
+		}
+		a.busy = false;
+		/* At once, the next round: its work comes 500 us into its
+		 * window, the fd is readable from its start. */
+		a.find_after_ns = ns_now() + 500000;
+		drained = 0;
+		CHECK(write(efd, &one, sizeof(one)) == sizeof(one));
+		skips = stats(l).skips;
+		evloop_once(l, 100);
+		if (drained == 1 && stats(l).skips == skips)
+			served++;
+		evloop_once(l, 0);	/* one that a failure left readable */
+	}
+	CHECK_EQ_INT(looked, trials);
+	CHECK_EQ_INT(served, trials);
+
+	evloop_poller_del(l, &a.p);
+	evloop_free(l);
+	close(grow);
+	close(efd);
+}
+
 int main(void)
 {
 	struct evloop *l;
@@ -766,5 +857,6 @@ int main(void)
 	test_yield_polling();
 	test_idle_window();
 	test_fd_look();
+	test_fd_look_long_poll();
 	return check_report("evloop");
 }
