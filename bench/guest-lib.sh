@@ -10,6 +10,8 @@
 #        (sum of /proc/PID/task/*/schedstat fields 1 and 3; 0 without a
 #        server), its voluntary context switches, the whole guest's busy
 #        and total CPU ticks (/proc/stat "cpu" line), USER_HZ, wall time.
+#   .host: written on the host by bench/hostcpu.py (QEMU's threads' CPU
+#        time over the same point: vCPUs, device emulation, the rest).
 # bench/report.py turns them into tables on the host.
 
 BDF=${BDF:-0000:00:04.0}
@@ -58,9 +60,13 @@ measure() {
 	mkdir -p "${O%/*}"
 	say "$path $point run $run"
 	# The wall-clock window encloses the counters' (for idle CPU shares).
+	# The marks (on stderr) tell bench/hostcpu.py on the host when to read
+	# QEMU's threads.
+	echo "bench-mark: begin $path $point $run" >&2
 	t0=$(now_ns); p0=$(srv_snap "$pid"); s0=$(sys_snap)
 	eval "$*"
 	s1=$(sys_snap); p1=$(srv_snap "$pid"); t1=$(now_ns)
+	echo "bench-mark: end $path $point $run" >&2
 	write_meta "$O.meta" "$p0" "$p1" "$s0" "$s1" "$t0" "$t1"
 }
 
