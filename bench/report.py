@@ -2,19 +2,24 @@
 """bench/report.py: the tables of bench/raw, compare, clients and spdk.
 
 Reads WORK/r/PATH/POINT/RUN.{out*,meta} (written in the guest by
-bench/guest-lib.sh) and prints Markdown tables: per point, every path's
+bench/guest-lib.sh) and RUN.host where bench/hostcpu.py wrote one and prints Markdown tables: per point, every path's
 median IOPS over its runs with their spread (min/median-max/median),
 median p50/p99/p99.9 latency, the server's CPU per I/O (schedstat) and the
-whole guest's CPU per I/O (/proc/stat); then nvme-drv's ratios against the
+whole guest's CPU per I/O (/proc/stat); the host's CPU in QEMU's vCPU and
+emulation threads; then nvme-drv's ratios against the
 peers and against the path's bound; then idle CPU and wake-ups per second.
 
   report.py WORK --paths KEY=LABEL,... [--drv KEY] [--vs KEY,...]
-            [--bound TRANSPORT-CEILING-KEY,DRIVER-CEILING-KEY] [--md FILE]
+            [--bound TRANSPORT-CEILING-KEY,DRIVER-CEILING-KEY]
+            [--depth-bound TRANSPORT-CEILING-KEY,DRIVER-CEILING-KEY] [--md FILE]
 
 The bound of a path made of a transport (ceiling a: the most any server gets
 through it) and a driver (ceiling b: the device through our driver alone) is
 their serial composition 1/(1/a + 1/b) at one request in flight (the two
 latencies add up) and min(a, b) at depth (the slower stage limits).
+With --depth-bound (bench/depth: both ceilings measured at several depths)
+also the rate of a loop of the two stages that share the client's depth
+(see shared_depth).
 """
 import argparse
 import json
@@ -128,7 +133,22 @@ def parse_run(base):
     r['sys'] = meta['sys_busy'] / hz * 1e6 / ios if ios else None
     if not ios:
         return None
+    r['host'] = host_of(base, ios)
     return r
+
+
+def host_of(base, ios):
+    """bench/hostcpu.py's RUN.host: QEMU's threads' host CPU over the point."""
+    if not os.path.exists(base + '.host'):
+        return None
+    h = read_meta(base + '.host')
+    w = h.get('wall_ns')
+    if not w:
+        return None
+    emu = h['main_ns'] + h['other_ns']
+    return dict(cores=(h['vcpu_ns'] + emu) / w, vcpu=h['vcpu_ns'] / w, emu=emu / w,
+                busy=h['host_busy'] / max(h['host_total'], 1) * h.get('ncpu', 1),
+                vcpu_io=h['vcpu_ns'] / 1e3 / ios, emu_io=emu / 1e3 / ios)
 
 
 def idle_run(base):
@@ -186,6 +206,79 @@ def point_qd1(p):
     return bool(m) and m.group(3) == '1' and (m.group(4) in (None, '1'))
 
 
+def stage_n(curve, x):
+    """Requests a stage holds at rate x (Little: n = x * R(x)); curve is its
+    measured (depth, IOPS) points. R is interpolated over the rate between
+    the measured points; below the lowest it is the QD1 response time; above
+    the highest the stage cannot go (None)."""
+    pts = sorted((i, d / i) for d, i in curve if i)
+    if not pts or x > pts[-1][0]:
+        return None
+    if x <= pts[0][0]:
+        return x * pts[0][1]
+    for (x0, r0), (x1, r1) in zip(pts, pts[1:]):
+        if x <= x1:
+            r = r0 + (r1 - r0) * (x - x0) / (x1 - x0) if x1 > x0 else max(r0, r1)
+            return x * r
+    return None
+
+
+def shared_depth(ca, cb, n):
+    """The rate of a loop of two stages (curves ca, cb) holding n requests:
+    the x at which they hold n between them (bisection; n(x) grows with x).
+    Returns (x, n_a, n_b)."""
+    top = min(max(i for _, i in ca), max(i for _, i in cb))
+
+    def tot(x):
+        a, b = stage_n(ca, x), stage_n(cb, x)
+        return None if a is None or b is None else a + b
+    if tot(top) is not None and tot(top) <= n:
+        x = top
+    else:
+        lo, hi = 0.0, top
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            t = tot(mid)
+            if t is not None and t <= n:
+                lo = mid
+            else:
+                hi = mid
+        x = lo
+    return x, stage_n(ca, x), stage_n(cb, x)
+
+
+def depth_table(summary, pts, drv, a, b, label):
+    """--depth-bound A,B: nvme-drv at each depth against the loop of A and B."""
+    def key(p):
+        m = POINT_RE.match(p)
+        return (m.group(1), m.group(2), m.group(4), m.group(5)) if m else None
+
+    def qd(p):
+        return int(POINT_RE.match(p).group(3))
+    out = ['\n### %s against its stages sharing the depth\n' % label[drv],
+           'min(a, b): the slower stage at the same depth (issue 11\'s bound at depth); shared: the rate'
+           ' of a loop of the two stages holding the client\'s depth between them (bench/depth).\n',
+           '| point | %s IOPS | min(a, b) | %s/min | shared | %s/shared | held by %s + %s |' % (
+               label[drv], label[drv], label[drv], label[a], label[b]),
+           '|---|---|---|---|---|---|---|']
+    rows = 0
+    for p in pts:
+        d = summary.get((drv, p))
+        if not d or not d['iops'] or not key(p):
+            continue
+        ca = [(qd(q), summary[(a, q)]['iops']) for q in pts if key(q) == key(p) and (a, q) in summary]
+        cb = [(qd(q), summary[(b, q)]['iops']) for q in pts if key(q) == key(p) and (b, q) in summary]
+        xa, xb = summary.get((a, p)), summary.get((b, p))
+        if not ca or not cb or not xa or not xb:
+            continue
+        mn = min(xa['iops'], xb['iops'])
+        x, na, nb = shared_depth(ca, cb, qd(p))
+        out.append('| %s | %.0f | %.0f | %.2f | %.0f | %.2f | %.1f + %.1f |' % (
+            point_label(p), d['iops'], mn, d['iops'] / mn, x, d['iops'] / x if x else 0, na, nb))
+        rows += 1
+    return out if rows else []
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('work')
@@ -194,6 +287,8 @@ def main():
     ap.add_argument('--vs', default='')
     ap.add_argument('--bound', default='')
     ap.add_argument('--also', default='', help='more ratio columns: A:B,...')
+    ap.add_argument('--depth-bound', default='',
+                    help='TRANSPORT-CEILING-KEY,DRIVER-CEILING-KEY measured at several depths')
     ap.add_argument('--md')
     a = ap.parse_args()
     paths = [kv.split('=', 1) for kv in a.paths.split(',')]
@@ -237,6 +332,26 @@ def main():
                 label[k], fmt(m['iops']), spread([r['iops'] for r in rr], m['iops']),
                 fmt(m['p50'], 1), fmt(m['p99'], 1), fmt(m['p999'], 1), fmt(m['srv'], 1), fmt(m['sys'], 1),
                 len(rr), n) + (' %s |' % fmt(m['mm'], 2) if multi else ''))
+    # The host's side (bench/hostcpu.py), where it was read.
+    hrows = []
+    for p in pts:
+        for k in keys:
+            hh = [r['host'] for r in (parse_run(b) for b in runs_of(a.work, k, p)) if r and r['host']]
+            if not hh:
+                continue
+            m = {f: med([h[f] for h in hh]) for f in hh[0]}
+            hrows.append('| %s | %s | %s | %.2f | %.2f | %.2f | %.1f | %.1f | %d |' % (
+                point_label(p), label[k], fmt(summary[(k, p)]['iops']) if (k, p) in summary else '-',
+                m['busy'], m['vcpu'], m['emu'], m['vcpu_io'], m['emu_io'], len(hh)))
+    if hrows:
+        out.append('\n### The host: QEMU\'s threads (bench/hostcpu.py; medians)\n')
+        out.append('vCPUs run everything in the guest (clients, kernel, servers, their polling);'
+                   ' emulation is QEMU\'s main thread and its I/O workers (the NVMe controller,'
+                   ' the image). Cores are host CPU time over wall time.\n')
+        out.append('| point | path | IOPS | host cores busy (all) | vCPU cores | emulation cores |'
+                   ' vCPU us/IO | emulation us/IO | runs |')
+        out.append('|---|---|---|---|---|---|---|---|---|')
+        out.extend(hrows)
     # Ratios of nvme-drv's medians.
     if any(k == a.drv for k, _ in summary):
         hdr = ['point'] + ['%s/%s' % (label[a.drv], label[v]) for v in vs]
@@ -272,6 +387,9 @@ def main():
                 xx, yy = summary.get((x, p)), summary.get((y, p))
                 row.append('%.2f' % (xx['iops'] / yy['iops']) if xx and yy and yy['iops'] else '-')
             out.append('| ' + ' | '.join(row) + ' |')
+    dbound = [k for k in a.depth_bound.split(',') if k]
+    if len(dbound) == 2:
+        out.extend(depth_table(summary, pts, a.drv, dbound[0], dbound[1], label))
     # Idle.
     idle = [(k, [idle_run(b) for b in runs_of(a.work, k, 'idle')]) for k in keys]
     idle = [(k, v) for k, v in idle if v]

@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""bench/report.py's arithmetic: the bound of two stages sharing a depth,
+and the host table of bench/hostcpu.py's files, on made-up runs.
+  test_report.py PATH-TO-report.py"""
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+
+spec = importlib.util.spec_from_file_location('report', sys.argv[1])
+r = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(r)
+failed = n = 0
+
+
+def check(cond, what):
+    global failed, n
+    n += 1
+    if not cond:
+        failed += 1
+        print('FAIL: ' + what)
+
+
+def near(a, b, tol=1e-6):
+    return abs(a - b) <= tol * max(1.0, abs(b))
+
+
+# One request in the loop: the serial composition 1/(1/a + 1/b).
+a = [(1, 3000), (8, 40000), (32, 70000)]
+b = [(1, 20000), (8, 45000), (32, 60000)]
+x, na, nb = r.shared_depth(a, b, 1)
+check(near(x, 1 / (1 / 3000 + 1 / 20000)), 'QD1 is the serial composition (%g)' % x)
+check(near(na + nb, 1), 'QD1: the stages hold one request (%g + %g)' % (na, nb))
+# Two pure delays (rate = depth / R): the loop's rate is N / (Ra + Rb).
+da = [(d, d / 100e-6) for d in (1, 2, 4, 8, 16, 32)]
+db = [(d, d / 200e-6) for d in (1, 2, 4, 8, 16, 32)]
+x, na, nb = r.shared_depth(da, db, 32)
+check(near(x, 32 / 300e-6, 1e-4), 'two delays: N/(Ra+Rb) (%g)' % x)
+check(near(na, 32 / 3, 1e-3) and near(nb, 64 / 3, 1e-3), 'two delays: split by R (%g + %g)' % (na, nb))
+# At depth the shared bound is below min(a, b) and above the QD1 one.
+x32, na, nb = r.shared_depth(a, b, 32)
+check(x32 < min(70000, 60000), 'QD32: below min(a, b) (%g)' % x32)
+check(near(na + nb, 32, 1e-4), 'QD32: the stages hold the 32 (%g + %g)' % (na, nb))
+check(r.shared_depth(a, b, 8)[0] < x32, 'more depth, more rate')
+# A depth beyond what both stages need: the slower stage's top rate.
+x, _, _ = r.shared_depth(a, b, 1000)
+check(near(x, 60000), 'deep enough: the slower stage (%g)' % x)
+check(r.stage_n(a, 80000) is None, 'a stage cannot go past its top rate')
+check(near(r.stage_n(a, 1500), 1500 / 3000), 'below its QD1 rate a stage holds x * R(1)')
+
+# The whole report on a made-up work directory.
+with tempfile.TemporaryDirectory() as w:
+    def run(path, point, iops, host=None):
+        d = os.path.join(w, 'r', path, point)
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, '1.out.1'), 'w') as f:
+            f.write('randread: ios=%d time=1.00s iops=%d p50=10.0 p99=20.0\n' % (iops, iops))
+        with open(os.path.join(d, '1.meta'), 'w') as f:
+            f.write('srv_ns=1000000\nsrv_slices=1\nsrv_vcs=1\nsys_busy=10\nsys_total=200\nhz=100\n'
+                    'wall_ns=1000000000\n')
+        if host:
+            with open(os.path.join(d, '1.host'), 'w') as f:
+                f.write('wall_ns=1000000000\nvcpu_ns=%d\nmain_ns=%d\nother_ns=%d\n'
+                        'host_busy=150\nhost_total=200\nhz=100\nncpu=2\n' % host)
+    for d, (ia, ib, idrv) in {1: (3000, 20000, 2700), 32: (70000, 60000, 40000)}.items():
+        run('null', 'randread-4k-%d' % d, ia)
+        run('perf', 'randread-4k-%d' % d, ib)
+        run('drv', 'randread-4k-%d' % d, idrv, (1200000000, 300000000, 100000000) if d == 32 else None)
+    out = subprocess.run([sys.executable, sys.argv[1], w, '--paths', 'drv=D,null=N,perf=P',
+                          '--vs', 'null,perf', '--bound', 'null,perf', '--depth-bound', 'null,perf'],
+                         capture_output=True, text=True)
+    check(out.returncode == 0, 'report.py runs (%s)' % out.stderr.strip())
+    t = out.stdout
+    bound = r.shared_depth([(1, 3000), (32, 70000)], [(1, 20000), (32, 60000)], 32)[0]
+    check('| randread 4k QD32 | 40000 | 60000 | 0.67 | %.0f | %.2f |' % (bound, 40000 / bound) in t,
+          'depth table row for QD32:\n' + t)
+    # 1.2 s of vCPU and 0.4 s of emulation in 1 s, 40000 I/Os; 150/200 ticks on 2 CPUs.
+    check('| randread 4k QD32 | D | 40000 | 1.50 | 1.20 | 0.40 | 30.0 | 10.0 | 1 |' in t,
+          'host table row:\n' + t)
+    check(t.count('| randread 4k QD1 | D |') == 0, 'no host row where no .host file was written')
+
+print('%d checks, %d failed' % (n, failed))
+sys.exit(1 if failed else 0)
