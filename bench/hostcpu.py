@@ -5,10 +5,11 @@ Under TCG the guest cannot see the host: its vCPUs and QEMU's device
 emulation (the NVMe controller, the disk image's I/O) share the host's cores,
 and a guest thread that spins holds a whole host core. This filter sits on
 the stderr of tests/vm/run (the guest's stderr streams through it and is
-passed on unchanged) and, at the marks bench/guest-lib.sh's measure() prints
-around each point ("bench-mark: begin|end PATH POINT RUN"), reads the CPU
-time of every thread of the guest's QEMU (/proc/PID/task/*/schedstat, ns)
-and the host's /proc/stat. It writes WORK/r/PATH/POINT/RUN.host:
+passed on unchanged, but for the marks) and, at the marks
+bench/guest-lib.sh's measure() prints around each point ("bench-mark:
+begin|end PATH POINT RUN"), reads the CPU time of every thread of the
+guest's QEMU (/proc/PID/task/*/schedstat, ns) and the host's /proc/stat. It
+writes WORK/r/PATH/POINT/RUN.host:
 
   wall_ns     host time between the two marks
   vcpu_ns     QEMU's vCPU threads ("CPU N/TCG"): everything the guest ran
@@ -16,18 +17,23 @@ and the host's /proc/stat. It writes WORK/r/PATH/POINT/RUN.host:
   other_ns    QEMU's other threads (the image's I/O workers, RCU)
   host_busy, host_total, hz, ncpu   the host's /proc/stat "cpu" ticks
 
-The marks reach the host through a file that tests/vm/run follows every
-0.1 s, so both ends of the window are late by about the same amount.
+Each thread counts what it ran between the marks: a thread that ended in
+between loses its last part, one that started counts from zero (QEMU's I/O
+workers come and go). The marks reach the host through a file that
+tests/vm/run follows every 0.1 s, so both ends of the window are late by
+about the same amount. Nothing here may stop the run: on any error the
+filter only copies what it reads.
 
   hostcpu.py WORK ROOT-PID     (QEMU is found among ROOT-PID's descendants)
 """
 import os
 import re
+import signal
 import sys
 import time
 
-MARK = re.compile(r'^bench-mark: (begin|end) (\S+) (\S+) (\S+)\s*$')
-VCPU = re.compile(r'^CPU \d+/TCG')
+MARK = re.compile(rb'^bench-mark: (begin|end) (\S+) (\S+) (\S+)\s*$')
+VCPU = re.compile(r'^CPU \d+/(TCG|KVM)')
 
 
 def parent(pid):
@@ -69,7 +75,8 @@ def host_ticks():
 
 
 def snap(qemu):
-    s = dict(vcpu_ns=0, main_ns=0, other_ns=0)
+    """Every thread's (class, ns), the host's ticks and the time."""
+    threads = {}
     tdir = '/proc/%d/task' % qemu
     for t in os.listdir(tdir):
         try:
@@ -78,51 +85,66 @@ def snap(qemu):
             with open('%s/%s/schedstat' % (tdir, t)) as f:
                 ns = int(f.read().split()[0])
         except (OSError, ValueError, IndexError):
-            continue  # a thread that ended: its time is lost to both ends
+            continue
         k = 'main_ns' if int(t) == qemu else 'vcpu_ns' if VCPU.match(comm) else 'other_ns'
-        s[k] += ns
-    s['host_busy'], s['host_total'] = host_ticks()
-    s['t'] = time.monotonic_ns()
-    return s
+        threads[t] = (k, ns)
+    busy, total = host_ticks()
+    return dict(threads=threads, host_busy=busy, host_total=total, t=time.monotonic_ns())
+
+
+def write_host(work, key, s0, s):
+    d = dict(vcpu_ns=0, main_ns=0, other_ns=0)
+    for t, (k, ns) in s['threads'].items():
+        d[k] += ns - s0['threads'].get(t, (k, 0))[1]
+    path = os.path.join(work, 'r', *key) + '.host'
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'w') as f:
+        f.write('wall_ns=%d\n' % (s['t'] - s0['t']))
+        for k in ('vcpu_ns', 'main_ns', 'other_ns'):
+            f.write('%s=%d\n' % (k, d[k]))
+        for k in ('host_busy', 'host_total'):
+            f.write('%s=%d\n' % (k, s[k] - s0[k]))
+        f.write('hz=%d\nncpu=%d\n' % (os.sysconf('SC_CLK_TCK'), os.cpu_count()))
 
 
 def main():
+    # Ctrl-C goes to the whole job: tests/vm/run handles it and says so on
+    # stderr, which must still reach the terminal through here.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    inp, out = sys.stdin.buffer, sys.stderr.buffer
     work, root = sys.argv[1], int(sys.argv[2])
-    hz = os.sysconf('SC_CLK_TCK')
-    ncpu = os.cpu_count()
     qemu, begun = 0, {}
-    for line in sys.stdin:
-        sys.stderr.write(line)
-        sys.stderr.flush()
-        m = MARK.match(line)
-        if not m:
-            continue
-        what, key = m.group(1), m.group(2, 3, 4)
-        try:
-            if not qemu or not os.path.isdir('/proc/%d' % qemu):
-                qemu = find_qemu(root)
-            if not qemu:
+    try:
+        for line in inp:
+            m = MARK.match(line)
+            if not m:
+                out.write(line)
+                out.flush()
                 continue
-            s = snap(qemu)
-        except OSError:
-            qemu = 0
-            continue
-        if what == 'begin':
-            begun[key] = (qemu, s)
-            continue
-        q0, s0 = begun.pop(key, (0, None))
-        if not s0 or q0 != qemu:
-            continue
-        d = os.path.join(work, 'r', *key)
-        try:
-            os.makedirs(os.path.dirname(d), exist_ok=True)
-            with open(d + '.host', 'w') as f:
-                f.write('wall_ns=%d\n' % (s['t'] - s0['t']))
-                for k in ('vcpu_ns', 'main_ns', 'other_ns', 'host_busy', 'host_total'):
-                    f.write('%s=%d\n' % (k, s[k] - s0[k]))
-                f.write('hz=%d\nncpu=%d\n' % (hz, ncpu))
-        except OSError as e:
-            sys.stderr.write('bench/hostcpu.py: %s: %s\n' % (d, e))
+            what = m.group(1)
+            key = tuple(g.decode(errors='replace') for g in m.group(2, 3, 4))
+            try:
+                if not qemu or not os.path.isdir('/proc/%d' % qemu):
+                    qemu = find_qemu(root)
+                if not qemu:
+                    continue
+                s = snap(qemu)
+                if what == b'begin':
+                    begun[key] = (qemu, s)
+                    continue
+                q0, s0 = begun.pop(key, (0, None))
+                if s0 and q0 == qemu:
+                    write_host(work, key, s0, s)
+            except OSError as e:
+                out.write(('bench/hostcpu.py: %s\n' % e).encode())
+                qemu = 0
+    except Exception as e:  # never stop the run: copy the rest as it comes
+        out.write(('bench/hostcpu.py: %r; host CPU no longer read\n' % e).encode())
+        out.flush()
+        for line in inp:
+            out.write(line)
+            out.flush()
+    out.flush()
     return 0
 
 

@@ -58,9 +58,11 @@ bench_guest() { # the body on stdin
 bench_vm() { # tests/vm/run arguments (before --)
 	LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 	# The guest's stderr passes through bench/hostcpu.py, which reads QEMU's
-	# threads at measure()'s marks (RUN.host beside each RUN.meta).
+	# threads at measure()'s marks (RUN.host beside each RUN.meta) and drops
+	# the marks; should it die, cat passes on the rest (stderr and stdout are
+	# two pipes now, so their lines may interleave differently).
 	{ "$top/tests/vm/run" "$@" -- bash "$work/guest.sh" 2>&1 1>&3 3>&- |
-		python3 "$here/hostcpu.py" "$work" $$ 3>&-; } 3>&1
+		{ python3 "$here/hostcpu.py" "$work" $$ || cat; } >&2 3>&-; } 3>&1
 	LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
 }
 
