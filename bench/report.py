@@ -206,45 +206,44 @@ def point_qd1(p):
     return bool(m) and m.group(3) == '1' and (m.group(4) in (None, '1'))
 
 
-def stage_n(curve, x):
-    """Requests a stage holds at rate x (Little: n = x * R(x)); curve is its
-    measured (depth, IOPS) points. R is interpolated over the rate between
-    the measured points; below the lowest it is the QD1 response time; above
-    the highest the stage cannot go (None)."""
-    pts = sorted((i, d / i) for d, i in curve if i)
-    if not pts or x > pts[-1][0]:
+def stage_rate(curve, n):
+    """The rate of a stage holding n requests (n may be fractional), from its
+    measured (depth, IOPS) points: each point is raised to the best rate of
+    any lower depth (holding more requests does not make a stage slower; a
+    dip is the runs' noise), the rate is interpolated linearly over depth,
+    below the lowest depth d0 it is n/d0 of the rate there (Little's law
+    with that depth's response time), above the highest it stays."""
+    env, best = [], 0.0
+    for d, i in sorted((d, i) for d, i in curve if i):
+        best = max(best, i)
+        env.append((d, best))
+    if not env:
         return None
-    if x <= pts[0][0]:
-        return x * pts[0][1]
-    for (x0, r0), (x1, r1) in zip(pts, pts[1:]):
-        if x <= x1:
-            r = r0 + (r1 - r0) * (x - x0) / (x1 - x0) if x1 > x0 else max(r0, r1)
-            return x * r
-    return None
+    if n <= env[0][0]:
+        return env[0][1] * n / env[0][0]
+    for (d0, x0), (d1, x1) in zip(env, env[1:]):
+        if n <= d1:
+            return x0 + (x1 - x0) * (n - d0) / (d1 - d0)
+    return env[-1][1]
 
 
 def shared_depth(ca, cb, n):
-    """The rate of a loop of two stages (curves ca, cb) holding n requests:
-    the x at which they hold n between them (bisection; n(x) grows with x).
-    Returns (x, n_a, n_b)."""
-    top = min(max(i for _, i in ca), max(i for _, i in cb))
-
-    def tot(x):
-        a, b = stage_n(ca, x), stage_n(cb, x)
-        return None if a is None or b is None else a + b
-    if tot(top) is not None and tot(top) <= n:
-        x = top
-    else:
-        lo, hi = 0.0, top
-        for _ in range(60):
-            mid = (lo + hi) / 2
-            t = tot(mid)
-            if t is not None and t <= n:
-                lo = mid
-            else:
-                hi = mid
-        x = lo
-    return x, stage_n(ca, x), stage_n(cb, x)
+    """The rate of a loop of two stages (curves ca, cb) holding n requests
+    between them: with n_a in the first and n - n_a in the second both go at
+    one rate, the most the loop can (the split that maximises the slower of
+    the two: one stage's rate grows with n_a, the other's falls). Returns
+    (rate, n_a, n_b), or None without points."""
+    if stage_rate(ca, 1) is None or stage_rate(cb, 1) is None:
+        return None
+    lo, hi = 0.0, float(n)
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if stage_rate(ca, mid) < stage_rate(cb, n - mid):
+            lo = mid
+        else:
+            hi = mid
+    x = max(min(stage_rate(ca, lo), stage_rate(cb, n - lo)), min(stage_rate(ca, hi), stage_rate(cb, n - hi)))
+    return x, lo, n - lo
 
 
 def depth_table(summary, pts, drv, a, b, label):
@@ -266,13 +265,16 @@ def depth_table(summary, pts, drv, a, b, label):
         d = summary.get((drv, p))
         if not d or not d['iops'] or not key(p):
             continue
-        ca = [(qd(q), summary[(a, q)]['iops']) for q in pts if key(q) == key(p) and (a, q) in summary]
-        cb = [(qd(q), summary[(b, q)]['iops']) for q in pts if key(q) == key(p) and (b, q) in summary]
+        ca = [(qd(q), summary[(a, q)]['iops']) for q in pts
+              if key(q) == key(p) and (a, q) in summary and summary[(a, q)]['iops']]
+        cb = [(qd(q), summary[(b, q)]['iops']) for q in pts
+              if key(q) == key(p) and (b, q) in summary and summary[(b, q)]['iops']]
         xa, xb = summary.get((a, p)), summary.get((b, p))
-        if not ca or not cb or not xa or not xb:
+        sh = shared_depth(ca, cb, qd(p))
+        if not sh or not xa or not xb or not xa['iops'] or not xb['iops']:
             continue
         mn = min(xa['iops'], xb['iops'])
-        x, na, nb = shared_depth(ca, cb, qd(p))
+        x, na, nb = sh
         out.append('| %s | %.0f | %.0f | %.2f | %.0f | %.2f | %.1f + %.1f |' % (
             point_label(p), d['iops'], mn, d['iops'] / mn, x, d['iops'] / x if x else 0, na, nb))
         rows += 1

@@ -38,16 +38,27 @@ db = [(d, d / 200e-6) for d in (1, 2, 4, 8, 16, 32)]
 x, na, nb = r.shared_depth(da, db, 32)
 check(near(x, 32 / 300e-6, 1e-4), 'two delays: N/(Ra+Rb) (%g)' % x)
 check(near(na, 32 / 3, 1e-3) and near(nb, 64 / 3, 1e-3), 'two delays: split by R (%g + %g)' % (na, nb))
-# At depth the shared bound is below min(a, b) and above the QD1 one.
+# At QD32 by hand: a = 40000 + 1250 (n - 8), b = 45000 + 625 (m - 8) between
+# depths 8 and 32 meet at n = m = 16, 50000 IOPS: below min(a, b) = 60000.
 x32, na, nb = r.shared_depth(a, b, 32)
-check(x32 < min(70000, 60000), 'QD32: below min(a, b) (%g)' % x32)
-check(near(na + nb, 32, 1e-4), 'QD32: the stages hold the 32 (%g + %g)' % (na, nb))
+check(near(x32, 50000, 1e-6) and near(na, 16, 1e-6) and near(nb, 16, 1e-6),
+      'QD32 by hand: 50000 at 16 + 16 (%g at %g + %g)' % (x32, na, nb))
 check(r.shared_depth(a, b, 8)[0] < x32, 'more depth, more rate')
 # A depth beyond what both stages need: the slower stage's top rate.
 x, _, _ = r.shared_depth(a, b, 1000)
 check(near(x, 60000), 'deep enough: the slower stage (%g)' % x)
-check(r.stage_n(a, 80000) is None, 'a stage cannot go past its top rate')
-check(near(r.stage_n(a, 1500), 1500 / 3000), 'below its QD1 rate a stage holds x * R(1)')
+check(near(r.stage_rate(a, 0.5), 1500), 'below its lowest depth a stage goes n/d0 of its rate there')
+check(near(r.stage_rate(a, 20), 55000), 'between depths: linear (%g)' % r.stage_rate(a, 20))
+check(near(r.stage_rate(a, 64), 70000), 'past its deepest point a stage stays')
+# A dip at a greater depth (noise) does not make a stage slower: each point
+# is raised to the best of the lower depths, so the curve stays monotone.
+dip = [(1, 6000), (8, 54000), (16, 56000), (32, 50000)]
+check(near(r.stage_rate(dip, 32), 56000) and near(r.stage_rate(dip, 24), 56000),
+      'a dip is raised to the best lower depth')
+fast = [(1, 25000), (8, 67000), (32, 94000)]
+x, na, nb = r.shared_depth(dip, fast, 32)
+check(near(x, 56000, 1e-6) and near(na + nb, 32), 'dip: the loop reaches the transport\'s best (%g)' % x)
+check(r.shared_depth([], fast, 4) is None, 'no points, no bound')
 
 # The whole report on a made-up work directory.
 with tempfile.TemporaryDirectory() as w:
@@ -72,8 +83,9 @@ with tempfile.TemporaryDirectory() as w:
                          capture_output=True, text=True)
     check(out.returncode == 0, 'report.py runs (%s)' % out.stderr.strip())
     t = out.stdout
-    bound = r.shared_depth([(1, 3000), (32, 70000)], [(1, 20000), (32, 60000)], 32)[0]
-    check('| randread 4k QD32 | 40000 | 60000 | 0.67 | %.0f | %.2f |' % (bound, 40000 / bound) in t,
+    # a = 3000 + 67000 (n - 1) / 31, b = 20000 + 40000 (m - 1) / 31, m = 32 - n,
+    # meet at n = 1834000 / 107000 = 17.14, 37884 IOPS (by hand).
+    check('| randread 4k QD32 | 40000 | 60000 | 0.67 | 37884 | 1.06 | 17.1 + 14.9 |' in t,
           'depth table row for QD32:\n' + t)
     # 1.2 s of vCPU and 0.4 s of emulation in 1 s, 40000 I/Os; 150/200 ticks on 2 CPUs.
     check('| randread 4k QD32 | D | 40000 | 1.50 | 1.20 | 0.40 | 30.0 | 10.0 | 1 |' in t,
