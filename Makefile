@@ -16,16 +16,17 @@ all: build
 deps:
 	@scripts/install-deps build
 
-# test-deps after deps, and every meson setup after its deps: with make -j
-# two apt-get runs would race for dpkg's lock, and meson setup would run
-# before meson is installed.
+# test-deps after deps, and every meson setup after its packages: with
+# make -j two apt-get runs would race for dpkg's lock, meson setup would run
+# before meson is installed, and the ASan build (the unit tests') would be
+# set up without groff and man-db, leaving out the man page tests.
 test-deps: deps
 	@scripts/install-deps test
 
 $(BUILD)/build.ninja: | deps
 	meson setup $(BUILD) --buildtype=debugoptimized
 
-$(ASAN_BUILD)/build.ninja: | deps
+$(ASAN_BUILD)/build.ninja: | test-deps
 	meson setup $(ASAN_BUILD) --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
 
 $(FUZZ_BUILD)/build.ninja: | test-deps
