@@ -988,6 +988,18 @@ bool nvme_ctrl_polled_busy(const struct nvme_ctrl *c)
 	return false;
 }
 
+void nvme_ctrl_io_stats(const struct nvme_ctrl *c, struct nvme_io_stats *out)
+{
+	*out = (struct nvme_io_stats){ 0 };
+	for (unsigned i = 0; i < c->nr_io; i++) {
+		struct nvme_io_stats s;
+
+		nvme_qpair_io_stats(c->io[i], &s);
+		out->commands += s.commands;
+		out->device_ns += s.device_ns;
+	}
+}
+
 bool nvme_ctrl_busy(const struct nvme_ctrl *c)
 {
 	for (unsigned i = 0; i < c->nr_io; i++)

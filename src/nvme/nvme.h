@@ -258,6 +258,19 @@ struct nvme_db_stats {
 	uint64_t cq_mmio, cq_shadow_only;
 };
 void nvme_qpair_db_stats(const struct nvme_qpair *qp, struct nvme_db_stats *out);
+/* A queue pair's request commands (its twin's included) completed since it
+ * was created, and the time they spent at the controller: from their last
+ * queueing in the SQ to the reap of their completion (so how soon the
+ * owner reaps counts too). Over an interval, device_ns / commands is their
+ * mean time there and device_ns / wall time the mean number there (Little's
+ * law): where a request's time goes, device or not. For the owner, or the
+ * control thread with the owner parked; nvme_ctrl_io_stats sums a
+ * controller's I/O queue pairs. */
+struct nvme_io_stats {
+	uint64_t commands, device_ns;
+};
+void nvme_qpair_io_stats(const struct nvme_qpair *qp, struct nvme_io_stats *out);
+void nvme_ctrl_io_stats(const struct nvme_ctrl *ctrl, struct nvme_io_stats *out);
 /* Reaps completions without waiting; returns how many commands ended. */
 unsigned nvme_qpair_process(struct nvme_qpair *qp);
 /* Commands in flight and requests waiting for a free slot. */

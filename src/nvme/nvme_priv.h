@@ -43,6 +43,7 @@ struct nvme_tracker {
 	bool busy;
 	uint64_t retry_at;	/* monotonic ms of a delayed retry; 0: none */
 	uint64_t deadline;	/* monotonic ms by which the controller must answer */
+	uint64_t sent_ns;	/* monotonic ns it was last queued in the SQ */
 	bool aborted;		/* past its deadline once; an Abort was sent */
 	bool expired;		/* past its deadline for good: the reset is due */
 	/* Bytes of the request's data this command moves through the bounce
@@ -76,6 +77,7 @@ struct nvme_qpair {
 	volatile uint32_t *sq_shadow, *cq_shadow;
 	volatile uint32_t *sq_ei, *cq_ei;
 	struct nvme_db_stats dbstats;
+	struct nvme_io_stats iostats;
 	unsigned plugged;	/* nvme_qpair_plug() depth: doorbell writes wait */
 	uint8_t phase;
 	struct nvme_tracker *trk;	/* depth - 1 of them: a full SQ keeps one slot empty */

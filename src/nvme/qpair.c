@@ -9,12 +9,17 @@
 #include "platform/dma_barrier.h"
 #include "util/log.h"
 
-uint64_t nvme_now_ms(void)
+static uint64_t now_ns(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t nvme_now_ms(void)
+{
+	return now_ns() / 1000000;
 }
 
 int nvme_qpair_create(struct nvme_ctrl *c, uint16_t qid, uint16_t depth, unsigned vector,
@@ -206,7 +211,8 @@ void nvme_qpair_unplug(struct nvme_qpair *qp)
 /* Sends a tracker's command (again) and starts its deadline. */
 static void trk_push(struct nvme_qpair *qp, struct nvme_tracker *t)
 {
-	t->deadline = nvme_now_ms() + qp->timeout_ms;
+	t->sent_ns = now_ns();
+	t->deadline = t->sent_ns / 1000000 + qp->timeout_ms;
 	sq_push(qp, &t->sqe);
 }
 
@@ -697,7 +703,8 @@ void nvme_qpair_retry_due(struct nvme_qpair *qp)
 	}
 }
 
-static void complete_one(struct nvme_qpair *qp, const struct nvme_cqe *cqe)
+/* `now` is the reap's time (monotonic ns), taken once a pass. */
+static void complete_one(struct nvme_qpair *qp, const struct nvme_cqe *cqe, uint64_t now)
 {
 	uint16_t status = (uint16_t)(cqe->status >> 1);
 	uint16_t cid = cqe->cid;
@@ -750,6 +757,8 @@ static void complete_one(struct nvme_qpair *qp, const struct nvme_cqe *cqe)
 	qp->inflight--;
 	if (!r) /* an Abort, or a sync command that timed out earlier */
 		return;
+	qp->iostats.commands++;
+	qp->iostats.device_ns += now > t->sent_ns ? now - t->sent_ns : 0;
 	r->inflight--;
 	if ((status & 0x7ff) && r->result == 0) {
 		r->status = status & 0x7ff;
@@ -763,6 +772,7 @@ static void complete_one(struct nvme_qpair *qp, const struct nvme_cqe *cqe)
 unsigned nvme_qpair_process(struct nvme_qpair *qp)
 {
 	unsigned n = 0;
+	uint64_t now = 0;
 
 	/* What completions make room for (and retries) goes out with one
 	 * doorbell write. */
@@ -782,7 +792,9 @@ unsigned nvme_qpair_process(struct nvme_qpair *qp)
 			qp->cq_head = 0;
 			qp->phase ^= 1;
 		}
-		complete_one(qp, &cqe);
+		if (!n)
+			now = now_ns();
+		complete_one(qp, &cqe, now);
 		n++;
 	}
 	if (n) {
@@ -1065,6 +1077,15 @@ void nvme_qpair_db_stats(const struct nvme_qpair *qp, struct nvme_db_stats *out)
 		out->sq_shadow_only += qp->twin->dbstats.sq_shadow_only;
 		out->cq_mmio += qp->twin->dbstats.cq_mmio;
 		out->cq_shadow_only += qp->twin->dbstats.cq_shadow_only;
+	}
+}
+
+void nvme_qpair_io_stats(const struct nvme_qpair *qp, struct nvme_io_stats *out)
+{
+	*out = qp->iostats;
+	if (qp->twin) {
+		out->commands += qp->twin->iostats.commands;
+		out->device_ns += qp->twin->iostats.device_ns;
 	}
 }
 
