@@ -859,10 +859,16 @@ void clients_report(const struct clients *cs, enum ctl_cmd what, struct rec_out 
 		if (what == CTL_CMD_STATS) {
 			struct vblk_stats sum = cs->ended[i];
 
+			struct nvme_io_stats io;
+
 			for (const struct client *c = cs->list; c; c = c->next)
 				if (client_ctrl(c) == i)
 					stats_add(&sum, client_stats(c));
 			write_counters(o, &sum);
+			/* Where requests' time goes: at the device or not. */
+			nvme_ctrl_io_stats(h->ctrls[i], &io);
+			rec_u64(o, "commands", io.commands);
+			rec_u64(o, "device-us", io.device_ns / 1000);
 		}
 		rec_end(o);
 	}
