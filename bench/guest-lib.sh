@@ -10,6 +10,9 @@
 #        (sum of /proc/PID/task/*/schedstat fields 1 and 3; 0 without a
 #        server), its voluntary context switches, the whole guest's busy
 #        and total CPU ticks (/proc/stat "cpu" line), USER_HZ, wall time.
+#        With DEV_CTL (the server's --svr socket): dev_cmds, dev_us,
+#        dev_wall_ns: the commands its controllers completed, their time
+#        at the device (nvme-drv-ctl stats), and the time between readings.
 #   .host: written on the host by bench/hostcpu.py (QEMU's threads' CPU
 #        time over the same point: vCPUs, device emulation, the rest).
 # bench/report.py turns them into tables on the host.
@@ -51,14 +54,27 @@ write_meta() { # FILE PID-SNAP0 PID-SNAP1 SYS0 SYS1 T0 T1 [KEY=VALUE...]
 	} > "$f"
 }
 
+# An nvme-drv server's controllers, summed: "commands device-us time-ns"
+# (nvme-drv-ctl stats on DEV_CTL, its --svr socket), or nothing.
+dev_snap() {
+	[ -n "${DEV_CTL:-}" ] && [ -S "$DEV_CTL" ] || return 0
+	"$BUILD/tools/nvme-drv-ctl" --svr "$DEV_CTL" stats 2>/dev/null | awk -v t="$(now_ns)" '
+		/^controller / { for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+		                 c += v["commands"]; u += v["device-us"] }
+		END { print c + 0, u + 0, t }'
+}
+
 # measure PATH POINT RUN PID CMD...: run CMD (through eval, with $O the
 # output prefix: it writes $O.out or $O.out.N) and record the counters.
+# With DEV_CTL set, also the server's commands and their time at the device
+# (read just outside the window: the ratios hold, the window is ~2 % wider).
 measure() {
-	local path=$1 point=$2 run=$3 pid=$4 p0 p1 s0 s1 t0 t1
+	local path=$1 point=$2 run=$3 pid=$4 p0 p1 s0 s1 t0 t1 d0 d1 c0 u0 n0 c1 u1 n1
 	shift 4
 	O=$W/r/$path/$point/$run
 	mkdir -p "${O%/*}"
 	say "$path $point run $run"
+	d0=$(dev_snap)
 	# The wall-clock window encloses the counters' (for idle CPU shares).
 	# The marks (on stderr) tell bench/hostcpu.py on the host when to read
 	# QEMU's threads.
@@ -67,7 +83,14 @@ measure() {
 	eval "$*"
 	s1=$(sys_snap); p1=$(srv_snap "$pid"); t1=$(now_ns)
 	echo "bench-mark: end $path $point $run" >&2
-	write_meta "$O.meta" "$p0" "$p1" "$s0" "$s1" "$t0" "$t1"
+	d1=$(dev_snap)
+	if [ -n "$d0" ] && [ -n "$d1" ]; then
+		read -r c0 u0 n0 <<<"$d0"; read -r c1 u1 n1 <<<"$d1"
+		set -- "dev_cmds=$((c1 - c0))" "dev_us=$((u1 - u0))" "dev_wall_ns=$((n1 - n0))"
+	else
+		set --
+	fi
+	write_meta "$O.meta" "$p0" "$p1" "$s0" "$s1" "$t0" "$t1" "$@"
 }
 
 # idle PATH RUN PID SECONDS: the server's counters while nothing runs.

@@ -134,6 +134,13 @@ def parse_run(base):
     if not ios:
         return None
     r['host'] = host_of(base, ios)
+    # nvme-drv-ctl stats around the point (guest-lib.sh's DEV_CTL): a
+    # command's mean time at the device, and how many were there on average.
+    if meta.get('dev_cmds') and meta.get('dev_wall_ns'):
+        r['dev'] = dict(us=meta['dev_us'] / meta['dev_cmds'],
+                        n=meta['dev_us'] * 1e3 / meta['dev_wall_ns'])
+    else:
+        r['dev'] = None
     return r
 
 
@@ -354,6 +361,29 @@ def main():
                    ' vCPU us/IO | emulation us/IO | runs |')
         out.append('|---|---|---|---|---|---|---|---|---|')
         out.extend(hrows)
+    # Where nvme-drv's requests spend their time (nvme-drv-ctl stats).
+    drows = []
+    for p in pts:
+        for k in keys:
+            dd = [r['dev'] for r in (parse_run(b) for b in runs_of(a.work, k, p)) if r and r['dev']]
+            m = POINT_RE.match(p)
+            if not dd or not m or (k, p) not in summary:
+                continue
+            qd = int(m.group(3)) * int(m.group(4) or 1)
+            us, n = med([x['us'] for x in dd]), med([x['n'] for x in dd])
+            io = summary[(k, p)]['iops']
+            lat = qd / io * 1e6 if io else None
+            drows.append('| %s | %s | %s | %s | %.1f | %.2f of %d | %s |' % (
+                point_label(p), label[k], fmt(io), fmt(lat, 1), us, n, qd,
+                '%.0f %%' % (us / lat * 100) if lat else '-'))
+    if drows:
+        out.append('\n### At the device (nvme-drv-ctl stats: commands, device-us; medians)\n')
+        out.append('A request\'s mean latency is its depth over the rate (Little\'s law); a command\'s'
+                   ' time at the device runs from its queueing in the SQ to the reap of its completion.\n')
+        out.append('| point | path | IOPS | request mean us | command at the device us | at the device |'
+                   ' device share |')
+        out.append('|---|---|---|---|---|---|---|')
+        out.extend(drows)
     # Ratios of nvme-drv's medians.
     if any(k == a.drv for k, _ in summary):
         hdr = ['point'] + ['%s/%s' % (label[a.drv], label[v]) for v in vs]

@@ -62,14 +62,14 @@ check(r.shared_depth([], fast, 4) is None, 'no points, no bound')
 
 # The whole report on a made-up work directory.
 with tempfile.TemporaryDirectory() as w:
-    def run(path, point, iops, host=None):
+    def run(path, point, iops, host=None, meta=''):
         d = os.path.join(w, 'r', path, point)
         os.makedirs(d, exist_ok=True)
         with open(os.path.join(d, '1.out.1'), 'w') as f:
             f.write('randread: ios=%d time=1.00s iops=%d p50=10.0 p99=20.0\n' % (iops, iops))
         with open(os.path.join(d, '1.meta'), 'w') as f:
             f.write('srv_ns=1000000\nsrv_slices=1\nsrv_vcs=1\nsys_busy=10\nsys_total=200\nhz=100\n'
-                    'wall_ns=1000000000\n')
+                    'wall_ns=1000000000\n' + meta)
         if host:
             with open(os.path.join(d, '1.host'), 'w') as f:
                 f.write('wall_ns=1000000000\nvcpu_ns=%d\nmain_ns=%d\nother_ns=%d\n'
@@ -77,7 +77,8 @@ with tempfile.TemporaryDirectory() as w:
     for d, (ia, ib, idrv) in {1: (3000, 20000, 2700), 32: (70000, 60000, 40000)}.items():
         run('null', 'randread-4k-%d' % d, ia)
         run('perf', 'randread-4k-%d' % d, ib)
-        run('drv', 'randread-4k-%d' % d, idrv, (1200000000, 300000000, 100000000) if d == 32 else None)
+        run('drv', 'randread-4k-%d' % d, idrv, (1200000000, 300000000, 100000000) if d == 32 else None,
+            'dev_cmds=40000\ndev_us=20000000\ndev_wall_ns=1000000000\n' if d == 32 else '')
     out = subprocess.run([sys.executable, sys.argv[1], w, '--paths', 'drv=D,null=N,perf=P',
                           '--vs', 'null,perf', '--bound', 'null,perf', '--depth-bound', 'null,perf'],
                          capture_output=True, text=True)
@@ -91,6 +92,10 @@ with tempfile.TemporaryDirectory() as w:
     check('| randread 4k QD32 | D | 40000 | 1.50 | 1.20 | 0.40 | 30.0 | 10.0 | 1 |' in t,
           'host table row:\n' + t)
     check(t.count('| randread 4k QD1 | D |') == 0, 'no host row where no .host file was written')
+    # 40000 commands, 20 s at the device in 1 s: 500 us each, 20 there on
+    # average; a request's mean latency 32 / 40000 IOPS = 800 us.
+    check('| randread 4k QD32 | D | 40000 | 800.0 | 500.0 | 20.00 of 32 | 62 % |' in t,
+          'device table row:\n' + t)
 
 print('%d checks, %d failed' % (n, failed))
 sys.exit(1 if failed else 0)
