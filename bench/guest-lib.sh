@@ -60,8 +60,8 @@ dev_snap() {
 	[ -n "${DEV_CTL:-}" ] && [ -S "$DEV_CTL" ] || return 0
 	"$BUILD/tools/nvme-drv-ctl" --svr "$DEV_CTL" stats 2>/dev/null | awk -v t="$(now_ns)" '
 		/^controller / { for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-		                 c += v["commands"]; u += v["device-us"] }
-		END { print c + 0, u + 0, t }'
+		                 c += v["commands"]; u += v["device-us"]; seen = 1 }
+		END { if (seen) print c + 0, u + 0, t }'
 }
 
 # measure PATH POINT RUN PID CMD...: run CMD (through eval, with $O the

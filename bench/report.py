@@ -136,7 +136,7 @@ def parse_run(base):
     r['host'] = host_of(base, ios)
     # nvme-drv-ctl stats around the point (guest-lib.sh's DEV_CTL): a
     # command's mean time at the device, and how many were there on average.
-    if meta.get('dev_cmds') and meta.get('dev_wall_ns'):
+    if meta.get('dev_cmds', 0) > 0 and meta.get('dev_us', -1) >= 0 and meta.get('dev_wall_ns', 0) > 0:
         r['dev'] = dict(us=meta['dev_us'] / meta['dev_cmds'],
                         n=meta['dev_us'] * 1e3 / meta['dev_wall_ns'])
     else:
@@ -379,7 +379,8 @@ def main():
     if drows:
         out.append('\n### At the device (nvme-drv-ctl stats: commands, device-us; medians)\n')
         out.append('A request\'s mean latency is its depth over the rate (Little\'s law); a command\'s'
-                   ' time at the device runs from its queueing in the SQ to the reap of its completion.\n')
+                   ' time at the device runs from the doorbell that sent it to the reap of its completion;'
+                   ' the device share assumes one command a request (true of 4 KiB requests).\n')
         out.append('| point | path | IOPS | request mean us | command at the device us | at the device |'
                    ' device share |')
         out.append('|---|---|---|---|---|---|---|')

@@ -259,9 +259,9 @@ struct nvme_db_stats {
 };
 void nvme_qpair_db_stats(const struct nvme_qpair *qp, struct nvme_db_stats *out);
 /* A queue pair's request commands (its twin's included) completed since it
- * was created, and the time they spent at the controller: from their last
- * queueing in the SQ to the reap of their completion (so how soon the
- * owner reaps counts too). Over an interval, device_ns / commands is their
+ * was created, and the time they spent at the controller: from the
+ * doorbell (or shadow doorbell) write that last sent them to the reap pass
+ * that found their completion (so how soon the owner reaps counts too). Over an interval, device_ns / commands is their
  * mean time there and device_ns / wall time the mean number there (Little's
  * law): where a request's time goes, device or not. For the owner, or the
  * control thread with the owner parked; nvme_ctrl_io_stats sums a

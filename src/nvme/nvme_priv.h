@@ -43,7 +43,7 @@ struct nvme_tracker {
 	bool busy;
 	uint64_t retry_at;	/* monotonic ms of a delayed retry; 0: none */
 	uint64_t deadline;	/* monotonic ms by which the controller must answer */
-	uint64_t sent_ns;	/* monotonic ns it was last queued in the SQ */
+	uint64_t sent_ns;	/* monotonic ns of the doorbell that last sent it */
 	bool aborted;		/* past its deadline once; an Abort was sent */
 	bool expired;		/* past its deadline for good: the reset is due */
 	/* Bytes of the request's data this command moves through the bounce

@@ -147,10 +147,17 @@ static bool shadow_db_update(const struct nvme_qpair *qp, volatile uint32_t *sha
 static void sq_ring(struct nvme_qpair *qp)
 {
 	uint16_t old = qp->db_tail;
+	uint64_t now;
 
 	if (old == qp->sq_tail)
 		return;
 	qp->db_tail = qp->sq_tail;
+	/* From here the commands are the controller's: their time at the
+	 * device starts (nvme_io_stats), one clock reading a batch. */
+	now = now_ns();
+	for (uint16_t i = old; i != qp->sq_tail; i = (uint16_t)(i + 1u == qp->depth ? 0 : i + 1u))
+		if (qp->sq[i].cid < qp->depth - 1u)
+			qp->trk[qp->sq[i].cid].sent_ns = now;
 	if (qp->sq_shadow && !shadow_db_update(qp, qp->sq_shadow, qp->sq_ei, old, qp->sq_tail)) {
 		qp->dbstats.sq_shadow_only++;
 		return;
@@ -211,8 +218,7 @@ void nvme_qpair_unplug(struct nvme_qpair *qp)
 /* Sends a tracker's command (again) and starts its deadline. */
 static void trk_push(struct nvme_qpair *qp, struct nvme_tracker *t)
 {
-	t->sent_ns = now_ns();
-	t->deadline = t->sent_ns / 1000000 + qp->timeout_ms;
+	t->deadline = nvme_now_ms() + qp->timeout_ms;
 	sq_push(qp, &t->sqe);
 }
 
@@ -753,12 +759,14 @@ static void complete_one(struct nvme_qpair *qp, const struct nvme_cqe *cqe, uint
 		if (rc && r->result == 0)
 			r->result = rc;
 	}
+	if (r) {
+		qp->iostats.commands++;
+		qp->iostats.device_ns += now > t->sent_ns ? now - t->sent_ns : 0;
+	}
 	trk_put(qp, cid);
 	qp->inflight--;
 	if (!r) /* an Abort, or a sync command that timed out earlier */
 		return;
-	qp->iostats.commands++;
-	qp->iostats.device_ns += now > t->sent_ns ? now - t->sent_ns : 0;
 	r->inflight--;
 	if ((status & 0x7ff) && r->result == 0) {
 		r->status = status & 0x7ff;
