@@ -697,6 +697,7 @@ static void test_io_stats(void)
 	struct nvme_seg s = { (uintptr_t)mem, 4096 };
 	struct timespec held = { 0, 5000000 };
 	struct nvme_io_stats st;
+	uint64_t before;
 	struct nvme_req r;
 	struct done_rec d;
 
@@ -715,6 +716,23 @@ static void test_io_stats(void)
 	CHECK(st.device_ns >= 5000000u);
 	CHECK(st.device_ns < 5000000000u);
 
+	/* The time starts at the doorbell: a command held 20 ms in a plugged
+	 * queue (the server building the rest of a batch) and answered at
+	 * once adds far less than that. */
+	held.tv_nsec = 20000000;
+	nvme_qpair_plug(f->qp);
+	req_init(&r, f, NVME_CMD_READ, 8, 8, &s, 1, &d);
+	CHECK_EQ_INT(nvme_submit(f->qp, &r), 0);
+	nanosleep(&held, NULL);
+	nvme_qpair_unplug(f->qp);
+	fake_fetch(f);
+	fake_post(f, 0);
+	before = st.device_ns;
+	nvme_qpair_process(f->qp);
+	nvme_qpair_io_stats(f->qp, &st);
+	CHECK_EQ_INT(st.commands, 2);
+	CHECK(st.device_ns - before < 20000000u);
+
 	/* Failed twice with a retriable status, then served: one command. */
 	f->fetched = 0;
 	f->bad_lba = 10;
@@ -726,7 +744,7 @@ static void test_io_stats(void)
 	CHECK_EQ_INT(d.calls, 1);
 	CHECK_EQ_INT(f->fetched, 3);
 	nvme_qpair_io_stats(f->qp, &st);
-	CHECK_EQ_INT(st.commands, 2);
+	CHECK_EQ_INT(st.commands, 3);
 	free(mem);
 	fake_free(f);
 }
