@@ -7,6 +7,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 /* The exit status meson reads as "skipped". */
 #define CHECK_SKIP 77
@@ -48,6 +49,23 @@ static unsigned check_count, check_failed;
 			fflush(stdout);					\
 		}							\
 	} while (0)
+
+/* For a test whose stderr is the file at `path` (dup2 of a mkstemp file):
+ * what was written to it since the last call, in buf (size bytes, NUL
+ * ended; "" if it cannot be read); the file is emptied and stderr
+ * rewound, so the next call sees only what comes after. */
+static inline const char *check_read_err(const char *path, char *buf, size_t size)
+{
+	FILE *f = fopen(path, "r");
+	size_t n = f ? fread(buf, 1, size - 1, f) : 0;
+
+	buf[n] = '\0';
+	if (f)
+		fclose(f);
+	if (truncate(path, 0) != 0 || lseek(STDERR_FILENO, 0, SEEK_SET) != 0)
+		buf[0] = '\0';
+	return buf;
+}
 
 /* Prints "name: N checks, M failed"; returns the exit status. */
 static inline int check_report(const char *name)

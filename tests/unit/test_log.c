@@ -17,15 +17,7 @@ static char got[4096];
 /* What the calls since the last read wrote to stderr. */
 static const char *read_err(void)
 {
-	FILE *f = fopen(path, "r");
-	size_t n = f ? fread(got, 1, sizeof(got) - 1, f) : 0;
-
-	got[n] = '\0';
-	if (f)
-		fclose(f);
-	if (truncate(path, 0) != 0 || lseek(STDERR_FILENO, 0, SEEK_SET) != 0)
-		got[0] = '\0';
-	return got;
+	return check_read_err(path, got, sizeof(got));
 }
 
 int main(void)

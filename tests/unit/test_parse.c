@@ -33,15 +33,7 @@ static char got[512];
 /* What was written to stderr since the last call. */
 static const char *read_err(void)
 {
-	FILE *f = fopen(errpath, "r");
-	size_t n = f ? fread(got, 1, sizeof(got) - 1, f) : 0;
-
-	got[n] = '\0';
-	if (f)
-		fclose(f);
-	if (truncate(errpath, 0) != 0 || lseek(STDERR_FILENO, 0, SEEK_SET) != 0)
-		got[0] = '\0';
-	return got;
+	return check_read_err(errpath, got, sizeof(got));
 }
 
 static void opt_ok(const char *arg, uint64_t lo, uint64_t hi, uint64_t want)
